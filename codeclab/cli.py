@@ -1,0 +1,158 @@
+"""The ``codeclab`` command: encode, decode, info, export, bd-rate.
+
+User errors (missing or unreadable files, corrupt streams, the wrong model, unsupported
+images) print one line ``codeclab: error: ...`` and exit with status 1; no output file is left
+behind. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import CodecLabError
+
+
+def _write_image(path: Path, image) -> None:
+    from PIL import Image
+
+    from .model_file import write_atomically
+
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise CodecLabError(f"unknown output image format {path.suffix!r} (use .png)")
+    write_atomically(path, lambda tmp: Image.fromarray(image).save(tmp, format=fmt))
+
+
+def _read_file(path: Path) -> bytes:
+    if not path.is_file():
+        raise CodecLabError(f"file not found: {path}")
+    return path.read_bytes()
+
+
+def _model_search_dirs(args, bitstream_path: Path) -> list[Path]:
+    dirs = [Path(d) for d in args.models_dir or []]
+    dirs += [Path(d) for d in os.environ.get("CODECLAB_MODELS", "").split(os.pathsep) if d]
+    return dirs + [bitstream_path.parent, Path("models")]
+
+
+def cmd_encode(args) -> None:
+    from .data.images import read_image
+    from .image_codec import encode_image
+    from .model_file import load_model, write_atomically
+
+    image = read_image(args.image)
+    codec = load_model(args.model, coder=args.coder)
+    start = time.perf_counter()
+    data = encode_image(codec, image)
+    seconds = time.perf_counter() - start
+    write_atomically(args.output, lambda tmp: Path(tmp).write_bytes(data))
+    height, width = image.shape[:2]
+    print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (height * width):.4f} bpp ({width}x{height}), encoded in {seconds:.2f} s")
+
+
+def cmd_decode(args) -> None:
+    from . import bitstream
+    from .image_codec import decode_image
+    from .model_file import find_model, load_model
+
+    data = _read_file(args.file)
+    header, _ = bitstream.unpack(data)
+    model_path = args.model or find_model(header.model_hash, _model_search_dirs(args, args.file))
+    if model_path is None:
+        raise CodecLabError(f"no model with hash {header.model_hash.hex()} found; pass it with -m MODEL or --models-dir DIR")
+    codec = load_model(model_path)
+    start = time.perf_counter()
+    image = decode_image(data, codec)
+    seconds = time.perf_counter() - start
+    _write_image(args.output, image)
+    print(f"{args.output}: {image.shape[1]}x{image.shape[0]}, decoded in {seconds:.2f} s")
+
+
+def cmd_info(args) -> None:
+    from . import bitstream
+
+    data = _read_file(args.file)
+    header, _ = bitstream.unpack(data)
+    info = header.describe()
+    info["file_bytes"] = len(data)
+    info["bpp"] = round(8 * len(data) / (header.height * header.width), 6)
+    print(json.dumps(info, indent=2))
+
+
+def cmd_export(args) -> None:
+    import pickle
+
+    import torch
+
+    from .codecs import CODECS, build_codec
+    from .model_file import export_model
+
+    if not args.checkpoint.is_file():
+        raise CodecLabError(f"checkpoint not found: {args.checkpoint}")
+    try:
+        # weights_only: refuses anything but tensors and plain containers, so no code runs.
+        checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        hparams, state = checkpoint["hyper_parameters"], checkpoint["state_dict"]
+        codec_id, config = hparams["codec_id"], hparams["codec_config"]
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError) as err:
+        raise CodecLabError(f"not a CodecLab training checkpoint: {args.checkpoint} ({str(err).splitlines()[0]})") from None
+    if codec_id not in CODECS:
+        raise CodecLabError(f"checkpoint names unknown codec {codec_id!r}")
+    codec = build_codec(codec_id, config)
+    codec.load_state_dict({k.removeprefix("codec."): v for k, v in state.items() if k.startswith("codec.")})
+    digest = export_model(codec, args.output)
+    print(f"{args.output}: {codec_id} {json.dumps(config)}, weights {digest[:16]}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codeclab", description="CodecLab learned image codecs")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    encode = commands.add_parser("encode", help="encode an image file")
+    encode.add_argument("image", type=Path)
+    encode.add_argument("-m", "--model", type=Path, required=True, help="model file (.safetensors)")
+    encode.add_argument("-o", "--output", type=Path, required=True)
+    encode.add_argument("--coder", default=None, help="entropy coder: codeclab (default) or compressai; decode reads it from the file")
+    encode.set_defaults(func=cmd_encode)
+
+    decode = commands.add_parser("decode", help="decode a CodecLab file to an image")
+    decode.add_argument("file", type=Path)
+    decode.add_argument("-o", "--output", type=Path, required=True, help="output image (.png)")
+    decode.add_argument("-m", "--model", type=Path, default=None, help="model file; default: found by the file's model hash")
+    decode.add_argument("--models-dir", action="append", help="folder searched for the model (repeatable; also $CODECLAB_MODELS)")
+    decode.set_defaults(func=cmd_decode)
+
+    info = commands.add_parser("info", help="print a CodecLab file's header")
+    info.add_argument("file", type=Path)
+    info.set_defaults(func=cmd_info)
+
+    export = commands.add_parser("export", help="turn a training checkpoint into a model file")
+    export.add_argument("checkpoint", type=Path)
+    export.add_argument("-o", "--output", type=Path, required=True)
+    export.set_defaults(func=cmd_export)
+
+    from .evaluation.bd_rate_cli import add_parser as add_bd_rate
+
+    add_bd_rate(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CodecLabError as err:
+        print(f"codeclab: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

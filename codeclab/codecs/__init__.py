@@ -1,0 +1,10 @@
+"""Assembled codecs: a transform plus entropy models behind the :class:`~.base.Codec` interface."""
+
+from .base import Codec, CompressedImage
+from .hyperprior import FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
+from .registry import CODECS, build_codec, register_codec
+
+__all__ = [
+    "CODECS", "Codec", "CompressedImage", "FactorizedPrior", "MeanScaleHyperprior", "ScaleHyperprior",
+    "build_codec", "register_codec",
+]

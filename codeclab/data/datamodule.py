@@ -1,0 +1,116 @@
+"""Training and validation data: random crops of a folder of images (or bundled photographs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from .images import default_test_images, default_train_images, list_images, read_image
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """``uint8 [H, W, 3]`` -> ``float32 [3, H, W]`` in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+
+
+class _ImageSource:
+    """Images from a folder (read lazily) or a list of arrays."""
+
+    def __init__(self, folder: str | None, bundled):
+        self.paths = list_images(folder) if folder else None
+        self.arrays = None if folder else [array for _, array in bundled()]
+
+    def __len__(self):
+        return len(self.paths) if self.paths is not None else len(self.arrays)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return read_image(self.paths[i], notice=None) if self.paths is not None else self.arrays[i]
+
+
+class RandomCrops(Dataset):
+    """Random ``patch_size`` crops with random horizontal flips; smaller images are reflect-padded."""
+
+    def __init__(self, source: _ImageSource, patch_size: int):
+        self.source, self.patch_size = source, patch_size
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, i):
+        x = to_tensor(self.source[i])
+        p = self.patch_size
+        pad_h, pad_w = max(0, p - x.shape[1]), max(0, p - x.shape[2])
+        if pad_h or pad_w:
+            x = F.pad(x[None], (0, pad_w, 0, pad_h), mode="replicate")[0]
+        top = int(torch.randint(0, x.shape[1] - p + 1, ()))
+        left = int(torch.randint(0, x.shape[2] - p + 1, ()))
+        x = x[:, top : top + p, left : left + p]
+        return torch.flip(x, dims=[2]) if torch.rand(()) < 0.5 else x
+
+
+class CenterCrops(Dataset):
+    """Deterministic centre crops (validation), so validation losses are comparable across epochs."""
+
+    def __init__(self, source: _ImageSource, patch_size: int, max_images: int | None):
+        self.source, self.patch_size = source, patch_size
+        self.count = len(source) if max_images is None else min(len(source), max_images)
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, i):
+        x = to_tensor(self.source[i])
+        p = self.patch_size
+        if x.shape[1] < p or x.shape[2] < p:
+            x = F.pad(x[None], (0, max(0, p - x.shape[2]), 0, max(0, p - x.shape[1])), mode="replicate")[0]
+        top, left = (x.shape[1] - p) // 2, (x.shape[2] - p) // 2
+        return x[:, top : top + p, left : left + p]
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Lightning data module over image folders.
+
+    Args:
+        train_dir: folder of training images; ``None`` uses scikit-image's bundled photographs.
+        val_dir: folder of validation images; ``None`` uses the bundled test photographs.
+        test_dir: folder evaluated by ``eval.py`` (not used for training).
+        patch_size: side of the square training crops.
+        samples_per_epoch: crops drawn (with replacement) per epoch, so small folders give
+            epochs of a useful length.
+    """
+
+    def __init__(
+        self,
+        train_dir: str | None = None,
+        val_dir: str | None = None,
+        test_dir: str | None = None,
+        patch_size: int = 256,
+        val_patch_size: int = 256,
+        batch_size: int = 8,
+        samples_per_epoch: int = 4000,
+        val_max_images: int | None = 8,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        self.train_dir, self.val_dir, self.test_dir = train_dir, val_dir, test_dir
+        self.patch_size, self.val_patch_size = patch_size, val_patch_size
+        self.batch_size, self.samples_per_epoch = batch_size, samples_per_epoch
+        self.val_max_images, self.num_workers = val_max_images, num_workers
+
+    def setup(self, stage: str | None = None):
+        self.train_set = RandomCrops(_ImageSource(self.train_dir, default_train_images), self.patch_size)
+        self.val_set = CenterCrops(_ImageSource(self.val_dir, default_test_images), self.val_patch_size, self.val_max_images)
+
+    def train_dataloader(self):
+        sampler = RandomSampler(self.train_set, replacement=True, num_samples=self.samples_per_epoch)
+        return DataLoader(
+            self.train_set, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+            drop_last=True, persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self):
+        return DataLoader(self.val_set, batch_size=1, num_workers=self.num_workers)
+

@@ -1,0 +1,88 @@
+"""Reading images as 8-bit RGB arrays, from folders or from scikit-image's bundled photographs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import CodecLabError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
+
+# Colour photographs that ship inside scikit-image (no download needed). The first four are
+# the default test images; training draws crops from all of them.
+_BUNDLED_TEST = ("astronaut", "coffee", "chelsea", "rocket")
+_BUNDLED_TRAIN = _BUNDLED_TEST + ("immunohistochemistry", "hubble_deep_field", "retina")
+
+
+def _stderr_notice(message: str) -> None:
+    print(f"codeclab: notice: {message}", file=sys.stderr)
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CodecLabError(f"image folder not found: {folder}")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise CodecLabError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    return paths
+
+
+def read_image(path: str | Path, notice: Callable[[str], None] | None = _stderr_notice) -> np.ndarray:
+    """An image file as ``uint8 [H, W, 3]`` RGB.
+
+    Grayscale is replicated to three channels, alpha is dropped (composited on nothing: the
+    colour channels are kept as they are), palettes are expanded and 16-bit samples are scaled
+    to 8 bits (``round(v / 257)``); each conversion is reported through ``notice``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CodecLabError(f"image not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_rgb8(img, path.name, notice)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise CodecLabError(f"cannot read image {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+
+
+def to_rgb8(img: Image.Image, name: str, notice: Callable[[str], None] | None) -> np.ndarray:
+    """Convert a PIL image to ``uint8 [H, W, 3]`` (see :func:`read_image`)."""
+    say = notice or (lambda _message: None)
+    if img.width == 0 or img.height == 0:
+        raise CodecLabError(f"{name} has no pixels")
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        samples = np.asarray(img, dtype=np.float64)
+        say(f"{name}: 16-bit grayscale converted to 8-bit RGB")
+        gray = np.clip(np.round(samples / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "F":
+        raise CodecLabError(f"{name}: floating-point images are not supported")
+    if mode != "RGB":
+        kind = {"L": "grayscale", "LA": "grayscale with alpha", "RGBA": "RGBA", "P": "palette", "1": "bilevel"}.get(mode, mode)
+        say(f"{name}: {kind} image converted to RGB" + (" (alpha dropped)" if "A" in mode else ""))
+        img = img.convert("RGB")
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+
+
+def _bundled(names: tuple[str, ...]) -> list[tuple[str, np.ndarray]]:
+    import skimage.data
+
+    return [(name, np.ascontiguousarray(getattr(skimage.data, name)())) for name in names]
+
+
+def default_test_images() -> list[tuple[str, np.ndarray]]:
+    """Four colour photographs bundled with scikit-image, as ``(name, uint8 [H, W, 3])``."""
+    return _bundled(_BUNDLED_TEST)
+
+
+def default_train_images() -> list[tuple[str, np.ndarray]]:
+    """The bundled colour photographs used when no training folder is configured."""
+    return _bundled(_BUNDLED_TRAIN)

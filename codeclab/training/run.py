@@ -1,0 +1,32 @@
+"""The training entry point behind ``train.py``: build everything from the Hydra config and fit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+
+from ..model_file import export_model
+
+
+def _instantiate_group(group: DictConfig | None) -> list:
+    return [hydra.utils.instantiate(node) for node in (group or {}).values() if node is not None]
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit ``cfg.codec`` on ``cfg.data``; returns the final logged metrics (floats)."""
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    codec = hydra.utils.instantiate(cfg.codec)
+    module = hydra.utils.instantiate(cfg.module, codec=codec)
+    loggers = _instantiate_group(cfg.get("logger"))
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=_instantiate_group(cfg.get("callbacks")))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+    if cfg.export and trainer.is_global_zero:
+        model_path = Path(cfg.paths.output_dir) / "model.safetensors"
+        export_model(module.codec.cpu(), model_path)
+        print(f"model written to {model_path}")
+    return metrics

@@ -1,0 +1,1 @@
+"""Analysis and synthesis transforms, built from compressai's layers."""

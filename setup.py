@@ -1,0 +1,17 @@
+"""Builds CodecLab's C++ entropy coder; the package metadata lives in pyproject.toml."""
+
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import setup
+
+ext_modules = [
+    Pybind11Extension(
+        "codeclab.entropy_models._native",
+        sources=["codeclab/entropy_models/csrc/module.cpp"],
+        depends=["codeclab/entropy_models/csrc/rans.hpp"],
+        include_dirs=["codeclab/entropy_models/csrc"],
+        cxx_std=17,
+        extra_compile_args=["-O3"],
+    ),
+]
+
+setup(ext_modules=ext_modules, cmdclass={"build_ext": build_ext})

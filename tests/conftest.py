@@ -1,0 +1,55 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, check=False, cwd=None):
+    """Run ``codeclab ARGS`` in a fresh process; returns the CompletedProcess."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "codeclab.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd or ROOT, timeout=300
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"codeclab {args} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A tiny mean-scale model trained end to end by ``train.py`` (real steps, real export)."""
+    run_dir = tmp_path_factory.mktemp("train_run")
+    cmd = [
+        sys.executable, "train.py", "codec=tiny", "logger=csv", "trainer.max_steps=40",
+        "data.patch_size=64", "data.batch_size=4", "data.val_patch_size=64", "data.val_max_images=2",
+        "data.samples_per_epoch=20", "optim.optimizer.lr=1e-3", "callbacks.checkpoint.every_n_train_steps=20",
+        f"hydra.run.dir={run_dir}",
+    ]
+    env = dict(os.environ, WANDB_MODE="disabled")
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def trained_model(trained_run):
+    return trained_run / "model.safetensors"
+
+
+@pytest.fixture
+def photo():
+    """A real photograph crop (scikit-image's astronaut), uint8 [H, W, 3], odd size."""
+    import skimage.data
+
+    return np.ascontiguousarray(skimage.data.astronaut()[100:197, 150:281])
+
+
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    from codeclab.data.datamodule import to_tensor
+
+    return to_tensor(image)[None]
