@@ -111,23 +111,31 @@ def test_missing_and_bad_inputs(trained_model, tmp_path):
     _assert_user_error(run_cli("info", tmp_path / "ok.png"), "not a CodecLab file")
 
 
-@pytest.mark.parametrize(
-    "mode, make, notice",
-    [
-        ("L", lambda: Image.fromarray(np.arange(40 * 30, dtype=np.uint8).reshape(30, 40)), "grayscale image converted to RGB"),
-        ("RGBA", lambda: Image.new("RGBA", (33, 21), (10, 200, 30, 128)), "alpha dropped"),
-        ("I;16", lambda: Image.fromarray((np.arange(25 * 19, dtype=np.uint16) * 100).reshape(19, 25)), "16-bit grayscale"),
-        ("P", lambda: Image.new("RGB", (9, 70), (1, 2, 3)).convert("P"), "palette image converted"),
-    ],
-)
-def test_odd_modes_are_converted_with_notice(mode, make, notice, trained_model, tmp_path):
+MODES = [
+    ("L", lambda: Image.fromarray(np.arange(40 * 30, dtype=np.uint8).reshape(30, 40)), "grayscale image converted to RGB"),
+    ("RGBA", lambda: Image.new("RGBA", (33, 21), (10, 200, 30, 128)), "alpha dropped"),
+    ("I;16", lambda: Image.fromarray((np.arange(25 * 19, dtype=np.uint16) * 100).reshape(19, 25)), "16-bit grayscale"),
+    ("P", lambda: Image.new("RGB", (9, 70), (1, 2, 3)).convert("P"), "palette image converted"),
+]
+
+
+@pytest.mark.parametrize("mode, make, notice", MODES)
+def test_odd_modes_are_converted_with_notice(mode, make, notice, tmp_path):
     image = make()
     assert image.mode == mode
     image.save(tmp_path / "in.png")
+    notices = []
+    pixels = read_image(tmp_path / "in.png", notice=notices.append)
+    assert pixels.shape == (image.height, image.width, 3) and pixels.dtype == np.uint8
+    assert len(notices) == 1 and notice in notices[0]
+
+
+def test_grayscale_end_to_end(trained_model, tmp_path):
+    MODES[0][1]().save(tmp_path / "in.png")
     proc = run_cli("encode", tmp_path / "in.png", "-m", trained_model, "-o", tmp_path / "in.clab", check=True)
-    assert notice in proc.stderr
+    assert "grayscale image converted to RGB" in proc.stderr
     run_cli("decode", tmp_path / "in.clab", "-o", tmp_path / "out.png", "--models-dir", trained_model.parent, check=True)
-    assert Image.open(tmp_path / "out.png").size == image.size
+    assert Image.open(tmp_path / "out.png").size == (40, 30)
 
 
 def test_unknown_output_format_leaves_nothing(encoded, trained_model):

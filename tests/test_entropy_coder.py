@@ -107,11 +107,35 @@ def test_chunked_stream_layout_and_single_thread_decode(gaussian):
     data = CodecLabCoder(4).encode_with_indexes(symbols, indexes, tables)
     assert data[0] == 0xC1
     layout = lane_headers(data)
-    assert [states for states, _ in layout] == [4, 4, 4, 0]  # 3 parts, each large enough to interleave
+    assert [states for states, _ in layout] == [1, 1, 1, 0]  # 3 parts, each too small to interleave
     out = CodecLabStreamDecoder(data, threads=1).decode(indexes, tables)
     np.testing.assert_array_equal(out, symbols)
     small = CodecLabCoder(4).encode_with_indexes(symbols[:1, :4], indexes[:1, :4], tables)
     assert [states for states, _ in lane_headers(small)] == [1, 0, 0, 0]
+
+
+def test_interleaved_lanes_with_escapes_and_odd_group_sizes():
+    """Lanes above 2^18 estimated bits use 4 interleaved states; groups of odd sizes make the
+    state rotation cross group boundaries, escapes sit anywhere."""
+    rng = np.random.default_rng(9)
+    tables = tables_from_counts([np.full(200, 300), np.array([60000, 5, 5])], offsets=[-100, 0])
+    n = 150001
+    indexes = (rng.random(n) < 0.9).astype(np.int32) ^ 1  # mostly the wide table
+    symbols = rng.integers(-100, 100, n).astype(np.int32)
+    wild = rng.random(n) < 0.01
+    symbols[wild] = rng.integers(INT32_MIN, INT32_MAX, wild.sum(), endpoint=True)
+    cuts = [0, 3, 70001, 70002, 120003, n]
+    for threads in (1, 2):
+        encoder = CodecLabStreamEncoder(threads)
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            encoder.encode(symbols[a:b], indexes[a:b], tables)
+        data = encoder.finish()
+        assert all(states in (0, 4) for states, _ in lane_headers(data))
+        for dec_threads in (1, 2):
+            decoder = CodecLabStreamDecoder(data, dec_threads)
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                np.testing.assert_array_equal(decoder.decode(indexes[a:b], tables), symbols[a:b])
+            assert decoder.at_end()
 
 
 def test_extreme_values_escape_exactly():

@@ -9,7 +9,6 @@ other codeclab commands do.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from codeclab.errors import CodecLabError
 from codeclab.evaluation.bd_rate import METHODS, bd
@@ -46,21 +45,16 @@ def _quality(path: str, metric: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Compute and print; returns 0, or exits 1 with a one-line error."""
+    """Compute and print; user errors raise :class:`CodecLabError` (printed by ``codeclab``)."""
     metric = args.metric or PSNR
+    anchor, qa = _quality(args.anchor, args.metric)
+    test, qt = _quality(args.curve, args.metric)
     try:
-        anchor, qa = _quality(args.anchor, args.metric)
-        test, qt = _quality(args.curve, args.metric)
-        try:
-            res = bd(anchor.bpp, qa, test.bpp, qt, args.method, args.min_overlap)
-        except ValueError as err:
-            raise CodecLabError(str(err)) from None
-        if not res.ok:
-            raise CodecLabError(f"no BD-rate for {test.name} vs {anchor.name}: "
-                                + "; ".join(res.warnings))
-    except CodecLabError as err:
-        print(f"codeclab: error: {err}", file=sys.stderr)
-        sys.exit(1)
+        res = bd(anchor.bpp, qa, test.bpp, qt, args.method, args.min_overlap)
+    except ValueError as err:
+        raise CodecLabError(str(err)) from None
+    if not res.ok:
+        raise CodecLabError(f"no BD-rate for {test.name} vs {anchor.name}: " + "; ".join(res.warnings))
     unit = "dB" if "psnr" in metric or metric.endswith("-db") else ""
     print(f"curve:   {test.name} ({len(test.bpp)} points)  {args.curve}")
     print(f"anchor:  {anchor.name} ({len(anchor.bpp)} points)  {args.anchor}")
@@ -77,16 +71,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"bd_rate={res.bd_rate:.4f} bd_psnr={bd_q:.4f}")
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m codeclab.evaluation.bd_rate_cli``) for use before the
-    sub-command is wired into ``codeclab``."""
-    parser = argparse.ArgumentParser(prog="codeclab")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
