@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from . import bitstream
 from .codecs import Codec, CompressedImage
-from .data.datamodule import to_tensor
+from .data.images import to_tensor
 from .errors import CodecLabError
 from .model_file import weights_sha256
 

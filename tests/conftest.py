@@ -3,10 +3,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
+# Tests run small tensors: one intra-op thread per process (this one and the train.py / CLI
+# subprocesses) avoids thread oversubscription, which slows them many times on a busy 2-core machine.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,6 +55,6 @@ def photo():
 
 
 def image_tensor(image: np.ndarray) -> torch.Tensor:
-    from codeclab.data.datamodule import to_tensor
+    from codeclab.data.images import to_tensor
 
     return to_tensor(image)[None]

@@ -29,7 +29,7 @@ def _fit(steps, codec, batch):
 
 def test_loss_decreases_and_aux_trains_only_quantiles(photo):
     torch.manual_seed(0)
-    from codeclab.data.datamodule import to_tensor
+    from codeclab.data.images import to_tensor
 
     batch = to_tensor(photo)[:, :64, :64][None].repeat(2, 1, 1, 1)
     codec = MeanScaleHyperprior(N=16, M=24)

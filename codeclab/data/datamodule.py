@@ -8,12 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from .images import default_test_images, default_train_images, list_images, read_image
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """``uint8 [H, W, 3]`` -> ``float32 [3, H, W]`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+from .images import default_test_images, default_train_images, list_images, read_image, to_tensor
 
 
 class _ImageSource:

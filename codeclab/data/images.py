@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import CodecLabError
@@ -17,6 +18,11 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tif
 # the default test images; training draws crops from all of them.
 _BUNDLED_TEST = ("astronaut", "coffee", "chelsea", "rocket")
 _BUNDLED_TRAIN = _BUNDLED_TEST + ("immunohistochemistry", "hubble_deep_field", "retina")
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """``uint8 [H, W, 3]`` -> ``float32 [3, H, W]`` in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
 
 
 def _stderr_notice(message: str) -> None:

@@ -1,0 +1,252 @@
+"""Codec speed benchmark: encode and decode seconds of whole codecs on one Kodak image.
+
+Each CODEC is one of
+  * a codec config name (``configs/codec/<name>.yaml``), built at random weights, optionally with
+    extra Hydra overrides after commas: ``s2lic,entropy=charm``;
+  * ``compressai:<registry name>`` (``compressai:elic2022-official``, ``compressai:mbt2018-mean``):
+    compressai's own model at random weights and with compressai's own rANS coder; zoo models
+    take the N, M of ``--quality`` (default 8: N, M = 192, 320, the size of ELIC and S2LIC);
+  * a CodecLab model file (``*.safetensors``): a trained model.
+
+What is timed: ``compress(x)`` and ``decompress(...)`` on the image, padded to the codec's
+multiple, in eval mode without gradients, tables already built (one untimed warm-up call).
+Reading the image and writing a container are not timed. Runs alternate between the codecs
+(run 1 of every codec, then run 2, ...) so that all of them meet the same background load;
+the median over ``--runs`` is reported.
+
+``coding_share`` is the fraction of encode + decode wall time spent inside the entropy coder:
+every call to the stream encoder/decoder of the codec's coder (CodecLab codecs), to the
+lossless image coding of WaLLoC's bounded latents (PNG/WebP, which is its entropy coder), or to
+compressai's ``encode_with_indexes``/``decode_with_indexes`` (compressai models). Building
+table indexes from scales is counted as network time, not coding time.
+
+Random weights give latents of arbitrary statistics, so the coding share (and bytes) of a
+random model is indicative only; pass a model file for the numbers of a trained model.
+
+Usage: python benchmarks/codec_speed.py [--json] [--runs N] [--threads T] [--image PNG] CODEC...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class CodingClock:
+    """Accumulates the wall time spent inside wrapped entropy-coder calls."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def wrap(self, obj, method_names):
+        """A proxy of ``obj`` whose listed methods are timed; other attributes pass through."""
+        clock = self
+
+        class Timed:
+            def __getattr__(self, name):
+                attr = getattr(obj, name)
+                if name not in method_names:
+                    return attr
+
+                def timed(*args, **kwargs):
+                    start = time.perf_counter()
+                    try:
+                        return attr(*args, **kwargs)
+                    finally:
+                        clock.seconds += time.perf_counter() - start
+
+                return timed
+
+        return Timed()
+
+
+class _TimedCoder:
+    """Stands in for a CodecLab :class:`~codeclab.entropy_models.EntropyCoder`, timing its streams."""
+
+    def __init__(self, coder, clock: CodingClock):
+        self._coder, self._clock, self.name = coder, clock, coder.name
+
+    def encoder(self):
+        start = time.perf_counter()
+        encoder = self._coder.encoder()
+        self._clock.seconds += time.perf_counter() - start
+        return self._clock.wrap(encoder, {"encode", "encode_categorical", "finish"})
+
+    def decoder(self, data):
+        start = time.perf_counter()
+        decoder = self._coder.decoder(data)
+        self._clock.seconds += time.perf_counter() - start
+        return self._clock.wrap(decoder, {"decode", "decode_categorical"})
+
+
+class Subject:
+    """One codec under test: ``encode()`` returns what ``decode(coded)`` takes."""
+
+    def __init__(self, label: str, model: torch.nn.Module, multiple: int, clock: CodingClock, encode, decode):
+        self.label, self.model, self.multiple, self.clock = label, model, multiple, clock
+        self.encode, self.decode = encode, decode
+        self.enc_s: list[float] = []
+        self.dec_s: list[float] = []
+        self.coding_s: list[float] = []
+
+    def params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def _compose_codec(name: str):
+    """Instantiate ``codec=<name>`` (plus ``key=value`` overrides) from the project's train config."""
+    import hydra
+    from hydra import compose, initialize_config_dir
+
+    config_name, *overrides = name.split(",")
+    os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"codec={config_name}", *overrides])
+    return hydra.utils.instantiate(cfg.codec)
+
+
+def _time_module_functions(module, names, clock: CodingClock) -> None:
+    """Replace ``module.<name>`` by a timed wrapper (for coders that are plain functions)."""
+    for name in names:
+        function = getattr(module, name)
+
+        def timed(*args, _function=function, **kwargs):
+            start = time.perf_counter()
+            try:
+                return _function(*args, **kwargs)
+            finally:
+                clock.seconds += time.perf_counter() - start
+
+        setattr(module, name, timed)
+
+
+def codeclab_subject(label: str, codec) -> Subject:
+    clock = CodingClock()
+    codec.eval()
+    codec.coder = _TimedCoder(codec.coder, clock)
+    if codec.codec_id == "walloc":
+        from codeclab.codecs import walloc
+
+        _time_module_functions(walloc, ["pack_latent_image", "unpack_latent_image"], clock)
+    return Subject(label, codec, codec.downsampling, clock, codec.compress, codec.decompress)
+
+
+def compressai_subject(label: str, registry_name: str, quality: int) -> Subject:
+    from compressai.entropy_models.entropy_models import EntropyModel
+    from compressai.registry import MODELS
+    from compressai.zoo import image_models
+
+    if registry_name in image_models:  # the zoo knows the published N, M of each quality
+        model = image_models[registry_name](quality=quality, pretrained=False)
+    elif registry_name in MODELS:
+        model = MODELS[registry_name]()
+    else:
+        raise SystemExit(f"unknown compressai model {registry_name!r}; known: {', '.join(sorted(MODELS))}")
+    model.eval()
+    model.update(force=True)
+    clock = CodingClock()
+    for module in model.modules():
+        if isinstance(module, EntropyModel):
+            module.entropy_coder = clock.wrap(module.entropy_coder, {"encode_with_indexes", "decode_with_indexes"})
+
+    def decode(coded):
+        return model.decompress(coded["strings"], coded["shape"])
+
+    return Subject(label, model, 64, clock, model.compress, decode)
+
+
+def build_subject(spec: str, quality: int) -> Subject:
+    if spec.startswith("compressai:"):
+        return compressai_subject(spec, spec.split(":", 1)[1], quality)
+    if spec.endswith(".safetensors"):
+        from codeclab.model_file import load_model
+
+        return codeclab_subject(spec, load_model(spec))
+    return codeclab_subject(spec, _compose_codec(spec))
+
+
+def load_image(path: Path) -> torch.Tensor:
+    from codeclab.data.images import read_image
+    from codeclab.data.images import to_tensor
+
+    if not path.is_file():
+        raise SystemExit(f"image not found: {path} (pass --image or set CODECLAB_DATA)")
+    return to_tensor(read_image(path, notice=None))[None]
+
+
+def pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    height, width = x.shape[-2:]
+    return F.pad(x, (0, -width % multiple, 0, -height % multiple), mode="replicate")
+
+
+def timed_call(subject: Subject, fn, *args):
+    subject.clock.seconds = 0.0
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - start, subject.clock.seconds
+
+
+@torch.no_grad()
+def measure(subjects: list[Subject], image: torch.Tensor, runs: int) -> None:
+    inputs = {s.label: pad(image, s.multiple) for s in subjects}
+    for subject in subjects:  # warm-up: builds tables, first-call allocations
+        subject.decode(subject.encode(inputs[subject.label]))
+    for _ in range(runs):
+        for subject in subjects:
+            coded, enc_s, enc_coding = timed_call(subject, subject.encode, inputs[subject.label])
+            _, dec_s, dec_coding = timed_call(subject, subject.decode, coded)
+            subject.enc_s.append(enc_s)
+            subject.dec_s.append(dec_s)
+            subject.coding_s.append((enc_coding + dec_coding) / (enc_s + dec_s))
+
+
+def summary(subjects: list[Subject]) -> dict:
+    return {
+        s.label: {
+            "enc_s": round(statistics.median(s.enc_s), 4),
+            "dec_s": round(statistics.median(s.dec_s), 4),
+            "coding_share": round(statistics.median(s.coding_s), 4),
+            "params": s.params(),
+        }
+        for s in subjects
+    }
+
+
+def main(argv=None) -> int:
+    default_image = Path(os.environ.get("CODECLAB_DATA", ROOT.parent / "shared" / "data")) / "kodak" / "kodim01.png"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("codecs", nargs="+", metavar="CODEC")
+    parser.add_argument("--image", type=Path, default=default_image, help="PNG to code (default: Kodak kodim01)")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per codec (median reported)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--quality", type=int, default=8, help="quality of compressai zoo models (sets N, M)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object only")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    image = load_image(args.image)
+    subjects = [build_subject(spec, args.quality) for spec in args.codecs]
+    measure(subjects, image, args.runs)
+    results = summary(subjects)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    print(f"{args.image.name} {tuple(image.shape[-2:])}, {torch.get_num_threads()} threads, median of {args.runs} runs")
+    print(f"{'codec':40s} {'enc s':>8s} {'dec s':>8s} {'coding':>7s} {'params':>11s}")
+    for label, r in results.items():
+        print(f"{label:40s} {r['enc_s']:8.3f} {r['dec_s']:8.3f} {100 * r['coding_share']:6.1f}% {r['params']:11,d}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Compressed-domain access: quantised latents as tensors, without running the decoder network.
+
+For codecs whose latents are meant to be learned on directly (WaLLoC), a downstream model can
+read ``y_hat`` instead of pixels. Two sources:
+
+* a CodecLab file (recognised by its magic bytes, any name): only the entropy decoding runs (rANS or PNG/WebP), the costly
+  synthesis transform is skipped; the latent is exactly the one the encoder coded;
+* an image file: only the (cheap) encoder runs, giving the same latent the file would hold.
+
+Latents come back as float tensors ``[M, ceil(H / s), ceil(W / s)]`` (``s`` the codec's
+downsampling; images are replicate-padded to multiples of ``s``, as when coding). For WaLLoC's
+bounded bottleneck the values are the b-bit integers, for the factorized one ``round(y - m) + m``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import bitstream
+from .codecs import Codec
+from .data.images import to_tensor
+from .data.images import IMAGE_SUFFIXES, read_image
+from .errors import CodecLabError
+from .image_codec import check_model, pad_to_multiple
+
+
+def _is_codeclab_file(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(len(bitstream.MAGIC)) == bitstream.MAGIC
+
+
+def _require_latent_access(codec: Codec) -> None:
+    if not (hasattr(codec, "encode_latents") and hasattr(codec, "decode_latents")):
+        raise CodecLabError(f"codec {codec.codec_id!r} gives no compressed-domain access to its latents")
+
+
+def latent_of_file(codec: Codec, path: str | Path) -> torch.Tensor:
+    """``y_hat`` ``[M, h, w]`` of one image or CodecLab file (see the module docstring)."""
+    _require_latent_access(codec)
+    path = Path(path)
+    if not path.is_file():
+        raise CodecLabError(f"file not found: {path}")
+    if _is_codeclab_file(path):
+        header, streams = bitstream.unpack(path.read_bytes())
+        check_model(header, codec)
+        multiple = codec.downsampling
+        size = (header.height + (-header.height % multiple), header.width + (-header.width % multiple))
+        try:
+            return codec.decode_latents(streams, size)[0]
+        except ValueError as err:
+            raise CodecLabError(f"corrupt stream in {path}: {str(err).splitlines()[0]}") from None
+    x = pad_to_multiple(to_tensor(read_image(path, notice=None))[None], codec.downsampling)
+    return codec.encode_latents(x)[0]
+
+
+def latents_of_folder(codec: Codec, folder: str | Path) -> dict[str, torch.Tensor]:
+    """Latents of every image and CodecLab file directly in ``folder``, by file name (sorted)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CodecLabError(f"folder not found: {folder}")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and (p.suffix.lower() in IMAGE_SUFFIXES or _is_codeclab_file(p)))
+    if not paths:
+        raise CodecLabError(f"no images or CodecLab files in {folder}")
+    with torch.no_grad():
+        return {path.name: latent_of_file(codec, path) for path in paths}

@@ -1,0 +1,188 @@
+"""Adversarial training of the VQGAN codec (Esser et al. 2021, taming's ``VQLPIPSWithDiscriminator``).
+
+Generator loss, images scaled to [-1, 1] (``x``, ``x_hat``)::
+
+    L_rec = mean|x - x_hat| + w_p * LPIPS(x, x_hat)          (LPIPS only with local weights)
+    L_G   = L_rec + w_vq * L_vq + [step >= disc_start] * lambda * (-mean D(x_hat))
+    lambda = w_d * ||grad_last L_rec|| / (||grad_last (-mean D(x_hat))|| + 1e-4)   (clamped to [0, 1e4])
+
+with ``grad_last`` the gradient at the decoder's last convolution (the adaptive weight of
+VQGAN). Discriminator (PatchGAN, hinge loss), from ``disc_start`` on::
+
+    L_D = 0.5 * (mean relu(1 - D(x)) + mean relu(1 + D(x_hat)))
+
+Manual optimisation: one Adam step of the generator (VQGAN parameters only; the index models
+are fitted afterwards by :mod:`codeclab.vqgan_ladder`) and one of the discriminator per batch.
+Lightning counts every optimiser step in ``trainer.global_step``, so ``trainer.max_steps``
+counts discriminator steps too; ``disc_start`` counts batches.
+
+Codebook collapse is common in short runs; with ``restart_dead_every = N`` every ``N`` batches
+the codewords no batch has used since the last restart are re-initialised to encoder outputs
+of the current batch (a standard VQ remedy, not part of taming).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..codecs.vqgan import VQGAN
+from ..transforms.vqgan import PatchDiscriminator
+
+
+class LPIPS(nn.Module):
+    """LPIPS-VGG (Zhang et al. 2018), the perceptual loss of VQGAN, from local weight files.
+
+    ``d(x, y) = sum_l mean_hw || w_l * (phi_l(x)/|phi_l(x)| - phi_l(y)/|phi_l(y)|) ||^2`` over the
+    VGG16 ``relu{1_2, 2_2, 3_3, 4_3, 5_3}`` features ``phi_l`` of inputs in [-1, 1]. Output ``[B]``.
+
+    Args:
+      vgg_weights: torchvision ``vgg16`` state_dict file (``vgg16-397923af.pth``; ``features.*`` used).
+      lin_weights: the LPIPS linear layers (``lpips`` package's ``weights/v0.1/vgg.pth``, keys
+        ``lin{0..4}.model.1.weight``; taming's ``vgg.pth`` is the same file).
+    """
+
+    _SLICES = (4, 9, 16, 23, 30)
+    _CHANNELS = (64, 128, 256, 512, 512)
+
+    def __init__(self, vgg_weights: str | Path, lin_weights: str | Path):
+        super().__init__()
+        from torchvision.models.vgg import cfgs, make_layers
+
+        features = make_layers(cfgs["D"])  # vgg16().features without building the classifier
+        vgg_state = torch.load(vgg_weights, map_location="cpu", weights_only=True)
+        features.load_state_dict({k[len("features."):]: v for k, v in vgg_state.items() if k.startswith("features.")})
+        self.features = features[: self._SLICES[-1]]
+        lin_state = torch.load(lin_weights, map_location="cpu", weights_only=True)
+        self.lins = nn.ParameterList([nn.Parameter(lin_state[f"lin{i}.model.1.weight"].reshape(1, c, 1, 1))
+                                      for i, c in enumerate(self._CHANNELS)])
+        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # frozen network: never in training mode
+
+    def _taps(self, x):
+        taps, h, start = [], (x - self.shift) / self.scale, 0
+        for end in self._SLICES:
+            h = self.features[start:end](h)
+            taps.append(h / (h.pow(2).sum(1, keepdim=True).sqrt() + 1e-10))
+            start = end
+        return taps
+
+    def forward(self, x, y):
+        return sum(((a - b).pow(2) * w).sum(1).mean((1, 2)) for a, b, w in zip(self._taps(x), self._taps(y), self.lins))
+
+
+class VQGANModule(pl.LightningModule):
+    """Trains a :class:`~codeclab.codecs.vqgan.VQGAN` with a PatchGAN discriminator.
+
+    Args:
+      codec: the VQGAN codec.
+      lr, betas: Adam settings of both optimisers (taming: 4.5e-6 x batch size, (0.5, 0.9)).
+      codebook_weight: ``w_vq``.
+      perceptual_weight: ``w_p``; used only when ``lpips_vgg`` and ``lpips_lin`` name local files.
+      lpips_vgg, lpips_lin: weight files of :class:`LPIPS` (None: L1-only reconstruction loss).
+      disc_start: batches before the adversarial terms start (taming: 250001 for ImageNet f16).
+      disc_weight: ``w_d``; disc_ndf, disc_layers: PatchGAN width and depth.
+      restart_dead_every: dead-codeword restart period in batches (0: never).
+    """
+
+    def __init__(self, codec: VQGAN, lr: float = 4.5e-6, betas=(0.5, 0.9), codebook_weight: float = 1.0,
+                 perceptual_weight: float = 1.0, lpips_vgg: str | None = None, lpips_lin: str | None = None,
+                 disc_start: int = 250001, disc_weight: float = 0.8, disc_ndf: int = 64, disc_layers: int = 3,
+                 restart_dead_every: int = 0):
+        super().__init__()
+        self.automatic_optimization = False
+        self.codec = codec
+        self.discriminator = PatchDiscriminator(3, disc_ndf, disc_layers)
+        self.lpips = LPIPS(lpips_vgg, lpips_lin) if lpips_vgg and lpips_lin else None
+        self.lr, self.betas = float(lr), tuple(betas)
+        self.codebook_weight, self.perceptual_weight = float(codebook_weight), float(perceptual_weight)
+        self.disc_start, self.disc_weight = int(disc_start), float(disc_weight)
+        self.restart_dead_every = int(restart_dead_every)
+        self.register_buffer("batches_done", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("used_codes", torch.zeros(codec.n_embed, dtype=torch.bool))
+        self.save_hyperparameters({"codec_id": codec.codec_id, "codec_config": dict(codec.config), "lr": self.lr,
+                                   "disc_start": self.disc_start, "disc_weight": self.disc_weight,
+                                   "perceptual": self.lpips is not None})
+
+    def forward(self, x):
+        return self.codec(x)
+
+    def _reconstruction_loss(self, x, x_hat):
+        """``L_rec`` on images in [-1, 1]."""
+        loss = (x - x_hat).abs().mean()
+        if self.lpips is not None:
+            loss = loss + self.perceptual_weight * self.lpips(x, x_hat).mean()
+        return loss
+
+    def _adaptive_weight(self, rec_loss, g_loss):
+        last = self.codec.decoder.last_layer
+        rec_grad = torch.autograd.grad(rec_loss, last, retain_graph=True)[0]
+        g_grad = torch.autograd.grad(g_loss, last, retain_graph=True)[0]
+        return (rec_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0.0, 1e4).detach() * self.disc_weight
+
+    @torch.no_grad()
+    def _restart_dead_codes(self, z: torch.Tensor) -> int:
+        dead = (~self.used_codes).nonzero().flatten()
+        if dead.numel():
+            vectors = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+            pick = torch.randint(0, vectors.shape[0], (dead.numel(),), device=z.device)
+            self.codec.quantize.embedding.weight[dead] = vectors[pick] + 1e-3 * torch.randn_like(vectors[pick])
+        self.used_codes.zero_()
+        return int(dead.numel())
+
+    def training_step(self, batch, batch_idx):
+        opt_g, opt_d = self.optimizers()
+        x = 2 * batch - 1
+        z = self.codec.encode_latent(batch)
+        z_q, vq_loss, indices = self.codec.quantize(z)
+        x_hat = 2 * self.codec.decode_codewords(z_q) - 1
+        rec_loss = self._reconstruction_loss(x, x_hat)
+        loss = rec_loss + self.codebook_weight * vq_loss
+        adversarial = int(self.batches_done) >= self.disc_start
+        logs = {"train/rec": rec_loss.detach(), "train/vq": vq_loss.detach()}
+        if adversarial:
+            g_loss = -self.discriminator(x_hat).mean()
+            d_weight = self._adaptive_weight(rec_loss, g_loss)
+            loss = loss + d_weight * g_loss
+            logs.update({"train/g": g_loss.detach(), "train/d_weight": d_weight})
+        opt_g.zero_grad()
+        self.manual_backward(loss)
+        opt_g.step()
+        if adversarial:
+            d_loss = 0.5 * (F.relu(1 - self.discriminator(x.detach())).mean()
+                            + F.relu(1 + self.discriminator(x_hat.detach())).mean())
+            opt_d.zero_grad()
+            self.manual_backward(d_loss)
+            opt_d.step()
+            logs["train/d"] = d_loss.detach()
+        self.used_codes[indices.unique()] = True
+        self.batches_done += 1
+        if self.restart_dead_every and int(self.batches_done) % self.restart_dead_every == 0:
+            logs["train/restarted"] = float(self._restart_dead_codes(z.detach()))
+        mse = torch.mean((batch - ((x_hat.detach() + 1) / 2).clamp(0, 1)) ** 2)
+        logs["train/psnr"] = -10 * torch.log10(mse.clamp_min(1e-10))
+        logs["train/codes_in_batch"] = float(indices.unique().numel())
+        self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=False)
+
+    def validation_step(self, batch, batch_idx):
+        x_hat = self.codec(batch)["x_hat"].clamp(0, 1)
+        psnr = -10 * torch.log10(torch.mean((x_hat - batch) ** 2).clamp_min(1e-10))
+        self.log("val/psnr", psnr, prog_bar=True, on_epoch=True, batch_size=batch.shape[0])
+        if batch_idx == 0:
+            compressed = self.codec.compress(batch[:1])
+            self.log("val/real_bpp", 8 * len(compressed.strings[0]) / (batch.shape[-2] * batch.shape[-1]), batch_size=1)
+
+    def configure_optimizers(self):
+        generator = [p for module in self.codec.vq_modules() for p in module.parameters()]
+        opt_g = torch.optim.Adam(generator, lr=self.lr, betas=self.betas)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas)
+        return [opt_g, opt_d]

@@ -1,0 +1,222 @@
+"""SwinV2 transforms of S2LIC: SwinV2 blocks, residual SwinV2 stages, dense feature enhancement.
+
+Shapes (``x``: ``[B, 3, H, W]``, H and W multiples of 16; any size inside the stages):
+  * :class:`SwinV2Block`: ``[B, H, W, C] -> [B, H, W, C]`` (tokens last).
+  * :class:`ResidualSwinV2Stage`: ``[B, C, H, W] -> [B, C, H, W]``.
+  * :class:`DenseFeatureEnhancement`: ``[B, C, H, W] -> [B, C, H, W]``.
+  * :func:`swin_analysis`: ``[B, 3, H, W] -> [B, M, H/16, W/16]``; :func:`swin_synthesis`: the inverse map.
+
+References: Liu et al., "Swin Transformer V2: Scaling Up Capacity and Resolution", CVPR 2022
+(scaled cosine attention, log-spaced continuous position bias, residual post-norm);
+Liu et al., "Swin Transformer", ICCV 2021 (shifted windows); Wang et al., "S2LIC: Learned
+Image Compression with the SwinV2 Block, Adaptive Channel-wise and Global-inter Attention
+Context" (the transform layout: strided convolutions around residual SwinV2 stages, a
+dense-block feature-enhancement module at the image end).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from compressai.models.utils import conv, deconv
+from torch import nn
+
+_MASKED = -100.0  # additive attention bias that removes a key (exp(-100) underflows to ~0)
+
+
+def _relative_coords_table(window: int, reference_window: int) -> torch.Tensor:
+    """Log-spaced relative coordinates ``[(2w-1)^2, 2]`` (SwinV2 eq. 4).
+
+    ``d -> sign(d) * log2(1 + |8 d / (w_ref - 1)|) / log2(8)``: offsets are normalised by the
+    configured window so that a smaller effective window (small feature maps) reuses the same
+    continuous bias function instead of extrapolating.
+    """
+    offsets = torch.arange(-(window - 1), window, dtype=torch.float32)
+    table = torch.stack(torch.meshgrid(offsets, offsets, indexing="ij"), dim=-1).reshape(-1, 2)
+    table = table * 8 / max(reference_window - 1, 1)
+    return torch.sign(table) * torch.log2(table.abs() + 1.0) / math.log2(8)
+
+
+def _relative_position_index(window: int) -> torch.Tensor:
+    """``[w^2, w^2]`` index into the relative coordinates table for every query/key pair."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
+    return relative[..., 0] * (2 * window - 1) + relative[..., 1]
+
+
+class WindowAttentionV2(nn.Module):
+    """Multi-head scaled cosine self-attention inside windows (SwinV2).
+
+    ``attn(q, k) = cos(q, k) * exp(min(tau_h, ln 100)) + B_h(dq, dk)`` per head ``h``, with a
+    learnable logit scale ``tau_h`` (initialised to ln 10) and a continuous relative position
+    bias ``B = 16 * sigmoid(MLP(log-spaced (dy, dx)))`` from a 2-512-heads MLP.
+    Input ``[nW * B, w*w, C]`` plus an additive mask ``[nW, w*w, w*w]`` (or None).
+    One difference from the SwinV2 code: the q/k/v projection has a bias on k as well
+    (SwinV2 keeps only the q and v biases).
+    """
+
+    def __init__(self, dim: int, heads: int, window: int):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by {heads} heads")
+        self.heads, self.window = heads, window
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.logit_scale = nn.Parameter(torch.full((heads, 1, 1), math.log(10.0)))
+        self.cpb_mlp = nn.Sequential(nn.Linear(2, 512), nn.ReLU(inplace=True), nn.Linear(512, heads, bias=False))
+
+    def position_bias(self, window: int) -> torch.Tensor:
+        """``[heads, w^2, w^2]`` bias for an effective window ``w <= self.window``."""
+        device = self.logit_scale.device
+        table = self.cpb_mlp(_relative_coords_table(window, self.window).to(device))
+        bias = table[_relative_position_index(window).to(device).reshape(-1)]
+        bias = bias.reshape(window * window, window * window, -1).permute(2, 0, 1)
+        return 16 * torch.sigmoid(bias)
+
+    def forward(self, x: torch.Tensor, window: int, mask: torch.Tensor | None) -> torch.Tensor:
+        batch, tokens, dim = x.shape
+        q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+        attn = attn * torch.exp(torch.clamp(self.logit_scale, max=math.log(100.0)))
+        attn = attn + self.position_bias(window)[None]
+        if mask is not None:
+            windows = mask.shape[0]
+            attn = attn.view(batch // windows, windows, self.heads, tokens, tokens) + mask[None, :, None]
+            attn = attn.view(batch, self.heads, tokens, tokens)
+        out = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(batch, tokens, dim)
+        return self.proj(out)
+
+
+def _to_windows(x: torch.Tensor, window: int) -> torch.Tensor:
+    """``[B, H, W, C] -> [B * nW, w*w, C]`` (H, W multiples of ``window``)."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // window, window, w // window, window, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, window * window, c)
+
+
+def _from_windows(windows: torch.Tensor, window: int, h: int, w: int) -> torch.Tensor:
+    c = windows.shape[-1]
+    x = windows.view(-1, h // window, w // window, window, window, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, h, w, c)
+
+
+class SwinV2Block(nn.Module):
+    """One SwinV2 block on ``[B, H, W, C]`` tokens, any ``H, W``.
+
+    ``x = x + LN(WindowAttention(x)); x = x + LN(MLP(x))`` (residual post-normalisation).
+    With ``shift=True`` the windows are cyclically shifted by half a window (Swin's SW-MSA),
+    with an attention mask so tokens only attend within their original region. Feature maps
+    are zero-padded to a multiple of the window; padded tokens are masked out as keys, so the
+    output at real positions does not depend on the padding. On maps smaller than the window
+    the effective window shrinks to ``min(H, W)`` (the continuous position bias is defined for
+    any window) and shifting is disabled.
+    """
+
+    def __init__(self, dim: int, heads: int, window: int, shift: bool, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.window, self.shift = window, shift
+        self.attn = WindowAttentionV2(dim, heads, window)
+        self.norm1 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.norm2 = nn.LayerNorm(dim)
+
+    def _mask(self, h: int, w: int, hp: int, wp: int, window: int, shift: int, device) -> torch.Tensor | None:
+        """Additive mask ``[nW, w^2, w^2]`` removing keys from other shift regions and padding."""
+        if not shift and (hp, wp) == (h, w):
+            return None
+        region = torch.zeros(hp, wp, device=device)
+        if shift:
+            bounds = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+            for i, (rows, cols) in enumerate((r, c) for r in bounds for c in bounds):
+                region[rows, cols] = i
+        padding = torch.ones(hp, wp, dtype=torch.bool, device=device)
+        padding[:h, :w] = False
+        if shift:
+            padding = torch.roll(padding, (-shift, -shift), dims=(0, 1))
+        region = _to_windows(region[None, :, :, None], window).squeeze(-1)
+        padding = _to_windows(padding[None, :, :, None].float(), window).squeeze(-1) > 0
+        blocked = (region[:, :, None] != region[:, None, :]) | padding[:, None, :]
+        return blocked.float() * _MASKED
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h, w, _ = x.shape
+        window = min(self.window, h, w)
+        shift = window // 2 if self.shift and min(h, w) > self.window else 0
+        hp, wp = math.ceil(h / window) * window, math.ceil(w / window) * window
+        tokens = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
+        if shift:
+            tokens = torch.roll(tokens, (-shift, -shift), dims=(1, 2))
+        mask = self._mask(h, w, hp, wp, window, shift, x.device)
+        out = _from_windows(self.attn(_to_windows(tokens, window), window, mask), window, hp, wp)
+        if shift:
+            out = torch.roll(out, (shift, shift), dims=(1, 2))
+        x = x + self.norm1(out[:, :h, :w])
+        return x + self.norm2(self.mlp(x))
+
+
+class ResidualSwinV2Stage(nn.Module):
+    """``depth`` SwinV2 blocks (alternating plain/shifted windows), a 3x3 conv, and a skip:
+    ``y = x + Conv(Blocks(x))`` on ``[B, C, H, W]`` (the RSTB layout of SwinIR, with V2 blocks)."""
+
+    def __init__(self, dim: int, depth: int, heads: int, window: int):
+        super().__init__()
+        self.blocks = nn.Sequential(*[SwinV2Block(dim, heads, window, shift=bool(i % 2)) for i in range(depth)])
+        self.conv = nn.Conv2d(dim, dim, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(self.blocks(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+
+
+class DenseFeatureEnhancement(nn.Module):
+    """Dense block with local feature fusion and a skip, ``[B, C, H, W] -> [B, C, H, W]``.
+
+    ``f_l = LeakyReLU(Conv3x3([x, f_1, ..., f_{l-1}]))`` (``growth`` channels each), then
+    ``y = x + Conv1x1([x, f_1, ..., f_L])`` (the residual dense block of Zhang et al. 2018, used
+    by S2LIC to enrich the features at the image end of the analysis and synthesis transforms).
+    """
+
+    def __init__(self, channels: int, growth: int = 32, layers: int = 3):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(channels + i * growth, growth, 3, padding=1), nn.LeakyReLU(inplace=True))
+            for i in range(layers)
+        )
+        self.fuse = nn.Conv2d(channels + layers * growth, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for layer in self.layers:
+            features.append(layer(torch.cat(features, dim=1)))
+        return x + self.fuse(torch.cat(features, dim=1))
+
+
+def _check(depths: Sequence[int], heads: Sequence[int]) -> None:
+    if len(depths) != 3 or len(heads) != 3:
+        raise ValueError(f"need 3 stage depths and 3 head counts, got {list(depths)} and {list(heads)}")
+
+
+def swin_analysis(N: int, M: int, window: int, depths: Sequence[int], heads: Sequence[int], growth: int = 32) -> nn.Sequential:
+    """``g_a``: conv/2 -> dense enhancement -> [SwinV2 stage -> conv/2] x 3 (``[B,3,H,W] -> [B,M,H/16,W/16]``).
+
+    ``depths``/``heads`` are listed from the image side toward the latent (S2LIC: 1/2/3, 4/8/16).
+    """
+    _check(depths, heads)
+    layers: list[nn.Module] = [conv(3, N), DenseFeatureEnhancement(N, growth)]
+    for i, (depth, head) in enumerate(zip(depths, heads)):
+        layers += [ResidualSwinV2Stage(N, depth, head, window), conv(N, M if i == 2 else N)]
+    return nn.Sequential(*layers)
+
+
+def swin_synthesis(N: int, M: int, window: int, depths: Sequence[int], heads: Sequence[int], growth: int = 32) -> nn.Sequential:
+    """``g_s``, the mirror of :func:`swin_analysis`: [deconv*2 -> SwinV2 stage] x 3 -> dense
+    enhancement -> deconv*2 (``[B,M,H/16,W/16] -> [B,3,H,W]``); stages run from the latent side."""
+    _check(depths, heads)
+    layers: list[nn.Module] = []
+    for i, (depth, head) in enumerate(zip(reversed(depths), reversed(heads))):
+        layers += [deconv(M if i == 0 else N, N), ResidualSwinV2Stage(N, depth, head, window)]
+    layers += [DenseFeatureEnhancement(N, growth), deconv(N, 3)]
+    return nn.Sequential(*layers)
