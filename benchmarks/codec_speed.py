@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +47,18 @@ class CodingClock:
     def __init__(self):
         self.seconds = 0.0
 
+    def timed(self, function):
+        """``function`` wrapped so that the time spent in it is added to this clock."""
+
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        return call
+
     def wrap(self, obj, method_names):
         """A proxy of ``obj`` whose listed methods are timed; other attributes pass through."""
         clock = self
@@ -55,17 +66,7 @@ class CodingClock:
         class Timed:
             def __getattr__(self, name):
                 attr = getattr(obj, name)
-                if name not in method_names:
-                    return attr
-
-                def timed(*args, **kwargs):
-                    start = time.perf_counter()
-                    try:
-                        return attr(*args, **kwargs)
-                    finally:
-                        clock.seconds += time.perf_counter() - start
-
-                return timed
+                return clock.timed(attr) if name in method_names else attr
 
         return Timed()
 
@@ -77,16 +78,10 @@ class _TimedCoder:
         self._coder, self._clock, self.name = coder, clock, coder.name
 
     def encoder(self):
-        start = time.perf_counter()
-        encoder = self._coder.encoder()
-        self._clock.seconds += time.perf_counter() - start
-        return self._clock.wrap(encoder, {"encode", "encode_categorical", "finish"})
+        return self._clock.wrap(self._clock.timed(self._coder.encoder)(), {"encode", "encode_categorical", "finish"})
 
     def decoder(self, data):
-        start = time.perf_counter()
-        decoder = self._coder.decoder(data)
-        self._clock.seconds += time.perf_counter() - start
-        return self._clock.wrap(decoder, {"decode", "decode_categorical"})
+        return self._clock.wrap(self._clock.timed(self._coder.decoder)(data), {"decode", "decode_categorical"})
 
 
 class Subject:
@@ -115,21 +110,6 @@ def _compose_codec(name: str):
     return hydra.utils.instantiate(cfg.codec)
 
 
-def _time_module_functions(module, names, clock: CodingClock) -> None:
-    """Replace ``module.<name>`` by a timed wrapper (for coders that are plain functions)."""
-    for name in names:
-        function = getattr(module, name)
-
-        def timed(*args, _function=function, **kwargs):
-            start = time.perf_counter()
-            try:
-                return _function(*args, **kwargs)
-            finally:
-                clock.seconds += time.perf_counter() - start
-
-        setattr(module, name, timed)
-
-
 def codeclab_subject(label: str, codec) -> Subject:
     clock = CodingClock()
     codec.eval()
@@ -137,7 +117,9 @@ def codeclab_subject(label: str, codec) -> Subject:
     if codec.codec_id == "walloc":
         from codeclab.codecs import walloc
 
-        _time_module_functions(walloc, ["pack_latent_image", "unpack_latent_image"], clock)
+        # Its bounded latents' coder is a pair of module functions (PNG/WebP packing).
+        for name in ("pack_latent_image", "unpack_latent_image"):
+            setattr(walloc, name, clock.timed(getattr(walloc, name)))
     return Subject(label, codec, codec.downsampling, clock, codec.compress, codec.decompress)
 
 
@@ -175,18 +157,13 @@ def build_subject(spec: str, quality: int) -> Subject:
     return codeclab_subject(spec, _compose_codec(spec))
 
 
-def load_image(path: Path) -> torch.Tensor:
+def load_image(path: Path):
+    """``uint8 [H, W, 3]`` of the image to code."""
     from codeclab.data.images import read_image
-    from codeclab.data.images import to_tensor
 
     if not path.is_file():
         raise SystemExit(f"image not found: {path} (pass --image or set CODECLAB_DATA)")
-    return to_tensor(read_image(path, notice=None))[None]
-
-
-def pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    height, width = x.shape[-2:]
-    return F.pad(x, (0, -width % multiple, 0, -height % multiple), mode="replicate")
+    return read_image(path, notice=None)
 
 
 def timed_call(subject: Subject, fn, *args):
@@ -197,8 +174,10 @@ def timed_call(subject: Subject, fn, *args):
 
 
 @torch.no_grad()
-def measure(subjects: list[Subject], image: torch.Tensor, runs: int) -> None:
-    inputs = {s.label: pad(image, s.multiple) for s in subjects}
+def measure(subjects: list[Subject], image, runs: int) -> None:
+    from codeclab.image_codec import codec_input
+
+    inputs = {s.label: codec_input(image, s.multiple) for s in subjects}
     for subject in subjects:  # warm-up: builds tables, first-call allocations
         subject.decode(subject.encode(inputs[subject.label]))
     for _ in range(runs):
@@ -241,7 +220,7 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(results))
         return 0
-    print(f"{args.image.name} {tuple(image.shape[-2:])}, {torch.get_num_threads()} threads, median of {args.runs} runs")
+    print(f"{args.image.name} {tuple(image.shape[:2])}, {torch.get_num_threads()} threads, median of {args.runs} runs")
     print(f"{'codec':40s} {'enc s':>8s} {'dec s':>8s} {'coding':>7s} {'params':>11s}")
     for label, r in results.items():
         print(f"{label:40s} {r['enc_s']:8.3f} {r['dec_s']:8.3f} {100 * r['coding_share']:6.1f}% {r['params']:11,d}")

@@ -29,12 +29,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from codeclab import bitstream  # noqa: E402
-from codeclab.data.images import to_tensor  # noqa: E402
 from codeclab.data.images import list_images, read_image  # noqa: E402
 from codeclab.entropy_models.index_models import INDEX_MODELS  # noqa: E402
 from codeclab.evaluation.classic import PillowCodec  # noqa: E402
 from codeclab.evaluation.metrics import measure  # noqa: E402
-from codeclab.image_codec import _model_hash, decode_image, encode_image, pad_to_multiple, to_uint8  # noqa: E402
+from codeclab.image_codec import _model_hash, codec_input, decode_image, encode_image, to_uint8  # noqa: E402
 from codeclab.model_file import load_model  # noqa: E402
 
 CLASSIC_LOWEST = [
@@ -77,7 +76,7 @@ def code_vqgan(codec, images) -> dict:
     rows = {kind: [] for kind in INDEX_MODELS}
     quality = []
     for _, image in images:
-        x = pad_to_multiple(to_tensor(image)[None], codec.downsampling)
+        x = codec_input(image, codec.downsampling)
         t0 = time.perf_counter()
         indices = codec.indices(x)[0]
         t_net_enc = time.perf_counter() - t0
@@ -114,7 +113,7 @@ def lost_indices(codec, images, fractions, seed=0) -> list[dict]:
     rows = {(p, mode): [] for p in fractions for mode in ("none", "recovered")}
     accuracy = {p: [] for p in fractions}
     for _, image in images:
-        x = pad_to_multiple(to_tensor(image)[None], codec.downsampling)
+        x = codec_input(image, codec.downsampling)
         indices = codec.indices(x)[0]
         n = indices.numel()
         for p in fractions:

@@ -33,11 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from codec_speed import ROOT, _compose_codec  # noqa: E402
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255**2 / mse))
-
-
 def load(spec: str):
     from codeclab.model_file import load_model
 
@@ -50,11 +45,9 @@ def load(spec: str):
 def latent_format_bpp(codec, image: np.ndarray) -> dict:
     """bpp of the bounded latents as PNG and as WebP, and the rate model's estimate."""
     from codeclab.codecs.walloc import pack_latent_image
-    from codeclab.data.images import to_tensor
-    from codeclab.image_codec import pad_to_multiple
+    from codeclab.image_codec import codec_input
 
-    x = pad_to_multiple(to_tensor(image)[None], codec.downsampling)
-    q = codec.encode_latents(x)
+    q = codec.encode_latents(codec_input(image, codec.downsampling))
     pixels = image.shape[0] * image.shape[1]
     estimate = -torch.log2(codec.latent_likelihood(q)).sum().item()
     return {
@@ -76,6 +69,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
 
     from codeclab.data.images import list_images, read_image
+    from codeclab.evaluation.metrics import psnr_rgb
     from codeclab.image_codec import decode_image, encode_image
 
     kodak = Path(os.environ.get("CODECLAB_DATA", ROOT.parent / "shared" / "data")) / "kodak"
@@ -96,7 +90,7 @@ def main(argv=None) -> int:
             dec_s = time.perf_counter() - start
             row = {"image": image_name, "enc_s": enc_s, "dec_s": dec_s}
             if trained:
-                row.update(bpp=8 * len(data) / (image.shape[0] * image.shape[1]), psnr=psnr(decoded, image))
+                row.update(bpp=8 * len(data) / (image.shape[0] * image.shape[1]), psnr=psnr_rgb(image, decoded))
             if codec.codec_id == "walloc" and codec.config["bottleneck"] == "bounded":
                 row.update(latent_format_bpp(codec, image))
             rows[name].append(row)

@@ -85,28 +85,11 @@ def cmd_info(args) -> None:
 
 
 def cmd_export(args) -> None:
-    import pickle
+    from .model_file import export_model, load_checkpoint
 
-    import torch
-
-    from .codecs import CODECS, build_codec
-    from .model_file import export_model
-
-    if not args.checkpoint.is_file():
-        raise CodecLabError(f"checkpoint not found: {args.checkpoint}")
-    try:
-        # weights_only: refuses anything but tensors and plain containers, so no code runs.
-        checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-        hparams, state = checkpoint["hyper_parameters"], checkpoint["state_dict"]
-        codec_id, config = hparams["codec_id"], hparams["codec_config"]
-    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError) as err:
-        raise CodecLabError(f"not a CodecLab training checkpoint: {args.checkpoint} ({str(err).splitlines()[0]})") from None
-    if codec_id not in CODECS:
-        raise CodecLabError(f"checkpoint names unknown codec {codec_id!r}")
-    codec = build_codec(codec_id, config)
-    codec.load_state_dict({k.removeprefix("codec."): v for k, v in state.items() if k.startswith("codec.")})
+    codec = load_checkpoint(args.checkpoint)
     digest = export_model(codec, args.output)
-    print(f"{args.output}: {codec_id} {json.dumps(config)}, weights {digest[:16]}")
+    print(f"{args.output}: {codec.codec_id} {json.dumps(codec.config)}, weights {digest[:16]}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,10 +20,9 @@ import torch
 
 from . import bitstream
 from .codecs import Codec
-from .data.images import to_tensor
 from .data.images import IMAGE_SUFFIXES, read_image
 from .errors import CodecLabError
-from .image_codec import check_model, pad_to_multiple
+from .image_codec import check_model, codec_input, padded_size
 
 
 def _is_codeclab_file(path: Path) -> bool:
@@ -45,14 +44,11 @@ def latent_of_file(codec: Codec, path: str | Path) -> torch.Tensor:
     if _is_codeclab_file(path):
         header, streams = bitstream.unpack(path.read_bytes())
         check_model(header, codec)
-        multiple = codec.downsampling
-        size = (header.height + (-header.height % multiple), header.width + (-header.width % multiple))
         try:
-            return codec.decode_latents(streams, size)[0]
+            return codec.decode_latents(streams, padded_size(header.height, header.width, codec.downsampling))[0]
         except ValueError as err:
             raise CodecLabError(f"corrupt stream in {path}: {str(err).splitlines()[0]}") from None
-    x = pad_to_multiple(to_tensor(read_image(path, notice=None))[None], codec.downsampling)
-    return codec.encode_latents(x)[0]
+    return codec.encode_latents(codec_input(read_image(path, notice=None), codec.downsampling))[0]
 
 
 def latents_of_folder(codec: Codec, folder: str | Path) -> dict[str, torch.Tensor]:

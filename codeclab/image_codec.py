@@ -24,6 +24,16 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
 
 
+def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
+    """``(H, W)`` rounded up to multiples of ``multiple``: the size the codec coded."""
+    return height + (-height % multiple), width + (-width % multiple)
+
+
+def codec_input(image: np.ndarray, multiple: int) -> torch.Tensor:
+    """``uint8 [H, W, 3]`` -> ``float [1, 3, H', W']`` in [0, 1], padded by :func:`pad_to_multiple`."""
+    return pad_to_multiple(to_tensor(image)[None], multiple)
+
+
 def to_uint8(x_hat: torch.Tensor) -> np.ndarray:
     """``[1, 3, H, W]`` float reconstruction -> ``uint8 [H, W, 3]`` (clamped, rounded)."""
     return x_hat[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
@@ -36,8 +46,7 @@ def encode_image(codec: Codec, image: np.ndarray) -> bytes:
     height, width = image.shape[:2]
     if not (0 < height <= bitstream.MAX_SIDE and 0 < width <= bitstream.MAX_SIDE):
         raise CodecLabError(f"image size {height}x{width} out of range")
-    x = pad_to_multiple(to_tensor(image)[None], codec.downsampling)
-    compressed = codec.compress(x)
+    compressed = codec.compress(codec_input(image, codec.downsampling))
     header = bitstream.Header(
         codec.codec_id, _model_hash(codec), height, width, tuple(map(len, compressed.strings)), coder=codec.coder.name
     )
@@ -55,8 +64,7 @@ def decode_image(data: bytes, codec: Codec) -> np.ndarray:
         codec.set_coder(header.coder)
     if len(streams) != codec.num_streams:
         raise CodecLabError(f"corrupt file: {len(streams)} streams, codec {codec.codec_id} writes {codec.num_streams}")
-    multiple = codec.downsampling
-    size = (header.height + (-header.height % multiple), header.width + (-header.width % multiple))
+    size = padded_size(header.height, header.width, codec.downsampling)
     try:
         x_hat = codec.decompress(CompressedImage(streams, size))
     except ValueError as err:

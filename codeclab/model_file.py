@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -74,6 +75,28 @@ def export_model(codec: Codec, path: str | Path) -> str:
     }
     write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     return digest
+
+
+def load_checkpoint(path: str | Path) -> Codec:
+    """The codec of a CodecLab Lightning training checkpoint; raises :class:`CodecLabError`.
+
+    The checkpoint is read with ``torch.load(weights_only=True)``, which refuses anything but
+    tensors and plain containers, so no code from the file runs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CodecLabError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        hparams, state = checkpoint["hyper_parameters"], checkpoint["state_dict"]
+        codec_id, config = hparams["codec_id"], hparams["codec_config"]
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError) as err:
+        raise CodecLabError(f"not a CodecLab training checkpoint: {path} ({str(err).splitlines()[0]})") from None
+    if codec_id not in CODECS:
+        raise CodecLabError(f"checkpoint names unknown codec {codec_id!r}")
+    codec = build_codec(codec_id, config)
+    codec.load_state_dict({k.removeprefix("codec."): v for k, v in state.items() if k.startswith("codec.")})
+    return codec
 
 
 def read_metadata(path: str | Path) -> dict:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -35,20 +36,17 @@ from sklearn.cluster import KMeans
 
 from .codecs.vqgan import VQGAN
 from .entropy_models.index_models import INDEX_MODELS
-from .data.images import to_tensor
-from .data.images import list_images, read_image
-from .model_file import export_model, load_model
+from .data.images import list_images, read_image, to_tensor
+from .errors import CodecLabError
+from .model_file import export_model, load_checkpoint, load_model
 
 
 def load_vqgan(path: str | Path) -> VQGAN:
     """A VQGAN from a model file or a :class:`VQGANModule` Lightning checkpoint."""
     path = Path(path)
-    if path.suffix == ".safetensors":
-        return load_model(path).train()
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    codec = VQGAN(**checkpoint["hyper_parameters"]["codec_config"])
-    prefix = "codec."
-    codec.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)})
+    codec = load_model(path).train() if path.suffix == ".safetensors" else load_checkpoint(path)
+    if not isinstance(codec, VQGAN):
+        raise CodecLabError(f"{path} holds a {codec.codec_id!r} model, not a VQGAN")
     return codec
 
 
@@ -200,7 +198,7 @@ def build_ladder(base: VQGAN, sizes: list[int], data: str | Path, out: str | Pat
     return records
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m codeclab.vqgan_ladder", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="VQGAN model file (.safetensors) or VQGANModule checkpoint (.ckpt)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[8192, 4096, 1024, 256])
@@ -222,10 +220,15 @@ def main(argv: list[str] | None = None) -> None:
         from .training.vqgan import LPIPS
 
         lpips = LPIPS(args.lpips_vgg, args.lpips_lin)
-    build_ladder(load_vqgan(args.model), args.sizes, args.data, args.out, crop=tuple(args.crop), limit=args.limit,
-                 finetune_steps=args.finetune_steps, prior_steps=args.prior_steps, prior_batch=args.prior_batch,
-                 index_model=args.index_model, lpips=lpips, seed=args.seed)
+    try:
+        build_ladder(load_vqgan(args.model), args.sizes, args.data, args.out, crop=tuple(args.crop), limit=args.limit,
+                     finetune_steps=args.finetune_steps, prior_steps=args.prior_steps, prior_batch=args.prior_batch,
+                     index_model=args.index_model, lpips=lpips, seed=args.seed)
+    except CodecLabError as err:
+        print(f"vqgan_ladder: error: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

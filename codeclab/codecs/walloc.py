@@ -40,7 +40,7 @@ from compressai.layers import AttentionBlock, ResidualBlock
 from PIL import Image
 from torch import nn
 
-from ..entropy_models.latent_coding import decode_factorized, encode_factorized
+from ..entropy_models.latent_coding import decode_factorized, encode_factorized, quantize_factorized
 from ..transforms.wavelet import WaveletPacket2d
 from .base import Codec
 from .registry import register_codec
@@ -205,18 +205,16 @@ class WaLLoC(Codec):
         y = self.analysis(x)
         if self.config["bottleneck"] == "bounded":
             return self._bounded_integers(y)
-        medians = self.entropy_bottleneck.quantiles[:, 0, 1].view(1, -1, 1, 1)
-        return torch.round(y - medians) + medians
+        return quantize_factorized(self.entropy_bottleneck, y)
 
     def _compress(self, x):
         if x.shape[0] != 1:
             raise ValueError("WaLLoC codes one image at a time")
-        y = self.analysis(x)
-        if self.config["bottleneck"] == "factorized":
-            encoder = self.coder.encoder()
-            encode_factorized(self.entropy_bottleneck, y, encoder)
-            return [encoder.finish()]
-        return [pack_latent_image(self._bounded_integers(y)[0], self.config["lossless_format"])]
+        if self.config["bottleneck"] == "bounded":
+            return [pack_latent_image(self.encode_latents(x)[0], self.config["lossless_format"])]
+        encoder = self.coder.encoder()
+        encode_factorized(self.entropy_bottleneck, self.analysis(x), encoder)
+        return [encoder.finish()]
 
     def decode_latents(self, strings: list[bytes], size: tuple[int, int]) -> torch.Tensor:
         """``y_hat`` ``[1, M, H / 2**J, W / 2**J]`` from a coded stream: entropy decoding only."""

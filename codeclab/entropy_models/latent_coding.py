@@ -51,6 +51,12 @@ def _bottleneck_medians(bottleneck: EntropyBottleneck, shape: torch.Size) -> tor
     return medians.view(1, -1, *([1] * (len(shape) - 2))).expand(shape)
 
 
+def quantize_factorized(bottleneck: EntropyBottleneck, z: torch.Tensor) -> torch.Tensor:
+    """The ``z_hat`` that :func:`encode_factorized` codes and returns, without coding it."""
+    medians = _bottleneck_medians(bottleneck, z.shape)
+    return dequantize_symbols(quantize_symbols(z, medians), medians)
+
+
 def encode_factorized(bottleneck: EntropyBottleneck, z: torch.Tensor, encoder: StreamEncoder) -> torch.Tensor:
     """Code ``z`` ``[B, C, ...]`` with one table per channel; returns ``z_hat``."""
     medians = _bottleneck_medians(bottleneck, z.shape)
