@@ -5,10 +5,10 @@ from setuptools import setup
 
 ext_modules = [
     Pybind11Extension(
-        "codeclab.entropy_models._native",
-        sources=["codeclab/entropy_models/csrc/module.cpp"],
-        depends=["codeclab/entropy_models/csrc/rans.hpp"],
-        include_dirs=["codeclab/entropy_models/csrc"],
+        "codeclab.coding._native",
+        sources=["codeclab/coding/csrc/module.cpp"],
+        depends=["codeclab/coding/csrc/rans.hpp"],
+        include_dirs=["codeclab/coding/csrc"],
         cxx_std=17,
         extra_compile_args=["-O3"],
     ),

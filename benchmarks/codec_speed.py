@@ -2,7 +2,7 @@
 
 Each CODEC is one of
   * a codec config name (``configs/codec/<name>.yaml``), built at random weights, optionally with
-    extra Hydra overrides after commas: ``s2lic,entropy=charm``;
+    extra Hydra overrides after commas: ``s2lic,codec/entropy=charm``;
   * ``compressai:<registry name>`` (``compressai:elic2022-official``, ``compressai:mbt2018-mean``):
     compressai's own model at random weights and with compressai's own rANS coder; zoo models
     take the N, M of ``--quality`` (default 8: N, M = 192, 320, the size of ELIC and S2LIC);
@@ -72,7 +72,7 @@ class CodingClock:
 
 
 class _TimedCoder:
-    """Stands in for a CodecLab :class:`~codeclab.entropy_models.EntropyCoder`, timing its streams."""
+    """Stands in for a CodecLab :class:`~codeclab.coding.EntropyCoder`, timing its streams."""
 
     def __init__(self, coder, clock: CodingClock):
         self._coder, self._clock, self.name = coder, clock, coder.name
@@ -114,12 +114,12 @@ def codeclab_subject(label: str, codec) -> Subject:
     clock = CodingClock()
     codec.eval()
     codec.coder = _TimedCoder(codec.coder, clock)
-    if codec.codec_id == "walloc":
-        from codeclab.codecs import walloc
+    if codec.entropy_model.registry_name == "bounded":
+        from codeclab.entropy_models import bounded
 
         # Its bounded latents' coder is a pair of module functions (PNG/WebP packing).
         for name in ("pack_latent_image", "unpack_latent_image"):
-            setattr(walloc, name, clock.timed(getattr(walloc, name)))
+            setattr(bounded, name, clock.timed(getattr(bounded, name)))
     return Subject(label, codec, codec.downsampling, clock, codec.compress, codec.decompress)
 
 
@@ -151,7 +151,7 @@ def build_subject(spec: str, quality: int) -> Subject:
     if spec.startswith("compressai:"):
         return compressai_subject(spec, spec.split(":", 1)[1], quality)
     if spec.endswith(".safetensors"):
-        from codeclab.model_file import load_model
+        from codeclab.formats.model_file import load_model
 
         return codeclab_subject(spec, load_model(spec))
     return codeclab_subject(spec, _compose_codec(spec))
@@ -175,7 +175,7 @@ def timed_call(subject: Subject, fn, *args):
 
 @torch.no_grad()
 def measure(subjects: list[Subject], image, runs: int) -> None:
-    from codeclab.image_codec import codec_input
+    from codeclab.formats.image_file import codec_input
 
     inputs = {s.label: codec_input(image, s.multiple) for s in subjects}
     for subject in subjects:  # warm-up: builds tables, first-call allocations

@@ -67,7 +67,7 @@ def table_bits(symbols: np.ndarray, indexes: np.ndarray, tables) -> float:
 
 def codeclab_runs(n, encode, decode, repeat, ideal_bits, table_ideal=None) -> dict:
     """codeclab with 1 and 2 threads; their runs alternate so that both see the same load."""
-    from codeclab.entropy_models.native import CodecLabCoder
+    from codeclab.coding.native import CodecLabCoder
 
     coders = {"codeclab": CodecLabCoder(threads=1), "codeclab_2threads": CodecLabCoder(threads=2)}
     enc = {name: float("inf") for name in coders}
@@ -75,11 +75,11 @@ def codeclab_runs(n, encode, decode, repeat, ideal_bits, table_ideal=None) -> di
     data, decoded = {}, {}
     for _ in range(repeat):
         for name, coder in coders.items():
-            seconds, data[name] = best_time(lambda: encode(coder), 1)
+            seconds, data[name] = best_time(lambda coder=coder: encode(coder), 1)
             enc[name] = min(enc[name], seconds)
     for _ in range(repeat):
         for name, coder in coders.items():
-            seconds, decoded[name] = best_time(lambda: decode(coder, data[name]), 1)
+            seconds, decoded[name] = best_time(lambda coder=coder, name=name: decode(coder, data[name]), 1)
             dec[name] = min(dec[name], seconds)
     results = {}
     for name in coders:
@@ -95,7 +95,7 @@ def gaussian_case(repeat: int, seed: int = 0) -> dict:
     from compressai.entropy_models import GaussianConditional
     from compressai.models.google import get_scale_table
 
-    from codeclab.entropy_models.coders import CdfTables, CompressaiCoder
+    from codeclab.coding.coders import CdfTables, CompressaiCoder
 
     rng = np.random.default_rng(seed)
     shape = (1, 320, 32, 48)

@@ -28,13 +28,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from codeclab import bitstream  # noqa: E402
+from codeclab.formats import container  # noqa: E402
 from codeclab.data.images import list_images, read_image  # noqa: E402
-from codeclab.entropy_models.index_models import INDEX_MODELS  # noqa: E402
+from codeclab.entropy_models.index_models import INDEX_MODEL_IDS  # noqa: E402
 from codeclab.evaluation.classic import PillowCodec  # noqa: E402
 from codeclab.evaluation.metrics import measure  # noqa: E402
-from codeclab.image_codec import _model_hash, codec_input, decode_image, encode_image, to_uint8  # noqa: E402
-from codeclab.model_file import load_model  # noqa: E402
+from codeclab.formats.image_file import codec_input, model_hash, decode_image, encode_image, to_uint8  # noqa: E402
+from codeclab.formats.model_file import load_model  # noqa: E402
 
 CLASSIC_LOWEST = [
     PillowCodec("JPEG", [1], format="JPEG", setting_param="quality", params={"subsampling": "4:2:0", "optimize": True}),
@@ -73,7 +73,7 @@ def code_vqgan(codec, images) -> dict:
     models); each index model's coding and decoding time is added to it. The file of the
     default index model is also decoded through ``decode_image`` (the command-line path).
     """
-    rows = {kind: [] for kind in INDEX_MODELS}
+    rows = {kind: [] for kind in INDEX_MODEL_IDS}
     quality = []
     for _, image in images:
         x = codec_input(image, codec.downsampling)
@@ -84,7 +84,7 @@ def code_vqgan(codec, images) -> dict:
         x_hat = codec.decode_indices(indices[None])
         t_net_dec = time.perf_counter() - t0
         pixels = image.shape[0] * image.shape[1]
-        for kind in INDEX_MODELS:
+        for kind in INDEX_MODEL_IDS:
             t0 = time.perf_counter()
             stream = codec.compress_indices(indices, kind)
             t1 = time.perf_counter()
@@ -92,9 +92,9 @@ def code_vqgan(codec, images) -> dict:
             t2 = time.perf_counter()
             if not torch.equal(decoded, indices):
                 raise SystemExit(f"index model {kind} did not round-trip")
-            header = bitstream.Header(codec.codec_id, _model_hash(codec), image.shape[0], image.shape[1], (len(stream),),
+            header = container.Header(codec.codec_id, model_hash(codec), image.shape[0], image.shape[1], (len(stream),),
                                       coder=codec.coder.name)
-            data = bitstream.pack(header, [stream])
+            data = container.pack(header, [stream])
             rows[kind].append({"bpp": 8 * len(data) / pixels, "enc_s": t_net_enc + t1 - t0, "dec_s": t_net_dec + t2 - t1})
         out = to_uint8(x_hat[..., : image.shape[0], : image.shape[1]])
         if not np.array_equal(decode_image(data, codec), out):
@@ -109,7 +109,7 @@ def lost_indices(codec, images, fractions, seed=0) -> list[dict]:
     """PSNR / MS-SSIM with a fraction of indices lost, with and without transformer recovery."""
     generator = torch.Generator().manual_seed(seed)
     probs = codec.static_model.probabilities()
-    mean_codeword = (probs[:, None] * codec.quantize.embedding.weight).sum(0)
+    mean_codeword = (probs[:, None] * codec.vector_quantizer.embedding.weight).sum(0)
     rows = {(p, mode): [] for p in fractions for mode in ("none", "recovered")}
     accuracy = {p: [] for p in fractions}
     for _, image in images:
@@ -120,7 +120,7 @@ def lost_indices(codec, images, fractions, seed=0) -> list[dict]:
             lost = torch.zeros(n, dtype=torch.bool)
             lost[torch.randperm(n, generator=generator)[: round(p * n)]] = True
             lost = lost.reshape(indices.shape)
-            z_q = codec.quantize.embed(indices[None])
+            z_q = codec.vector_quantizer.embed(indices[None])
             z_q[0][:, lost] = mean_codeword[:, None]
             recovered = codec.prior.recover(indices, lost)
             accuracy[p].append(float((recovered[lost] == indices[lost]).float().mean()))
@@ -163,7 +163,7 @@ def write_report(results: dict, out: Path) -> None:
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for rung in results["vqgan"]:
         by = rung["index_models"]
-        lines.append(f"| {rung['K']} | {math.log2(rung['K']) / 256:.4f} | " + " | ".join(_fmt(by[k]["bpp"], 4) for k in INDEX_MODELS)
+        lines.append(f"| {rung['K']} | {math.log2(rung['K']) / 256:.4f} | " + " | ".join(_fmt(by[k]["bpp"], 4) for k in INDEX_MODEL_IDS)
                      + f" | {_fmt(rung['psnr-rgb'], 2)} | {_fmt(rung['ms-ssim-rgb'], 4)} | {_fmt(by['transformer']['enc_s'], 2)}"
                      f" | {_fmt(by['transformer']['dec_s'], 2)} |")
     lines += ["", "## Lowest settings of other codecs", "", "| codec | bpp | PSNR (dB) | MS-SSIM | enc s | dec s |",
@@ -184,7 +184,7 @@ def write_report(results: dict, out: Path) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", required=True, help="folder of vqgan_K*.safetensors (codeclab.vqgan_ladder output)")
+    parser.add_argument("--models", required=True, help="folder of vqgan_K*.safetensors (codeclab.training.vqgan_ladder output)")
     parser.add_argument("--data", required=True, help="Kodak folder")
     parser.add_argument("--out", required=True)
     parser.add_argument("--limit", type=int, default=None, help="first N images only")

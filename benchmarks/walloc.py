@@ -34,7 +34,7 @@ from codec_speed import ROOT, _compose_codec  # noqa: E402
 
 
 def load(spec: str):
-    from codeclab.model_file import load_model
+    from codeclab.formats.model_file import load_model
 
     if spec.endswith(".safetensors"):
         return load_model(spec), True
@@ -45,7 +45,7 @@ def load(spec: str):
 def latent_format_bpp(codec, image: np.ndarray) -> dict:
     """bpp of the bounded latents as PNG and as WebP, and the rate model's estimate."""
     from codeclab.codecs.walloc import pack_latent_image
-    from codeclab.image_codec import codec_input
+    from codeclab.formats.image_file import codec_input
 
     q = codec.encode_latents(codec_input(image, codec.downsampling))
     pixels = image.shape[0] * image.shape[1]
@@ -70,7 +70,8 @@ def main(argv=None) -> int:
 
     from codeclab.data.images import list_images, read_image
     from codeclab.evaluation.metrics import psnr_rgb
-    from codeclab.image_codec import decode_image, encode_image
+    from codeclab.measures import bits_per_pixel
+    from codeclab.formats.image_file import decode_image, encode_image
 
     kodak = Path(os.environ.get("CODECLAB_DATA", ROOT.parent / "shared" / "data")) / "kodak"
     images = [(p.name, read_image(p, notice=None)) for p in list_images(kodak)[: args.images]]
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
             dec_s = time.perf_counter() - start
             row = {"image": image_name, "enc_s": enc_s, "dec_s": dec_s}
             if trained:
-                row.update(bpp=8 * len(data) / (image.shape[0] * image.shape[1]), psnr=psnr_rgb(image, decoded))
+                row.update(bpp=bits_per_pixel(len(data), *image.shape[:2]), psnr=psnr_rgb(image, decoded))
             if codec.codec_id == "walloc" and codec.config["bottleneck"] == "bounded":
                 row.update(latent_format_bpp(codec, image))
             rows[name].append(row)

@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 
 from .errors import CodecLabError
+from .measures import bits_per_pixel
 
 
 def _write_image(path: Path, image) -> None:
     from PIL import Image
 
-    from .model_file import write_atomically
+    from .formats.model_file import write_atomically
 
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
@@ -42,8 +43,8 @@ def _model_search_dirs(args, bitstream_path: Path) -> list[Path]:
 
 def cmd_encode(args) -> None:
     from .data.images import read_image
-    from .image_codec import encode_image
-    from .model_file import load_model, write_atomically
+    from .formats.image_file import encode_image
+    from .formats.model_file import load_model, write_atomically
 
     image = read_image(args.image)
     codec = load_model(args.model, coder=args.coder)
@@ -52,16 +53,17 @@ def cmd_encode(args) -> None:
     seconds = time.perf_counter() - start
     write_atomically(args.output, lambda tmp: Path(tmp).write_bytes(data))
     height, width = image.shape[:2]
-    print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (height * width):.4f} bpp ({width}x{height}), encoded in {seconds:.2f} s")
+    bpp = bits_per_pixel(len(data), height, width)
+    print(f"{args.output}: {len(data)} bytes, {bpp:.4f} bpp ({width}x{height}), encoded in {seconds:.2f} s")
 
 
 def cmd_decode(args) -> None:
-    from . import bitstream
-    from .image_codec import decode_image
-    from .model_file import find_model, load_model
+    from .formats import container
+    from .formats.image_file import decode_image
+    from .formats.model_file import find_model, load_model
 
     data = _read_file(args.file)
-    header, _ = bitstream.unpack(data)
+    header, _ = container.unpack(data)
     model_path = args.model or find_model(header.model_hash, _model_search_dirs(args, args.file))
     if model_path is None:
         raise CodecLabError(f"no model with hash {header.model_hash.hex()} found; pass it with -m MODEL or --models-dir DIR")
@@ -74,18 +76,18 @@ def cmd_decode(args) -> None:
 
 
 def cmd_info(args) -> None:
-    from . import bitstream
+    from .formats import container
 
     data = _read_file(args.file)
-    header, _ = bitstream.unpack(data)
+    header, _ = container.unpack(data)
     info = header.describe()
     info["file_bytes"] = len(data)
-    info["bpp"] = round(8 * len(data) / (header.height * header.width), 6)
+    info["bpp"] = round(bits_per_pixel(len(data), header.height, header.width), 6)
     print(json.dumps(info, indent=2))
 
 
 def cmd_export(args) -> None:
-    from .model_file import export_model, load_checkpoint
+    from .formats.model_file import export_model, load_checkpoint
 
     codec = load_checkpoint(args.checkpoint)
     digest = export_model(codec, args.output)
@@ -100,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("image", type=Path)
     encode.add_argument("-m", "--model", type=Path, required=True, help="model file (.safetensors)")
     encode.add_argument("-o", "--output", type=Path, required=True)
-    encode.add_argument("--coder", default=None, help="entropy coder: codeclab (default) or compressai; decode reads it from the file")
+    encode.add_argument("--coder", default=None,
+                        help="entropy coder: codeclab (default) or compressai; decode reads it from the file")
     encode.set_defaults(func=cmd_encode)
 
     decode = commands.add_parser("decode", help="decode a CodecLab file to an image")

@@ -1,13 +1,13 @@
-"""Assembled codecs: a transform plus entropy models behind the :class:`~.base.Codec` interface."""
+"""Codecs: an analysis transform, a latent entropy model and a synthesis transform
+(:class:`~.base.Codec`), registered by name in :data:`CODECS` (:mod:`.zoo`, :mod:`.vqgan`)."""
 
-from .base import Codec, CompressedImage
-from .hyperprior import FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
-from .registry import CODECS, build_codec, register_codec
-from .s2lic import S2LIC
-from .vqgan import VQGAN
-from .walloc import WaLLoC
+from .base import CODECS, Codec, CompressedImage, build_codec, register_codec
+from .compressai_interop import from_compressai, load_compressai_state_dict, to_compressai
+from .vqgan import VQGAN, load_taming_state_dict, vqgan
+from .zoo import bmshj2018_factorized, bmshj2018_hyperprior, compose, mbt2018_mean, s2lic, walloc
 
 __all__ = [
-    "CODECS", "Codec", "CompressedImage", "FactorizedPrior", "MeanScaleHyperprior", "ScaleHyperprior",
-    "build_codec", "register_codec", "VQGAN", "S2LIC", "WaLLoC",
+    "CODECS", "VQGAN", "Codec", "CompressedImage", "bmshj2018_factorized", "bmshj2018_hyperprior", "build_codec",
+    "compose", "from_compressai", "load_compressai_state_dict", "load_taming_state_dict", "mbt2018_mean",
+    "register_codec", "s2lic", "to_compressai", "vqgan", "walloc",
 ]

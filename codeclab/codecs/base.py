@@ -1,107 +1,144 @@
-"""The codec interface every CodecLab codec implements.
+"""A codec: an analysis transform, a latent entropy model and a synthesis transform.
 
-A codec is a ``torch.nn.Module`` with three entry points:
+::
+
+    x ──► g_a ──► y ──► entropy_model ──► y_hat ──► g_s ──► x_hat
+                         │       ▲
+                      streams ───┘   (through the entropy coder: codeclab or compressai)
 
 * ``forward(x)``: training pass; ``x`` is ``[B, 3, H, W]`` in [0, 1] with H and W multiples of
-  :attr:`Codec.downsampling`. Returns ``{"x_hat": [B, 3, H, W], "likelihoods": {name: tensor}}``;
-  the rate of a latent is ``-sum(log2(likelihood))`` bits.
-* ``compress(x)``: real coding of the same input; returns :class:`CompressedImage`.
-* ``decompress(compressed)``: the reconstruction ``[B, 3, H, W]`` (not clamped).
+  :attr:`Codec.downsampling`. Returns ``{"x_hat", "likelihoods": {name: tensor}}`` plus whatever
+  the entropy model adds (``vq_loss``, ``indices``); the rate of a latent is
+  ``-sum(log2(likelihood))`` bits.
+* ``compress(x)`` -> :class:`CompressedImage`; ``decompress(compressed)`` -> ``[B, 3, H, W]``
+  (not clamped); the decoder's ``y_hat`` is bit-exact to the encoder's.
+* ``encode_latents(x)`` / ``decode_latents(strings, size)``: the quantised latent without coding
+  or without the synthesis ("compressed-domain" access).
 
 Entropy tables are built automatically: ``compress``/``decompress`` call :meth:`Codec.ensure_tables`,
 which rebuilds the integer CDFs whenever the entropy-model parameters changed since they were
-last built (so nobody ever meets compressai's "run update() first"). A model file stores the
-tables with a fingerprint of the parameters they were built from (see :mod:`codeclab.model_file`).
+last built. A model file stores the tables with a fingerprint of the parameters they were built
+from (see :mod:`codeclab.formats.model_file`), and decoding never rebuilds them.
+
+Codecs are built by the functions registered in :data:`CODECS` (:mod:`.zoo`); each records its
+registry name (``codec_id``, written into model files and bitstreams) and its arguments
+(``config``, enough to rebuild it).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from abc import abstractmethod
+import inspect
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.models import CompressionModel
+from torch import Tensor, nn
 
-from ..entropy_models import EntropyCoder, get_coder
+from ..coding import EntropyCoder, get_coder
+from ..entropy_models import EntropyBottleneck, LatentEntropyModel, TableEntropyModel
+from ..registry import Registry
+
+CODECS = Registry("codec")
 
 
 @dataclass
 class CompressedImage:
-    """Coded streams of a batch, plus the padded input size ``(H, W)`` the decoder needs."""
+    """Coded streams of one image, plus the padded input size ``(H, W)`` the decoder needs."""
 
     strings: list[bytes]
     size: tuple[int, int]
 
 
-class Codec(CompressionModel):
-    """Base class: compressai's ``CompressionModel`` (state_dict handling of entropy tables,
-    ``aux_loss``) plus the CodecLab interface and table management.
+class Codec(nn.Module):
+    """``g_a`` -> ``entropy_model`` -> ``g_s``; ``stride`` is the transforms' downsampling."""
 
-    Subclasses set :attr:`codec_id` (the registry name written into model files and bitstreams),
-    :attr:`downsampling`, :attr:`num_streams`, and store their constructor arguments in ``self.config``.
-    """
-
-    codec_id: str = ""
-    downsampling: int = 64
-    num_streams: int = 1
-
-    def __init__(self):
+    def __init__(self, g_a: nn.Module, g_s: nn.Module, entropy_model: LatentEntropyModel, stride: int):
         super().__init__()
+        self.g_a, self.g_s, self.entropy_model = g_a, g_s, entropy_model
+        self.stride = int(stride)
+        self.codec_id: str = ""
         self.config: dict = {}
         self.coder: EntropyCoder = get_coder()
         self._tables_fingerprint: str | None = None
-        # Set when loaded from a model file (see codeclab.model_file); written into bitstreams.
+        # Set when loaded from a model file (see codeclab.formats.model_file); written into bitstreams.
         self.weights_hash: str | None = None
+
+    @property
+    def downsampling(self) -> int:
+        """Image height and width must be multiples of this (the container pads to it)."""
+        return self.stride * self.entropy_model.downsampling
+
+    @property
+    def num_streams(self) -> int:
+        return self.entropy_model.num_streams
 
     def set_coder(self, name: str | None) -> None:
         """Select the entropy coder by registry name (``None``: the default)."""
         self.coder = get_coder(name)
 
-    @abstractmethod
-    def forward(self, x: torch.Tensor) -> dict: ...
+    def forward(self, x: Tensor) -> dict:
+        out = self.entropy_model(self.g_a(x))
+        return {"x_hat": self.g_s(out.pop("y_hat")), **out}
 
-    @abstractmethod
-    def _compress(self, x: torch.Tensor) -> list[bytes]: ...
-
-    @abstractmethod
-    def _decompress(self, strings: list[bytes], size: tuple[int, int]) -> torch.Tensor: ...
-
-    @torch.no_grad()
-    def compress(self, x: torch.Tensor) -> CompressedImage:
+    def _check_size(self, x: Tensor) -> None:
         if x.shape[-2] % self.downsampling or x.shape[-1] % self.downsampling:
             raise ValueError(f"input size {tuple(x.shape[-2:])} is not a multiple of {self.downsampling}")
-        self.ensure_tables()
-        return CompressedImage(self._compress(x), (int(x.shape[-2]), int(x.shape[-1])))
+
+    def _latent_shape(self, size: tuple[int, int]) -> tuple[int, int]:
+        return size[0] // self.stride, size[1] // self.stride
 
     @torch.no_grad()
-    def decompress(self, compressed: CompressedImage) -> torch.Tensor:
+    def compress(self, x: Tensor) -> CompressedImage:
+        self._check_size(x)
         self.ensure_tables()
-        return self._decompress(compressed.strings, compressed.size)
+        strings, _ = self.entropy_model.compress(self.g_a(x), self.coder)
+        return CompressedImage(strings, (int(x.shape[-2]), int(x.shape[-1])))
 
-    def _entropy_models(self):
-        return [m for m in self.modules() if isinstance(m, (EntropyBottleneck, GaussianConditional))]
+    @torch.no_grad()
+    def decompress(self, compressed: CompressedImage) -> Tensor:
+        return self.g_s(self.decode_latents(compressed.strings, compressed.size))
+
+    @torch.no_grad()
+    def encode_latents(self, x: Tensor) -> Tensor:
+        """The quantised latent ``y_hat`` the decoder will see, without coding it (encoder only)."""
+        self._check_size(x)
+        self.ensure_tables()
+        return self.entropy_model.quantize(self.g_a(x))
+
+    @torch.no_grad()
+    def decode_latents(self, strings: list[bytes], size: tuple[int, int]) -> Tensor:
+        """``y_hat`` ``[1, M, H/stride, W/stride]`` of coded streams: entropy decoding only."""
+        self.ensure_tables()
+        return self.entropy_model.decompress(strings, self._latent_shape(size), self.coder)
+
+    def aux_loss(self) -> Tensor:
+        """Sum of the factorized densities' quantile losses (trains only ``quantiles``)."""
+        losses = [m.loss() for m in self.modules() if isinstance(m, EntropyBottleneck)]
+        return sum(losses) if losses else torch.zeros(())
+
+    # Integer CDF tables ------------------------------------------------------------------
+
+    def table_models(self) -> list[TableEntropyModel]:
+        return [m for m in self.modules() if isinstance(m, TableEntropyModel)]
 
     def tables_fingerprint(self) -> str:
         """SHA-256 of every parameter the integer CDF tables are computed from."""
         digest = hashlib.sha256()
-        for module in self._entropy_models():
-            if isinstance(module, EntropyBottleneck):
-                sources = [p for _, p in sorted(module.named_parameters())]
-            else:
-                sources = [module.scale_table, torch.tensor([float(module.tail_mass)])]
-            for tensor in sources:
+        for module in self.table_models():
+            for tensor in module.fingerprint_sources():
                 digest.update(tensor.detach().cpu().float().contiguous().numpy().tobytes())
         return digest.hexdigest()
 
     def update_tables(self) -> None:
         """Rebuild every entropy model's integer CDF tables from the current parameters."""
-        self.update(force=True)
+        for module in self.table_models():
+            module.update_tables()
         self._tables_fingerprint = self.tables_fingerprint()
 
     def tables_are_current(self) -> bool:
-        built = all(m._offset.numel() > 0 for m in self._entropy_models())
+        built = all(m.tables_built() for m in self.table_models())
         return built and self._tables_fingerprint == self.tables_fingerprint()
 
     def ensure_tables(self) -> None:
@@ -112,3 +149,47 @@ class Codec(CompressionModel):
     def mark_tables_current(self, fingerprint: str) -> None:
         """Declare loaded tables as built from parameters with this fingerprint."""
         self._tables_fingerprint = fingerprint
+
+
+def plain(value):
+    """Hydra/OmegaConf containers and tuples -> JSON-serialisable dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [plain(v) for v in value]
+    return value
+
+
+def register_codec(name: str):
+    """Register a builder ``(**config) -> Codec`` under ``name``; the codec it returns records
+    ``codec_id = name`` and ``config`` = the builder's arguments with defaults filled in."""
+
+    def decorate(builder):
+        signature = inspect.signature(builder)
+
+        @functools.wraps(builder)
+        def build(*args, **kwargs) -> Codec:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            config = plain(dict(bound.arguments))
+            codec = builder(**config)
+            codec.codec_id, codec.config = name, config
+            return codec
+
+        build.codec_id = name
+        return CODECS.register(name)(build)
+
+    return decorate
+
+
+def build_codec(codec_id: str, config: Mapping) -> Codec:
+    """A new codec of the registered builder ``codec_id`` from its ``config``."""
+    return CODECS.build(codec_id, **config)
+
+
+def rename_prefixes(key: str, prefixes: Mapping[str, str]) -> str:
+    """``key`` with the first matching prefix of ``prefixes`` replaced by its value."""
+    for old, new in prefixes.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key

@@ -1,11 +1,22 @@
-"""Entropy models and the entropy coders under them.
+"""Latent entropy models, one file each, selected by name from :data:`ENTROPY_MODELS`.
 
-* :mod:`.coders`: the coder interface, its registry and compressai's rANS adapter.
-* :mod:`.context`: latent entropy models with context (hyperprior, checkerboard, ChARM, S2LIC's ACGC).
-* :mod:`.vector_quantizer`, :mod:`.index_models`: VQ codebooks and the index models of the VQGAN codec.
+* ``factorized`` (:mod:`.factorized`), ``scale_hyperprior`` and ``hyperprior`` (:mod:`.hyperprior`)
+* ``checkerboard`` (:mod:`.checkerboard`), ``charm`` (:mod:`.channelwise`), ``acgc`` (:mod:`.acgc`)
+* ``bounded`` (:mod:`.bounded`, WaLLoC), ``vq`` (:mod:`.vq`, with the index models of :mod:`.index_models`)
+
+Building blocks: the factorized density and Gaussian conditional layers (:mod:`.factorized`,
+:mod:`.gaussian`) with their integer tables (:mod:`.tables`), and latent <-> symbol coding
+(:mod:`.latent_coding`). The interface is in :mod:`.base`.
 """
 
-from .coders import CODERS, CdfTables, EntropyCoder, get_coder, register_coder
-from . import native  # registers the "codeclab" coder
+from .base import ENTROPY_MODELS, LatentEntropyModel
+from . import acgc, bounded, channelwise, checkerboard, factorized, hyperprior, vq  # noqa: F401  (registration)
+from .factorized import EntropyBottleneck
+from .gaussian import GaussianConditional
+from .index_models import INDEX_MODELS
+from .tables import TableEntropyModel
 
-__all__ = ["CODERS", "CdfTables", "EntropyCoder", "get_coder", "register_coder"]
+__all__ = [
+    "ENTROPY_MODELS", "INDEX_MODELS", "EntropyBottleneck", "GaussianConditional", "LatentEntropyModel",
+    "TableEntropyModel",
+]

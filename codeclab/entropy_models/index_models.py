@@ -6,7 +6,10 @@ the coder normalises a row to ``2**24`` with integer arithmetic (:mod:`.native`)
 distribution is a deterministic function of the row and the encoder and decoder agree exactly
 whenever they compute the same rows.
 
-* ``uniform`` (Mao et al.'s baseline): ``f = 1``; ``log2(K)`` bits per index.
+Each model is a class of the :data:`INDEX_MODELS` registry with ``encode(indices, encoder)`` and
+``decode(decoder, shape)``; a stream starts with the model's byte (:data:`INDEX_MODEL_IDS`).
+
+* ``uniform``: :class:`UniformIndexModel` (Mao et al.'s baseline): ``f = 1``; ``log2(K)`` bits per index.
 * ``static``: :class:`StaticIndexModel`, one learned integer histogram for every position
   (``f_k = count_k + 1`` over training-image indices); ``~ H(p_train)`` bits per index.
 * ``transformer``: :class:`MaskedIndexTransformer`, a bidirectional transformer over the index
@@ -29,7 +32,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-INDEX_MODELS = ("uniform", "static", "transformer")
+from ..registry import Registry
+
+INDEX_MODELS = Registry("index model")
+# The byte that names the index model at the start of a VQ stream (never reorder).
+INDEX_MODEL_IDS = ("uniform", "static", "transformer")
 
 # 4x4 ordered-dither (Bayer) ranks: consecutive ranks are spread over the block, so each group
 # of a coarse-to-fine split sees context on every side.
@@ -40,6 +47,44 @@ _PRIOR_SCALE = 2**20
 _CHUNK_ENTRIES = 2**21
 
 
+def _constant_rows(freqs: np.ndarray, n: int):
+    """Yield ``[m, K]`` arrays repeating ``freqs`` for ``n`` rows in chunks (bounded memory)."""
+    chunk = max(1, _CHUNK_ENTRIES // freqs.shape[0])
+    for start in range(0, n, chunk):
+        yield np.ascontiguousarray(np.broadcast_to(freqs, (min(chunk, n - start), freqs.shape[0])))
+
+
+def _encode_constant_rows(indices: torch.Tensor, row: np.ndarray, encoder) -> None:
+    flat = indices.reshape(-1).to(torch.int32).numpy()
+    offset = 0
+    for rows in _constant_rows(row, flat.size):
+        encoder.encode_categorical(flat[offset : offset + len(rows)], rows)
+        offset += len(rows)
+
+
+def _decode_constant_rows(decoder, shape: tuple[int, int], row: np.ndarray) -> torch.Tensor:
+    parts = [decoder.decode_categorical(rows) for rows in _constant_rows(row, shape[0] * shape[1])]
+    return torch.from_numpy(np.concatenate(parts).astype(np.int64)).reshape(shape)
+
+
+@INDEX_MODELS.register("uniform")
+class UniformIndexModel(nn.Module):
+    """Every index equally likely: ``log2(K)`` bits each."""
+
+    def __init__(self, n_embed: int):
+        super().__init__()
+        self.n_embed = int(n_embed)
+
+    def encode(self, indices: torch.Tensor, encoder) -> None:
+        """Append the grid ``indices`` ``[h, w]`` (int64) to ``encoder``."""
+        _encode_constant_rows(indices, np.ones(self.n_embed, np.int32), encoder)
+
+    def decode(self, decoder, shape: tuple[int, int]) -> torch.Tensor:
+        """The grid ``[h, w]`` (int64) that :meth:`encode` wrote."""
+        return _decode_constant_rows(decoder, shape, np.ones(self.n_embed, np.int32))
+
+
+@INDEX_MODELS.register("static")
 class StaticIndexModel(nn.Module):
     """A learned static frequency table: ``counts``: int32 ``[K]``, all >= 1.
 
@@ -49,6 +94,12 @@ class StaticIndexModel(nn.Module):
     def __init__(self, n_embed: int):
         super().__init__()
         self.register_buffer("counts", torch.ones(int(n_embed), dtype=torch.int32))
+
+    def encode(self, indices: torch.Tensor, encoder) -> None:
+        _encode_constant_rows(indices, self.counts.numpy(), encoder)
+
+    def decode(self, decoder, shape: tuple[int, int]) -> torch.Tensor:
+        return _decode_constant_rows(decoder, shape, self.counts.numpy())
 
     @torch.no_grad()
     def fit(self, indices: torch.Tensor) -> None:
@@ -85,6 +136,7 @@ def _sinusoid_2d(height: int, width: int, dim: int) -> torch.Tensor:
     return F.pad(code, (0, dim - 4 * quarter))
 
 
+@INDEX_MODELS.register("transformer")
 class MaskedIndexTransformer(nn.Module):
     """Masked-token transformer over an index grid (BERT / MaskGIT style, Chang et al. 2022).
 
@@ -146,6 +198,27 @@ class MaskedIndexTransformer(nn.Module):
         probs = torch.softmax(self(tokens[None])[0][positions].float(), dim=-1)
         return ((probs * _PRIOR_SCALE).floor().to(torch.int32) + 1).numpy()
 
+    def encode(self, indices: torch.Tensor, encoder) -> None:
+        """Append ``indices`` ``[h, w]`` group by group, each under the rows predicted from the
+        groups before it."""
+        groups = group_map(*indices.shape, self.groups)
+        tokens = torch.full_like(indices, self.mask_token)
+        for g in range(self.groups):
+            positions = groups == g
+            if positions.any():
+                encoder.encode_categorical(indices[positions].to(torch.int32).numpy(), self.group_freqs(tokens, positions))
+                tokens[positions] = indices[positions]
+
+    def decode(self, decoder, shape: tuple[int, int]) -> torch.Tensor:
+        groups = group_map(*shape, self.groups)
+        tokens = torch.full(shape, self.mask_token, dtype=torch.int64)
+        for g in range(self.groups):
+            positions = groups == g
+            if positions.any():
+                symbols = decoder.decode_categorical(self.group_freqs(tokens, positions))
+                tokens[positions] = torch.from_numpy(symbols.astype(np.int64))
+        return tokens
+
     @torch.no_grad()
     def recover(self, indices: torch.Tensor, lost: torch.Tensor) -> torch.Tensor:
         """Fill lost indices: ``indices`` ``[h, w]``, ``lost`` bool ``[h, w]`` -> ``[h, w]``, the
@@ -153,47 +226,3 @@ class MaskedIndexTransformer(nn.Module):
         tokens = indices.masked_fill(lost, self.mask_token)
         predicted = self(tokens[None])[0].argmax(-1)
         return torch.where(lost, predicted, indices)
-
-
-def _constant_rows(freqs: np.ndarray, n: int):
-    """Yield ``[m, K]`` arrays repeating ``freqs`` for ``n`` rows in chunks (bounded memory)."""
-    chunk = max(1, _CHUNK_ENTRIES // freqs.shape[0])
-    for start in range(0, n, chunk):
-        yield np.ascontiguousarray(np.broadcast_to(freqs, (min(chunk, n - start), freqs.shape[0])))
-
-
-def encode_indices(indices: torch.Tensor, kind: str, encoder, n_embed: int, static: StaticIndexModel,
-                   prior: MaskedIndexTransformer) -> None:
-    """Append the index grid ``indices`` ``[h, w]`` (int64) to ``encoder`` under model ``kind``."""
-    flat = indices.reshape(-1).to(torch.int32).numpy()
-    if kind in ("uniform", "static"):
-        row = np.ones(n_embed, np.int32) if kind == "uniform" else static.counts.numpy()
-        offset = 0
-        for rows in _constant_rows(row, flat.size):
-            encoder.encode_categorical(flat[offset : offset + len(rows)], rows)
-            offset += len(rows)
-        return
-    groups = group_map(*indices.shape, prior.groups)
-    tokens = torch.full_like(indices, prior.mask_token)
-    for g in range(prior.groups):
-        positions = groups == g
-        if positions.any():
-            encoder.encode_categorical(indices[positions].to(torch.int32).numpy(), prior.group_freqs(tokens, positions))
-            tokens[positions] = indices[positions]
-
-
-def decode_indices(decoder, shape: tuple[int, int], kind: str, n_embed: int, static: StaticIndexModel,
-                   prior: MaskedIndexTransformer) -> torch.Tensor:
-    """The index grid ``[h, w]`` (int64) written by :func:`encode_indices` with the same ``kind``."""
-    n = shape[0] * shape[1]
-    if kind in ("uniform", "static"):
-        row = np.ones(n_embed, np.int32) if kind == "uniform" else static.counts.numpy()
-        parts = [decoder.decode_categorical(rows) for rows in _constant_rows(row, n)]
-        return torch.from_numpy(np.concatenate(parts).astype(np.int64)).reshape(shape)
-    groups = group_map(*shape, prior.groups)
-    tokens = torch.full(shape, prior.mask_token, dtype=torch.int64)
-    for g in range(prior.groups):
-        positions = groups == g
-        if positions.any():
-            tokens[positions] = torch.from_numpy(decoder.decode_categorical(prior.group_freqs(tokens, positions)).astype(np.int64))
-    return tokens

@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.interpolate import Akima1DInterpolator, PchipInterpolator
 
 METHODS = ("cubic", "pchip", "akima")
 MIN_POINTS = 4
@@ -78,6 +77,9 @@ def _interpolant(x: np.ndarray, y: np.ndarray, method: str):
         poly = np.polynomial.Polynomial.fit(x, y, 3)
         anti = poly.integ()
         return poly, lambda a, b: anti(b) - anti(a)
+    # scipy costs 0.2 s to import; only the piecewise methods need it.
+    from scipy.interpolate import Akima1DInterpolator, PchipInterpolator
+
     cls = PchipInterpolator if method == "pchip" else Akima1DInterpolator
     interp = cls(x, y)
     return interp, lambda a, b: float(interp.integrate(a, b))

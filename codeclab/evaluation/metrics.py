@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from pytorch_msssim import ms_ssim as _ms_ssim
 
+from ..measures import psnr
+
 MSSSIM_MIN_SIDE = 161  # pytorch_msssim: smaller side must exceed (win_size - 1) * 2**4
 _BT601 = np.array([0.299, 0.587, 0.114])
 
@@ -32,22 +34,18 @@ def _check(ref: np.ndarray, dec: np.ndarray) -> None:
         raise ValueError(f"decoded image is {dec.shape}, original is {ref.shape}")
 
 
-def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
-    return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
-
-
 def psnr_rgb(ref: np.ndarray, dec: np.ndarray) -> float:
     """RGB PSNR (dB) of two uint8 images of equal shape."""
     _check(ref, dec)
     diff = ref.astype(np.float64) - dec.astype(np.float64)
-    return psnr_from_mse(float(np.mean(diff * diff)))
+    return psnr(float(np.mean(diff * diff)), 255.0)
 
 
 def psnr_y(ref: np.ndarray, dec: np.ndarray) -> float:
     """PSNR (dB) of full-range BT.601 luma, computed from the 8-bit RGB images."""
     _check(ref, dec)
     diff = (ref.astype(np.float64) - dec.astype(np.float64)) @ _BT601
-    return psnr_from_mse(float(np.mean(diff * diff)))
+    return psnr(float(np.mean(diff * diff)), 255.0)
 
 
 def ms_ssim_rgb(ref: np.ndarray, dec: np.ndarray) -> float:

@@ -36,7 +36,7 @@ def load_images(test_dir: str | None, max_images: int | None = None) -> list[Eva
 def _curve_name(models: list[str]) -> str:
     """Default learned-curve name: the codec id stored in the model file, else the file stem."""
     try:
-        from codeclab.model_file import read_metadata
+        from codeclab.formats.model_file import read_metadata
 
         return str(read_metadata(models[0])["codec"])
     except (CodecLabError, KeyError, OSError, ImportError):

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from codeclab.evaluation import metrics
 from codeclab.evaluation.classic import ClassicCodec
+from codeclab.measures import bits_per_pixel
 
 CACHE_VERSION = 1  # bump when what a point contains or how it is measured changes
 
@@ -64,8 +65,8 @@ class LearnedCurve:
 
     def __post_init__(self):
         if self.load is None:  # the real thing; imported late so tests need no model code
-            from codeclab.image_codec import decode_image, encode_image
-            from codeclab.model_file import load_model
+            from codeclab.formats.image_file import decode_image, encode_image
+            from codeclab.formats.model_file import load_model
 
             self.load, self.encode, self.decode = load_model, encode_image, decode_image
 
@@ -90,7 +91,7 @@ def point_record(job: Job, nbytes: int, decoded: np.ndarray, enc_s: float, dec_s
     """The stored fields of one point (everything but the decoded image)."""
     h, w = job.image.pixels.shape[:2]
     rec = {"curve": job.curve, "kind": job.kind, "setting": job.setting, "image": job.image.name,
-           "height": h, "width": w, "bytes": nbytes, "bpp": nbytes * 8.0 / (h * w)}
+           "height": h, "width": w, "bytes": nbytes, "bpp": bits_per_pixel(nbytes, h, w)}
     rec.update(metrics.measure(job.image.pixels, decoded, y_psnr=y_psnr))
     rec.update({"encoding_time": enc_s, "decoding_time": dec_s, "version": job.version})
     return rec

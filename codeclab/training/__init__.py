@@ -1,5 +1,7 @@
-"""Lightning training of codecs: the rate-distortion module."""
+"""Training: Lightning modules (:mod:`.rate_distortion`, :mod:`.vqgan`), losses that are not part
+of a codec (:mod:`.losses`), the VQGAN codebook ladder (:mod:`.vqgan_ladder`) and the Hydra entry
+point (:mod:`.run`). Nothing on the coding path imports this package."""
 
-from .module import RateDistortionModule
+from .rate_distortion import RateDistortionModule
 
 __all__ = ["RateDistortionModule"]

@@ -8,7 +8,7 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from ..model_file import export_model
+from ..formats.model_file import export_model
 
 
 def _instantiate_group(group: DictConfig | None) -> list:

@@ -12,7 +12,7 @@ VQGAN). Discriminator (PatchGAN, hinge loss), from ``disc_start`` on::
     L_D = 0.5 * (mean relu(1 - D(x)) + mean relu(1 + D(x_hat)))
 
 Manual optimisation: one Adam step of the generator (VQGAN parameters only; the index models
-are fitted afterwards by :mod:`codeclab.vqgan_ladder`) and one of the discriminator per batch.
+are fitted afterwards by :mod:`codeclab.training.vqgan_ladder`) and one of the discriminator per batch.
 Lightning counts every optimiser step in ``trainer.global_step``, so ``trainer.max_steps``
 counts discriminator steps too; ``disc_start`` counts batches.
 
@@ -23,61 +23,13 @@ of the current batch (a standard VQ remedy, not part of taming).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytorch_lightning as pl
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from ..codecs.vqgan import VQGAN
-from ..transforms.vqgan import PatchDiscriminator
-
-
-class LPIPS(nn.Module):
-    """LPIPS-VGG (Zhang et al. 2018), the perceptual loss of VQGAN, from local weight files.
-
-    ``d(x, y) = sum_l mean_hw || w_l * (phi_l(x)/|phi_l(x)| - phi_l(y)/|phi_l(y)|) ||^2`` over the
-    VGG16 ``relu{1_2, 2_2, 3_3, 4_3, 5_3}`` features ``phi_l`` of inputs in [-1, 1]. Output ``[B]``.
-
-    Args:
-      vgg_weights: torchvision ``vgg16`` state_dict file (``vgg16-397923af.pth``; ``features.*`` used).
-      lin_weights: the LPIPS linear layers (``lpips`` package's ``weights/v0.1/vgg.pth``, keys
-        ``lin{0..4}.model.1.weight``; taming's ``vgg.pth`` is the same file).
-    """
-
-    _SLICES = (4, 9, 16, 23, 30)
-    _CHANNELS = (64, 128, 256, 512, 512)
-
-    def __init__(self, vgg_weights: str | Path, lin_weights: str | Path):
-        super().__init__()
-        from torchvision.models.vgg import cfgs, make_layers
-
-        features = make_layers(cfgs["D"])  # vgg16().features without building the classifier
-        vgg_state = torch.load(vgg_weights, map_location="cpu", weights_only=True)
-        features.load_state_dict({k[len("features."):]: v for k, v in vgg_state.items() if k.startswith("features.")})
-        self.features = features[: self._SLICES[-1]]
-        lin_state = torch.load(lin_weights, map_location="cpu", weights_only=True)
-        self.lins = nn.ParameterList([nn.Parameter(lin_state[f"lin{i}.model.1.weight"].reshape(1, c, 1, 1))
-                                      for i, c in enumerate(self._CHANNELS)])
-        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
-        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
-        self.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True):
-        return super().train(False)  # frozen network: never in training mode
-
-    def _taps(self, x):
-        taps, h, start = [], (x - self.shift) / self.scale, 0
-        for end in self._SLICES:
-            h = self.features[start:end](h)
-            taps.append(h / (h.pow(2).sum(1, keepdim=True).sqrt() + 1e-10))
-            start = end
-        return taps
-
-    def forward(self, x, y):
-        return sum(((a - b).pow(2) * w).sum(1).mean((1, 2)) for a, b, w in zip(self._taps(x), self._taps(y), self.lins))
+from ..measures import bits_per_pixel, psnr
+from .losses import LPIPS, PatchDiscriminator
 
 
 class VQGANModule(pl.LightningModule):
@@ -135,7 +87,7 @@ class VQGANModule(pl.LightningModule):
         if dead.numel():
             vectors = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
             pick = torch.randint(0, vectors.shape[0], (dead.numel(),), device=z.device)
-            self.codec.quantize.embedding.weight[dead] = vectors[pick] + 1e-3 * torch.randn_like(vectors[pick])
+            self.codec.vector_quantizer.embedding.weight[dead] = vectors[pick] + 1e-3 * torch.randn_like(vectors[pick])
         self.used_codes.zero_()
         return int(dead.numel())
 
@@ -143,7 +95,7 @@ class VQGANModule(pl.LightningModule):
         opt_g, opt_d = self.optimizers()
         x = 2 * batch - 1
         z = self.codec.encode_latent(batch)
-        z_q, vq_loss, indices = self.codec.quantize(z)
+        z_q, vq_loss, indices = self.codec.vector_quantizer(z)
         x_hat = 2 * self.codec.decode_codewords(z_q) - 1
         rec_loss = self._reconstruction_loss(x, x_hat)
         loss = rec_loss + self.codebook_weight * vq_loss
@@ -169,17 +121,18 @@ class VQGANModule(pl.LightningModule):
         if self.restart_dead_every and int(self.batches_done) % self.restart_dead_every == 0:
             logs["train/restarted"] = float(self._restart_dead_codes(z.detach()))
         mse = torch.mean((batch - ((x_hat.detach() + 1) / 2).clamp(0, 1)) ** 2)
-        logs["train/psnr"] = -10 * torch.log10(mse.clamp_min(1e-10))
+        logs["train/psnr"] = psnr(mse)
         logs["train/codes_in_batch"] = float(indices.unique().numel())
         self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=False)
 
     def validation_step(self, batch, batch_idx):
         x_hat = self.codec(batch)["x_hat"].clamp(0, 1)
-        psnr = -10 * torch.log10(torch.mean((x_hat - batch) ** 2).clamp_min(1e-10))
-        self.log("val/psnr", psnr, prog_bar=True, on_epoch=True, batch_size=batch.shape[0])
+        val_psnr = psnr(torch.mean((x_hat - batch) ** 2))
+        self.log("val/psnr", val_psnr, prog_bar=True, on_epoch=True, batch_size=batch.shape[0])
         if batch_idx == 0:
             compressed = self.codec.compress(batch[:1])
-            self.log("val/real_bpp", 8 * len(compressed.strings[0]) / (batch.shape[-2] * batch.shape[-1]), batch_size=1)
+            real_bpp = bits_per_pixel(len(compressed.strings[0]), batch.shape[-2], batch.shape[-1])
+            self.log("val/real_bpp", real_bpp, batch_size=1)
 
     def configure_optimizers(self):
         generator = [p for module in self.codec.vq_modules() for p in module.parameters()]

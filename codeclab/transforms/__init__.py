@@ -1,1 +1,12 @@
-"""Analysis and synthesis transforms, built from compressai's layers."""
+"""Analysis/synthesis transforms, selected by name from :data:`TRANSFORMS`.
+
+A registered transform is a builder returning a :class:`TransformPair`: ``g_a`` maps
+``[B, 3, H, W]`` images in [0, 1] to a latent ``[B, M, H/s, W/s]``, ``g_s`` maps it back, and
+``stride`` is ``s``. Registered: ``cnn`` (:mod:`.cnn`), ``swinv2`` (:mod:`.swin`), ``walloc``
+(:mod:`.wavelet`), ``vqgan`` (:mod:`.vqgan`). Layers shared by them live in :mod:`.layers`.
+"""
+
+from .base import TRANSFORMS, TransformPair
+from . import cnn, swin, vqgan, wavelet  # noqa: F401  (register the transforms)
+
+__all__ = ["TRANSFORMS", "TransformPair"]

@@ -1,6 +1,6 @@
 """Convolutional transforms of the Ballé/Minnen hyperprior line.
 
-Layer order and module indices follow compressai's ``bmshj2018-*`` and ``mbt2018-mean`` models
+Layer order, module indices and layers (:mod:`.layers`) follow compressai's ``bmshj2018-*`` and ``mbt2018-mean`` models
 exactly, so their state_dicts load into codecs built from these functions.
 
 Shapes (``x``: ``[B, 3, H, W]``, H and W multiples of 16):
@@ -16,9 +16,10 @@ Minnen et al., "Joint Autoregressive and Hierarchical Priors for Learned Image C
 NeurIPS 2018.
 """
 
-from compressai.layers import GDN
-from compressai.models.utils import conv, deconv
 from torch import nn
+
+from .base import TRANSFORMS, TransformPair
+from .layers import GDN, conv, deconv
 
 
 def analysis(N: int, M: int) -> nn.Sequential:
@@ -53,3 +54,9 @@ def hyper_synthesis(N: int, M: int, mean_scale: bool) -> nn.Sequential:
         deconv(N, N), nn.ReLU(inplace=True),
         conv(N, M, stride=1, kernel_size=3), nn.ReLU(inplace=True),
     )
+
+
+@TRANSFORMS.register("cnn")
+def cnn_transforms(N: int, M: int) -> TransformPair:
+    """:func:`analysis` and :func:`synthesis` at width ``N`` with ``M`` latent channels (stride 16)."""
+    return TransformPair(analysis(N, M), synthesis(N, M), 16)

@@ -21,8 +21,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from compressai.models.utils import conv, deconv
 from torch import nn
+
+from .base import TRANSFORMS, TransformPair
+from .layers import conv, deconv
 
 _MASKED = -100.0  # additive attention bias that removes a key (exp(-100) underflows to ~0)
 
@@ -220,3 +222,11 @@ def swin_synthesis(N: int, M: int, window: int, depths: Sequence[int], heads: Se
         layers += [deconv(M if i == 0 else N, N), ResidualSwinV2Stage(N, depth, head, window)]
     layers += [DenseFeatureEnhancement(N, growth), deconv(N, 3)]
     return nn.Sequential(*layers)
+
+
+@TRANSFORMS.register("swinv2")
+def swin_transforms(N: int, M: int, window: int = 8, depths: Sequence[int] = (1, 2, 3), heads: Sequence[int] = (4, 8, 16),
+                    growth: int = 32) -> TransformPair:
+    """S2LIC's :func:`swin_analysis` and :func:`swin_synthesis` (stride 16)."""
+    g_a = swin_analysis(N, M, window, depths, heads, growth)
+    return TransformPair(g_a, swin_synthesis(N, M, window, depths, heads, growth), 16)

@@ -1,17 +1,17 @@
-"""VQGAN encoder, decoder and PatchGAN discriminator in the taming-transformers layout.
+"""VQGAN encoder and decoder in the taming-transformers layout (the PatchGAN discriminator is in
+:mod:`codeclab.training.losses`).
 
 Esser, Rombach, Ommer, "Taming Transformers for High-Resolution Image Synthesis" (CVPR 2021).
 Module and parameter names follow ``taming/modules/diffusionmodules/model.py`` and
 ``taming/modules/discriminator/model.py`` exactly (``conv_in``, ``down.{i}.block.{j}.norm1``,
 ``mid.attn_1.q``, ``up.{i}.upsample.conv``, ``main.{k}`` ...), so the ``encoder.*``,
-``decoder.*`` and ``loss.discriminator.*`` tensors of a taming checkpoint load without renaming
+``decoder.*`` and ``loss.discriminator.*`` tensors of a taming checkpoint load by prefix
 (see :func:`codeclab.codecs.vqgan.load_taming_state_dict`).
 
 Shapes, with ``L = len(ch_mult)`` and ``f = 2 ** (L - 1)`` (``f = 16`` for five levels):
 
 * :class:`Encoder`: ``[B, in_channels, H, W] -> [B, z_channels, H/f, W/f]``
 * :class:`Decoder`: ``[B, z_channels, H/f, W/f] -> [B, out_ch, H, W]``
-* :class:`PatchDiscriminator`: ``[B, 3, H, W] -> [B, 1, H/8 - 2, W/8 - 2]`` logits (n_layers=3)
 
 Images are in [-1, 1] as in taming; the codec converts from and to [0, 1].
 """
@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .base import TRANSFORMS, TransformPair
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -210,33 +212,39 @@ class Decoder(nn.Module):
         return self.conv_out.weight
 
 
-class PatchDiscriminator(nn.Module):
-    """PatchGAN discriminator (Isola et al. 2017) as taming's ``NLayerDiscriminator`` with BatchNorm.
+class VQGANAnalysis(nn.Module):
+    """``quant_conv(encoder(2x - 1))``: ``[B, 3, H, W]`` in [0, 1] -> ``z`` ``[B, D, H/f, W/f]``."""
 
-    ``main``: conv(4, s2) + LeakyReLU, then ``n_layers - 1`` blocks conv(4, s2) + BN + LeakyReLU
-    (width doubling up to ``8 * ndf``), one conv(4, s1) + BN + LeakyReLU, and a 1-channel conv(4, s1).
-    Each output logit judges one overlapping patch (70x70 pixels for ``n_layers=3``).
-    """
-
-    def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3):
+    def __init__(self, encoder: Encoder, z_channels: int, embed_dim: int):
         super().__init__()
-        layers = [nn.Conv2d(input_nc, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
-        mult = 1
-        for n in range(1, n_layers):
-            prev, mult = mult, min(2 ** n, 8)
-            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * mult),
-                       nn.LeakyReLU(0.2, True)]
-        prev, mult = mult, min(2 ** n_layers, 8)
-        layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 1, 1, bias=False), nn.BatchNorm2d(ndf * mult),
-                   nn.LeakyReLU(0.2, True), nn.Conv2d(ndf * mult, 1, 4, 1, 1)]
-        self.main = nn.Sequential(*layers)
-        for module in self.modules():
-            # taming's weights_init: N(0, 0.02) convolutions, N(1, 0.02) BatchNorm scales.
-            if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, 0.0, 0.02)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.normal_(module.weight, 1.0, 0.02)
-                nn.init.zeros_(module.bias)
+        self.encoder = encoder
+        self.quant_conv = nn.Conv2d(z_channels, embed_dim, 1)
 
     def forward(self, x):
-        return self.main(x)
+        return self.quant_conv(self.encoder(2 * x - 1))
+
+
+class VQGANSynthesis(nn.Module):
+    """``(decoder(post_quant_conv(z_q)) + 1) / 2``: codewords -> image in [0, 1] (not clamped)."""
+
+    def __init__(self, decoder: Decoder, z_channels: int, embed_dim: int):
+        super().__init__()
+        self.post_quant_conv = nn.Conv2d(embed_dim, z_channels, 1)
+        self.decoder = decoder
+
+    def forward(self, z_q):
+        return (self.decoder(self.post_quant_conv(z_q)) + 1) / 2
+
+
+@TRANSFORMS.register("vqgan")
+def vqgan_transforms(ch: int = 128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks: int = 2, attn_resolutions=(16,),
+                     resolution: int = 256, z_channels: int = 256, embed_dim: int = 256, dropout: float = 0.0,
+                     norm_groups: int = 32) -> TransformPair:
+    """taming's ``VQModel`` encoder/decoder around the quantiser (stride ``2**(len(ch_mult) - 1)``)."""
+    ddconfig = dict(ch=ch, ch_mult=list(ch_mult), num_res_blocks=num_res_blocks, attn_resolutions=list(attn_resolutions),
+                    dropout=dropout, resolution=resolution, z_channels=z_channels, norm_groups=norm_groups)
+    return TransformPair(
+        VQGANAnalysis(Encoder(in_channels=3, **ddconfig), z_channels, embed_dim),
+        VQGANSynthesis(Decoder(out_ch=3, **ddconfig), z_channels, embed_dim),
+        2 ** (len(ch_mult) - 1),
+    )

@@ -34,6 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import TRANSFORMS, TransformPair
+from .layers import AttentionBlock, ResidualBlock
+
 
 def _split_periodized(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """One periodized analysis level along the last axis: ``[..., N] -> [..., 2, N/2]``."""
@@ -141,3 +144,67 @@ class WaveletPacket2d(nn.Module):
         coeffs = coeffs.permute(order).reshape(batch, channels, self.bands, w, self.bands, h)
         rows = self._synthesis_1d(coeffs)  # [B, C, S_w, W', H]
         return self._synthesis_1d(rows.permute(0, 1, 4, 2, 3))  # [B, C, H, W]
+
+
+class _ResidualMLP(nn.Module):
+    """``y + W2 GELU(W1 y)`` with 1x1 convolutions: the optional light nonlinear encoder stage."""
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.GELU(), nn.Conv2d(hidden, channels, 1))
+
+    def forward(self, y):
+        return y + self.net(y)
+
+
+class WaLLoCAnalysis(nn.Module):
+    """WaLLoC's encoder: ``E(WPT_J(x - 1/2))``, ``[B, 3, H, W] -> [B, M, H / 2**J, W / 2**J]``;
+    ``E`` is a 1x1 projection of the ``3 * 4**J`` packets (+ an optional residual 1x1 MLP)."""
+
+    def __init__(self, wpt: WaveletPacket2d, latent_channels: int, encoder_hidden: int = 0):
+        super().__init__()
+        self.wpt = wpt
+        projection = nn.Conv2d(3 * wpt.bands**2, latent_channels, 1)
+        self.encoder = nn.Sequential(projection, _ResidualMLP(latent_channels, encoder_hidden)) if encoder_hidden else projection
+
+    def forward(self, x):
+        return self.encoder(self.wpt(x - 0.5))
+
+
+class WaLLoCSynthesis(nn.Module):
+    """WaLLoC's decoder: ``WPT_J^-1(D(y_hat)) + 1/2``, ``D`` a 1x1 projection, residual blocks
+    around an attention block, and a 1x1 projection back to the packets. ``input_scale``,
+    ``input_shift`` map the latent's range first (``2/(2**b - 1)``, ``-1`` for b-bit integers)."""
+
+    def __init__(self, wpt: WaveletPacket2d, latent_channels: int, channels: int = 128, blocks: int = 4,
+                 input_scale: float = 1.0, input_shift: float = 0.0):
+        super().__init__()
+        self.wpt = wpt
+        self.input_scale, self.input_shift = float(input_scale), float(input_shift)
+        half = blocks // 2
+        self.decoder = nn.Sequential(
+            nn.Conv2d(latent_channels, channels, 1),
+            *[ResidualBlock(channels, channels) for _ in range(half)],
+            AttentionBlock(channels),
+            *[ResidualBlock(channels, channels) for _ in range(blocks - half)],
+            nn.Conv2d(channels, 3 * wpt.bands**2, 1),
+        )
+
+    def forward(self, y_hat):
+        if self.input_scale != 1.0 or self.input_shift:
+            y_hat = y_hat * self.input_scale + self.input_shift
+        return self.wpt.inverse(self.decoder(y_hat)) + 0.5
+
+
+@TRANSFORMS.register("walloc")
+def walloc_transforms(levels: int = 3, latent_channels: int = 12, wavelet: str = "bior4.4", encoder_hidden: int = 0,
+                      decoder_channels: int = 128, decoder_blocks: int = 4, input_bits: int | None = None) -> TransformPair:
+    """WaLLoC's transforms (Jacobellis & Yadwadkar 2024), stride ``2**levels``. ``input_bits``:
+    the synthesis takes ``b``-bit integers (the bounded bottleneck) and maps them to [-1, 1]."""
+    wpt = WaveletPacket2d(wavelet, levels)
+    scale, shift = (2 / (2**input_bits - 1), -1.0) if input_bits else (1.0, 0.0)
+    return TransformPair(
+        WaLLoCAnalysis(wpt, latent_channels, encoder_hidden),
+        WaLLoCSynthesis(wpt, latent_channels, decoder_channels, decoder_blocks, scale, shift),
+        2**levels,
+    )

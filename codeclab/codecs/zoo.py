@@ -1,0 +1,95 @@
+"""The registered codecs: each one a configuration of :class:`~.base.Codec` (transform pair +
+entropy model), under the name written into model files and bitstreams.
+
+| name                   | transform (``g_a``/``g_s``)     | entropy model                      |
+| ---------------------- | ------------------------------- | ---------------------------------- |
+| ``bmshj2018-factorized`` | ``cnn`` (Ballé 2017/2018)     | ``factorized``                     |
+| ``bmshj2018-hyperprior`` | ``cnn``                       | ``scale_hyperprior``               |
+| ``mbt2018-mean``         | ``cnn``                       | ``hyperprior`` (mean-scale)        |
+| ``s2lic``                | ``swinv2`` (or ``cnn``)       | ``acgc`` (or any hyperprior-based) |
+| ``walloc``               | ``walloc`` (wavelet packets)  | ``bounded`` or ``factorized``      |
+| ``vqgan``                | ``vqgan`` (taming)            | ``vq`` (:mod:`.vqgan`)             |
+| ``composed``             | any                             | any                                |
+
+The compressai family uses compressai's published widths (``N, M = 128, 192`` for the low
+rates, ``192, 320`` for the high rates) and trains like compressai (``quantizer="noise"``); its
+state_dicts convert to and from compressai's with :mod:`.compressai_interop`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from ..entropy_models import ENTROPY_MODELS
+from ..entropy_models.bounded import BoundedLatentImage
+from ..entropy_models.factorized import FactorizedEntropyModel
+from ..entropy_models.hyperprior import HyperpriorEntropyModel, ScaleHyperprior
+from ..transforms import TRANSFORMS
+from ..transforms.cnn import cnn_transforms
+from ..transforms.swin import swin_transforms
+from ..transforms.wavelet import walloc_transforms
+from .base import Codec, register_codec
+
+
+def _codec(pair, entropy_model) -> Codec:
+    return Codec(pair.g_a, pair.g_s, entropy_model, pair.stride)
+
+
+@register_codec("bmshj2018-factorized")
+def bmshj2018_factorized(N: int = 128, M: int = 192) -> Codec:
+    """Ballé et al., "End-to-end Optimized Image Compression", ICLR 2017 (GDN transforms,
+    factorized prior). ``y``: ``[B, M, H/16, W/16]``; one stream."""
+    return _codec(cnn_transforms(N, M), FactorizedEntropyModel(M))
+
+
+@register_codec("bmshj2018-hyperprior")
+def bmshj2018_hyperprior(N: int = 128, M: int = 192) -> Codec:
+    """Ballé et al., "Variational image compression with a scale hyperprior", ICLR 2018.
+    ``y``: ``[B, M, H/16, W/16]``, ``z``: ``[B, N, H/64, W/64]``; streams ``[y, z]``."""
+    return _codec(cnn_transforms(N, M), ScaleHyperprior(N, M))
+
+
+@register_codec("mbt2018-mean")
+def mbt2018_mean(N: int = 128, M: int = 192) -> Codec:
+    """Minnen et al., NeurIPS 2018, mean-scale hyperprior without the autoregressive context."""
+    return _codec(cnn_transforms(N, M), HyperpriorEntropyModel(N, M))
+
+
+@register_codec("s2lic")
+def s2lic(N: int = 192, M: int = 320, transform: str = "swinv2", window: int = 8, depths: Sequence[int] = (1, 2, 3),
+          heads: Sequence[int] = (4, 8, 16), growth: int = 32, entropy: Mapping | None = None) -> Codec:
+    """S2LIC (Wang et al.): SwinV2 transforms + the ACGC entropy model, or any transform
+    (``transform="cnn"``) with any hyperprior-based entropy model (``entropy={"name": ..., **options}``).
+    Defaults are the paper's; ``y``: ``[B, M, H/16, W/16]``, streams ``[y, z]``."""
+    if transform == "swinv2":
+        pair = swin_transforms(N, M, window, depths, heads, growth)
+    else:
+        pair = TRANSFORMS.build(transform, N, M)
+    options = dict(entropy or {"name": "acgc"})
+    return _codec(pair, ENTROPY_MODELS.build(options.pop("name"), N, M, **options))
+
+
+@register_codec("walloc")
+def walloc(levels: int = 3, latent_channels: int = 12, wavelet: str = "bior4.4", bottleneck: str = "bounded",
+           bits: int = 8, lossless_format: str = "png", encoder_hidden: int = 0, decoder_channels: int = 128,
+           decoder_blocks: int = 4) -> Codec:
+    """WaLLoC (Jacobellis & Yadwadkar 2024): wavelet packets + a linear encoder, and either the
+    paper's bounded latent stored as a lossless image (``bottleneck="bounded"``) or a factorized
+    prior coded by rANS (``"factorized"``). Dimension reduction ``3 * 4**levels / latent_channels``."""
+    if bottleneck == "bounded":
+        entropy_model, input_bits = BoundedLatentImage(latent_channels, bits, lossless_format), bits
+    elif bottleneck == "factorized":
+        entropy_model, input_bits = FactorizedEntropyModel(latent_channels, init_scale=10), None
+    else:
+        raise ValueError(f"bottleneck must be 'bounded' or 'factorized', got {bottleneck!r}")
+    pair = walloc_transforms(levels, latent_channels, wavelet, encoder_hidden, decoder_channels, decoder_blocks, input_bits)
+    return _codec(pair, entropy_model)
+
+
+@register_codec("composed")
+def compose(transform: Mapping, entropy: Mapping) -> Codec:
+    """Any registered transform with any registered entropy model, both given as
+    ``{"name": ..., **arguments}`` (e.g. ``transform={"name": "cnn", "N": 128, "M": 192}``,
+    ``entropy={"name": "charm", "N": 128, "M": 192}``)."""
+    transform, entropy = dict(transform), dict(entropy)
+    return _codec(TRANSFORMS.build(transform.pop("name"), **transform), ENTROPY_MODELS.build(entropy.pop("name"), **entropy))

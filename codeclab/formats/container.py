@@ -1,0 +1,153 @@
+"""The CodecLab file container.
+
+Layout (all integers unsigned; ``varint`` is LEB128, at most 5 bytes)::
+
+    magic        4 bytes  b"CLAB"
+    version      1 byte   FORMAT_VERSION
+    codec id     1 byte length + ASCII (the codec registry name)
+    model hash   8 bytes  first 8 bytes of the model's weights SHA-256
+    coder        1 byte   entropy coder: index into CODERS
+    height       varint   original image height (before padding)
+    width        varint   original image width
+    bit depth    1 byte   bits per sample of the coded image (8)
+    colour mode  1 byte   0 = RGB
+    streams      1 byte   count, then one varint length per stream
+    checksum     4 bytes  CRC-32 (little endian) of every byte before it and of all stream bytes
+    payload      the streams, concatenated
+
+The header costs about 30-40 bytes; it is counted in every reported bpp.
+
+Public API (benchmarks and tools use only this): :class:`Header`, :func:`pack`, :func:`unpack`,
+:data:`FORMAT_VERSION`, :data:`MODEL_HASH_BYTES`. Versions: 1 is the only one written so far; a
+later version adds fields after ``colour mode`` and this module keeps reading version 1.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from ..errors import CodecLabError
+
+MAGIC = b"CLAB"
+FORMAT_VERSION = 1
+COLOUR_MODES = {0: "RGB"}
+# Entropy coders a file may name; the decoder uses the one the file was written with.
+CODERS = ("codeclab", "compressai")
+MODEL_HASH_BYTES = 8
+MAX_SIDE = 1 << 20
+
+
+@dataclass(frozen=True)
+class Header:
+    codec_id: str
+    model_hash: bytes
+    height: int
+    width: int
+    stream_lengths: tuple[int, ...]
+    coder: str = "codeclab"
+    bit_depth: int = 8
+    colour_mode: int = 0
+
+    def describe(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "codec": self.codec_id,
+            "model_hash": self.model_hash.hex(),
+            "coder": self.coder,
+            "height": self.height,
+            "width": self.width,
+            "bit_depth": self.bit_depth,
+            "colour_mode": COLOUR_MODES[self.colour_mode],
+            "stream_bytes": list(self.stream_lengths),
+        }
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise CodecLabError("truncated file: the header ends early")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def varint(self) -> int:
+        value = 0
+        for shift in range(0, 35, 7):
+            byte = self.byte()
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+        raise CodecLabError("corrupt file: malformed length field")
+
+
+def pack(header: Header, streams: list[bytes]) -> bytes:
+    """Serialise ``header`` and ``streams`` (the lengths in ``header`` are taken from ``streams``)."""
+    codec_id = header.codec_id.encode("ascii")
+    if len(header.model_hash) != MODEL_HASH_BYTES or len(codec_id) > 255 or len(streams) > 255:
+        raise ValueError("header field out of range")
+    head = bytearray(MAGIC)
+    head += bytes([FORMAT_VERSION, len(codec_id)]) + codec_id + header.model_hash + bytes([CODERS.index(header.coder)])
+    head += _varint(header.height) + _varint(header.width)
+    head += bytes([header.bit_depth, header.colour_mode, len(streams)])
+    for stream in streams:
+        head += _varint(len(stream))
+    crc = zlib.crc32(b"".join(streams), zlib.crc32(bytes(head)))
+    return bytes(head) + struct.pack("<I", crc) + b"".join(streams)
+
+
+def unpack(data: bytes) -> tuple[Header, list[bytes]]:
+    """Parse and verify a file; raises :class:`CodecLabError` with a one-line reason."""
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise CodecLabError("not a CodecLab file (bad magic)")
+    reader = _Reader(data)
+    reader.take(len(MAGIC))
+    version = reader.byte()
+    if version != FORMAT_VERSION:
+        raise CodecLabError(f"unsupported file format version {version} (this CodecLab reads version {FORMAT_VERSION})")
+    codec_id_bytes = reader.take(reader.byte())
+    model_hash = reader.take(MODEL_HASH_BYTES)
+    coder = reader.byte()
+    height, width = reader.varint(), reader.varint()
+    bit_depth, colour_mode, count = reader.byte(), reader.byte(), reader.byte()
+    lengths = tuple(reader.varint() for _ in range(count))
+    header_end = reader.pos
+    (crc,) = struct.unpack("<I", reader.take(4))
+    payload = data[reader.pos :]
+    if sum(lengths) != len(payload):
+        problem = "truncated" if sum(lengths) > len(payload) else "corrupt"
+        raise CodecLabError(f"{problem} file: streams hold {len(payload)} bytes, the header says {sum(lengths)}")
+    if zlib.crc32(payload, zlib.crc32(data[:header_end])) != crc:
+        raise CodecLabError("corrupt file: checksum mismatch")
+    # The checksum passed, so remaining oddities mean a file written by something else.
+    try:
+        codec_id = codec_id_bytes.decode("ascii")
+    except UnicodeDecodeError:
+        raise CodecLabError("corrupt file: codec id is not ASCII") from None
+    if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):
+        raise CodecLabError(f"corrupt file: image size {height}x{width} out of range")
+    if coder >= len(CODERS):
+        raise CodecLabError(f"unsupported entropy coder id {coder} in file")
+    if bit_depth != 8 or colour_mode not in COLOUR_MODES:
+        raise CodecLabError(f"unsupported image format in file: {bit_depth}-bit, colour mode {colour_mode}")
+    streams, pos = [], 0
+    for length in lengths:
+        streams.append(payload[pos : pos + length])
+        pos += length
+    return Header(codec_id, model_hash, height, width, lengths, CODERS[coder], bit_depth, colour_mode), streams

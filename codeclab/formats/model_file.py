@@ -1,0 +1,189 @@
+"""Self-contained model files: safetensors weights + entropy tables + JSON metadata.
+
+A model file is a ``.safetensors`` file (no pickle: loading never executes code from the file)
+whose string metadata holds:
+
+* ``format``: ``"codeclab-model"``, ``format_version``
+* ``codec``: the codec registry name; ``config``: JSON of its constructor arguments
+* ``weights_sha256``: hash of every tensor in the file (weights and integer tables, under the
+  names stored), checked on load; its first 8 bytes are written into each bitstream to catch
+  decoding with the wrong model
+* ``tables_fingerprint``: hash of the entropy-model parameters the stored integer CDF tables
+  were built from; a mismatch means stale tables and the file is refused (decoding must never
+  depend on CDFs recomputed from floats on another machine)
+
+Versions: ``"2"`` (written now) stores the composed codec's names (``g_a``, ``g_s``,
+``entropy_model.*``). ``"1"`` files (written before the transform/entropy-model composition)
+stored each codec's own names; they load through :data:`LEGACY_V1_KEYS`, and keep their weights
+hash, so files they wrote keep decoding (``tests/formats/test_golden.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ..codecs import CODECS, Codec, build_codec
+from ..codecs.base import rename_prefixes
+from ..codecs.compressai_interop import COMPRESSAI_KEYS
+from ..codecs.vqgan import TAMING_KEYS
+from ..errors import CodecLabError
+
+FORMAT = "codeclab-model"
+FORMAT_VERSION = "2"
+READABLE_VERSIONS = ("1", "2")
+# Version-1 tensor names -> version-2 names, per codec (s2lic already used the composed names).
+LEGACY_V1_KEYS: dict[str, dict[str, str]] = {
+    **COMPRESSAI_KEYS,
+    "s2lic": {},
+    "walloc": {
+        "encoder.": "g_a.encoder.",
+        "decoder.": "g_s.decoder.",
+        "entropy_bottleneck.": "entropy_model.entropy_bottleneck.",
+    },
+    "vqgan": {
+        **TAMING_KEYS,
+        "static_model.": "entropy_model.index_models.static.",
+        "prior.": "entropy_model.index_models.transformer.",
+    },
+}
+
+
+def weights_sha256(codec_or_state: Codec | dict) -> str:
+    """SHA-256 over every tensor of a state_dict (or a codec's), in name order (names, dtypes,
+    shapes and bytes)."""
+    state = codec_or_state.state_dict() if isinstance(codec_or_state, torch.nn.Module) else codec_or_state
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def write_atomically(path: str | Path, write) -> None:
+    """Call ``write(tmp_path)`` then move the file into place, so no half-written file remains."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        # mkstemp creates 0600; give the file the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_model(codec: Codec, path: str | Path) -> str:
+    """Write ``codec`` with freshly built entropy tables to ``path``; returns the weights hash."""
+    codec.update_tables()
+    tensors = {name: t.detach().cpu().contiguous().clone() for name, t in codec.state_dict().items()}
+    digest = weights_sha256(codec)
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "codec": codec.codec_id,
+        "config": json.dumps(codec.config, sort_keys=True),
+        "weights_sha256": digest,
+        "tables_fingerprint": codec.tables_fingerprint(),
+    }
+    write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    return digest
+
+
+def load_checkpoint(path: str | Path) -> Codec:
+    """The codec of a CodecLab Lightning training checkpoint; raises :class:`CodecLabError`.
+
+    The checkpoint is read with ``torch.load(weights_only=True)``, which refuses anything but
+    tensors and plain containers, so no code from the file runs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CodecLabError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        hparams, state = checkpoint["hyper_parameters"], checkpoint["state_dict"]
+        codec_id, config = hparams["codec_id"], hparams["codec_config"]
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError) as err:
+        raise CodecLabError(f"not a CodecLab training checkpoint: {path} ({str(err).splitlines()[0]})") from None
+    if codec_id not in CODECS:
+        raise CodecLabError(f"checkpoint names unknown codec {codec_id!r}")
+    codec = build_codec(codec_id, config)
+    codec.load_state_dict({k.removeprefix("codec."): v for k, v in state.items() if k.startswith("codec.")})
+    return codec
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The metadata of a model file, validated; raises :class:`CodecLabError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CodecLabError(f"model file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CodecLabError(f"not a CodecLab model file: {path} ({str(err).splitlines()[0]})") from None
+    if metadata.get("format") != FORMAT:
+        raise CodecLabError(f"not a CodecLab model file: {path} (no codeclab metadata)")
+    if metadata.get("format_version") not in READABLE_VERSIONS:
+        raise CodecLabError(f"unsupported model format version {metadata.get('format_version')!r} in {path}")
+    if metadata.get("codec") not in CODECS:
+        raise CodecLabError(f"unknown codec {metadata.get('codec')!r} in {path}; known: {', '.join(sorted(CODECS))}")
+    return metadata
+
+
+def load_model(path: str | Path, coder: str | None = None) -> Codec:
+    """Load a model file for coding (eval mode, tables verified); raises :class:`CodecLabError`."""
+    metadata = read_metadata(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            state = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CodecLabError(f"model file {path} is corrupt: {str(err).splitlines()[0]}") from None
+    if weights_sha256(state) != metadata.get("weights_sha256"):
+        raise CodecLabError(f"model file {path} is corrupt: weights hash mismatch")
+    if metadata["format_version"] == "1":
+        keys = LEGACY_V1_KEYS[metadata["codec"]]
+        state = {rename_prefixes(name, keys): tensor for name, tensor in state.items()}
+    try:
+        config = json.loads(metadata["config"])
+        codec = build_codec(metadata["codec"], config)
+        codec.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as err:
+        raise CodecLabError(f"model file {path} does not match codec {metadata['codec']!r}: {str(err).splitlines()[0]}") from None
+    if codec.tables_fingerprint() != metadata.get("tables_fingerprint"):
+        raise CodecLabError(f"model file {path} has stale entropy tables; re-export it with 'codeclab export'")
+    codec.mark_tables_current(metadata["tables_fingerprint"])
+    codec.weights_hash = metadata["weights_sha256"]
+    try:
+        codec.set_coder(coder)
+    except ValueError as err:
+        raise CodecLabError(str(err)) from None
+    return codec.eval()
+
+
+def find_model(model_hash: bytes, search_dirs: list[Path]) -> Path | None:
+    """The first ``*.safetensors`` model in ``search_dirs`` whose weights hash starts with ``model_hash``."""
+    for folder in search_dirs:
+        if not folder.is_dir():
+            continue
+        for candidate in sorted(folder.glob("*.safetensors")):
+            try:
+                if bytes.fromhex(read_metadata(candidate)["weights_sha256"]).startswith(model_hash):
+                    return candidate
+            except (CodecLabError, ValueError, KeyError):
+                continue
+    return None

@@ -1,0 +1,152 @@
+"""S2LIC: SwinV2 transforms, the codec, its configs, train.py and the command line."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from codeclab.codecs import build_codec, s2lic
+from codeclab.data.images import read_image
+from codeclab.formats.container import unpack
+from codeclab.formats.image_file import decode_image, encode_image
+from codeclab.formats.model_file import export_model, load_model
+from codeclab.transforms.swin import SwinV2Block, WindowAttentionV2, swin_analysis, swin_synthesis
+from tests.conftest import ROOT, run_cli
+
+
+@pytest.mark.parametrize("size", [(512, 768), (768, 512), (80, 112)])
+def test_swin_transforms_any_size(size):
+    torch.manual_seed(0)
+    g_a = swin_analysis(8, 12, window=4, depths=[1, 2, 1], heads=[1, 2, 2], growth=4)
+    g_s = swin_synthesis(8, 12, window=4, depths=[1, 2, 1], heads=[1, 2, 2], growth=4)
+    with torch.no_grad():
+        y = g_a(torch.rand(1, 3, *size))
+        x_hat = g_s(y)
+    assert y.shape == (1, 12, size[0] // 16, size[1] // 16) and x_hat.shape == (1, 3, *size)
+    assert torch.isfinite(x_hat).all()
+
+
+@pytest.mark.parametrize("shift", [False, True])
+@pytest.mark.parametrize("hw", [(13, 10), (3, 5), (8, 8)])
+def test_swinv2_block_odd_maps(shift, hw):
+    block = SwinV2Block(8, 2, window=4, shift=shift)
+    x = torch.randn(2, *hw, 8)
+    y = block(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+def test_windows_are_independent_and_padding_is_masked():
+    """A plain (unshifted) block mixes tokens only inside a window; zero padding never acts as a key."""
+    torch.manual_seed(0)
+    block = SwinV2Block(8, 2, window=4, shift=False).eval()
+    x = torch.randn(1, 8, 6, 8)  # windows: columns 0-3 (full) and 4-5 (+2 padded)
+    changed = x.clone()
+    changed[:, :, 0] += 1.0
+    with torch.no_grad():
+        a, b = block(x), block(changed)
+        assert torch.equal(a[:, :, 4:], b[:, :, 4:])
+        # Padded window = the same two columns alone in a 4-wide window with masked keys:
+        mask = torch.zeros(2, 16, 16)
+        mask[:, :, torch.tensor([2, 3, 6, 7, 10, 11, 14, 15])] = -100.0
+        tokens = F.pad(x[:, :, 4:], (0, 0, 0, 2))  # [1, 8, 4, 8]
+        windows = tokens.view(1, 2, 4, 4, 8).reshape(2, 16, 8)
+        attn = block.attn(windows, 4, mask).view(1, 8, 4, 8)[:, :, :2]
+        expected = x[:, :, 4:] + block.norm1(attn)
+        expected = expected + block.norm2(block.mlp(expected))
+    torch.testing.assert_close(a[:, :, 4:], expected, atol=1e-5, rtol=0)
+
+
+def test_scaled_cosine_attention_with_clamped_logit_scale():
+    torch.manual_seed(0)
+    attn = WindowAttentionV2(8, 2, window=4)
+    bias = attn.position_bias(4)
+    assert bias.shape == (2, 16, 16) and ((bias > 0) & (bias < 16)).all()
+    with torch.no_grad():
+        attn.logit_scale.fill_(10.0)  # exp(10) > 100: the clamp at ln 100 must apply
+        x = torch.randn(1, 16, 8)
+        q, k, v = attn.qkv(x).reshape(1, 16, 3, 2, 4).permute(2, 0, 3, 1, 4)
+        cosine = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+        probabilities = (cosine * 100 + attn.position_bias(4)).softmax(-1)
+        expected = attn.proj((probabilities @ v).transpose(1, 2).reshape(1, 16, 8))
+        torch.testing.assert_close(attn(x, 4, None), expected)
+
+
+def test_config_is_json_and_rebuilds_the_codec(tmp_path):
+    torch.manual_seed(0)
+    codec = s2lic(N=16, M=40, window=4, depths=[1, 1, 1], heads=[1, 2, 2], growth=8,
+                  entropy={"name": "acgc", "num_slices": 2, "hidden": 16, "attention_dim": 8, "heads": 2}).eval()
+    assert json.loads(json.dumps(codec.config)) == codec.config
+    rebuilt = build_codec("s2lic", codec.config)
+    assert [k for k in rebuilt.state_dict()] == [k for k in codec.state_dict()]
+    path = tmp_path / "m.safetensors"
+    export_model(codec, path)
+    loaded = load_model(path)
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(loaded.decompress(codec.compress(x)), codec.decompress(codec.compress(x)))
+
+
+def test_hydra_configs_compose_and_instantiate():
+    import hydra
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        default = compose("train")
+        assert "entropy" not in default and "entropy" not in default.codec
+        assert default.codec._target_ == "codeclab.codecs.mbt2018_mean"
+        paper = compose("train", overrides=["codec=s2lic"])
+        assert (paper.codec.N, paper.codec.M, paper.codec.window) == (192, 320, 8)
+        assert list(paper.codec.depths) == [1, 2, 3] and list(paper.codec.heads) == [4, 8, 16]
+        assert paper.codec.entropy.name == "acgc" and paper.codec.entropy.num_slices == 10
+        for name in ("hyperprior", "checkerboard", "charm", "acgc"):
+            cfg = compose("train", overrides=["codec=s2lic_tiny", f"codec/entropy={name}"])
+            codec = hydra.utils.instantiate(cfg.codec)
+            assert codec.config["entropy"]["name"] == name
+            json.dumps(codec.config)
+        ladder = compose("train", overrides=["experiment=s2lic_paper"], return_hydra_config=True)
+        assert ladder.codec.M == 320 and ladder.codec.entropy.name == "acgc"
+        assert ladder.hydra.sweeper.params.lmbda.split(",") == ["0.0018", "0.0035", "0.0067", "0.0130", "0.0250", "0.0483"]
+
+
+@pytest.fixture(scope="module")
+def s2lic_run(tmp_path_factory):
+    """``train.py codec=s2lic_tiny``: a few real training steps and the exported model file."""
+    run_dir = tmp_path_factory.mktemp("s2lic_run")
+    cmd = [
+        sys.executable, "train.py", "codec=s2lic_tiny", "codec/entropy=acgc", "logger=csv", "trainer.max_steps=3",
+        "trainer.enable_progress_bar=false", "data.patch_size=64", "data.batch_size=2", "data.val_patch_size=64",
+        "data.val_max_images=1", "data.samples_per_epoch=6", f"hydra.run.dir={run_dir}",
+    ]
+    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def test_train_py_trains_s2lic(s2lic_run):
+    metrics = (next(s2lic_run.glob("csv/*/metrics.csv"))).read_text()
+    assert "val/real_bpp" in metrics.splitlines()[0]
+    assert (s2lic_run / "model.safetensors").is_file()
+
+
+def test_cli_round_trip_with_s2lic_model(s2lic_run, tmp_path):
+    import skimage.data
+
+    model = s2lic_run / "model.safetensors"
+    image = skimage.data.coffee()[:77, :131]  # not a multiple of 64
+    Image.fromarray(image).save(tmp_path / "in.png")
+    run_cli("encode", tmp_path / "in.png", "-m", model, "-o", tmp_path / "in.clab", check=True)
+    run_cli("decode", tmp_path / "in.clab", "-o", tmp_path / "out.png", "-m", model, check=True)
+    header, streams = unpack((tmp_path / "in.clab").read_bytes())
+    assert header.codec_id == "s2lic" and len(streams) == 2
+    # Another process encodes to the same bytes, and decodes to exactly what this one does.
+    codec = load_model(model)
+    assert encode_image(codec, image) == (tmp_path / "in.clab").read_bytes()
+    decoded = read_image(tmp_path / "out.png")
+    assert decoded.shape == image.shape
+    assert np.array_equal(decode_image((tmp_path / "in.clab").read_bytes(), codec), decoded)

@@ -1,0 +1,285 @@
+"""VQGAN codec: vector quantisation, exact index coding with all three index models, taming
+checkpoint layout, adversarial training through train.py, the K-means ladder, the command line."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from codeclab.codecs import VQGAN, build_codec, load_taming_state_dict, vqgan
+from codeclab.entropy_models.index_models import INDEX_MODEL_IDS, INDEX_MODELS, group_map
+from codeclab.errors import CodecLabError
+from codeclab.formats.image_file import decode_image, encode_image, pad_to_multiple
+from codeclab.formats.model_file import export_model, load_model
+from tests.conftest import ROOT, image_tensor, run_cli
+
+TINY = dict(ch=16, ch_mult=[1, 1, 2, 2, 4], num_res_blocks=1, attn_resolutions=[4], resolution=64, z_channels=16,
+            embed_dim=8, n_embed=64, norm_groups=4, prior_dim=32, prior_depth=1, prior_heads=2, prior_groups=8)
+
+
+def tiny_codec(seed=0, **overrides):
+    torch.manual_seed(seed)
+    codec = vqgan(**{**TINY, **overrides})
+    # Spread the codebook over the encoder's output range so many indices occur.
+    with torch.no_grad():
+        z = codec.encode_latent(torch.rand(4, 3, 64, 64)).permute(0, 2, 3, 1).reshape(-1, TINY["embed_dim"])
+        noise = 0.01 * torch.randn(codec.n_embed, TINY["embed_dim"])
+        codec.vector_quantizer.embedding.weight.copy_(z[torch.randperm(len(z))[: codec.n_embed]] + noise)
+    return codec.eval()
+
+
+def test_forward_shapes_and_straight_through_gradients():
+    codec = tiny_codec().train()
+    x = torch.rand(2, 3, 64, 96)
+    out = codec(x)
+    assert out["x_hat"].shape == x.shape and out["indices"].shape == (2, 4, 6)
+    assert out["likelihoods"]["indices"].shape == (2, 1, 4, 6)
+    (out["x_hat"].mean() + out["vq_loss"]).backward()
+    # Straight-through: the reconstruction loss reaches the encoder; the codebook loss the codebook.
+    assert codec.encoder.conv_in.weight.grad.abs().sum() > 0
+    assert codec.vector_quantizer.embedding.weight.grad.abs().sum() > 0
+    assert codec.downsampling == 16
+
+
+def test_quantiser_picks_nearest_codeword():
+    codec = tiny_codec()
+    z = torch.randn(1, 8, 3, 5)
+    indices = codec.vector_quantizer.indices(z)
+    distances = torch.cdist(z.permute(0, 2, 3, 1).reshape(-1, 8), codec.vector_quantizer.embedding.weight)
+    assert torch.equal(indices.reshape(-1), distances.argmin(1))
+
+
+def test_group_map_covers_every_group_evenly():
+    groups = group_map(8, 12, 8)
+    assert set(groups.unique().tolist()) == set(range(8))
+    assert torch.bincount(groups.reshape(-1)).tolist() == [12] * 8
+
+
+def test_index_model_ids_name_every_registered_index_model():
+    assert INDEX_MODEL_IDS == ("uniform", "static", "transformer")  # stream bytes 0, 1, 2: never reorder
+    assert set(INDEX_MODELS) == set(INDEX_MODEL_IDS)
+
+
+@pytest.mark.parametrize("kind", INDEX_MODEL_IDS)
+def test_index_models_round_trip_exactly(kind, photo):
+    codec = tiny_codec()
+    x = pad_to_multiple(image_tensor(photo), codec.downsampling)
+    indices = codec.indices(x)[0]
+    codec.static_model.fit(indices)
+    stream = codec.compress_indices(indices, kind)
+    assert stream[0] == INDEX_MODEL_IDS.index(kind)
+    assert torch.equal(codec.decompress_indices(stream, tuple(indices.shape)), indices)
+    # The whole codec: the decoder reproduces the encoder-side reconstruction bit for bit.
+    codec.index_model = kind
+    x_hat = codec.decompress(codec.compress(x))
+    assert torch.equal(x_hat, codec.decode_indices(indices[None]))
+
+
+def test_index_models_rates_on_peaked_indices():
+    """Uniform costs log2(K) bits per index; a fitted table codes a skewed grid in fewer bits."""
+    codec = tiny_codec()
+    torch.manual_seed(3)
+    indices = torch.where(torch.rand(16, 16) < 0.9, torch.tensor(5), torch.randint(0, 64, (16, 16)))
+    codec.static_model.fit(indices)
+    uniform, static = (len(codec.compress_indices(indices, k)) for k in ("uniform", "static"))
+    assert abs(uniform - 256 * 6 / 8) < 16
+    assert static < 0.5 * uniform
+
+
+def test_corrupt_stream_gives_one_line_error(photo):
+    codec = tiny_codec()
+    data = bytearray(encode_image(codec, photo))
+    assert decode_image(bytes(data), codec).shape == photo.shape
+    header_len = len(data) - len(codec.compress(pad_to_multiple(image_tensor(photo), 16)).strings[0])
+    data[header_len] = 7  # unknown index-model byte; the container's CRC is bypassed below
+    with pytest.raises(ValueError, match="unknown index model"):
+        codec.decompress_indices(bytes(data[header_len:]), (7, 9))
+    with pytest.raises(CodecLabError):
+        decode_image(bytes(data), codec)
+    with pytest.raises(ValueError):
+        codec.decompress_indices(bytes([2]) + b"\x00" * 5, (7, 9))
+
+
+def _taming_keys(ch_mult, num_res_blocks, attn_levels, in_ch_mult_change):
+    """Key names of taming's VQModel (taming/modules/diffusionmodules/model.py), spelled out
+    from its construction rules, not from this repository's modules."""
+    keys = {"encoder.conv_in", "encoder.norm_out", "encoder.conv_out", "decoder.conv_in", "decoder.norm_out",
+            "decoder.conv_out", "quant_conv", "post_quant_conv"}
+    for part in ("encoder", "decoder"):
+        for block in ("block_1", "block_2"):
+            keys |= {f"{part}.mid.{block}.{m}" for m in ("norm1", "conv1", "norm2", "conv2")}
+        keys |= {f"{part}.mid.attn_1.{m}" for m in ("norm", "q", "k", "v", "proj_out")}
+    levels = len(ch_mult)
+    for i in range(levels):
+        for part, blocks in (("encoder.down", num_res_blocks), ("decoder.up", num_res_blocks + 1)):
+            for j in range(blocks):
+                keys |= {f"{part}.{i}.block.{j}.{m}" for m in ("norm1", "conv1", "norm2", "conv2")}
+                if i in attn_levels:
+                    keys |= {f"{part}.{i}.attn.{j}.{m}" for m in ("norm", "q", "k", "v", "proj_out")}
+        if i < levels - 1:
+            keys.add(f"encoder.down.{i}.downsample.conv")
+        if i > 0:
+            keys.add(f"decoder.up.{i}.upsample.conv")
+    for name in in_ch_mult_change:
+        keys.add(name + ".nin_shortcut")
+    return {f"{k}.{p}" for k in keys for p in ("weight", "bias")} | {"quantize.embedding.weight"}
+
+
+# This codec's state_dict prefix -> taming VQModel's (spelled out here, not taken from the codec module).
+TO_TAMING = {
+    "g_a.encoder.": "encoder.",
+    "g_a.quant_conv.": "quant_conv.",
+    "g_s.post_quant_conv.": "post_quant_conv.",
+    "g_s.decoder.": "decoder.",
+    "entropy_model.vector_quantizer.embedding.": "quantize.embedding.",
+}
+INDEX_MODEL_PREFIX = "entropy_model.index_models."
+
+
+def taming_name(key: str) -> str:
+    """The taming name of a state_dict key of this codec (``KeyError`` for the index models)."""
+    for ours, theirs in TO_TAMING.items():
+        if key.startswith(ours):
+            return theirs + key[len(ours):]
+    raise KeyError(key)
+
+
+def taming_state(codec) -> dict:
+    """``codec``'s VQGAN tensors under taming's names (the index models are not part of taming)."""
+    return {taming_name(k): v for k, v in codec.state_dict().items() if not k.startswith(INDEX_MODEL_PREFIX)}
+
+
+def test_paper_scale_architecture_has_taming_layout():
+    """vqgan_imagenet_f16_16384: ch 128, ch_mult 1,1,2,2,4, attention at 16 (level 4)."""
+    with torch.device("meta"):
+        codec = vqgan()
+    shortcuts = ["encoder.down.2.block.0", "encoder.down.4.block.0", "decoder.up.1.block.0", "decoder.up.3.block.0"]
+    expected = _taming_keys([1, 1, 2, 2, 4], 2, {4}, shortcuts)
+    ours = set(taming_state(codec))  # every other key (KeyError otherwise) is an index model's
+    assert ours == expected
+    shapes = {k: tuple(v.shape) for k, v in taming_state(codec).items()}
+    assert shapes["quantize.embedding.weight"] == (16384, 256)
+    assert shapes["encoder.conv_out.weight"] == (256, 512, 3, 3)
+    assert shapes["decoder.conv_in.weight"] == (512, 256, 3, 3)
+    assert shapes["encoder.down.4.attn.1.q.weight"] == (512, 512, 1, 1)
+    assert shapes["decoder.up.1.block.0.nin_shortcut.weight"] == (128, 256, 1, 1)
+
+
+def test_load_random_taming_checkpoint(tmp_path):
+    """A randomly initialised checkpoint in taming's layout (with its loss.* entries) loads."""
+    from codeclab.training.vqgan import VQGANModule
+
+    torch.manual_seed(5)
+    source = vqgan(**TINY)
+    state = {k: torch.randn_like(v) for k, v in taming_state(source).items()}
+    state["loss.perceptual_loss.lin0.model.1.weight"] = torch.randn(1, 64, 1, 1)
+    module = VQGANModule(vqgan(**TINY), disc_ndf=8)
+    state.update({"loss.discriminator." + k[len("discriminator."):]: torch.randn_like(v).abs() if "running_var" in k else torch.randn_like(v)
+                  if v.is_floating_point() else v for k, v in module.state_dict().items() if k.startswith("discriminator.")})
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": state, "global_step": 0}, path)
+    codec = vqgan(**TINY)
+    disc = load_taming_state_dict(codec, torch.load(path, weights_only=True))
+    loaded = taming_state(codec)
+    assert len(loaded) == len([k for k in state if not k.startswith("loss.")])
+    for k, v in loaded.items():
+        assert torch.equal(v, state[k]), k
+    module.load_state_dict({**module.state_dict(), **disc})
+    assert torch.equal(module.discriminator.main[0].weight, state["loss.discriminator.main.0.weight"])
+    with pytest.raises(KeyError, match="lacks"):
+        load_taming_state_dict(vqgan(**TINY), {k: v for k, v in state.items() if k != "quant_conv.weight"})
+
+
+def test_lpips_hook_from_local_files(tmp_path):
+    from torchvision.models.vgg import cfgs, make_layers
+
+    from codeclab.training.losses import LPIPS
+
+    torch.manual_seed(0)
+    features = make_layers(cfgs["D"])
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, tmp_path / "vgg16.pth")
+    channels = (64, 128, 256, 512, 512)
+    torch.save({f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(channels)}, tmp_path / "vgg.pth")
+    lpips = LPIPS(tmp_path / "vgg16.pth", tmp_path / "vgg.pth")
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.allclose(lpips(x, x), torch.zeros(2))
+    assert (lpips(x, x.flip(-1)) > 0).all()
+
+
+@pytest.fixture(scope="module")
+def vqgan_run(tmp_path_factory):
+    """``train.py codec=vqgan_tiny``: adversarial steps included (disc_start=2), real export."""
+    run_dir = tmp_path_factory.mktemp("vqgan_run")
+    cmd = [sys.executable, "train.py", "codec=vqgan_tiny", "logger=csv", "trainer.max_steps=6", "trainer.log_every_n_steps=1",
+           "data.patch_size=64", "data.batch_size=2", "data.val_patch_size=64", "data.val_max_images=1",
+           "data.samples_per_epoch=8", f"hydra.run.dir={run_dir}"]
+    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def test_train_py_codec_vqgan_trains_generator_and_discriminator(vqgan_run):
+    import csv
+
+    rows = list(csv.DictReader(open(next(vqgan_run.rglob("metrics.csv")))))
+    assert any(row.get("train/d") for row in rows) and any(row.get("train/g") for row in rows)
+    codec = load_model(vqgan_run / "model.safetensors")
+    assert isinstance(codec, VQGAN) and codec.config["n_embed"] == 64
+
+
+def test_cli_encode_decode_and_ladder(vqgan_run, tmp_path):
+    import skimage.data
+
+    from codeclab.training.vqgan_ladder import build_ladder, load_vqgan
+
+    data = tmp_path / "train"
+    data.mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        Image.fromarray(getattr(skimage.data, name)()).save(data / f"{name}.png")
+    base = load_vqgan(next((vqgan_run / "checkpoints").glob("*.ckpt")))
+    records = build_ladder(base, [64, 8], data, tmp_path / "ladder", crop=(128, 128), finetune_steps=1,
+                           prior_steps=1, log=lambda _: None)
+    assert [r["K"] for r in records] == [64, 8] and records[1]["finetune_loss_first"] is not None
+    image, photo = tmp_path / "in.png", skimage.data.astronaut()[:70, :100]
+    Image.fromarray(photo).save(image)
+    for record in records:
+        codec = load_model(tmp_path / "ladder" / record["model"])
+        assert codec.n_embed == record["K"]
+        assert decode_image(encode_image(codec, photo), codec).shape == photo.shape
+    model = tmp_path / "ladder" / records[-1]["model"]
+    run_cli("encode", image, "-m", model, "-o", tmp_path / "x.clab", check=True)
+    run_cli("decode", tmp_path / "x.clab", "-o", tmp_path / "x.png", "-m", model, check=True)
+    assert np.asarray(Image.open(tmp_path / "x.png")).shape == (70, 100, 3)
+    corrupt = bytearray((tmp_path / "x.clab").read_bytes())
+    corrupt[-3] ^= 0xFF
+    with pytest.raises(CodecLabError, match="corrupt"):
+        decode_image(bytes(corrupt), load_model(model))
+
+
+def test_model_file_round_trip_keeps_index_models(tmp_path):
+    codec = tiny_codec()
+    codec.static_model.fit(torch.randint(0, 8, (100,)))
+    export_model(codec, tmp_path / "m.safetensors")
+    loaded = load_model(tmp_path / "m.safetensors")
+    assert torch.equal(loaded.static_model.counts, codec.static_model.counts)
+    assert isinstance(build_codec("vqgan", loaded.config), VQGAN)
+    indices = torch.randint(0, 64, (4, 5))
+    assert torch.equal(loaded.decompress_indices(codec.compress_indices(indices, "transformer"), (4, 5)), indices)
+
+
+def test_ladder_bad_inputs_give_one_line_errors(tmp_path, capsys):
+    from codeclab.training.vqgan_ladder import main
+
+    assert main([str(tmp_path / "missing.ckpt"), "--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"vqgan_ladder: error: checkpoint not found: {tmp_path / 'missing.ckpt'}\n"
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    assert main([str(tmp_path / "junk.ckpt"), "--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vqgan_ladder: error: not a CodecLab training checkpoint") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()

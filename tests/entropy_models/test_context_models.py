@@ -1,0 +1,123 @@
+"""Context entropy models (hyperprior, checkerboard, ChARM, ACGC): exact coding and pass counts."""
+
+import pytest
+import torch
+
+from codeclab.codecs import Codec, s2lic
+from codeclab.entropy_models import ENTROPY_MODELS
+from codeclab.entropy_models.base import checkerboard_masks
+from codeclab.entropy_models.hyperprior import HyperpriorEntropyModel
+from codeclab.formats.image_file import pad_to_multiple
+from tests.conftest import image_tensor
+
+SLICES = 2
+ENTROPY = {
+    "hyperprior": {"name": "hyperprior"},
+    "scale_hyperprior": {"name": "scale_hyperprior"},
+    "checkerboard": {"name": "checkerboard", "hidden": 24},
+    "charm": {"name": "charm", "num_slices": SLICES, "max_support": 1, "hidden": 16},
+    "acgc": {"name": "acgc", "num_slices": SLICES, "hidden": 16, "attention_dim": 8, "heads": 2},
+    # Latents larger than the global attention's grid: keys/values are pooled.
+    "acgc-pooled": {"name": "acgc", "num_slices": SLICES, "hidden": 16, "attention_dim": 8, "heads": 2, "global_grid": 3},
+}
+
+
+def tiny_codec(entropy: str, transform: str = "cnn") -> Codec:
+    torch.manual_seed(0)
+    return s2lic(N=16, M=32, transform=transform, window=4, depths=[1, 1, 1], heads=[1, 2, 2], growth=8,
+                 entropy=ENTROPY[entropy])
+
+
+def test_every_registered_entropy_model_is_tested():
+    # Every hyperprior-based (N, M) entropy model, i.e. every one an s2lic codec can use, is tested here;
+    # the others are tested with their codecs (factorized: tests/codecs/test_codecs.py and
+    # test_walloc.py, bounded: test_walloc.py, vq: test_vqgan.py).
+    hyperprior_based = {name for name in ENTROPY_MODELS if issubclass(ENTROPY_MODELS[name], HyperpriorEntropyModel)}
+    assert hyperprior_based == {options["name"] for options in ENTROPY.values()}
+    assert set(ENTROPY_MODELS) - hyperprior_based == {"factorized", "bounded", "vq"}
+
+
+def test_checkerboard_masks_partition_the_grid():
+    anchor, non_anchor = checkerboard_masks(5, 6)
+    assert (anchor ^ non_anchor).all() and anchor.sum() == 15
+    assert anchor[0, 0] and not anchor[0, 1] and anchor[1, 1]
+
+
+@pytest.mark.parametrize("entropy", list(ENTROPY))
+def test_decoder_reproduces_encoder_latent_exactly(entropy, photo):
+    codec = tiny_codec(entropy).eval()
+    x = pad_to_multiple(image_tensor(photo), codec.downsampling)  # 128 x 192: y is 8 x 12
+    codec.ensure_tables()
+    with torch.no_grad():
+        y = codec.g_a(x)
+        strings, y_hat_encoder = codec.entropy_model.compress(y, codec.coder)
+        y_hat_decoder = codec.entropy_model.decompress(strings, y.shape[-2:], codec.coder)
+        x_hat_forward = codec(x)["x_hat"]
+    assert torch.equal(y_hat_decoder, y_hat_encoder)
+    assert not torch.equal(y_hat_encoder, y)  # really quantised, so the check is not vacuous
+    if entropy in ("hyperprior", "scale_hyperprior", "checkerboard"):  # no LRP: y_hat = round(y - mu) + mu
+        assert (y_hat_encoder - y).abs().max() <= 0.5 + 1e-5
+    # Full codec: same streams, same reconstruction, and the eval forward pass agrees.
+    compressed = codec.compress(x)
+    assert compressed.strings == strings and len(strings) == codec.num_streams
+    x_hat = codec.decompress(compressed)
+    with torch.no_grad():
+        assert torch.equal(x_hat, codec.g_s(y_hat_encoder))
+    torch.testing.assert_close(x_hat, x_hat_forward, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("entropy", list(ENTROPY))
+def test_other_coder_decodes_to_the_same_latent(entropy):
+    codec = tiny_codec(entropy).eval()
+    x = torch.rand(1, 3, 64, 128)
+    expected = codec.decompress(codec.compress(x))
+    codec.set_coder("compressai")
+    assert torch.equal(codec.decompress(codec.compress(x)), expected)
+
+
+def _count_calls(modules) -> list[int]:
+    counts = [0] * len(modules)
+    for i, module in enumerate(modules):
+        module.register_forward_hook(lambda *_, i=i: counts.__setitem__(i, counts[i] + 1))
+    return counts
+
+
+@pytest.mark.parametrize(
+    "entropy, networks, passes",
+    [
+        ("checkerboard", lambda m: [m.entropy_parameters], 2),  # anchors, then non-anchors
+        ("charm", lambda m: list(m.mean_transforms), 1),  # one pass per slice
+        ("acgc", lambda m: list(m.entropy_parameters), 2),  # checkerboard inside every slice
+    ],
+)
+def test_decoding_network_passes(entropy, networks, passes):
+    codec = tiny_codec(entropy).eval()
+    compressed = codec.compress(torch.rand(1, 3, 64, 64))
+    counts = _count_calls(networks(codec.entropy_model))
+    codec.decompress(compressed)
+    assert counts == [passes] * len(counts)
+    if entropy != "checkerboard":
+        assert len(counts) == SLICES
+
+
+@pytest.mark.parametrize("entropy", list(ENTROPY))
+def test_training_forward_likelihoods_and_gradients(entropy):
+    codec = tiny_codec(entropy).train()
+    x = torch.rand(2, 3, 64, 64)
+    out = codec(x)
+    assert out["likelihoods"]["y"].shape == (2, 32, 4, 4) and out["likelihoods"]["z"].shape == (2, 16, 1, 1)
+    assert all(((l > 0) & (l <= 1)).all() for l in out["likelihoods"].values())
+    bits = sum(-torch.log2(l).sum() for l in out["likelihoods"].values())
+    (bits + ((out["x_hat"] - x) ** 2).sum()).backward()
+    grads = [p.grad for n, p in codec.named_parameters() if "entropy_model" in n and not n.endswith("quantiles")]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_rate_estimate_matches_real_stream():
+    """The eval-mode likelihoods predict the coded size of y (checks the coded distributions)."""
+    codec = tiny_codec("acgc").eval()
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        estimated = float(-torch.log2(codec(x)["likelihoods"]["y"]).sum()) / 8
+    real = len(codec.compress(x).strings[0])
+    assert abs(real - estimated) <= 0.05 * estimated + 64

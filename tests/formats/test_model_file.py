@@ -1,0 +1,96 @@
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from codeclab.codecs import mbt2018_mean
+from codeclab.errors import CodecLabError
+from codeclab.formats.model_file import FORMAT_VERSION, export_model, load_model, read_metadata, weights_sha256
+
+
+@pytest.fixture
+def exported(tmp_path):
+    torch.manual_seed(0)
+    codec = mbt2018_mean(N=16, M=24)
+    path = tmp_path / "m.safetensors"
+    export_model(codec, path)
+    return codec, path
+
+
+def test_export_load_roundtrip(exported):
+    codec, path = exported
+    loaded = load_model(path)
+    assert read_metadata(path)["format_version"] == FORMAT_VERSION == "2"
+    assert loaded.codec_id == "mbt2018-mean"
+    assert loaded.config == {"N": 16, "M": 24} and not loaded.training
+    assert loaded.weights_hash == weights_sha256(codec)
+    for name, tensor in codec.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+    assert loaded.tables_are_current()
+    x = torch.rand(1, 3, 64, 64)
+    assert loaded.compress(x).strings == codec.compress(x).strings
+
+
+def _rewrite(path, mutate_tensors=None, mutate_meta=None):
+    with safe_open(str(path), framework="pt") as handle:
+        meta = dict(handle.metadata())
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    if mutate_tensors:
+        mutate_tensors(tensors)
+    if mutate_meta:
+        mutate_meta(meta, tensors)
+    save_file(tensors, str(path), metadata=meta)
+
+
+def test_stale_tables_refused(exported):
+    _, path = exported
+
+    def move_quantiles(tensors):
+        tensors["entropy_model.entropy_bottleneck.quantiles"] += 1.0
+
+    def rehash(meta, tensors):  # a consistent file whose tables no longer fit its weights
+        codec = mbt2018_mean(N=16, M=24)
+        codec.load_state_dict(tensors)
+        meta["weights_sha256"] = weights_sha256(codec)
+
+    _rewrite(path, move_quantiles, rehash)
+    with pytest.raises(CodecLabError, match="stale entropy tables"):
+        load_model(path)
+
+
+def test_corrupt_weights_detected(exported):
+    _, path = exported
+    _rewrite(path, lambda t: t["g_a.0.weight"].mul_(1.01))
+    with pytest.raises(CodecLabError, match="weights hash mismatch"):
+        load_model(path)
+
+
+def test_bad_files(tmp_path, exported):
+    with pytest.raises(CodecLabError, match="model file not found"):
+        load_model(tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(CodecLabError, match="not a CodecLab model file"):
+        load_model(junk)
+    pickled = tmp_path / "pickle.safetensors"
+    torch.save({"a": torch.zeros(1)}, pickled)
+    with pytest.raises(CodecLabError, match="not a CodecLab model file"):
+        load_model(pickled)
+    _, path = exported
+    _rewrite(path, mutate_meta=lambda meta, _: meta.update(codec="no-such-codec"))
+    with pytest.raises(CodecLabError, match="unknown codec 'no-such-codec'"):
+        load_model(path)
+
+
+def test_config_mismatch(exported):
+    _, path = exported
+    _rewrite(path, mutate_meta=lambda meta, _: meta.update(config=json.dumps({"N": 32, "M": 24})))
+    with pytest.raises(CodecLabError, match="does not match codec"):
+        load_model(path)
+
+
+def test_unknown_coder(exported):
+    with pytest.raises(CodecLabError, match="unknown entropy coder 'nope'"):
+        load_model(exported[1], coder="nope")

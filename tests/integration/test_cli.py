@@ -1,0 +1,154 @@
+"""The command line end to end, through subprocesses, with a model trained by train.py."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from codeclab.data.images import read_image
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def encoded(trained_model, tmp_path_factory):
+    import skimage.data
+
+    folder = tmp_path_factory.mktemp("cli")
+    image = skimage.data.coffee()[:77, :131]  # not a multiple of 64
+    Image.fromarray(image).save(folder / "in.png")
+    proc = run_cli("encode", folder / "in.png", "-m", trained_model, "-o", folder / "in.clab", check=True)
+    return folder, image, proc
+
+
+def test_encode_reports_real_bpp(encoded):
+    folder, image, proc = encoded
+    size = (folder / "in.clab").stat().st_size
+    assert f"{size} bytes" in proc.stdout
+    assert f"{8 * size / (77 * 131):.4f} bpp" in proc.stdout
+
+
+def test_decode_with_model_and_by_hash(encoded, trained_model):
+    folder, image, _ = encoded
+    run_cli("decode", folder / "in.clab", "-o", folder / "a.png", "-m", trained_model, check=True)
+    run_cli("decode", folder / "in.clab", "-o", folder / "b.png", "--models-dir", trained_model.parent, check=True)
+    a, b = read_image(folder / "a.png"), read_image(folder / "b.png")
+    assert a.shape == image.shape and np.array_equal(a, b)
+    psnr = 10 * np.log10(255**2 / np.mean((a.astype(float) - image) ** 2))
+    assert psnr > 15  # a trained (if tiny) model, not noise
+
+
+def test_compressai_coder_file_decodes_to_same_image(encoded, trained_model):
+    folder, *_ = encoded
+    run_cli("encode", folder / "in.png", "-m", trained_model, "-o", folder / "ca.clab", "--coder", "compressai", check=True)
+    info = json.loads(run_cli("info", folder / "ca.clab", check=True).stdout)
+    assert info["coder"] == "compressai"
+    run_cli("decode", folder / "ca.clab", "-o", folder / "ca.png", "-m", trained_model, check=True)
+    run_cli("decode", folder / "in.clab", "-o", folder / "cl.png", "-m", trained_model, check=True)
+    assert np.array_equal(read_image(folder / "ca.png"), read_image(folder / "cl.png"))
+
+
+def test_info(encoded, trained_model):
+    folder, *_ = encoded
+    info = json.loads(run_cli("info", folder / "in.clab", check=True).stdout)
+    assert (info["codec"], info["height"], info["width"], info["colour_mode"]) == ("mbt2018-mean", 77, 131, "RGB")
+    assert info["coder"] == "codeclab"
+    assert info["file_bytes"] == (folder / "in.clab").stat().st_size
+    assert len(info["stream_bytes"]) == 2
+
+
+def _assert_user_error(proc, pattern, output=None):
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("codeclab: error: ") and pattern in lines[-1], proc.stderr
+    assert "Traceback" not in proc.stderr
+    if output is not None:
+        assert not output.exists()
+        assert not list(output.parent.glob(f".{output.name}*"))
+
+
+def test_corrupt_truncated_and_versioned_files(encoded, trained_model):
+    folder, *_ = encoded
+    data = (folder / "in.clab").read_bytes()
+    out = folder / "never.png"
+    cases = {
+        "truncated.clab": (data[: len(data) // 2], "truncated"),
+        "flipped.clab": (data[:60] + bytes([data[60] ^ 1]) + data[61:], "checksum"),
+        "version.clab": (data[:4] + b"\x07" + data[5:], "unsupported file format version 7"),
+        "random.clab": (bytes(np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8)), "not a CodecLab file"),
+        "empty.clab": (b"", "not a CodecLab file"),
+    }
+    for name, (content, message) in cases.items():
+        (folder / name).write_bytes(content)
+        _assert_user_error(run_cli("decode", folder / name, "-o", out, "-m", trained_model), message, out)
+
+
+def test_wrong_model(encoded, tmp_path):
+    folder, *_ = encoded
+    import torch
+
+    from codeclab.codecs import mbt2018_mean
+    from codeclab.formats.model_file import export_model
+
+    torch.manual_seed(123)
+    other = tmp_path / "other.safetensors"
+    export_model(mbt2018_mean(N=16, M=24), other)
+    out = tmp_path / "x.png"
+    _assert_user_error(run_cli("decode", folder / "in.clab", "-o", out, "-m", other), "wrong model", out)
+    _assert_user_error(run_cli("decode", folder / "in.clab", "-o", out, "--models-dir", tmp_path, cwd=tmp_path), "no model with hash", out)
+
+
+def test_missing_and_bad_inputs(trained_model, tmp_path):
+    out = tmp_path / "o.clab"
+    _assert_user_error(run_cli("encode", tmp_path / "nope.png", "-m", trained_model, "-o", out), "image not found", out)
+    (tmp_path / "text.png").write_text("not an image")
+    _assert_user_error(run_cli("encode", tmp_path / "text.png", "-m", trained_model, "-o", out), "cannot read image", out)
+    Image.new("RGB", (8, 8)).save(tmp_path / "ok.png")
+    _assert_user_error(run_cli("encode", tmp_path / "ok.png", "-m", tmp_path / "none.safetensors", "-o", out), "model file not found", out)
+    _assert_user_error(run_cli("encode", tmp_path / "ok.png", "-m", tmp_path / "ok.png", "-o", out), "not a CodecLab model file", out)
+    _assert_user_error(run_cli("decode", tmp_path / "none.clab", "-o", tmp_path / "x.png"), "file not found")
+    _assert_user_error(run_cli("info", tmp_path / "ok.png"), "not a CodecLab file")
+
+
+MODES = [
+    ("L", lambda: Image.fromarray(np.arange(40 * 30, dtype=np.uint8).reshape(30, 40)), "grayscale image converted to RGB"),
+    ("RGBA", lambda: Image.new("RGBA", (33, 21), (10, 200, 30, 128)), "alpha dropped"),
+    ("I;16", lambda: Image.fromarray((np.arange(25 * 19, dtype=np.uint16) * 100).reshape(19, 25)), "16-bit grayscale"),
+    ("P", lambda: Image.new("RGB", (9, 70), (1, 2, 3)).convert("P"), "palette image converted"),
+]
+
+
+@pytest.mark.parametrize("mode, make, notice", MODES)
+def test_odd_modes_are_converted_with_notice(mode, make, notice, tmp_path):
+    image = make()
+    assert image.mode == mode
+    image.save(tmp_path / "in.png")
+    notices = []
+    pixels = read_image(tmp_path / "in.png", notice=notices.append)
+    assert pixels.shape == (image.height, image.width, 3) and pixels.dtype == np.uint8
+    assert len(notices) == 1 and notice in notices[0]
+
+
+def test_grayscale_end_to_end(trained_model, tmp_path):
+    MODES[0][1]().save(tmp_path / "in.png")
+    proc = run_cli("encode", tmp_path / "in.png", "-m", trained_model, "-o", tmp_path / "in.clab", check=True)
+    assert "grayscale image converted to RGB" in proc.stderr
+    run_cli("decode", tmp_path / "in.clab", "-o", tmp_path / "out.png", "--models-dir", trained_model.parent, check=True)
+    assert Image.open(tmp_path / "out.png").size == (40, 30)
+
+
+def test_unknown_output_format_leaves_nothing(encoded, trained_model):
+    folder, *_ = encoded
+    out = folder / "out.xyz"
+    _assert_user_error(run_cli("decode", folder / "in.clab", "-o", out, "-m", trained_model), "unknown output image format", out)
+
+
+def test_export_checkpoint(trained_run, trained_model, tmp_path):
+    out = tmp_path / "exported.safetensors"
+    run_cli("export", trained_run / "checkpoints" / "last.ckpt", "-o", out, check=True)
+    from codeclab.formats.model_file import read_metadata
+
+    # The checkpoint holds the same final weights that train.py exported.
+    assert read_metadata(out)["weights_sha256"] == read_metadata(trained_model)["weights_sha256"]
+    _assert_user_error(run_cli("export", trained_model, "-o", tmp_path / "x.safetensors"), "not a CodecLab training checkpoint")
+    _assert_user_error(run_cli("export", tmp_path / "missing.ckpt", "-o", tmp_path / "x.safetensors"), "checkpoint not found")

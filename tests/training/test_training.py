@@ -1,0 +1,64 @@
+import functools
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from codeclab.codecs import mbt2018_mean
+from codeclab.training import RateDistortionModule
+
+
+class _Losses(pl.Callback):
+    def __init__(self):
+        self.values = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.values.append(float(outputs["rd_loss"]))
+
+
+def _fit(steps, codec, batch):
+    module = RateDistortionModule(codec, lmbda=0.01, optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
+    losses = _Losses()
+    trainer = pl.Trainer(
+        max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[losses], accelerator="cpu",
+    )
+    trainer.fit(module, DataLoader([batch] * steps, batch_size=None))
+    return module, losses.values
+
+
+def test_loss_decreases_and_aux_trains_only_quantiles(photo):
+    torch.manual_seed(0)
+    from codeclab.data.images import to_tensor
+
+    batch = to_tensor(photo)[:, :64, :64][None].repeat(2, 1, 1, 1)
+    codec = mbt2018_mean(N=16, M=24)
+    aux_before = float(codec.aux_loss().detach())
+    quantiles_before = codec.entropy_model.entropy_bottleneck.quantiles.detach().clone()
+    module, losses = _fit(30, codec, batch)
+    assert len(losses) == 30  # one optimiser step per training step
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.7 * first, losses
+    assert float(codec.aux_loss().detach()) < aux_before
+    assert not torch.equal(quantiles_before, codec.entropy_model.entropy_bottleneck.quantiles)
+    # Real coding works straight after training, tables rebuilt automatically.
+    codec.eval()
+    compressed = codec.compress(batch[:1])
+    assert codec.decompress(compressed).shape == batch[:1].shape
+
+
+def test_aux_loss_has_no_gradient_on_main_parameters():
+    codec = mbt2018_mean(N=16, M=24)
+    codec.aux_loss().backward()
+    for name, param in codec.named_parameters():
+        if not name.endswith("quantiles"):
+            assert param.grad is None or not param.grad.any(), name
+
+
+def test_quantiles_in_own_param_group():
+    module = RateDistortionModule(mbt2018_mean(N=16, M=24), aux_lr=5e-3)
+    optimizer = module.configure_optimizers()
+    main, aux = optimizer.param_groups
+    assert aux["lr"] == 5e-3 and len(aux["params"]) == 1
+    assert aux["params"][0] is module.codec.entropy_model.entropy_bottleneck.quantiles
+    assert all(p is not aux["params"][0] for p in main["params"])
