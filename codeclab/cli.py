@@ -43,18 +43,23 @@ def _model_search_dirs(args, bitstream_path: Path) -> list[Path]:
 
 def cmd_encode(args) -> None:
     from .data.images import read_image
-    from .formats.image_file import encode_image
+    from .formats.image_file import encode_image, encode_image_at_bpp, quality_level
     from .formats.model_file import load_model, write_atomically
 
     image = read_image(args.image)
     codec = load_model(args.model, coder=args.coder)
     start = time.perf_counter()
-    data = encode_image(codec, image)
+    if args.target_bpp is not None:
+        data, level = encode_image_at_bpp(codec, image, args.target_bpp)
+    else:
+        level = quality_level(codec, args.quality) if args.quality is not None else args.level
+        data = encode_image(codec, image, level)
     seconds = time.perf_counter() - start
     write_atomically(args.output, lambda tmp: Path(tmp).write_bytes(data))
     height, width = image.shape[:2]
     bpp = bits_per_pixel(len(data), height, width)
-    print(f"{args.output}: {len(data)} bytes, {bpp:.4f} bpp ({width}x{height}), encoded in {seconds:.2f} s")
+    at_level = "" if level is None else f", level {level} of {codec.rate_levels}"
+    print(f"{args.output}: {len(data)} bytes, {bpp:.4f} bpp ({width}x{height}{at_level}), encoded in {seconds:.2f} s")
 
 
 def cmd_decode(args) -> None:
@@ -90,7 +95,7 @@ def cmd_export(args) -> None:
     from .formats.model_file import export_model, load_checkpoint
 
     codec = load_checkpoint(args.checkpoint)
-    digest = export_model(codec, args.output)
+    digest = export_model(codec, args.output, args.weights_dtype)
     print(f"{args.output}: {codec.codec_id} {json.dumps(codec.config)}, weights {digest[:16]}")
 
 
@@ -102,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("image", type=Path)
     encode.add_argument("-m", "--model", type=Path, required=True, help="model file (.safetensors)")
     encode.add_argument("-o", "--output", type=Path, required=True)
+    rate = encode.add_mutually_exclusive_group()
+    rate.add_argument("--quality", type=float, default=None,
+                      help="variable-rate models: 0 (lowest rate) to 1 (highest); the nearest level is used")
+    rate.add_argument("--level", type=int, default=None, help="variable-rate models: the rate level itself")
+    rate.add_argument("--target-bpp", type=float, default=None,
+                      help="variable-rate models: the highest level whose file is at most this many bits per pixel")
     encode.add_argument("--coder", default=None,
                         help="entropy coder: codeclab (default) or compressai; decode reads it from the file")
     encode.set_defaults(func=cmd_encode)
@@ -120,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="turn a training checkpoint into a model file")
     export.add_argument("checkpoint", type=Path)
     export.add_argument("-o", "--output", type=Path, required=True)
+    export.add_argument("--weights-dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                        help="storage of the parameters (half types halve the file; the model computes with the rounded values)")
     export.set_defaults(func=cmd_export)
 
     from .evaluation.bd_rate_cli import add_parser as add_bd_rate

@@ -45,10 +45,12 @@ CODECS = Registry("codec")
 
 @dataclass
 class CompressedImage:
-    """Coded streams of one image, plus the padded input size ``(H, W)`` the decoder needs."""
+    """Coded streams of one image, the padded input size ``(H, W)`` and the rate level (variable-rate
+    models) the decoder needs."""
 
     strings: list[bytes]
     size: tuple[int, int]
+    level: int | None = None
 
 
 class Codec(nn.Module):
@@ -62,6 +64,9 @@ class Codec(nn.Module):
         self.config: dict = {}
         self.coder: EntropyCoder = get_coder()
         self._tables_fingerprint: str | None = None
+        # Training speed-up: run g_a and g_s under autocast to this dtype (e.g. torch.bfloat16);
+        # the entropy model always runs in float32 (bf16 spacing is 0.5 above |y| = 64).
+        self.transform_dtype: torch.dtype | None = None
         # Set when loaded from a model file (see codeclab.formats.model_file); written into bitstreams.
         self.weights_hash: str | None = None
 
@@ -74,13 +79,26 @@ class Codec(nn.Module):
     def num_streams(self) -> int:
         return self.entropy_model.num_streams
 
+    @property
+    def rate_levels(self) -> int:
+        """Rate levels of a variable-rate model (level ``L - 1`` is the highest rate); 0: fixed rate."""
+        return self.entropy_model.rate_levels
+
     def set_coder(self, name: str | None) -> None:
         """Select the entropy coder by registry name (``None``: the default)."""
         self.coder = get_coder(name)
 
-    def forward(self, x: Tensor) -> dict:
-        out = self.entropy_model(self.g_a(x))
-        return {"x_hat": self.g_s(out.pop("y_hat")), **out}
+    def _transform_precision(self, device: torch.device):
+        return torch.autocast(device.type, dtype=self.transform_dtype, enabled=self.transform_dtype is not None)
+
+    def forward(self, x: Tensor, level: Tensor | None = None) -> dict:
+        """``level``: ``[B]`` rate levels of a variable-rate model, one per sample."""
+        with self._transform_precision(x.device):
+            y = self.g_a(x)
+        out = self.entropy_model(y.float(), level)
+        with self._transform_precision(x.device):
+            x_hat = self.g_s(out.pop("y_hat"))
+        return {"x_hat": x_hat.float(), **out}
 
     def _check_size(self, x: Tensor) -> None:
         if x.shape[-2] % self.downsampling or x.shape[-1] % self.downsampling:
@@ -90,28 +108,37 @@ class Codec(nn.Module):
         return size[0] // self.stride, size[1] // self.stride
 
     @torch.no_grad()
-    def compress(self, x: Tensor) -> CompressedImage:
+    def analyse(self, x: Tensor) -> Tensor:
+        """``y = g_a(x)`` of an input whose size is a multiple of :attr:`downsampling`."""
         self._check_size(x)
+        return self.g_a(x)
+
+    @torch.no_grad()
+    def compress_latent(self, y: Tensor, size: tuple[int, int], level: int | None = None) -> CompressedImage:
+        """Code ``y = g_a(x)`` of an input of ``size``; re-coding one ``y`` at several levels runs
+        only the entropy model (rate control)."""
         self.ensure_tables()
-        strings, _ = self.entropy_model.compress(self.g_a(x), self.coder)
-        return CompressedImage(strings, (int(x.shape[-2]), int(x.shape[-1])))
+        strings, _ = self.entropy_model.compress(y, self.coder, level)
+        return CompressedImage(strings, (int(size[0]), int(size[1])), level)
+
+    def compress(self, x: Tensor, level: int | None = None) -> CompressedImage:
+        return self.compress_latent(self.analyse(x), x.shape[-2:], level)
 
     @torch.no_grad()
     def decompress(self, compressed: CompressedImage) -> Tensor:
-        return self.g_s(self.decode_latents(compressed.strings, compressed.size))
+        return self.g_s(self.decode_latents(compressed.strings, compressed.size, compressed.level))
 
     @torch.no_grad()
-    def encode_latents(self, x: Tensor) -> Tensor:
+    def encode_latents(self, x: Tensor, level: int | None = None) -> Tensor:
         """The quantised latent ``y_hat`` the decoder will see, without coding it (encoder only)."""
-        self._check_size(x)
         self.ensure_tables()
-        return self.entropy_model.quantize(self.g_a(x))
+        return self.entropy_model.quantize(self.analyse(x), level)
 
     @torch.no_grad()
-    def decode_latents(self, strings: list[bytes], size: tuple[int, int]) -> Tensor:
+    def decode_latents(self, strings: list[bytes], size: tuple[int, int], level: int | None = None) -> Tensor:
         """``y_hat`` ``[1, M, H/stride, W/stride]`` of coded streams: entropy decoding only."""
         self.ensure_tables()
-        return self.entropy_model.decompress(strings, self._latent_shape(size), self.coder)
+        return self.entropy_model.decompress(strings, self._latent_shape(size), self.coder, level)
 
     def aux_loss(self) -> Tensor:
         """Sum of the factorized densities' quantile losses (trains only ``quantiles``)."""

@@ -50,9 +50,12 @@ def bmshj2018_hyperprior(N: int = 128, M: int = 192) -> Codec:
 
 
 @register_codec("mbt2018-mean")
-def mbt2018_mean(N: int = 128, M: int = 192) -> Codec:
-    """Minnen et al., NeurIPS 2018, mean-scale hyperprior without the autoregressive context."""
-    return _codec(cnn_transforms(N, M), HyperpriorEntropyModel(N, M))
+def mbt2018_mean(N: int = 128, M: int = 192, rate_levels: int = 0, lmbda_min: float = 0.0018, lmbda_max: float = 0.0483,
+                 scale_table_levels: int = 64) -> Codec:
+    """Minnen et al., NeurIPS 2018, mean-scale hyperprior without the autoregressive context.
+    ``rate_levels > 0``: one variable-rate model (QVRF gains, :mod:`codeclab.entropy_models.gain`)."""
+    rate = dict(rate_levels=rate_levels, lmbda_min=lmbda_min, lmbda_max=lmbda_max, scale_table_levels=scale_table_levels)
+    return _codec(cnn_transforms(N, M), HyperpriorEntropyModel(N, M, **rate))
 
 
 @register_codec("s2lic")

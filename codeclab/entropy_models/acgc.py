@@ -120,9 +120,9 @@ class ACGCEntropyModel(HyperpriorEntropyModel):
 
     def __init__(
         self, N: int, M: int, num_slices: int = 10, hidden: int | None = None, attention_dim: int | None = None,
-        heads: int = 4, global_grid: int = 16, quantizer: str = "ste",
+        heads: int = 4, global_grid: int = 16, quantizer: str = "ste", **rate_options,
     ):
-        super().__init__(N, M, quantizer)
+        super().__init__(N, M, quantizer, **rate_options)
         if M % num_slices:
             raise ValueError(f"M={M} is not divisible into {num_slices} slices")
         self.num_slices = num_slices

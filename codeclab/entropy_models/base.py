@@ -4,13 +4,15 @@ A latent entropy model owns everything between the analysis and the synthesis tr
 side information (a hyperprior), the probability model of ``y`` and any context model. One
 object serves training, encoding and decoding::
 
-    forward(y)                         -> {"y_hat", "likelihoods": {name: tensor}, ...}  (training / eval)
-    quantize(y)                        -> y_hat, exactly what the decoder will reconstruct (no coding)
-    compress(y, coder)                 -> (streams, y_hat)
-    decompress(streams, (h, w), coder) -> y_hat   (bit-exact copy of the encoder's y_hat)
+    forward(y, level)                         -> {"y_hat", "likelihoods": {name: tensor}, ...}  (training / eval)
+    quantize(y, level)                        -> y_hat, exactly what the decoder will reconstruct (no coding)
+    compress(y, coder, level)                 -> (streams, y_hat)
+    decompress(streams, (h, w), coder, level) -> y_hat   (bit-exact copy of the encoder's y_hat)
 
 ``num_streams`` is how many byte strings :meth:`compress` writes; ``downsampling`` how much
 smaller than ``y`` its coarsest side latent is (``y``'s height and width must be multiples).
+``level`` selects the rate of a variable-rate model (``rate_levels > 0``, :mod:`.gain`): one
+level per sample in ``forward``, one per image when coding; fixed-rate models take ``None``.
 
 ``quantizer`` says what reaches the synthesis (and any context model) in training:
 ``"noise"``, ``y + U(-1/2, 1/2)`` (Ballé et al.; compressai), or ``"ste"``, ``round(y - mu) + mu``
@@ -51,6 +53,7 @@ class LatentEntropyModel(nn.Module):
     registry_name: str = ""
     num_streams: int = 1
     downsampling: int = 1
+    rate_levels: int = 0
 
     def __init__(self, quantizer: str = "noise"):
         super().__init__()
@@ -63,17 +66,22 @@ class LatentEntropyModel(nn.Module):
         """``round(y - means) + means`` (``round(y)`` without means) with a straight-through gradient."""
         return quantize_ste(y) if means is None else quantize_ste(y - means) + means
 
-    @abstractmethod
-    def forward(self, y: Tensor) -> dict: ...
+    def check_level(self, level) -> None:
+        """Fixed-rate models refuse a level (variable-rate ones override this)."""
+        if level is not None:
+            raise ValueError(f"the {self.registry_name} entropy model has no rate levels")
 
     @abstractmethod
-    def quantize(self, y: Tensor) -> Tensor: ...
+    def forward(self, y: Tensor, level=None) -> dict: ...
 
     @abstractmethod
-    def compress(self, y: Tensor, coder) -> tuple[list[bytes], Tensor]: ...
+    def quantize(self, y: Tensor, level=None) -> Tensor: ...
 
     @abstractmethod
-    def decompress(self, streams: list[bytes], shape: tuple[int, int], coder) -> Tensor: ...
+    def compress(self, y: Tensor, coder, level=None) -> tuple[list[bytes], Tensor]: ...
+
+    @abstractmethod
+    def decompress(self, streams: list[bytes], shape: tuple[int, int], coder, level=None) -> Tensor: ...
 
 
 class LatentStep(ABC):

@@ -99,21 +99,25 @@ class BoundedLatentImage(LatentEntropyModel):
     def _bounded(self, y: Tensor) -> Tensor:
         return torch.special.ndtr(y) * self.max_level
 
-    def quantize(self, y):
+    def quantize(self, y, level=None):
+        self.check_level(level)
         return torch.round(self._bounded(y)).clamp_(0, self.max_level)
 
-    def forward(self, y):
+    def forward(self, y, level=None):
+        self.check_level(level)
         q = self._bounded(y)
         y_hat = q + torch.empty_like(q).uniform_(-0.5, 0.5) if self.training else self.quantize(y)
         return {"y_hat": y_hat, "likelihoods": {"y": self.entropy_bottleneck.channel_likelihood(y_hat)}}
 
-    def compress(self, y, coder):
+    def compress(self, y, coder, level=None):
+        self.check_level(level)
         if y.shape[0] != 1:
             raise ValueError("the bounded latent image holds one image at a time")
         y_hat = self.quantize(y)
         return [pack_latent_image(y_hat[0], self.lossless_format)], y_hat
 
-    def decompress(self, streams, shape, coder):
+    def decompress(self, streams, shape, coder, level=None):
+        self.check_level(level)
         values = unpack_latent_image(streams[0], (self.M, *shape))
         if values.max() > self.max_level:
             raise ValueError(f"latent values exceed {self.bits} bits")

@@ -49,8 +49,8 @@ class ChannelwiseEntropyModel(HyperpriorEntropyModel):
     """
 
     def __init__(self, N: int, M: int, num_slices: int = 10, max_support: int = 5, hidden: int | None = None,
-                 quantizer: str = "ste"):
-        super().__init__(N, M, quantizer)
+                 quantizer: str = "ste", **rate_options):
+        super().__init__(N, M, quantizer, **rate_options)
         if M % num_slices:
             raise ValueError(f"M={M} is not divisible into {num_slices} slices")
         self.num_slices, self.max_support = num_slices, max_support

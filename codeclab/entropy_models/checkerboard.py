@@ -67,8 +67,8 @@ class CheckerboardEntropyModel(HyperpriorEntropyModel):
     entropy-parameter network (``4M -> hidden -> hidden -> 2M``). Two network passes per image.
     """
 
-    def __init__(self, N: int, M: int, hidden: int | None = None, quantizer: str = "ste"):
-        super().__init__(N, M, quantizer)
+    def __init__(self, N: int, M: int, hidden: int | None = None, quantizer: str = "ste", **rate_options):
+        super().__init__(N, M, quantizer, **rate_options)
         hidden = hidden or 8 * M // 3
         self.context = CheckerboardSpatialContext(M, 2 * M)
         self.entropy_parameters = entropy_parameters(4 * M, hidden, 2 * M)

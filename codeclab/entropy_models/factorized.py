@@ -154,20 +154,24 @@ class FactorizedEntropyModel(LatentEntropyModel):
         self.M = int(M)
         self.entropy_bottleneck = EntropyBottleneck(M, **bottleneck_options)
 
-    def forward(self, y):
+    def forward(self, y, level=None):
+        self.check_level(level)
         y_hat, likelihoods = self.entropy_bottleneck(y)
         if self.quantizer == "ste" and self.training:
             medians = self.entropy_bottleneck.medians().detach().reshape(1, -1, *([1] * (y.ndim - 2)))
             y_hat = self.round_ste(y, medians)
         return {"y_hat": y_hat, "likelihoods": {"y": likelihoods}}
 
-    def quantize(self, y):
+    def quantize(self, y, level=None):
+        self.check_level(level)
         return quantize_factorized(self.entropy_bottleneck, y)
 
-    def compress(self, y, coder):
+    def compress(self, y, coder, level=None):
+        self.check_level(level)
         encoder = coder.encoder()
         y_hat = encode_factorized(self.entropy_bottleneck, y, encoder)
         return [encoder.finish()], y_hat
 
-    def decompress(self, streams, shape, coder):
+    def decompress(self, streams, shape, coder, level=None):
+        self.check_level(level)
         return decode_factorized(self.entropy_bottleneck, coder.decoder(streams[0]), (1, self.M, *shape))

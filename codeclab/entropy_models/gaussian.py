@@ -44,13 +44,15 @@ class GaussianConditional(TableEntropyModel):
     Args:
         scale_bound: lower bound of predicted scales (also the smallest table scale).
         tail_mass: probability outside each table's support (escape-coded).
+        scale_levels: number of tables (64, compressai's; variable-rate models use a finer grid).
     """
 
     _TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
-    def __init__(self, scale_bound: float = 0.11, tail_mass: float = 1e-9, likelihood_bound: float = 1e-9):
+    def __init__(self, scale_bound: float = 0.11, tail_mass: float = 1e-9, likelihood_bound: float = 1e-9,
+                 scale_levels: int = SCALES_LEVELS):
         super().__init__(likelihood_bound)
-        self.tail_mass = float(tail_mass)
+        self.tail_mass, self.scale_levels = float(tail_mass), int(scale_levels)
         self.lower_bound_scale = LowerBound(scale_bound)
         # Filled by update_tables (empty until then, as compressai's GaussianConditional(None)).
         self.register_buffer("scale_table", torch.zeros(0))
@@ -92,7 +94,7 @@ class GaussianConditional(TableEntropyModel):
     @torch.no_grad()
     def update_tables(self, scale_table: Tensor | None = None) -> None:
         device = self.scale_bound.device
-        self.scale_table = (default_scale_table() if scale_table is None else scale_table.float()).to(device)
+        self.scale_table = (default_scale_table(levels=self.scale_levels) if scale_table is None else scale_table.float()).to(device)
         multiplier = -statistics.NormalDist().inv_cdf(self.tail_mass / 2)
         pmf_center = torch.ceil(self.scale_table * multiplier).int()
         pmf_length = 2 * pmf_center + 1
@@ -104,6 +106,11 @@ class GaussianConditional(TableEntropyModel):
         self._quantized_cdf = self._pmf_to_cdf(upper - lower, 2 * lower[:, :1], pmf_length, max_length)
         self._offset = -pmf_center
         self._cdf_length = pmf_length + 2
+
+    @property
+    def grid_ratio(self) -> float:
+        """Ratio of consecutive table scales."""
+        return (SCALES_MAX / SCALES_MIN) ** (1 / (self.scale_levels - 1))
 
     def fingerprint_sources(self) -> list[Tensor]:
         return [self.scale_table, torch.tensor([self.tail_mass])]

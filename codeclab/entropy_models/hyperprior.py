@@ -15,6 +15,10 @@ Coding order (two streams, written ``[y, z]``; ``z`` is decoded first)::
                         z_hat ──► h_s ──► (sigma, mu) ──► round(y - mu) ──► stream 0
 
 Shapes: ``y`` ``[B, M, h, w]`` (``h, w`` multiples of 4), ``z`` ``[B, N, h/4, w/4]``.
+
+With ``rate_levels = L > 0`` any of them is a variable-rate model: a :class:`~.gain.GainBank`
+scales what the Gaussian conditional codes (``y``, its scales and means) by the level's gain,
+through every step of the context loop (:class:`~.gain.GainStep`); ``z`` is the same at every level.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from __future__ import annotations
 from ..transforms import cnn
 from .base import ENTROPY_MODELS, DecodeStep, EncodeStep, LatentEntropyModel, LatentStep, QuantizeStep
 from .factorized import EntropyBottleneck
-from .gaussian import GaussianConditional
+from .gain import GainBank, GainStep
+from .gaussian import SCALES_LEVELS, GaussianConditional
 from .latent_coding import decode_factorized, encode_factorized, quantize_factorized
 
 
@@ -33,19 +38,37 @@ class HyperpriorEntropyModel(LatentEntropyModel):
     Args:
         N: channels of ``z``.  M: channels of ``y``.
         quantizer: ``"noise"`` or ``"ste"`` (see :mod:`.base`).
+        rate_levels: ``L`` levels of a variable-rate model (0: fixed rate); ``lmbda_min``,
+            ``lmbda_max``: the range of their lambdas.
+        scale_table_levels: tables of the Gaussian conditional (its log grid holds the gains).
     """
 
     num_streams = 2
     downsampling = 4
     mean_scale = True
 
-    def __init__(self, N: int, M: int, quantizer: str = "noise"):
+    def __init__(self, N: int, M: int, quantizer: str = "noise", rate_levels: int = 0, lmbda_min: float = 0.0018,
+                 lmbda_max: float = 0.0483, scale_table_levels: int = SCALES_LEVELS):
         super().__init__(quantizer)
         self.N, self.M = int(N), int(M)
         self.h_a = cnn.hyper_analysis(N, M, mean_scale=self.mean_scale)
         self.h_s = cnn.hyper_synthesis(N, M, mean_scale=self.mean_scale)
         self.entropy_bottleneck = EntropyBottleneck(N)
-        self.gaussian_conditional = GaussianConditional()
+        self.gaussian_conditional = GaussianConditional(scale_levels=scale_table_levels)
+        self.rate_levels = int(rate_levels)
+        if self.rate_levels:
+            self.gain_bank = GainBank(rate_levels, lmbda_min, lmbda_max, self.gaussian_conditional.grid_ratio)
+
+    def check_level(self, level) -> None:
+        if not self.rate_levels:
+            super().check_level(level)
+        elif level is None:
+            raise ValueError(f"a variable-rate model needs a rate level in [0, {self.rate_levels})")
+
+    def _step(self, step, level):
+        """``step`` as is (fixed rate) or scaled by the level's gain."""
+        self.check_level(level)
+        return step if level is None else GainStep(step, self.gain_bank.gain(level))
 
     def hyper_input(self, y):
         return y
@@ -56,30 +79,32 @@ class HyperpriorEntropyModel(LatentEntropyModel):
         scales, means = hyper.chunk(2, 1)
         return step(y, scales, means)
 
-    def forward(self, y):
+    def forward(self, y, level=None):
         z_hat, z_likelihoods = self.entropy_bottleneck(self.h_a(self.hyper_input(y)))
-        step = QuantizeStep(self.gaussian_conditional, self.quantizer)
+        step = self._step(QuantizeStep(self.gaussian_conditional, self.quantizer), level)
         y_hat, y_likelihoods = self.code_latent(y, self.h_s(z_hat), step)
         return {"y_hat": y_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
-    def quantize(self, y):
+    def quantize(self, y, level=None):
         # Coding into a throw-away sink is the one way to get exactly the decoder's y_hat
         # through a context model; the symbols are never written.
         z_hat = quantize_factorized(self.entropy_bottleneck, self.h_a(self.hyper_input(y)))
-        y_hat, _ = self.code_latent(y, self.h_s(z_hat), EncodeStep(self.gaussian_conditional, _NullEncoder()))
+        step = self._step(EncodeStep(self.gaussian_conditional, _NullEncoder()), level)
+        y_hat, _ = self.code_latent(y, self.h_s(z_hat), step)
         return y_hat
 
-    def compress(self, y, coder):
+    def compress(self, y, coder, level=None):
         z_encoder, y_encoder = coder.encoder(), coder.encoder()
         z_hat = encode_factorized(self.entropy_bottleneck, self.h_a(self.hyper_input(y)), z_encoder)
-        y_hat, _ = self.code_latent(y, self.h_s(z_hat), EncodeStep(self.gaussian_conditional, y_encoder))
+        step = self._step(EncodeStep(self.gaussian_conditional, y_encoder), level)
+        y_hat, _ = self.code_latent(y, self.h_s(z_hat), step)
         return [y_encoder.finish(), z_encoder.finish()], y_hat
 
-    def decompress(self, streams, shape, coder):
+    def decompress(self, streams, shape, coder, level=None):
         """``shape``: ``(h, w)`` of ``y``; the batch is one image (as the container stores)."""
         z_shape = (1, self.N, shape[0] // 4, shape[1] // 4)
         z_hat = decode_factorized(self.entropy_bottleneck, coder.decoder(streams[1]), z_shape)
-        step = DecodeStep(self.gaussian_conditional, coder.decoder(streams[0]))
+        step = self._step(DecodeStep(self.gaussian_conditional, coder.decoder(streams[0])), level)
         y_hat, _ = self.code_latent(None, self.h_s(z_hat), step)
         return y_hat
 

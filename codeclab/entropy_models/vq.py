@@ -89,14 +89,16 @@ class VQEntropyModel(LatentEntropyModel):
             "transformer": INDEX_MODELS.build("transformer", n_embed, prior_dim, prior_depth, prior_heads, prior_groups),
         })
 
-    def forward(self, z):
+    def forward(self, z, level=None):
         """``y_hat`` (straight-through codewords), ``likelihoods["indices"]`` (``[B, 1, h, w]``: the
         static table's probability of each index, a constant of the weights), ``vq_loss``, ``indices``."""
+        self.check_level(level)
         z_q, vq_loss, indices = self.vector_quantizer(z)
         likelihood = self.index_models["static"].probabilities().to(z.device)[indices][:, None]
         return {"y_hat": z_q, "likelihoods": {"indices": likelihood}, "vq_loss": vq_loss, "indices": indices}
 
-    def quantize(self, z):
+    def quantize(self, z, level=None):
+        self.check_level(level)
         return self.vector_quantizer.embed(self.vector_quantizer.indices(z))
 
     def compress_indices(self, indices: Tensor, coder, index_model: str | None = None) -> bytes:
@@ -116,11 +118,13 @@ class VQEntropyModel(LatentEntropyModel):
             raise ValueError("corrupt VQ stream: data left after the last index")
         return indices
 
-    def compress(self, z, coder):
+    def compress(self, z, coder, level=None):
+        self.check_level(level)
         if z.shape[0] != 1:
             raise ValueError(f"the VQ entropy model codes one image per stream, got a batch of {z.shape[0]}")
         indices = self.vector_quantizer.indices(z)
         return [self.compress_indices(indices[0], coder)], self.vector_quantizer.embed(indices)
 
-    def decompress(self, streams, shape, coder):
+    def decompress(self, streams, shape, coder, level=None):
+        self.check_level(level)
         return self.vector_quantizer.embed(self.decompress_indices(streams[0], tuple(shape), coder)[None])

@@ -43,9 +43,24 @@ def _curve_name(models: list[str]) -> str:
         return Path(models[0]).stem
 
 
+def swept_levels(rate_levels: int, points: int) -> list[int]:
+    """``points`` levels spread evenly over ``[0, rate_levels)``, both ends included."""
+    points = max(2, min(points, rate_levels))
+    return sorted({round(i * (rate_levels - 1) / (points - 1)) for i in range(points)})
+
+
+def _rate_levels(model: str) -> int:
+    import json
+
+    from codeclab.formats.model_file import read_metadata
+
+    return int(json.loads(read_metadata(model)["config"]).get("rate_levels", 0))
+
+
 def learned_curves(cfg: DictConfig) -> list[LearnedCurve]:
-    """``model=PATH`` (one point), ``models=[P1,...]`` (a ladder) and ``learned=[{name,models,
-    coder}]`` (several ladders) all become ``LearnedCurve``s."""
+    """``model=PATH`` (one point, or one curve of ``rate_points`` levels for a variable-rate model),
+    ``models=[P1,...]`` (a ladder) and ``learned=[{name,models,coder}]`` (several ladders) all
+    become ``LearnedCurve``s."""
     specs = [dict(s) for s in cfg.get("learned") or []]
     ladder = ([cfg.model] if cfg.get("model") else []) + list(cfg.get("models") or [])
     if ladder:
@@ -56,8 +71,10 @@ def learned_curves(cfg: DictConfig) -> list[LearnedCurve]:
         for m in models:
             if not Path(m).is_file():
                 raise CodecLabError(f"model file {m} does not exist")
-        curves.append(LearnedCurve(spec.get("name") or _curve_name(models), models,
-                                   spec.get("coder")))
+        levels = {m: swept_levels(n, int(cfg.get("rate_points") or 8)) for m in models if (n := _rate_levels(m))}
+        if levels and len(levels) != len(models):
+            raise CodecLabError("a curve mixes fixed-rate and variable-rate models; give each its own curve")
+        curves.append(LearnedCurve(spec.get("name") or _curve_name(models), models, spec.get("coder"), levels=levels))
     return curves
 
 

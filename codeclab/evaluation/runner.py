@@ -48,7 +48,8 @@ class EvalImage:
 
 @dataclass
 class LearnedCurve:
-    """An RD ladder of learned models: one point per model file (or per entry of ``models``).
+    """An RD curve of learned models: one point per model file, and per rate level of a
+    variable-rate model file (``levels[model]``, the levels swept; settings ``"MODEL@LEVEL"``).
 
     ``load`` maps a path to a codec, ``encode(codec, image) -> bytes`` and
     ``decode(bytes, codec) -> image`` are the project's image-file functions; they are
@@ -61,7 +62,17 @@ class LearnedCurve:
     load: Callable | None = None
     encode: Callable | None = None
     decode: Callable | None = None
+    levels: dict = field(default_factory=dict)
     _hashes: dict = field(default_factory=dict, repr=False)
+
+    def settings(self) -> list[str]:
+        """``MODEL`` for a fixed-rate model, ``MODEL@LEVEL`` for each swept level of a variable-rate one."""
+        return [f"{m}@{level}" for m in self.models for level in self.levels[m]] if self.levels else list(self.models)
+
+    @staticmethod
+    def split(setting: str) -> tuple[str, int | None]:
+        model, _, level = setting.rpartition("@")
+        return (model, int(level)) if model and level.isdigit() else (setting, None)
 
     def __post_init__(self):
         if self.load is None:  # the real thing; imported late so tests need no model code
@@ -70,7 +81,8 @@ class LearnedCurve:
 
             self.load, self.encode, self.decode = load_model, encode_image, decode_image
 
-    def identity(self, model: str) -> dict:
+    def identity(self, setting: str) -> dict:
+        model = self.split(setting)[0]
         if model not in self._hashes:
             self._hashes[model] = hashlib.sha256(Path(model).read_bytes()).hexdigest()
         return {"class": "learned", "model_sha256": self._hashes[model], "coder": self.coder}
@@ -176,7 +188,7 @@ def evaluate(
                     (todo_classic if kind == "classic" else todo_learned).append((owner, job))
 
     for curve in learned:
-        plan("learned", curve, curve.identity, "", curve.models)
+        plan("learned", curve, curve.identity, "", curve.settings())
     for codec in classic:
         reason = codec.available()
         if reason:
@@ -196,13 +208,14 @@ def evaluate(
     # Learned models: sequential, in-process, so their timings get the whole machine.
     for curve in learned:
         for model in curve.models:
-            jobs = [j for c, j in todo_learned if c is curve and j.setting == model]
+            jobs = [j for c, j in todo_learned if c is curve and curve.split(j.setting)[0] == model]
             if not jobs:
                 continue
             codec = curve.load(model, curve.coder) if curve.coder else curve.load(model)
             for job in jobs:
+                level = curve.split(job.setting)[1]
                 t0 = time.perf_counter()
-                data = curve.encode(codec, job.image.pixels)
+                data = curve.encode(codec, job.image.pixels) if level is None else curve.encode(codec, job.image.pixels, level)
                 t1 = time.perf_counter()
                 decoded = curve.decode(data, codec)
                 t2 = time.perf_counter()

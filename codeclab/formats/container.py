@@ -11,6 +11,7 @@ Layout (all integers unsigned; ``varint`` is LEB128, at most 5 bytes)::
     width        varint   original image width
     bit depth    1 byte   bits per sample of the coded image (8)
     colour mode  1 byte   0 = RGB
+    rate level   varint   version 2 only: the level of a variable-rate model
     streams      1 byte   count, then one varint length per stream
     checksum     4 bytes  CRC-32 (little endian) of every byte before it and of all stream bytes
     payload      the streams, concatenated
@@ -18,8 +19,11 @@ Layout (all integers unsigned; ``varint`` is LEB128, at most 5 bytes)::
 The header costs about 30-40 bytes; it is counted in every reported bpp.
 
 Public API (benchmarks and tools use only this): :class:`Header`, :func:`pack`, :func:`unpack`,
-:data:`FORMAT_VERSION`, :data:`MODEL_HASH_BYTES`. Versions: 1 is the only one written so far; a
-later version adds fields after ``colour mode`` and this module keeps reading version 1.
+:data:`FORMAT_VERSION`, :data:`MODEL_HASH_BYTES`.
+
+Versions: 1 (fixed-rate models) and 2 (adds the rate level of a variable-rate model). A file is
+written in the lowest version that holds its header, so fixed-rate files are byte for byte what
+earlier CodecLab wrote; both versions are read.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from dataclasses import dataclass
 from ..errors import CodecLabError
 
 MAGIC = b"CLAB"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 COLOUR_MODES = {0: "RGB"}
 # Entropy coders a file may name; the decoder uses the one the file was written with.
 CODERS = ("codeclab", "compressai")
@@ -49,10 +54,16 @@ class Header:
     coder: str = "codeclab"
     bit_depth: int = 8
     colour_mode: int = 0
+    level: int | None = None
+
+    @property
+    def version(self) -> int:
+        """The format version this header is written in (the lowest that holds it)."""
+        return 1 if self.level is None else 2
 
     def describe(self) -> dict:
         return {
-            "format_version": FORMAT_VERSION,
+            "format_version": self.version,
             "codec": self.codec_id,
             "model_hash": self.model_hash.hex(),
             "coder": self.coder,
@@ -60,6 +71,7 @@ class Header:
             "width": self.width,
             "bit_depth": self.bit_depth,
             "colour_mode": COLOUR_MODES[self.colour_mode],
+            "rate_level": self.level,
             "stream_bytes": list(self.stream_lengths),
         }
 
@@ -103,9 +115,12 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
     if len(header.model_hash) != MODEL_HASH_BYTES or len(codec_id) > 255 or len(streams) > 255:
         raise ValueError("header field out of range")
     head = bytearray(MAGIC)
-    head += bytes([FORMAT_VERSION, len(codec_id)]) + codec_id + header.model_hash + bytes([CODERS.index(header.coder)])
+    head += bytes([header.version, len(codec_id)]) + codec_id + header.model_hash + bytes([CODERS.index(header.coder)])
     head += _varint(header.height) + _varint(header.width)
-    head += bytes([header.bit_depth, header.colour_mode, len(streams)])
+    head += bytes([header.bit_depth, header.colour_mode])
+    if header.level is not None:
+        head += _varint(header.level)
+    head += bytes([len(streams)])
     for stream in streams:
         head += _varint(len(stream))
     crc = zlib.crc32(b"".join(streams), zlib.crc32(bytes(head)))
@@ -119,13 +134,15 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     reader = _Reader(data)
     reader.take(len(MAGIC))
     version = reader.byte()
-    if version != FORMAT_VERSION:
-        raise CodecLabError(f"unsupported file format version {version} (this CodecLab reads version {FORMAT_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise CodecLabError(f"unsupported file format version {version} (this CodecLab reads versions 1 to {FORMAT_VERSION})")
     codec_id_bytes = reader.take(reader.byte())
     model_hash = reader.take(MODEL_HASH_BYTES)
     coder = reader.byte()
     height, width = reader.varint(), reader.varint()
-    bit_depth, colour_mode, count = reader.byte(), reader.byte(), reader.byte()
+    bit_depth, colour_mode = reader.byte(), reader.byte()
+    level = reader.varint() if version >= 2 else None
+    count = reader.byte()
     lengths = tuple(reader.varint() for _ in range(count))
     header_end = reader.pos
     (crc,) = struct.unpack("<I", reader.take(4))
@@ -150,4 +167,4 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     for length in lengths:
         streams.append(payload[pos : pos + length])
         pos += length
-    return Header(codec_id, model_hash, height, width, lengths, CODERS[coder], bit_depth, colour_mode), streams
+    return Header(codec_id, model_hash, height, width, lengths, CODERS[coder], bit_depth, colour_mode, level), streams

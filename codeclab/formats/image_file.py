@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from ..codecs import Codec, CompressedImage
 from ..data.images import to_tensor
 from ..errors import CodecLabError
+from ..measures import bits_per_pixel
 from . import container
 from .model_file import weights_sha256
 
@@ -40,18 +41,73 @@ def to_uint8(x_hat: torch.Tensor) -> np.ndarray:
     return x_hat[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
 
-def encode_image(codec: Codec, image: np.ndarray) -> bytes:
-    """Code ``uint8 [H, W, 3]`` into the bytes of a complete CodecLab file."""
+def _check_image(image: np.ndarray) -> None:
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise CodecLabError(f"expected an 8-bit RGB image, got array {image.dtype} {image.shape}")
     height, width = image.shape[:2]
     if not (0 < height <= container.MAX_SIDE and 0 < width <= container.MAX_SIDE):
         raise CodecLabError(f"image size {height}x{width} out of range")
-    compressed = codec.compress(codec_input(image, codec.downsampling))
+
+
+def _check_level(codec: Codec, level: int | None) -> None:
+    if codec.rate_levels and level is None:
+        raise CodecLabError(f"{codec.codec_id} is a variable-rate model: choose a rate with --quality, --level or --target-bpp")
+    if not codec.rate_levels and level is not None:
+        raise CodecLabError(f"{codec.codec_id} is a fixed-rate model: it takes no rate level")
+    if level is not None and not 0 <= level < codec.rate_levels:
+        raise CodecLabError(f"rate level {level} out of range [0, {codec.rate_levels})")
+
+
+def _file(codec: Codec, image: np.ndarray, compressed) -> bytes:
     header = container.Header(
-        codec.codec_id, model_hash(codec), height, width, tuple(map(len, compressed.strings)), coder=codec.coder.name
+        codec.codec_id, model_hash(codec), image.shape[0], image.shape[1], tuple(map(len, compressed.strings)),
+        coder=codec.coder.name, level=compressed.level,
     )
     return container.pack(header, compressed.strings)
+
+
+def encode_image(codec: Codec, image: np.ndarray, level: int | None = None) -> bytes:
+    """Code ``uint8 [H, W, 3]`` into the bytes of a complete CodecLab file (``level``: the rate
+    level of a variable-rate model)."""
+    _check_image(image)
+    _check_level(codec, level)
+    return _file(codec, image, codec.compress(codec_input(image, codec.downsampling), level))
+
+
+def quality_level(codec: Codec, quality: float) -> int:
+    """The level nearest to ``quality`` in [0, 1] (0: the model's lowest rate, 1: its highest)."""
+    if not codec.rate_levels:
+        raise CodecLabError(f"{codec.codec_id} is a fixed-rate model: --quality needs a variable-rate model")
+    if not 0.0 <= quality <= 1.0:
+        raise CodecLabError(f"quality must be in [0, 1], got {quality}")
+    return round(quality * (codec.rate_levels - 1))
+
+
+def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float) -> tuple[bytes, int]:
+    """The file of the highest level whose real size is at most ``target_bpp`` (the lowest level
+    when none is), found by bisection over levels; ``g_a`` runs once, each probe re-runs only the
+    entropy model. Returns ``(file bytes, level)``."""
+    _check_image(image)
+    if not codec.rate_levels:
+        raise CodecLabError(f"{codec.codec_id} is a fixed-rate model: --target-bpp needs a variable-rate model")
+    if not target_bpp > 0:
+        raise CodecLabError(f"target bpp must be positive, got {target_bpp}")
+    x = codec_input(image, codec.downsampling)
+    y = codec.analyse(x)
+
+    def file_at(level: int) -> bytes:
+        return _file(codec, image, codec.compress_latent(y, x.shape[-2:], level))
+
+    low, high = 0, codec.rate_levels - 1
+    best = file_at(low), low
+    while low <= high:  # invariant: levels below `low` fit (or are the lowest), above `high` do not
+        middle = (low + high) // 2
+        data = file_at(middle)
+        if bits_per_pixel(len(data), *image.shape[:2]) <= target_bpp:
+            best, low = (data, middle), middle + 1
+        else:
+            high = middle - 1
+    return best
 
 
 def decode_image(data: bytes, codec: Codec) -> np.ndarray:
@@ -65,9 +121,11 @@ def decode_image(data: bytes, codec: Codec) -> np.ndarray:
         codec.set_coder(header.coder)
     if len(streams) != codec.num_streams:
         raise CodecLabError(f"corrupt file: {len(streams)} streams, codec {codec.codec_id} writes {codec.num_streams}")
+    if (header.level is None) != (codec.rate_levels == 0) or (header.level or 0) >= max(codec.rate_levels, 1):
+        raise CodecLabError(f"corrupt file: rate level {header.level} for a model with {codec.rate_levels} levels")
     size = padded_size(header.height, header.width, codec.downsampling)
     try:
-        x_hat = codec.decompress(CompressedImage(streams, size))
+        x_hat = codec.decompress(CompressedImage(streams, size, header.level))
     except ValueError as err:
         raise CodecLabError(f"corrupt stream: {str(err).splitlines()[0]}") from None
     return to_uint8(x_hat[..., : header.height, : header.width])

@@ -65,7 +65,8 @@ def weights_sha256(codec_or_state: Codec | dict) -> str:
     for name, tensor in sorted(state.items()):
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.numpy().tobytes())
+        # The raw bytes (as numpy's tobytes for the dtypes numpy has; bfloat16 too).
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -87,11 +88,29 @@ def write_atomically(path: str | Path, write) -> None:
         raise
 
 
-def export_model(codec: Codec, path: str | Path) -> str:
-    """Write ``codec`` with freshly built entropy tables to ``path``; returns the weights hash."""
+WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def export_model(codec: Codec, path: str | Path, weights_dtype: str = "float32") -> str:
+    """Write ``codec`` with freshly built entropy tables to ``path``; returns the weights hash.
+
+    ``weights_dtype`` ``"bfloat16"`` or ``"float16"`` stores the parameters at half the size: they
+    are rounded in ``codec`` itself first (which then computes exactly what the file will), and
+    the tables are built from the rounded values. Buffers (tables, bounds) keep their dtype.
+    """
+    if weights_dtype not in WEIGHT_DTYPES:
+        raise CodecLabError(f"weights dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {weights_dtype!r}")
+    dtype = WEIGHT_DTYPES[weights_dtype]
+    parameters = {name for name, _ in codec.named_parameters()}
+    with torch.no_grad():
+        for parameter in codec.parameters():
+            parameter.copy_(parameter.to(dtype).float())
     codec.update_tables()
-    tensors = {name: t.detach().cpu().contiguous().clone() for name, t in codec.state_dict().items()}
-    digest = weights_sha256(codec)
+    tensors = {
+        name: (t.to(dtype) if name in parameters else t).detach().cpu().contiguous().clone()
+        for name, t in codec.state_dict().items()
+    }
+    digest = weights_sha256(tensors)
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -99,6 +118,7 @@ def export_model(codec: Codec, path: str | Path) -> str:
         "config": json.dumps(codec.config, sort_keys=True),
         "weights_sha256": digest,
         "tables_fingerprint": codec.tables_fingerprint(),
+        "weights_dtype": weights_dtype,
     }
     write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     return digest
@@ -124,6 +144,28 @@ def load_checkpoint(path: str | Path) -> Codec:
     codec = build_codec(codec_id, config)
     codec.load_state_dict({k.removeprefix("codec."): v for k, v in state.items() if k.startswith("codec.")})
     return codec
+
+
+# Integer tables are rebuilt from the weights, never carried over into a new architecture.
+_TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+
+
+def init_weights(codec: Codec, path: str | Path) -> list[str]:
+    """Copy the weights of a model file or training checkpoint at ``path`` into ``codec``, for
+    every tensor name and shape they share (entropy tables excepted); returns the names of
+    ``codec``'s tensors that kept their initialisation. Raises :class:`CodecLabError`."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        source = load_model(path)
+    else:
+        source = load_checkpoint(path)
+    state = {k: v for k, v in source.state_dict().items() if not k.endswith(_TABLE_BUFFERS)}
+    target = codec.state_dict()
+    shared = {k: v for k, v in state.items() if k in target and target[k].shape == v.shape}
+    if not shared:
+        raise CodecLabError(f"{path} shares no weights with codec {codec.codec_id!r}")
+    codec.load_state_dict(shared, strict=False)
+    return sorted(k for k in target if k not in shared and not k.endswith(_TABLE_BUFFERS))
 
 
 def read_metadata(path: str | Path) -> dict:

@@ -1,9 +1,11 @@
 """Rate-distortion training of any :class:`~codeclab.codecs.Codec` with PyTorch Lightning.
 
-Loss (compressai's ``RateDistortionLoss``, Ballé et al. 2018):
-  * ``distortion="mse"``: ``L = lmbda * 255^2 * MSE(x, x_hat) + bpp``
-  * ``distortion="ms-ssim"``: ``L = lmbda * (1 - MS-SSIM(x, x_hat)) + bpp``
-where ``bpp = sum(-log2 likelihoods) / (B * H * W)`` is the estimated rate under additive noise.
+Loss (Ballé et al. 2018; equal to compressai's ``RateDistortionLoss`` for one lambda, tested):
+  * ``distortion="mse"``: ``L = mean_b(lmbda_b * 255^2 * MSE_b + bpp_b)``
+  * ``distortion="ms-ssim"``: ``L = mean_b(lmbda_b * (1 - MS-SSIM_b) + bpp_b)``
+where ``bpp_b = sum(-log2 likelihoods of sample b) / (H * W)`` is the estimated rate under
+additive noise. A fixed-rate codec has one ``lmbda``; a variable-rate codec draws a rate level
+per sample and uses that level's lambda (:mod:`codeclab.entropy_models.gain`).
 
 The entropy bottleneck's quantiles (which only set the range of its CDF tables) are trained on
 compressai's ``aux_loss`` alone: the rate-distortion loss does not depend on them (training
@@ -20,7 +22,7 @@ from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
-from compressai.losses import RateDistortionLoss
+from pytorch_msssim import ms_ssim
 
 from ..codecs import Codec
 from ..measures import bits_per_pixel, psnr
@@ -42,6 +44,10 @@ class RateDistortionModule(pl.LightningModule):
         aux_lr: learning rate of the quantiles' parameter group.
         lr_scheduler: optional callable ``optimizer -> LRScheduler``, stepped every step.
         grad_clip: max gradient norm of the main parameters (0 disables clipping).
+        transform_dtype: ``"bfloat16"`` runs the analysis and synthesis transforms under autocast
+            (about 2x faster on CPUs with AVX-512 BF16); the entropy model stays float32.
+        channels_last: keep the codec and the batches in channels-last memory format (about 15%
+            faster with bf16 convolutions on this CPU).
     """
 
     def __init__(
@@ -53,12 +59,17 @@ class RateDistortionModule(pl.LightningModule):
         aux_lr: float = 1e-3,
         lr_scheduler: Callable | None = None,
         grad_clip: float = 1.0,
+        transform_dtype: str | None = None,
+        channels_last: bool = False,
     ):
         super().__init__()
         if distortion not in ("mse", "ms-ssim"):
             raise ValueError(f"distortion must be 'mse' or 'ms-ssim', got {distortion!r}")
         self.codec = codec
-        self.criterion = RateDistortionLoss(lmbda=lmbda, metric=distortion)
+        codec.transform_dtype = getattr(torch, transform_dtype) if transform_dtype else None
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        codec.to(memory_format=self.memory_format)
+        self.lmbda, self.distortion = float(lmbda), distortion
         self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-4))
         self.scheduler_factory = lr_scheduler
         self.aux_lr, self.grad_clip = aux_lr, grad_clip
@@ -67,18 +78,22 @@ class RateDistortionModule(pl.LightningModule):
             {"codec_id": codec.codec_id, "codec_config": dict(codec.config), "lmbda": float(lmbda), "distortion": distortion}
         )
 
-    def forward(self, x):
-        return self.codec(x)
+    def forward(self, x, level=None):
+        return self.codec(x, level)
 
-    def _losses(self, x) -> dict:
-        out = self.codec(x)
-        losses = self.criterion(out, x)
-        mse = torch.mean((out["x_hat"].clamp(0, 1) - x) ** 2)
-        losses["psnr"] = psnr(mse)
+    def _losses(self, x, level: torch.Tensor | None = None) -> dict:
+        """Losses of a batch; ``level`` ``[B]`` (variable-rate codecs) picks each sample's lambda."""
+        out = self.codec(x, level)
+        lmbda = self.lmbda if level is None else self.codec.entropy_model.gain_bank.lmbda(level)
+        losses = rate_distortion_loss(out, x, lmbda, self.distortion)
+        losses["psnr"] = psnr(torch.mean((out["x_hat"].clamp(0, 1) - x) ** 2))
         return losses
 
     def training_step(self, batch, batch_idx):
-        losses = self._losses(batch)
+        batch = batch.contiguous(memory_format=self.memory_format)
+        levels = self.codec.rate_levels
+        level = torch.randint(0, levels, (batch.shape[0],), device=batch.device) if levels else None
+        losses = self._losses(batch, level)
         aux_loss = self.codec.aux_loss()
         self.log_dict(
             {"train/loss": losses["loss"], "train/bpp": losses["bpp_loss"], "train/psnr": losses["psnr"], "train/aux": aux_loss},
@@ -91,16 +106,21 @@ class RateDistortionModule(pl.LightningModule):
             torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], self.grad_clip)
 
     def validation_step(self, batch, batch_idx):
-        losses = self._losses(batch)
-        self.log_dict(
-            {"val/loss": losses["loss"], "val/bpp": losses["bpp_loss"], "val/psnr": losses["psnr"]},
-            prog_bar=True, on_epoch=True, batch_size=batch.shape[0],
-        )
+        # Variable-rate codecs: the lowest, middle and highest levels ("val/<metric>" is the middle).
+        levels = self.codec.rate_levels
+        checked = {"": None} if not levels else {"": levels // 2, "_lowest": 0, "_highest": levels - 1}
+        for suffix, level in checked.items():
+            per_sample = None if level is None else torch.full((batch.shape[0],), level, device=batch.device)
+            losses = self._losses(batch, per_sample)
+            self.log_dict(
+                {f"val/loss{suffix}": losses["loss"], f"val/bpp{suffix}": losses["bpp_loss"], f"val/psnr{suffix}": losses["psnr"]},
+                prog_bar=not suffix, on_epoch=True, batch_size=batch.shape[0], sync_dist=True,
+            )
         if batch_idx == 0:
             # Real coding of one crop: the estimated rate is only useful if real bytes follow it.
-            compressed = self.codec.compress(batch[:1])
+            compressed = self.codec.compress(batch[:1], checked[""])
             real_bpp = bits_per_pixel(sum(map(len, compressed.strings)), batch.shape[-2], batch.shape[-1])
-            self.log("val/real_bpp", real_bpp, batch_size=1)
+            self.log("val/real_bpp", real_bpp, batch_size=1, sync_dist=True)
 
     def configure_optimizers(self):
         named = list(self.codec.named_parameters())
@@ -123,3 +143,19 @@ def cosine_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ste
         return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def rate_distortion_loss(out: dict, x: torch.Tensor, lmbda, distortion: str = "mse") -> dict:
+    """``{"loss", "bpp_loss", "mse_loss" | "ms_ssim_loss"}`` of a forward pass ``out`` on ``x``;
+    ``lmbda`` is a float or one lambda per sample ``[B]`` (see the module docstring)."""
+    batch, _, height, width = x.shape
+    bpp = sum(torch.log(lik).reshape(batch, -1).sum(1) for lik in out["likelihoods"].values()) / (-math.log(2) * height * width)
+    losses = {"bpp_loss": bpp.mean()}
+    if distortion == "mse":
+        mse = ((out["x_hat"] - x) ** 2).reshape(batch, -1).mean(1)
+        losses["mse_loss"], per_sample = mse.mean(), 255**2 * mse
+    else:
+        similarity = ms_ssim(out["x_hat"], x, data_range=1.0, size_average=False)
+        losses["ms_ssim_loss"], per_sample = similarity.mean(), 1 - similarity
+    losses["loss"] = (lmbda * per_sample + bpp).mean()
+    return losses

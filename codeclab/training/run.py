@@ -8,7 +8,7 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from ..formats.model_file import export_model
+from ..formats.model_file import export_model, init_weights
 
 
 def _instantiate_group(group: DictConfig | None) -> list:
@@ -20,6 +20,9 @@ def train(cfg: DictConfig) -> dict:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
     codec = hydra.utils.instantiate(cfg.codec)
+    if cfg.get("init_weights"):
+        missing = init_weights(codec, cfg.init_weights)
+        print(f"weights from {cfg.init_weights}; newly initialised: {', '.join(missing) or 'none'}")
     module = hydra.utils.instantiate(cfg.module, codec=codec)
     loggers = _instantiate_group(cfg.get("logger"))
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=_instantiate_group(cfg.get("callbacks")))
@@ -27,6 +30,6 @@ def train(cfg: DictConfig) -> dict:
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     if cfg.export and trainer.is_global_zero:
         model_path = Path(cfg.paths.output_dir) / "model.safetensors"
-        export_model(module.codec.cpu(), model_path)
+        export_model(module.codec.cpu(), model_path, cfg.get("export_weights_dtype") or "float32")
         print(f"model written to {model_path}")
     return metrics

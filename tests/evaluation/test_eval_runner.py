@@ -103,3 +103,29 @@ def test_cache_key_depends_on_codec_settings_and_pixels():
     assert k != PointCache.key({"class": "X", "q": 1}, 60, img.digest, True)
     assert k != PointCache.key({"class": "X", "q": 1}, 50, _images()[1].digest, True)
     assert EvalImage("renamed", img.pixels.copy()).digest == img.digest
+
+
+def test_a_variable_rate_model_is_one_curve_over_its_levels(tmp_path, models):
+    """One model file, several levels: one load, a point per level and image, level passed on."""
+    calls, seen = Calls(), []
+    curve = _fake_curve(models[:1], calls)
+    plain = curve.encode
+
+    def encode(model, image, level):
+        seen.append(level)
+        model.step = 32 >> level  # a finer step at a higher level
+        return plain(model, image)
+
+    curve.encode, curve.levels = encode, {curve.models[0]: [0, 3]}
+    assert curve.settings() == [f"{curve.models[0]}@0", f"{curve.models[0]}@3"]
+    points = evaluate(_images(), learned=[curve], cache=None, progress=False)
+    assert calls.load == 1 and sorted(set(seen)) == [0, 3] and len(points) == 4
+    by_level = {p["setting"]: p["bpp"] for p in points if p["image"] == "a"}
+    assert by_level[f"{curve.models[0]}@3"] > by_level[f"{curve.models[0]}@0"]
+
+
+def test_swept_levels_spread_evenly_with_both_ends():
+    from codeclab.evaluation.run import swept_levels
+
+    assert swept_levels(64, 8) == [0, 9, 18, 27, 36, 45, 54, 63]
+    assert swept_levels(4, 8) == [0, 1, 2, 3]

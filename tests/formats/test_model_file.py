@@ -24,7 +24,9 @@ def test_export_load_roundtrip(exported):
     loaded = load_model(path)
     assert read_metadata(path)["format_version"] == FORMAT_VERSION == "2"
     assert loaded.codec_id == "mbt2018-mean"
-    assert loaded.config == {"N": 16, "M": 24} and not loaded.training
+    assert loaded.config == {
+        "N": 16, "M": 24, "rate_levels": 0, "lmbda_min": 0.0018, "lmbda_max": 0.0483, "scale_table_levels": 64,
+    } and not loaded.training
     assert loaded.weights_hash == weights_sha256(codec)
     for name, tensor in codec.state_dict().items():
         assert torch.equal(tensor, loaded.state_dict()[name]), name
@@ -94,3 +96,39 @@ def test_config_mismatch(exported):
 def test_unknown_coder(exported):
     with pytest.raises(CodecLabError, match="unknown entropy coder 'nope'"):
         load_model(exported[1], coder="nope")
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_weights_halve_the_file_and_load_exactly(tmp_path, dtype):
+    torch.manual_seed(0)
+    codec = mbt2018_mean(N=16, M=24)
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    export_model(mbt2018_mean(N=16, M=24), full)
+    digest = export_model(codec, half, weights_dtype=dtype)
+    with safe_open(str(half), framework="pt") as handle:
+        assert handle.get_tensor("g_a.0.weight").dtype == getattr(torch, dtype)
+        assert handle.get_tensor("entropy_model.gaussian_conditional._quantized_cdf").dtype == torch.int32
+    assert read_metadata(half)["weights_dtype"] == dtype
+    loaded = load_model(half)
+    assert loaded.weights_hash == digest
+    # The exporting codec was rounded in place: it computes exactly what the file holds.
+    for name, tensor in codec.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+    weights = sum(p.numel() for p in codec.parameters())
+    assert full.stat().st_size - half.stat().st_size >= 2 * weights - 4096
+
+
+def test_unknown_weights_dtype_is_refused(tmp_path):
+    with pytest.raises(CodecLabError, match="weights dtype must be one of"):
+        export_model(mbt2018_mean(N=16, M=24), tmp_path / "m.safetensors", weights_dtype="int8")
+
+
+def test_init_weights_copies_shared_tensors_into_a_new_architecture(exported, tmp_path):
+    from codeclab.formats.model_file import init_weights
+
+    codec, path = exported
+    variable = mbt2018_mean(N=16, M=24, rate_levels=8, scale_table_levels=256)
+    fresh = init_weights(variable, path)
+    assert fresh == ["entropy_model.gain_bank.lmbdas", "entropy_model.gain_bank.log_gain"]
+    assert torch.equal(variable.g_s[0].weight, codec.g_s[0].weight)
+    assert variable.entropy_model.gaussian_conditional.scale_levels == 256

@@ -1,0 +1,95 @@
+"""BD-rate cost of one variable-rate model against separately trained fixed-lambda models.
+
+At a reduced scale that fits a 2-core CPU (issue 12 allows it; the scale is stated in the
+output): ``--codec`` (default ``mbt2018_mean_small``, N/M = 48/64), ``--lambdas`` (default four,
+log-spaced over [0.0018, 0.0483]), ``--steps`` steps for every model, BSDS500 128-px crops,
+batch 8, bf16 transforms. Each fixed model trains at one lambda; the variable-rate model has
+one level per lambda (the same values) and draws a level per sample. Every model gets the
+same number of steps, so the variable-rate model sees each lambda a quarter as often.
+
+Both curves are measured on Kodak with real bytes (``eval.py``); the BD-rate of the
+variable-rate curve against the fixed ladder (cubic and PCHIP, RGB PSNR) is the cost
+(target: at most 3%). Everything lands in ``--out``; ``--json`` prints the summary.
+
+Usage: OMP_NUM_THREADS=1 python benchmarks/variable_rate_cost.py [--steps 2000] [--out DIR] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def _train(out: Path, steps: int, codec: str, extra: list[str]) -> float:
+    cmd = [
+        sys.executable, "train.py", f"codec={codec}", "data=bsds500", f"paths.data_dir={DATA}", "data.preload=true",
+        "data.patch_size=128", "data.batch_size=8", "data.num_workers=0", "data.val_max_images=2", f"trainer.max_steps={steps}",
+        "trainer.check_val_every_n_epoch=1000", "logger=csv", "module.transform_dtype=bfloat16", "module.channels_last=true",
+        "optim.optimizer.lr=3e-4", f"hydra.run.dir={out}", *extra,
+    ]
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, env={**os.environ, "WANDB_MODE": "disabled"})
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--codec", default="mbt2018_mean_small")
+    parser.add_argument("--lambdas", type=float, nargs="+", default=[0.0018, 0.0054, 0.0161, 0.0483])
+    parser.add_argument("--max-images", type=int, default=24)
+    parser.add_argument("--out", type=Path, default=ROOT / "logs" / "variable_rate_cost")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    lambdas = sorted(args.lambdas)
+    ratio = math.exp(math.log(lambdas[-1] / lambdas[0]) / (len(lambdas) - 1))
+    if any(not math.isclose(b / a, ratio, rel_tol=1e-2) for a, b in zip(lambdas, lambdas[1:])):
+        raise SystemExit("--lambdas must be log-spaced (the variable-rate model's levels are)")
+    seconds, fixed = {}, []
+    for lmbda in lambdas:
+        run = args.out / f"fixed_{lmbda}"
+        if not (run / "model.safetensors").is_file():
+            seconds[f"fixed_{lmbda}"] = _train(run, args.steps, args.codec, [f"lmbda={lmbda}"])
+        fixed.append(run / "model.safetensors")
+    run = args.out / "variable"
+    if not (run / "model.safetensors").is_file():
+        rate = [f"+codec.rate_levels={len(lambdas)}", f"+codec.lmbda_min={lambdas[0]}", f"+codec.lmbda_max={lambdas[-1]}",
+                "+codec.scale_table_levels=256"]
+        seconds["variable"] = _train(run, args.steps, args.codec, rate)
+    learned = (f"learned=[{{name:fixed,models:[{','.join(map(str, fixed))}]}},"
+               f"{{name:variable,models:[{run / 'model.safetensors'}]}}]")
+    subprocess.run([sys.executable, "eval.py", "data=kodak", f"paths.data_dir={DATA}", "classic=none", learned,
+                    f"rate_points={len(lambdas)}", f"max_images={args.max_images}", "progress=false",
+                    f"hydra.run.dir={args.out / 'eval'}"], cwd=ROOT, check=True, capture_output=True)
+    from codeclab.evaluation.bd_rate import bd
+    from codeclab.evaluation.curves import PSNR, read_curve
+
+    curves = {c.name: c for c in (read_curve(p) for p in (args.out / "eval" / "curves").glob("*.json"))}
+    anchor, test = curves["fixed"], curves["variable"]
+    summary = {
+        "scale": {"codec": args.codec, "steps_per_model": args.steps, "lambdas": lambdas, "kodak_images": args.max_images},
+        "train_seconds": seconds,
+        "fixed": {"bpp": list(anchor.bpp), "psnr": list(anchor.quality(PSNR))},
+        "variable": {"bpp": list(test.bpp), "psnr": list(test.quality(PSNR))},
+    }
+    for method in ("cubic", "pchip"):
+        result = bd(anchor.bpp, anchor.quality(PSNR), test.bpp, test.quality(PSNR), method)
+        summary[f"bd_rate_{method}"] = result.bd_rate if result.ok else None
+        summary.setdefault("warnings", []).extend(result.warnings)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2) if args.json else f"BD-rate of the variable-rate model vs the fixed ladder: "
+          f"{summary['bd_rate_cubic']} % (cubic), {summary['bd_rate_pchip']} % (PCHIP)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

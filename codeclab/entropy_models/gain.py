@@ -1,0 +1,77 @@
+"""Variable rate in one model: a bank of quantisation gains (QVRF: Tong et al., "QVRF: A
+Quantization-error-aware Variable Rate Framework for Learned Image Compression", ICIP 2023;
+official code: bytedance/QRAF).
+
+Level ``l`` of ``L`` trains for ``lambda_l`` (log-spaced over ``[lambda_min, lambda_max]``) and
+quantises the latent with step ``1 / g_l``: the entropy model codes ``g_l * y`` under
+``N(g_l * mu, (g_l * sigma)^2)`` and reconstructs ``y_hat = round(g_l * (y - mu)) / g_l + mu``.
+The hyperprior (``z``) does not depend on the level; level 0 has ``g_0 = 1``.
+
+Exact decoding: every gain lies on the log grid of the Gaussian conditional's scale table,
+``g_l = r^k_l`` with ``r`` the table's ratio and ``k_l`` an integer, so a gain moves a scale by
+exactly ``k_l`` table entries (what an integer scale-index network adds; issue 13). The gains
+are learned in the log domain and rounded to the grid with a straight-through gradient;
+``k_0 = 0`` is fixed. They start at ``sqrt(lambda_l / lambda_min)`` (at high rate, the step that
+balances ``lambda * MSE`` scales as ``1 / sqrt(lambda)``), or one grid step above the level
+below where that is closer, so that every level starts with a gain of its own.
+
+Deviation from QVRF: QVRF draws one level per batch; here every training sample draws its own
+(the loss uses each sample's ``lambda``), which gives every batch the whole rate range.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class GainBank(nn.Module):
+    """``levels`` gains and their lambdas; ``grid_ratio`` is the scale table's ratio ``r``."""
+
+    def __init__(self, levels: int = 64, lmbda_min: float = 0.0018, lmbda_max: float = 0.0483, grid_ratio: float = 1.0):
+        super().__init__()
+        if levels < 2 or not 0 < lmbda_min < lmbda_max or grid_ratio <= 1:
+            raise ValueError(f"need levels >= 2, 0 < lmbda_min < lmbda_max and grid_ratio > 1; got {levels}, "
+                             f"{lmbda_min}, {lmbda_max}, {grid_ratio}")
+        self.levels, self.log_ratio = int(levels), math.log(grid_ratio)
+        lmbdas = torch.exp(torch.linspace(math.log(lmbda_min), math.log(lmbda_max), self.levels))
+        self.register_buffer("lmbdas", lmbdas)
+        # Grid units (k, continuous while training) of levels 1..L-1; level 0 is fixed at k = 0.
+        steps = torch.maximum(0.5 * torch.log(lmbdas[1:] / lmbdas[0]) / self.log_ratio, torch.arange(1.0, self.levels))
+        self.log_gain = nn.Parameter(steps)
+
+    def grid_steps(self) -> Tensor:
+        """``k_l``: integers (as floats) with a straight-through gradient to ``log_gain``, ``[L]``."""
+        k = self.log_gain + (torch.round(self.log_gain) - self.log_gain).detach()
+        return torch.cat([k.new_zeros(1), k])
+
+    def gains(self) -> Tensor:
+        """``g_l = r^k_l``, ``[L]``."""
+        return torch.exp(self.grid_steps() * self.log_ratio)
+
+    def gain(self, level: Tensor | int) -> Tensor:
+        """Gain of one level (a 0-d tensor) or of one level per sample (``[B] -> [B, 1, 1, 1]``)."""
+        level = torch.as_tensor(level, device=self.lmbdas.device)
+        if level.numel() and (level.min() < 0 or level.max() >= self.levels):
+            raise ValueError(f"rate level out of range [0, {self.levels})")
+        gains = self.gains()[level]
+        return gains if level.ndim == 0 else gains.view(-1, 1, 1, 1)
+
+    def lmbda(self, level: Tensor) -> Tensor:
+        return self.lmbdas[level]
+
+
+class GainStep:
+    """Wraps a :class:`~.base.LatentStep`: codes ``g * y`` with ``g * scales`` and ``g * means``,
+    returns ``y_hat / g``. Context models see ``y_hat`` in the unscaled domain, so the same
+    ``code_latent`` serves every level."""
+
+    def __init__(self, step, gain: Tensor):
+        self.step, self.gain = step, gain
+
+    def __call__(self, y, scales, means, mask=None):
+        g = self.gain
+        y_hat, likelihoods = self.step(None if y is None else y * g, scales * g, None if means is None else means * g, mask)
+        return y_hat / g, likelihoods
