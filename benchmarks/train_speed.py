@@ -36,47 +36,58 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "train" / "bsds500"
 
 
-class _StepTimer:
-    """Lightning callback: wall time of every training step (forward, backward, optimiser)."""
+class _StepHook:
+    """Lightning callback: wall time of every training step; stops after ``seconds`` of fit time
+    (counted from the ``fit`` call, data loading included) and calls ``on_step(codec, elapsed)``."""
 
-    def __init__(self):
+    def __init__(self, seconds: float | None, on_step):
         import pytorch_lightning as pl
 
         outer = self
+        self.times: list[float] = []
+        self.begin = time.perf_counter()
 
         class Callback(pl.Callback):
             def on_train_batch_start(self, *args):
                 outer.start = time.perf_counter()
 
-            def on_train_batch_end(self, *args):
-                outer.times.append(time.perf_counter() - outer.start)
+            def on_train_batch_end(self, trainer, module, *args):
+                now = time.perf_counter()
+                outer.times.append(now - outer.start)
+                if on_step:
+                    on_step(module.codec, now - outer.begin)
+                if seconds is not None and now - outer.begin >= seconds:
+                    trainer.should_stop = True
 
-        self.times: list[float] = []
         self.callback = Callback()
 
 
-def codeclab_round(args) -> list[float]:
+def codeclab_training(args, lmbda: float = 0.013, steps: int | None = None, seconds: float | None = None, on_step=None):
+    """Step times of ``train.py``'s path (see the module docstring) for ``steps`` steps or ``seconds``."""
     import pytorch_lightning as pl
 
     from codeclab.codecs import mbt2018_mean
     from codeclab.data import ImageDataModule
     from codeclab.training import RateDistortionModule
 
+    hook = _StepHook(seconds, on_step)
+    budget = steps if steps is not None else 10**9
     data = ImageDataModule(train_dir=args.data, val_dir=None, patch_size=args.crop, batch_size=args.batch,
-                           samples_per_epoch=args.batch * (args.steps + args.warmup), num_workers=0, preload=True)
+                           samples_per_epoch=args.batch * min(budget, 10**5), num_workers=0, preload=True)
     module = RateDistortionModule(
-        mbt2018_mean(args.N, args.M), lmbda=0.013, optimizer=lambda p: torch.optim.Adam(p, lr=1e-4),
+        mbt2018_mean(args.N, args.M), lmbda=lmbda, optimizer=lambda p: torch.optim.Adam(p, lr=args.lr),
         transform_dtype=None if args.fp32 else "bfloat16", channels_last=not args.fp32,
     )
-    timer = _StepTimer()
-    trainer = pl.Trainer(accelerator=args.device, devices=1, max_steps=args.steps + args.warmup, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         limit_val_batches=0, callbacks=[timer.callback])
+    trainer = pl.Trainer(accelerator=args.device, devices=1, max_steps=budget if steps is not None else -1, max_epochs=-1,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         limit_val_batches=0, callbacks=[hook.callback])
     trainer.fit(module, datamodule=data)
-    return timer.times[args.warmup:]
+    return hook.times
 
 
-def compressai_round(args) -> list[float]:
+def compressai_training(args, lmbda: float = 0.013, steps: int | None = None, seconds: float | None = None, on_step=None):
+    """Step times of a compressai ``examples/train.py``-style loop (see the module docstring);
+    ``on_step(model, elapsed)`` gets compressai's model."""
     from compressai.losses import RateDistortionLoss
     from compressai.models import MeanScaleHyperprior
     from PIL import Image
@@ -95,17 +106,17 @@ def compressai_round(args) -> list[float]:
         def __getitem__(self, i):
             return self.transform(Image.open(self.paths[i]).convert("RGB"))
 
+    begin = time.perf_counter()
     device = torch.device(args.device)
-    paths = list_images(args.data)
-    loader = DataLoader(ImageFolder(paths, transforms.Compose([transforms.RandomCrop(args.crop), transforms.ToTensor()])),
-                        batch_size=args.batch, shuffle=True, num_workers=0)
+    loader = DataLoader(ImageFolder(list_images(args.data), transforms.Compose([transforms.RandomCrop(args.crop), transforms.ToTensor()])),
+                        batch_size=args.batch, shuffle=True, num_workers=0, drop_last=True)
     net = MeanScaleHyperprior(args.N, args.M).to(device)
     main = [p for n, p in net.named_parameters() if not n.endswith(".quantiles")]
     aux = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
-    optimizer, aux_optimizer = torch.optim.Adam(main, lr=1e-4), torch.optim.Adam(aux, lr=1e-3)
-    criterion = RateDistortionLoss(lmbda=0.013)
+    optimizer, aux_optimizer = torch.optim.Adam(main, lr=args.lr), torch.optim.Adam(aux, lr=1e-3)
+    criterion = RateDistortionLoss(lmbda=lmbda)
     times, batches = [], iter(loader)
-    for _ in range(args.steps + args.warmup):
+    while (steps is None or len(times) < steps) and (seconds is None or time.perf_counter() - begin < seconds):
         start = time.perf_counter()
         try:
             x = next(batches).to(device)
@@ -122,8 +133,24 @@ def compressai_round(args) -> list[float]:
         aux_optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return times[args.warmup:]
+        now = time.perf_counter()
+        times.append(now - start)
+        if on_step:
+            on_step(net, now - begin)
+    return times
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options both training benchmarks share."""
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--N", type=int, default=128)
+    parser.add_argument("--M", type=int, default=192)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder of training images")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--fp32", action="store_true", help="codeclab without bf16 and channels-last")
 
 
 def main(argv=None) -> int:
@@ -131,14 +158,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--crop", type=int, default=128)
-    parser.add_argument("--N", type=int, default=128)
-    parser.add_argument("--M", type=int, default=192)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder of training images")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--fp32", action="store_true", help="codeclab without bf16 and channels-last")
+    add_arguments(parser)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -146,8 +166,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("WANDB_MODE", "disabled")
     times: dict[str, list[float]] = {"codeclab": [], "compressai": []}
     for _ in range(args.rounds):
-        times["codeclab"] += codeclab_round(args)
-        times["compressai"] += compressai_round(args)
+        times["codeclab"] += codeclab_training(args, steps=args.steps + args.warmup)[args.warmup:]
+        times["compressai"] += compressai_training(args, steps=args.steps + args.warmup)[args.warmup:]
     result = {name: {"steps_per_s": 1 / statistics.median(t), "timed_steps": len(t)} for name, t in times.items()}
     result["ratio"] = result["codeclab"]["steps_per_s"] / result["compressai"]["steps_per_s"]
     result["settings"] = {k: v for k, v in vars(args).items() if k != "json"}

@@ -29,6 +29,13 @@ def _write_image(path: Path, image) -> None:
     write_atomically(path, lambda tmp: Image.fromarray(image).save(tmp, format=fmt))
 
 
+def _refuse_overwriting(output: Path, *inputs: Path) -> None:
+    """An output that is one of the inputs (under any path) would destroy it: refuse."""
+    for source in inputs:
+        if output.exists() and source.exists() and os.path.samefile(output, source):
+            raise CodecLabError(f"output {output} is the input {source}: refusing to overwrite it")
+
+
 def _read_file(path: Path) -> bytes:
     if not path.is_file():
         raise CodecLabError(f"file not found: {path}")
@@ -46,6 +53,7 @@ def cmd_encode(args) -> None:
     from .formats.image_file import encode_image, encode_image_at_bpp, quality_level
     from .formats.model_file import load_model, write_atomically
 
+    _refuse_overwriting(args.output, args.image, args.model)
     image = read_image(args.image)
     codec = load_model(args.model, coder=args.coder)
     start = time.perf_counter()
@@ -67,6 +75,7 @@ def cmd_decode(args) -> None:
     from .formats.image_file import decode_image
     from .formats.model_file import find_model, load_model
 
+    _refuse_overwriting(args.output, args.file, *([args.model] if args.model else []))
     data = _read_file(args.file)
     header, _ = container.unpack(data)
     model_path = args.model or find_model(header.model_hash, _model_search_dirs(args, args.file))
@@ -94,6 +103,7 @@ def cmd_info(args) -> None:
 def cmd_export(args) -> None:
     from .formats.model_file import export_model, load_checkpoint
 
+    _refuse_overwriting(args.output, args.checkpoint)
     codec = load_checkpoint(args.checkpoint)
     digest = export_model(codec, args.output, args.weights_dtype)
     print(f"{args.output}: {codec.codec_id} {json.dumps(codec.config)}, weights {digest[:16]}")

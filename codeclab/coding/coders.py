@@ -109,6 +109,12 @@ class _CompressaiStreamDecoder(StreamDecoder):
     def __init__(self, data: bytes):
         from compressai.ans import RansDecoder
 
+        from .native import is_codeclab_stream
+
+        # compressai's decoder has no checks: a stream of the other coder would decode to garbage.
+        if is_codeclab_stream(data):
+            raise ValueError("the stream was written by the codeclab coder, not compressai's")
+
         self._decoder = RansDecoder()
         self._decoder.set_stream(data)
 

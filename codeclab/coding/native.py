@@ -56,7 +56,7 @@ import numpy as np
 from . import _native
 from .coders import CODERS, CdfTables, EntropyCoder, StreamDecoder, StreamEncoder
 
-__all__ = ["CodecLabCoder", "CodecLabStreamDecoder", "CodecLabStreamEncoder", "pmf_to_quantized_cdf"]
+__all__ = ["CodecLabCoder", "CodecLabStreamDecoder", "CodecLabStreamEncoder", "is_codeclab_stream", "pmf_to_quantized_cdf"]
 
 _INT32 = np.iinfo(np.int32)
 
@@ -167,6 +167,11 @@ def pmf_to_quantized_cdf(pmf: np.ndarray, precision: int = 16) -> np.ndarray:
     computed as compressai 1.2.8 computes it (``csrc/quantized_cdf.hpp``); ``ValueError`` on a
     negative, non-finite or all-zero pmf."""
     return _native.pmf_to_quantized_cdf(np.ascontiguousarray(pmf, dtype=np.float32), int(precision))
+
+
+def is_codeclab_stream(data: bytes) -> bool:
+    """Whether ``data`` parses as a whole stream of this coder (another coder's stream almost never does)."""
+    return bool(_native.is_codeclab_stream(bytes(data)))
 
 
 @CODERS.register("codeclab")

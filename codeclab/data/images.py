@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import CodecLabError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
+# Largest image read or decoded (pixels), checked before any pixel is decoded or allocated:
+# 2**28 (268 megapixels) by default, so a 100-megapixel photo works; $CODECLAB_MAX_PIXELS overrides.
+DEFAULT_MAX_PIXELS = 1 << 28
+
+
+def max_pixels() -> int:
+    """The pixel limit in force (``$CODECLAB_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`)."""
+    value = os.environ.get("CODECLAB_MAX_PIXELS", "")
+    try:
+        return int(value) if value else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise CodecLabError(f"CODECLAB_MAX_PIXELS must be a whole number, got {value!r}") from None
+
+
+def check_pixels(height: int, width: int, what: str) -> None:
+    """Refuse an image of more pixels than :func:`max_pixels` allows, with a one-line reason."""
+    limit = max_pixels()
+    if height * width > limit:
+        raise CodecLabError(f"{what} is {width}x{height} = {height * width} pixels, over the limit of {limit} "
+                            "(raise it with CODECLAB_MAX_PIXELS)")
 
 # Colour photographs that ship inside scikit-image (no download needed). The first four are
 # the default test images; training draws crops from all of them.
@@ -22,7 +43,8 @@ _BUNDLED_TRAIN = _BUNDLED_TEST + ("immunohistochemistry", "hubble_deep_field", "
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """``uint8 [H, W, 3]`` -> ``float32 [3, H, W]`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+    # A copy: Pillow's arrays are read-only, which torch warns about.
+    return torch.from_numpy(np.array(image.transpose(2, 0, 1), order="C")).float().div_(255.0)
 
 
 def _stderr_notice(message: str) -> None:
@@ -44,18 +66,33 @@ def read_image(path: str | Path, notice: Callable[[str], None] | None = _stderr_
     """An image file as ``uint8 [H, W, 3]`` RGB.
 
     Grayscale is replicated to three channels, alpha is dropped (composited on nothing: the
-    colour channels are kept as they are), palettes are expanded and 16-bit samples are scaled
-    to 8 bits (``round(v / 257)``); each conversion is reported through ``notice``.
+    colour channels are kept as they are), palettes are expanded, 16-bit grayscale is scaled to
+    8 bits (``round(v / 257)``), 16-bit colour keeps its high byte (Pillow's reading), and an
+    EXIF orientation is applied; each change is reported through ``notice``. The size is
+    checked against :func:`max_pixels` from the header, before any pixel is decoded.
     """
     path = Path(path)
     if not path.is_file():
         raise CodecLabError(f"image not found: {path}")
+    bomb_limit = Image.MAX_IMAGE_PIXELS
     try:
+        Image.MAX_IMAGE_PIXELS = None  # the project's own limit, with its own message, replaces Pillow's
         with Image.open(path) as img:
+            check_pixels(img.height, img.width, f"image {path}")
+            sixteen_bit_colour = img.mode in ("RGB", "RGBA") and any(";16" in str(tile.args) for tile in img.tile)
             img.load()
+            say = notice or (lambda _message: None)
+            if sixteen_bit_colour:
+                say(f"{path.name}: 16-bit colour reduced to 8 bits")
+            orientation = img.getexif().get(0x0112, 1)
+            if orientation not in (1, None):
+                say(f"{path.name}: EXIF orientation {orientation} applied")
+                img = ImageOps.exif_transpose(img)
             return to_rgb8(img, path.name, notice)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise CodecLabError(f"cannot read image {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = bomb_limit
 
 
 def to_rgb8(img: Image.Image, name: str, notice: Callable[[str], None] | None) -> np.ndarray:

@@ -57,18 +57,35 @@ class BDResult:
         return self.bd_rate is not None
 
 
-def _prepare(rate, quality, label: str) -> tuple[np.ndarray, np.ndarray]:
-    """Sort a curve by rate and check it can be interpolated (positive rates, rising quality)."""
+def _prepare(rate, quality, label: str, warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Sort a curve by rate; points with a NaN or infinite value are dropped, each with a warning."""
     rate = np.asarray(rate, dtype=np.float64)
     quality = np.asarray(quality, dtype=np.float64)
     if rate.shape != quality.shape or rate.ndim != 1:
         raise ValueError(f"{label}: rate and quality must be 1-D and of equal length")
     keep = np.isfinite(rate) & np.isfinite(quality)
+    for i in np.flatnonzero(~keep):
+        warnings.append(f"{label} point {i + 1} ({rate[i]} bpp, {quality[i]}) dropped: not a finite number")
     rate, quality = rate[keep], quality[keep]
     if np.any(rate <= 0):
         raise ValueError(f"{label}: rates must be positive")
-    order = np.argsort(rate)
+    order = np.argsort(rate, kind="stable")
     return rate[order], quality[order]
+
+
+def _shape_problem(label: str, rate: np.ndarray, quality: np.ndarray) -> str | None:
+    """Why a sorted curve cannot be interpolated (duplicate rates, quality not rising), or None."""
+    if len(rate) < MIN_POINTS:
+        return f"{label} curve has {len(rate)} points; BD needs at least {MIN_POINTS}"
+    same = np.flatnonzero(np.diff(rate) == 0)
+    if same.size:
+        return f"{label} curve has several points at {rate[same[0]]:g} bpp; BD needs distinct rates"
+    falls = np.flatnonzero(np.diff(quality) <= 0)
+    if falls.size:
+        i = falls[0]
+        return (f"{label} curve quality does not rise strictly with rate ({quality[i + 1]:g} at {rate[i + 1]:g} bpp "
+                f"after {quality[i]:g} at {rate[i]:g} bpp)")
+    return None
 
 
 def _interpolant(x: np.ndarray, y: np.ndarray, method: str):
@@ -111,15 +128,11 @@ def bd(
     if method not in METHODS:
         raise ValueError(f"unknown BD method {method!r}; choose one of {', '.join(METHODS)}")
     res = BDResult(method=method)
-    ra, qa = _prepare(rate_anchor, quality_anchor, "anchor")
-    rt, qt = _prepare(rate_test, quality_test, "test")
-    for label, r, q in (("anchor", ra, qa), ("test", rt, qt)):
-        if len(r) < MIN_POINTS:
-            res.warnings.append(
-                f"{label} curve has {len(r)} points; BD needs at least {MIN_POINTS}")
-        elif np.any(np.diff(q) <= 0):
-            res.warnings.append(f"{label} curve quality does not rise strictly with rate")
-    if res.warnings:
+    ra, qa = _prepare(rate_anchor, quality_anchor, "anchor", res.warnings)
+    rt, qt = _prepare(rate_test, quality_test, "test", res.warnings)
+    problems = [p for p in (_shape_problem("anchor", ra, qa), _shape_problem("test", rt, qt)) if p]
+    if problems:
+        res.warnings.extend(problems)
         return res
 
     q_lo, q_hi = max(qa[0], qt[0]), min(qa[-1], qt[-1])

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..codecs import Codec, CompressedImage
-from ..data.images import to_tensor
+from ..data.images import check_pixels, to_tensor
 from ..errors import CodecLabError
 from ..measures import bits_per_pixel
 from . import container
@@ -121,14 +121,41 @@ def decode_image(data: bytes, codec: Codec) -> np.ndarray:
         codec.set_coder(header.coder)
     if len(streams) != codec.num_streams:
         raise CodecLabError(f"corrupt file: {len(streams)} streams, codec {codec.codec_id} writes {codec.num_streams}")
+    check_pixels(header.height, header.width, "the image in the file")
     if (header.level is None) != (codec.rate_levels == 0) or (header.level or 0) >= max(codec.rate_levels, 1):
         raise CodecLabError(f"corrupt file: rate level {header.level} for a model with {codec.rate_levels} levels")
     size = padded_size(header.height, header.width, codec.downsampling)
+    coder, codec.coder = codec.coder, _CheckedCoder(codec.coder)
     try:
         x_hat = codec.decompress(CompressedImage(streams, size, header.level))
+        codec.coder.check_all_ended()
     except ValueError as err:
         raise CodecLabError(f"corrupt stream: {str(err).splitlines()[0]}") from None
+    finally:
+        codec.coder = coder
     return to_uint8(x_hat[..., : header.height, : header.width])
+
+
+class _CheckedCoder:
+    """Passes a coder through, remembering its stream decoders, so that decoding can check that
+    every stream ended exactly where its encoder began: a damaged file, or one written by another
+    model or coder, then fails instead of decoding to garbage."""
+
+    def __init__(self, coder):
+        self.coder, self.decoders = coder, []
+        self.name = coder.name
+
+    def encoder(self):
+        return self.coder.encoder()
+
+    def decoder(self, data: bytes):
+        decoder = self.coder.decoder(data)
+        self.decoders.append(decoder)
+        return decoder
+
+    def check_all_ended(self) -> None:
+        if any(hasattr(d, "at_end") and not d.at_end() for d in self.decoders):
+            raise ValueError("decoding did not end where the encoder began (a damaged file, or another model or coder wrote it)")
 
 
 def check_model(header: container.Header, codec: Codec) -> None:

@@ -71,10 +71,16 @@ def weights_sha256(codec_or_state: Codec | dict) -> str:
 
 
 def write_atomically(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` then move the file into place, so no half-written file remains."""
+    """Call ``write(tmp_path)`` then move the file into place, so no half-written file remains.
+    A folder, or a place that cannot be written, is a :class:`CodecLabError`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise CodecLabError(f"cannot write {path}: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise CodecLabError(f"cannot write {path}: {err.strerror or type(err).__name__}") from None
     os.close(fd)
     try:
         write(tmp)

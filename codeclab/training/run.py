@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 import hydra
@@ -15,8 +17,25 @@ def _instantiate_group(group: DictConfig | None) -> list:
     return [hydra.utils.instantiate(node) for node in (group or {}).values() if node is not None]
 
 
+class _NoAdvertisements(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡")
+
+
+def quiet_third_parties() -> None:
+    """No advertisements (Lightning's "Tip" lines) and no deprecation notices about the
+    libraries' own internals; warnings that concern the user's run stay."""
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+        for handler_owner in (logging.getLogger(name), logging.getLogger(f"{name}.utilities.rank_zero")):
+            handler_owner.addFilter(_NoAdvertisements())
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*is deprecated.*")
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit ``cfg.codec`` on ``cfg.data``; returns the final logged metrics (floats)."""
+    quiet_third_parties()
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
     codec = hydra.utils.instantiate(cfg.codec)

@@ -110,3 +110,16 @@ def test_bad_input_raises():
         bd(*ANCHOR, *TEST, method="linear")
     with pytest.raises(ValueError, match="positive"):
         bd(*ANCHOR, [0.0, 0.1, 0.2, 0.3], [1.0, 2.0, 3.0, 4.0])
+
+
+def test_duplicate_rates_nan_points_and_falling_curves_are_named():
+    from codeclab.evaluation.bd_rate import bd
+
+    anchor = ([0.25, 0.5, 1.0, 2.0], [28.0, 31.0, 34.0, 37.0])
+    duplicates = bd(*anchor, [0.3, 0.3, 1.1, 2.1], [28.5, 29.0, 34.5, 37.5])
+    assert not duplicates.ok and "test curve has several points at 0.3 bpp; BD needs distinct rates" in duplicates.warnings
+    with_nan = bd(*anchor, [0.3, 0.6, float("nan"), 1.1, 2.1], [28.5, 31.5, 33.0, 34.5, 37.5])
+    assert with_nan.ok and "test point 3 (nan bpp, 33.0) dropped: not a finite number" in with_nan.warnings
+    falling = bd(*anchor, [0.3, 0.6, 1.1, 2.1], [28.5, 31.5, 31.0, 37.5])
+    assert not falling.ok
+    assert "test curve quality does not rise strictly with rate (31 at 1.1 bpp after 31.5 at 0.6 bpp)" in falling.warnings

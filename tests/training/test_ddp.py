@@ -22,5 +22,6 @@ def test_ddp_trains_with_two_cpu_processes(tmp_path):
     output = proc.stdout + proc.stderr
     assert "distributed_backend=gloo" in output and "All distributed processes registered" in output
     assert "MEMBER: 2/2" in output
+    assert "💡" not in output and "deprecated" not in output  # quiet: no advertisements, no deprecation noise
     assert (tmp_path / "train_ddp_process_1.log").is_file()  # the second rank ran train.py too
     assert load_model(tmp_path / "model.safetensors").codec_id == "mbt2018-mean"

@@ -275,9 +275,17 @@ static py::array_t<int32_t> pmf_to_quantized_cdf(py::array_t<float, py::array::c
   return out;
 }
 
+// Whether data parses as a complete stream of this coder (header, lanes, lengths, states).
+static bool is_codeclab_stream(py::bytes data) {
+  std::string bytes = data;
+  std::vector<LaneDecoder> lanes;
+  return parse_stream(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), lanes).empty();
+}
+
 PYBIND11_MODULE(_native, m) {
   m.doc() = "CodecLab rANS entropy coder (see codeclab/coding/native.py)";
   m.def("pmf_to_quantized_cdf", &pmf_to_quantized_cdf, py::arg("pmf"), py::arg("precision") = 16);
+  m.def("is_codeclab_stream", &is_codeclab_stream, py::arg("data"));
   m.attr("PRECISION") = kPrecision;
   m.attr("MAX_LANES") = kMaxLanes;
   m.attr("MIN_PART") = kMinPart;

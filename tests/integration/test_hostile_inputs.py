@@ -1,0 +1,139 @@
+"""Hostile files, huge images and user mistakes: one-line errors, no allocation from a lying
+header, no garbage from a swapped coder, never an overwritten input (issue 14's cases)."""
+
+import shutil
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from codeclab.cli import main
+from codeclab.formats import container
+from tests.conftest import ROOT
+
+GOLDEN = ROOT / "tests" / "golden"
+MODEL = GOLDEN / "mbt2018-mean.safetensors"
+
+
+def _run(capsys, *args):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _one_line_error(code, err, message):
+    assert code == 1 and err.startswith("codeclab: error: ") and err.count("\n") == 1, err
+    assert message in err, err
+
+
+def _rewrite(path, target, **changes):
+    """The file at ``path`` with header fields changed and a correct checksum, written to ``target``."""
+    header, streams = container.unpack(path.read_bytes())
+    fields = {**header.__dict__, **changes}
+    target.write_bytes(container.pack(container.Header(**fields), streams))
+    return target
+
+
+def test_a_lying_header_is_refused_before_any_allocation(tmp_path, capsys):
+    huge = _rewrite(GOLDEN / "mbt2018-mean.clab", tmp_path / "huge.clab", height=1048576, width=65536)
+    code, _, err = _run(capsys, "decode", huge, "-o", tmp_path / "out.png", "-m", MODEL)
+    _one_line_error(code, err, "1048576 = 68719476736 pixels, over the limit of 268435456")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_the_pixel_limit_is_configurable(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CODECLAB_MAX_PIXELS", "100")
+    code, _, err = _run(capsys, "decode", GOLDEN / "mbt2018-mean.clab", "-o", tmp_path / "out.png", "-m", MODEL)
+    _one_line_error(code, err, "over the limit of 100 (raise it with CODECLAB_MAX_PIXELS)")
+
+
+@pytest.mark.parametrize("written_by, claimed", [("codeclab", "compressai"), ("compressai", "codeclab")])
+def test_a_swapped_coder_byte_is_an_error_not_garbage(tmp_path, capsys, written_by, claimed):
+    source = GOLDEN / ("mbt2018-mean.clab" if written_by == "codeclab" else "mbt2018-mean.compressai.clab")
+    swapped = _rewrite(source, tmp_path / "swapped.clab", coder=claimed)
+    code, _, err = _run(capsys, "decode", swapped, "-o", tmp_path / "out.png", "-m", MODEL)
+    _one_line_error(code, err, "corrupt stream")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_damaged_stream_with_a_recomputed_checksum_fails_instead_of_decoding_garbage(tmp_path, capsys):
+    header, streams = container.unpack((GOLDEN / "s2lic-acgc.clab").read_bytes())
+    y = bytearray(streams[0])
+    y[len(y) // 2] ^= 0x10  # inside the rANS words: the stream still parses
+    damaged = tmp_path / "damaged.clab"
+    damaged.write_bytes(container.pack(header, [bytes(y), streams[1]]))
+    code, _, err = _run(capsys, "decode", damaged, "-o", tmp_path / "out.png", "-m", GOLDEN / "s2lic-acgc.safetensors")
+    _one_line_error(code, err, "corrupt stream")
+
+
+def _png_header_only(path, width, height):
+    """A PNG that declares ``width x height`` RGB pixels and holds almost none (a decompression bomb)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_decompression_bomb_is_refused_before_decoding(tmp_path, capsys):
+    bomb = _png_header_only(tmp_path / "bomb.png", 30000, 30000)
+    code, _, err = _run(capsys, "encode", bomb, "-m", MODEL, "-o", tmp_path / "bomb.clab")
+    _one_line_error(code, err, "is 30000x30000 = 900000000 pixels, over the limit")
+
+
+def test_encoding_over_the_input_is_refused_and_the_input_survives(tmp_path, capsys):
+    image = tmp_path / "x.png"
+    shutil.copy(GOLDEN / "astronaut_97x131.png", image)
+    before = image.read_bytes()
+    for output in (image, tmp_path / "sub" / ".." / "x.png"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        code, _, err = _run(capsys, "encode", image, "-m", MODEL, "-o", output)
+        _one_line_error(code, err, "is the input")
+    assert image.read_bytes() == before
+    code, _, err = _run(capsys, "decode", GOLDEN / "mbt2018-mean.clab", "-o", GOLDEN / "mbt2018-mean.clab", "-m", MODEL)
+    _one_line_error(code, err, "is the input")
+
+
+def test_outputs_into_a_folder_or_an_unwritable_place_are_one_line_errors(tmp_path, capsys):
+    code, _, err = _run(capsys, "encode", GOLDEN / "astronaut_97x131.png", "-m", MODEL, "-o", tmp_path)
+    _one_line_error(code, err, "it is a folder")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, _, err = _run(capsys, "encode", GOLDEN / "astronaut_97x131.png", "-m", MODEL, "-o", blocker / "out.clab")
+    _one_line_error(code, err, f"cannot write {blocker / 'out.clab'}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing partial left
+
+
+def test_exif_orientation_is_applied_with_a_notice(tmp_path, capsys):
+    from codeclab.data.images import read_image
+
+    pixels = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    image.save(tmp_path / "portrait.png", exif=exif)
+    assert read_image(tmp_path / "portrait.png").shape == (6, 4, 3)
+    assert "EXIF orientation 6 applied" in capsys.readouterr().err
+
+
+def test_sixteen_bit_colour_is_announced(tmp_path, capsys):
+    from codeclab.data.images import read_image
+
+    rows = np.full((3, 5, 3), 0x1234, dtype=">u2")
+    raw = b"".join(b"\0" + row.tobytes() for row in rows)
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 5, 3, 16, 2, 0, 0, 0))
+    (tmp_path / "deep.png").write_bytes(png + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    assert (read_image(tmp_path / "deep.png") == 0x12).all()
+    assert "16-bit colour reduced to 8 bits" in capsys.readouterr().err
+
+
+def test_a_one_pixel_image_codes_without_warnings(tmp_path, capsys, recwarn):
+    Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(tmp_path / "dot.png")
+    assert main(["encode", str(tmp_path / "dot.png"), "-m", str(MODEL), "-o", str(tmp_path / "dot.clab")]) == 0
+    assert main(["decode", str(tmp_path / "dot.clab"), "-o", str(tmp_path / "back.png"), "-m", str(MODEL)]) == 0
+    assert capsys.readouterr().err == "" and len(recwarn) == 0
