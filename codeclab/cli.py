@@ -58,10 +58,10 @@ def cmd_encode(args) -> None:
     codec = load_model(args.model, coder=args.coder)
     start = time.perf_counter()
     if args.target_bpp is not None:
-        data, level = encode_image_at_bpp(codec, image, args.target_bpp)
+        data, level = encode_image_at_bpp(codec, image, args.target_bpp, args.tile)
     else:
         level = quality_level(codec, args.quality) if args.quality is not None else args.level
-        data = encode_image(codec, image, level)
+        data = encode_image(codec, image, level, args.tile, args.threads)
     seconds = time.perf_counter() - start
     write_atomically(args.output, lambda tmp: Path(tmp).write_bytes(data))
     height, width = image.shape[:2]
@@ -83,7 +83,7 @@ def cmd_decode(args) -> None:
         raise CodecLabError(f"no model with hash {header.model_hash.hex()} found; pass it with -m MODEL or --models-dir DIR")
     codec = load_model(model_path)
     start = time.perf_counter()
-    image = decode_image(data, codec)
+    image = decode_image(data, codec, args.threads)
     seconds = time.perf_counter() - start
     _write_image(args.output, image)
     print(f"{args.output}: {image.shape[1]}x{image.shape[0]}, decoded in {seconds:.2f} s")
@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--level", type=int, default=None, help="variable-rate models: the rate level itself")
     rate.add_argument("--target-bpp", type=float, default=None,
                       help="variable-rate models: the highest level whose file is at most this many bits per pixel")
+    encode.add_argument("--tile", type=int, default=1024,
+                        help="images larger than this (pixels, either side) are coded as independent tiles of this size")
+    encode.add_argument("--threads", type=int, default=1, help="tiles coded at once")
     encode.add_argument("--coder", default=None,
                         help="entropy coder: codeclab (default) or compressai; decode reads it from the file")
     encode.set_defaults(func=cmd_encode)
@@ -132,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("-o", "--output", type=Path, required=True, help="output image (.png)")
     decode.add_argument("-m", "--model", type=Path, default=None, help="model file; default: found by the file's model hash")
     decode.add_argument("--models-dir", action="append", help="folder searched for the model (repeatable; also $CODECLAB_MODELS)")
+    decode.add_argument("--threads", type=int, default=1, help="tiles decoded at once")
     decode.set_defaults(func=cmd_decode)
 
     info = commands.add_parser("info", help="print a CodecLab file's header")

@@ -125,8 +125,9 @@ class Codec(nn.Module):
         return self.compress_latent(self.analyse(x), x.shape[-2:], level)
 
     @torch.no_grad()
-    def decompress(self, compressed: CompressedImage) -> Tensor:
-        return self.g_s(self.decode_latents(compressed.strings, compressed.size, compressed.level))
+    def decompress(self, compressed: CompressedImage, coder: EntropyCoder | None = None) -> Tensor:
+        """The reconstruction (``coder``: decode with this coder object instead of :attr:`coder`)."""
+        return self.g_s(self.decode_latents(compressed.strings, compressed.size, compressed.level, coder))
 
     @torch.no_grad()
     def encode_latents(self, x: Tensor, level: int | None = None) -> Tensor:
@@ -135,10 +136,11 @@ class Codec(nn.Module):
         return self.entropy_model.quantize(self.analyse(x), level)
 
     @torch.no_grad()
-    def decode_latents(self, strings: list[bytes], size: tuple[int, int], level: int | None = None) -> Tensor:
+    def decode_latents(self, strings: list[bytes], size: tuple[int, int], level: int | None = None,
+                       coder: EntropyCoder | None = None) -> Tensor:
         """``y_hat`` ``[1, M, H/stride, W/stride]`` of coded streams: entropy decoding only."""
         self.ensure_tables()
-        return self.entropy_model.decompress(strings, self._latent_shape(size), self.coder, level)
+        return self.entropy_model.decompress(strings, self._latent_shape(size), coder or self.coder, level)
 
     def aux_loss(self) -> Tensor:
         """Sum of the factorized densities' quantile losses (trains only ``quantiles``)."""

@@ -11,8 +11,11 @@ Layout (all integers unsigned; ``varint`` is LEB128, at most 5 bytes)::
     width        varint   original image width
     bit depth    1 byte   bits per sample of the coded image (8)
     colour mode  1 byte   0 = RGB
-    rate level   varint   version 2 only: the level of a variable-rate model
-    streams      1 byte   count, then one varint length per stream
+    rate level   varint   version 2: the level of a variable-rate model
+    flags        1 byte   version 3: bit 0 rate level follows, bit 1 tile size follows
+    rate level   varint   version 3, flag bit 0
+    tile size    varint   version 3, flag bit 1: square tiles of this side, row by row
+    streams      1 byte   count (version 3: varint), then one varint length per stream
     checksum     4 bytes  CRC-32 (little endian) of every byte before it and of all stream bytes
     payload      the streams, concatenated
 
@@ -21,9 +24,10 @@ The header costs about 30-40 bytes; it is counted in every reported bpp.
 Public API (benchmarks and tools use only this): :class:`Header`, :func:`pack`, :func:`unpack`,
 :data:`FORMAT_VERSION`, :data:`MODEL_HASH_BYTES`.
 
-Versions: 1 (fixed-rate models) and 2 (adds the rate level of a variable-rate model). A file is
-written in the lowest version that holds its header, so fixed-rate files are byte for byte what
-earlier CodecLab wrote; both versions are read.
+Versions: 1 (fixed-rate models), 2 (adds the rate level of a variable-rate model) and 3 (tiled
+images: a tile size, and the streams of every tile in turn, row by row). A file is written in the
+lowest version that holds its header, so untiled fixed-rate files are byte for byte what earlier
+CodecLab wrote; every version is read.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ from dataclasses import dataclass
 from ..errors import CodecLabError
 
 MAGIC = b"CLAB"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+_HAS_LEVEL, _HAS_TILE = 1, 2
 COLOUR_MODES = {0: "RGB"}
 # Entropy coders a file may name; the decoder uses the one the file was written with.
 CODERS = ("codeclab", "compressai")
@@ -55,10 +60,13 @@ class Header:
     bit_depth: int = 8
     colour_mode: int = 0
     level: int | None = None
+    tile: int | None = None
 
     @property
     def version(self) -> int:
         """The format version this header is written in (the lowest that holds it)."""
+        if self.tile is not None:
+            return 3
         return 1 if self.level is None else 2
 
     def describe(self) -> dict:
@@ -72,6 +80,7 @@ class Header:
             "bit_depth": self.bit_depth,
             "colour_mode": COLOUR_MODES[self.colour_mode],
             "rate_level": self.level,
+            "tile": self.tile,
             "stream_bytes": list(self.stream_lengths),
         }
 
@@ -112,15 +121,19 @@ class _Reader:
 def pack(header: Header, streams: list[bytes]) -> bytes:
     """Serialise ``header`` and ``streams`` (the lengths in ``header`` are taken from ``streams``)."""
     codec_id = header.codec_id.encode("ascii")
-    if len(header.model_hash) != MODEL_HASH_BYTES or len(codec_id) > 255 or len(streams) > 255:
+    version = header.version
+    if len(header.model_hash) != MODEL_HASH_BYTES or len(codec_id) > 255 or (version < 3 and len(streams) > 255):
         raise ValueError("header field out of range")
     head = bytearray(MAGIC)
-    head += bytes([header.version, len(codec_id)]) + codec_id + header.model_hash + bytes([CODERS.index(header.coder)])
+    head += bytes([version, len(codec_id)]) + codec_id + header.model_hash + bytes([CODERS.index(header.coder)])
     head += _varint(header.height) + _varint(header.width)
     head += bytes([header.bit_depth, header.colour_mode])
-    if header.level is not None:
-        head += _varint(header.level)
-    head += bytes([len(streams)])
+    if version == 3:
+        head += bytes([(_HAS_LEVEL if header.level is not None else 0) | _HAS_TILE])
+        head += (_varint(header.level) if header.level is not None else b"") + _varint(header.tile)
+        head += _varint(len(streams))
+    else:
+        head += (_varint(header.level) if header.level is not None else b"") + bytes([len(streams)])
     for stream in streams:
         head += _varint(len(stream))
     crc = zlib.crc32(b"".join(streams), zlib.crc32(bytes(head)))
@@ -141,8 +154,16 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     coder = reader.byte()
     height, width = reader.varint(), reader.varint()
     bit_depth, colour_mode = reader.byte(), reader.byte()
-    level = reader.varint() if version >= 2 else None
-    count = reader.byte()
+    level, tile = (reader.varint() if version == 2 else None), None
+    if version == 3:
+        flags = reader.byte()
+        if flags & ~(_HAS_LEVEL | _HAS_TILE):
+            raise CodecLabError(f"corrupt file: unknown header flags {flags:#x}")
+        level = reader.varint() if flags & _HAS_LEVEL else None
+        tile = reader.varint() if flags & _HAS_TILE else None
+    count = reader.varint() if version == 3 else reader.byte()
+    if count > len(data):  # every stream length takes a byte: refuse a count the file cannot hold
+        raise CodecLabError("corrupt file: more streams than bytes")
     lengths = tuple(reader.varint() for _ in range(count))
     header_end = reader.pos
     (crc,) = struct.unpack("<I", reader.take(4))
@@ -161,10 +182,12 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         raise CodecLabError(f"corrupt file: image size {height}x{width} out of range")
     if coder >= len(CODERS):
         raise CodecLabError(f"unsupported entropy coder id {coder} in file")
+    if tile is not None and not 0 < tile <= MAX_SIDE:
+        raise CodecLabError(f"corrupt file: tile size {tile} out of range")
     if bit_depth != 8 or colour_mode not in COLOUR_MODES:
         raise CodecLabError(f"unsupported image format in file: {bit_depth}-bit, colour mode {colour_mode}")
     streams, pos = [], 0
     for length in lengths:
         streams.append(payload[pos : pos + length])
         pos += length
-    return Header(codec_id, model_hash, height, width, lengths, CODERS[coder], bit_depth, colour_mode, level), streams
+    return Header(codec_id, model_hash, height, width, lengths, CODERS[coder], bit_depth, colour_mode, level, tile), streams

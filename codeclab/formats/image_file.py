@@ -1,6 +1,14 @@
-"""Whole images to CodecLab files and back: padding, the container, and model checks."""
+"""Whole images to CodecLab files and back: padding, tiling, the container, and model checks.
+
+Images larger than the tile size (:data:`DEFAULT_TILE`, 1024 pixels, a multiple of the codec's
+downsampling) in either side are cut into independent square tiles, row by row, each coded like
+a small image; memory then depends on the tile, not the image, and tiles can be coded on several
+threads. Smaller images (Kodak's 768x512 among them) are one tile and written as before.
+"""
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -58,20 +66,59 @@ def _check_level(codec: Codec, level: int | None) -> None:
         raise CodecLabError(f"rate level {level} out of range [0, {codec.rate_levels})")
 
 
-def _file(codec: Codec, image: np.ndarray, compressed) -> bytes:
+DEFAULT_TILE = 1024
+
+
+def tile_side(codec: Codec, tile: int) -> int:
+    """``tile`` rounded up to a multiple of the codec's downsampling."""
+    if tile < 1:
+        raise CodecLabError(f"tile size must be positive, got {tile}")
+    return -(-tile // codec.downsampling) * codec.downsampling
+
+
+def tile_grid(height: int, width: int, side: int) -> list[tuple[int, int, int, int]]:
+    """``(top, left, height, width)`` of each tile, row by row (edge tiles are smaller)."""
+    return [(top, left, min(side, height - top), min(side, width - left))
+            for top in range(0, height, side) for left in range(0, width, side)]
+
+
+def _file(codec: Codec, image: np.ndarray, strings: list[bytes], level: int | None, tile: int | None) -> bytes:
     header = container.Header(
-        codec.codec_id, model_hash(codec), image.shape[0], image.shape[1], tuple(map(len, compressed.strings)),
-        coder=codec.coder.name, level=compressed.level,
+        codec.codec_id, model_hash(codec), image.shape[0], image.shape[1], tuple(map(len, strings)),
+        coder=codec.coder.name, level=level, tile=tile,
     )
-    return container.pack(header, compressed.strings)
+    return container.pack(header, strings)
 
 
-def encode_image(codec: Codec, image: np.ndarray, level: int | None = None) -> bytes:
+def _tiles(codec: Codec, image: np.ndarray, tile: int) -> tuple[int | None, list[np.ndarray]]:
+    """The tile side written in the header (None: one tile) and the pixel blocks to code."""
+    height, width = image.shape[:2]
+    if height <= tile and width <= tile:
+        return None, [image]
+    side = tile_side(codec, tile)
+    return side, [image[top : top + h, left : left + w] for top, left, h, w in tile_grid(height, width, side)]
+
+
+def _map(function, items, threads: int):
+    if threads <= 1 or len(items) == 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(threads) as pool:  # torch and the coder release the GIL
+        return list(pool.map(function, items))
+
+
+def encode_image(codec: Codec, image: np.ndarray, level: int | None = None, tile: int = DEFAULT_TILE,
+                 threads: int = 1) -> bytes:
     """Code ``uint8 [H, W, 3]`` into the bytes of a complete CodecLab file (``level``: the rate
-    level of a variable-rate model)."""
+    level of a variable-rate model; ``tile``: the tile size; ``threads``: tiles coded at once)."""
     _check_image(image)
     _check_level(codec, level)
-    return _file(codec, image, codec.compress(codec_input(image, codec.downsampling), level))
+    codec.ensure_tables()  # once, before any thread codes a tile
+    side, blocks = _tiles(codec, image, tile)
+
+    def code(block):
+        return codec.compress(codec_input(block, codec.downsampling), level).strings
+
+    return _file(codec, image, [s for strings in _map(code, blocks, threads) for s in strings], level, side)
 
 
 def quality_level(codec: Codec, quality: float) -> int:
@@ -83,7 +130,7 @@ def quality_level(codec: Codec, quality: float) -> int:
     return round(quality * (codec.rate_levels - 1))
 
 
-def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float) -> tuple[bytes, int]:
+def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float, tile: int = DEFAULT_TILE) -> tuple[bytes, int]:
     """The file of the highest level whose real size is at most ``target_bpp`` (the lowest level
     when none is), found by bisection over levels; ``g_a`` runs once, each probe re-runs only the
     entropy model. Returns ``(file bytes, level)``."""
@@ -92,11 +139,13 @@ def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float) -> t
         raise CodecLabError(f"{codec.codec_id} is a fixed-rate model: --target-bpp needs a variable-rate model")
     if not target_bpp > 0:
         raise CodecLabError(f"target bpp must be positive, got {target_bpp}")
-    x = codec_input(image, codec.downsampling)
-    y = codec.analyse(x)
+    side, blocks = _tiles(codec, image, tile)
+    inputs = [codec_input(block, codec.downsampling) for block in blocks]
+    latents = [codec.analyse(x) for x in inputs]
 
     def file_at(level: int) -> bytes:
-        return _file(codec, image, codec.compress_latent(y, x.shape[-2:], level))
+        strings = [s for x, y in zip(inputs, latents) for s in codec.compress_latent(y, x.shape[-2:], level).strings]
+        return _file(codec, image, strings, level, side)
 
     low, high = 0, codec.rate_levels - 1
     best = file_at(low), low
@@ -110,30 +159,42 @@ def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float) -> t
     return best
 
 
-def decode_image(data: bytes, codec: Codec) -> np.ndarray:
+def decode_image(data: bytes, codec: Codec, threads: int = 1) -> np.ndarray:
     """Decode the bytes of a CodecLab file with ``codec``; returns ``uint8 [H, W, 3]``.
 
-    The entropy coder is the one named in the file, whatever ``codec`` was set to.
+    The entropy coder is the one named in the file, whatever ``codec`` was set to. Every check
+    (model, pixel limit, stream count, rate level, tile size) comes before any decoding.
     """
     header, streams = container.unpack(data)
     check_model(header, codec)
     if header.coder != codec.coder.name:
         codec.set_coder(header.coder)
-    if len(streams) != codec.num_streams:
-        raise CodecLabError(f"corrupt file: {len(streams)} streams, codec {codec.codec_id} writes {codec.num_streams}")
     check_pixels(header.height, header.width, "the image in the file")
+    if header.tile is not None and header.tile % codec.downsampling:
+        raise CodecLabError(f"corrupt file: tile size {header.tile} is not a multiple of {codec.downsampling}")
+    grid = tile_grid(header.height, header.width, header.tile) if header.tile else [(0, 0, header.height, header.width)]
+    if len(streams) != codec.num_streams * len(grid):
+        raise CodecLabError(f"corrupt file: {len(streams)} streams, codec {codec.codec_id} writes "
+                            f"{codec.num_streams} per tile for {len(grid)} tiles")
     if (header.level is None) != (codec.rate_levels == 0) or (header.level or 0) >= max(codec.rate_levels, 1):
         raise CodecLabError(f"corrupt file: rate level {header.level} for a model with {codec.rate_levels} levels")
-    size = padded_size(header.height, header.width, codec.downsampling)
-    coder, codec.coder = codec.coder, _CheckedCoder(codec.coder)
+    image = np.empty((header.height, header.width, 3), dtype=np.uint8)
+    n = codec.num_streams
+    codec.ensure_tables()  # once, before any thread decodes a tile
+
+    def decode(index: int) -> None:
+        top, left, height, width = grid[index]
+        checked = _CheckedCoder(codec.coder)
+        size = padded_size(height, width, codec.downsampling)
+        x_hat = codec.decompress(CompressedImage(streams[n * index : n * (index + 1)], size, header.level), coder=checked)
+        checked.check_all_ended()
+        image[top : top + height, left : left + width] = to_uint8(x_hat[..., :height, :width])
+
     try:
-        x_hat = codec.decompress(CompressedImage(streams, size, header.level))
-        codec.coder.check_all_ended()
+        _map(decode, list(range(len(grid))), threads)
     except ValueError as err:
         raise CodecLabError(f"corrupt stream: {str(err).splitlines()[0]}") from None
-    finally:
-        codec.coder = coder
-    return to_uint8(x_hat[..., : header.height, : header.width])
+    return image
 
 
 class _CheckedCoder:

@@ -39,6 +39,8 @@ def latent_of_file(codec: Codec, path: str | Path) -> torch.Tensor:
     if _is_codeclab_file(path):
         header, streams = container.unpack(path.read_bytes())
         check_model(header, codec)
+        if header.tile is not None:
+            raise CodecLabError(f"{path} is tiled: its latent is not one tensor")
         try:
             return codec.decode_latents(streams, padded_size(header.height, header.width, codec.downsampling))[0]
         except ValueError as err:

@@ -1,0 +1,105 @@
+"""Large images: peak memory and time of tiled coding, and the RD cost of tiling.
+
+The test image is a mosaic of Kodak photographs (each 768x512, flipped alternately so the seams
+are continuous), ``--megapixels`` in size (default 24: 6144x3840 plus a partial row and column
+of tiles). ``codeclab encode`` and ``codeclab decode`` run as separate processes (one thread)
+and the peak resident memory of each is read from the kernel (``ru_maxrss``).
+
+The RD cost of tiling is measured on a smaller crop (``--crop``, default 2048x2048, 4 MP) that
+also codes as one tile: bpp and RGB PSNR with ``--tile`` tiles against one tile, same model.
+``--model`` should be a trained hyperprior model file (memory does not depend on the weights,
+the RD cost does).
+
+Usage: python benchmarks/large_images.py --model M.safetensors [--megapixels 24 100] [--tile 1024] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+KODAK = ROOT.parent / "shared" / "data" / "kodak"
+
+
+def mosaic(megapixels: float) -> np.ndarray:
+    """A ``megapixels`` image (3:2) tiled from the Kodak landscape photographs."""
+    from codeclab.data.images import list_images, read_image
+
+    photos = [p for p in (read_image(path, notice=None) for path in list_images(KODAK)) if p.shape[:2] == (512, 768)]
+    width = int(math.sqrt(megapixels * 1e6 * 3 / 2))
+    height = int(megapixels * 1e6 / width)
+    rows, columns = -(-height // 512), -(-width // 768)
+    out = np.empty((rows * 512, columns * 768, 3), np.uint8)
+    for r in range(rows):
+        for c in range(columns):
+            photo = photos[(r * columns + c) % len(photos)]
+            out[r * 512 : (r + 1) * 512, c * 768 : (c + 1) * 768] = photo[:: 1 - 2 * (r % 2), :: 1 - 2 * (c % 2)]
+    return np.ascontiguousarray(out[:height, :width])
+
+
+def run(*args: str) -> tuple[float, float]:
+    """Wall seconds and peak RSS (GB) of ``codeclab ARGS`` in its own process."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", "import resource, sys; from codeclab.cli import main; code = main(sys.argv[1:]);"
+                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)", *args],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if proc.returncode:
+        raise SystemExit(proc.stderr)
+    return time.perf_counter() - start, int(proc.stdout.strip().splitlines()[-1]) / 2**20
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--megapixels", type=float, nargs="+", default=[24])
+    parser.add_argument("--tile", type=int, default=1024)
+    parser.add_argument("--crop", type=int, default=2048)
+    parser.add_argument("--level", type=int, default=None, help="rate level of a variable-rate model")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    from codeclab.evaluation.metrics import psnr_rgb
+
+    rate = [] if args.level is None else ["--level", str(args.level)]
+    results = {"model": str(args.model), "tile": args.tile, "sizes": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for megapixels in args.megapixels:
+            image = mosaic(megapixels)
+            Image.fromarray(image).save(work / "in.png", compress_level=1)
+            enc_s, enc_gb = run("encode", str(work / "in.png"), "-m", str(args.model), "-o", str(work / "in.clab"),
+                                "--tile", str(args.tile), *rate)
+            dec_s, dec_gb = run("decode", str(work / "in.clab"), "-o", str(work / "out.png"), "-m", str(args.model))
+            decoded = np.asarray(Image.open(work / "out.png"))
+            results["sizes"].append({
+                "megapixels": image.shape[0] * image.shape[1] / 1e6, "size": list(image.shape[:2]),
+                "encode_s": enc_s, "encode_peak_gb": enc_gb, "decode_s": dec_s, "decode_peak_gb": dec_gb,
+                "bpp": 8 * (work / "in.clab").stat().st_size / (image.shape[0] * image.shape[1]), "psnr": psnr_rgb(image, decoded),
+            })
+        crop = mosaic(24)[: args.crop, : args.crop]
+        Image.fromarray(crop).save(work / "crop.png")
+        cost = {}
+        for name, tile in (("tiled", args.tile), ("one_tile", args.crop)):
+            run("encode", str(work / "crop.png"), "-m", str(args.model), "-o", str(work / f"{name}.clab"), "--tile", str(tile), *rate)
+            run("decode", str(work / f"{name}.clab"), "-o", str(work / f"{name}.png"), "-m", str(args.model))
+            cost[name] = {"bpp": 8 * (work / f"{name}.clab").stat().st_size / crop.shape[0] / crop.shape[1],
+                          "psnr": psnr_rgb(crop, np.asarray(Image.open(work / f"{name}.png")))}
+        cost["bpp_increase_pct"] = 100 * (cost["tiled"]["bpp"] / cost["one_tile"]["bpp"] - 1)
+        cost["psnr_change_db"] = cost["tiled"]["psnr"] - cost["one_tile"]["psnr"]
+        results["tiling_cost"] = {"crop": args.crop, **cost}
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
