@@ -28,6 +28,19 @@ def max_pixels() -> int:
         raise CodecLabError(f"CODECLAB_MAX_PIXELS must be a whole number, got {value!r}") from None
 
 
+# Largest block a codec runs on at once (an untiled image, or one tile): 2**22 pixels (4 MP,
+# 2048x2048), which bounds the peak memory of a decode; $CODECLAB_MAX_TILE_PIXELS overrides.
+DEFAULT_MAX_TILE_PIXELS = 1 << 22
+
+
+def max_tile_pixels() -> int:
+    value = os.environ.get("CODECLAB_MAX_TILE_PIXELS", "")
+    try:
+        return int(value) if value else DEFAULT_MAX_TILE_PIXELS
+    except ValueError:
+        raise CodecLabError(f"CODECLAB_MAX_TILE_PIXELS must be a whole number, got {value!r}") from None
+
+
 def check_pixels(height: int, width: int, what: str) -> None:
     """Refuse an image of more pixels than :func:`max_pixels` allows, with a one-line reason."""
     limit = max_pixels()

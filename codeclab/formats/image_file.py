@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..codecs import Codec, CompressedImage
-from ..data.images import check_pixels, to_tensor
+from ..data.images import check_pixels, max_tile_pixels, to_tensor
 from ..errors import CodecLabError
 from ..measures import bits_per_pixel
 from . import container
@@ -96,6 +96,8 @@ def _tiles(codec: Codec, image: np.ndarray, tile: int) -> tuple[int | None, list
     if height <= tile and width <= tile:
         return None, [image]
     side = tile_side(codec, tile)
+    if side * side > max_tile_pixels():
+        raise CodecLabError(f"tile size {side} is over the limit of {max_tile_pixels()} pixels per tile (CODECLAB_MAX_TILE_PIXELS)")
     return side, [image[top : top + h, left : left + w] for top, left, h, w in tile_grid(height, width, side)]
 
 
@@ -173,6 +175,11 @@ def decode_image(data: bytes, codec: Codec, threads: int = 1) -> np.ndarray:
     if header.tile is not None and header.tile % codec.downsampling:
         raise CodecLabError(f"corrupt file: tile size {header.tile} is not a multiple of {codec.downsampling}")
     grid = tile_grid(header.height, header.width, header.tile) if header.tile else [(0, 0, header.height, header.width)]
+    block = padded_size(*grid[0][2:], codec.downsampling)
+    if block[0] * block[1] > max_tile_pixels():
+        what = f"tiles of {header.tile}x{header.tile}" if header.tile else f"one block of {header.width}x{header.height}"
+        raise CodecLabError(f"the file codes {what} pixels, over the limit of {max_tile_pixels()} per tile "
+                            "(CODECLAB_MAX_TILE_PIXELS); large images are coded in tiles")
     if len(streams) != codec.num_streams * len(grid):
         raise CodecLabError(f"corrupt file: {len(streams)} streams, codec {codec.codec_id} writes "
                             f"{codec.num_streams} per tile for {len(grid)} tiles")

@@ -137,3 +137,22 @@ def test_a_one_pixel_image_codes_without_warnings(tmp_path, capsys, recwarn):
     assert main(["encode", str(tmp_path / "dot.png"), "-m", str(MODEL), "-o", str(tmp_path / "dot.clab")]) == 0
     assert main(["decode", str(tmp_path / "dot.clab"), "-o", str(tmp_path / "back.png"), "-m", str(MODEL)]) == 0
     assert capsys.readouterr().err == "" and len(recwarn) == 0
+
+
+def test_an_untiled_file_larger_than_a_tile_is_refused_before_decoding(tmp_path, capsys):
+    big = _rewrite(GOLDEN / "mbt2018-mean.clab", tmp_path / "big.clab", height=4096, width=4096)
+    code, _, err = _run(capsys, "decode", big, "-o", tmp_path / "out.png", "-m", MODEL)
+    _one_line_error(code, err, "codes one block of 4096x4096 pixels, over the limit of 4194304 per tile")
+
+
+def test_a_bounded_fuzz_campaign_finds_no_traceback_crash_hang_or_leftover():
+    """The CI slice of tools/fuzz_cli.py (the full campaign is in reports/fuzz)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from fuzz_cli import campaign
+
+    result = campaign(cases=40, subprocess_cases=1, seed=1, timeout=60)
+    assert result["failure_count"] == 0, result["failures"]
+    assert sum(result["table"]["forked"].get(k, 0) for k in ("error", "decoded")) == 40
+    assert result["peak_mb"]["forked"] < 2048

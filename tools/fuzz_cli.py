@@ -1,0 +1,221 @@
+"""Fuzz campaign: malformed CodecLab files through ``codeclab decode``, under time and memory limits.
+
+Seeds are the golden files of every codec family (``tests/golden``). Each case mutates one seed:
+
+* ``random``: random bytes (random length, sometimes behind a valid magic);
+* ``truncate``: the file cut at a random byte;
+* ``flip``: 1-8 random bit flips, checksum left as is;
+* ``flip_crc``: bit flips inside the streams, checksum recomputed (only the decoder can notice);
+* ``header``: one header field set to an extreme or wrong value (size, level, tile, coder,
+  codec id, stream count, stream split), checksum recomputed.
+
+Every case runs ``codeclab.cli.main(["decode", FILE, "-o", OUT, "-m", MODEL])`` in a process
+forked from one that has imported torch and CodecLab (a crash is a dead process, not a lost
+campaign), with a time limit (a hang) and its peak resident memory read from the kernel;
+``--subprocess`` further cases run the real ``codeclab`` command. Outcomes: ``decoded`` (exit 0),
+``error`` (exit 1 with one line ``codeclab: error: ...``), ``traceback``, ``crash`` (killed by a
+signal), ``hang``, plus ``leftover`` (any file left in the case's output folder after a failure).
+
+Usage: python tools/fuzz_cli.py [--cases 10000] [--subprocess 1000] [--seed 0] [--timeout 60] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "golden"
+
+
+def seeds() -> list[tuple[bytes, Path]]:
+    manifest = json.loads((GOLDEN / "manifest.json").read_text())
+    return [((GOLDEN / name).read_bytes(), (GOLDEN / record["model"]).resolve()) for name, record in sorted(manifest.items())]
+
+
+def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
+    from codeclab.formats import container
+
+    kind = rng.choice(["random", "truncate", "flip", "flip_crc", "header"])
+    if kind == "random":
+        body = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 400)))
+        return kind, (container.MAGIC + body if rng.random() < 0.5 else body)
+    if kind == "truncate":
+        return kind, data[: rng.randrange(len(data))]
+    if kind == "flip":
+        out = bytearray(data)
+        for _ in range(rng.randint(1, 8)):
+            out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
+        return kind, bytes(out)
+    header, streams = container.unpack(data)
+    fields = dict(header.__dict__)
+    if kind == "flip_crc":
+        streams = [bytearray(s) for s in streams]
+        for _ in range(rng.randint(1, 8)):
+            target = rng.choice([s for s in streams if s] or [bytearray(b"\0")])
+            target[rng.randrange(len(target))] ^= 1 << rng.randrange(8)
+        streams = [bytes(s) for s in streams]
+    else:
+        field = rng.choice(["height", "width", "size", "level", "tile", "coder", "codec_id", "streams", "split"])
+        if field in ("height", "width"):
+            fields[field] = rng.choice([1, 2, 63, 65, 4097, 1 << 16, 1 << 20, rng.randint(1, 1 << 20)])
+        elif field == "size":
+            fields["height"], fields["width"] = rng.choice([(1 << 20, 1 << 16), (1 << 20, 1 << 20), (16384, 16384), (20000, 15000)])
+        elif field == "level":
+            fields["level"] = rng.choice([0, 1, 63, 64, 255, 1 << 30])
+        elif field == "tile":
+            fields["tile"] = rng.choice([1, 16, 64, 100, 128, 1 << 20])
+        elif field == "coder":
+            fields["coder"] = rng.choice(container.CODERS)
+        elif field == "codec_id":
+            fields["codec_id"] = rng.choice(["mbt2018-mean", "s2lic", "walloc", "vqgan", "bmshj2018-factorized", "x"])
+        elif field == "streams":
+            streams = streams[: rng.randrange(len(streams))] if rng.random() < 0.5 else streams + [b"\0" * rng.randint(0, 9)]
+        else:  # move bytes from one stream to the next
+            if len(streams) > 1 and streams[0]:
+                cut = rng.randrange(len(streams[0]))
+                streams = [streams[0][:cut], streams[0][cut:] + streams[1], *streams[2:]]
+    fields["stream_lengths"] = tuple(map(len, streams))
+    try:
+        return kind, container.pack(container.Header(**fields), streams)
+    except (ValueError, TypeError):
+        return kind, data[:-1]
+
+
+def _classify(code: int | None, signalled: int | None, err: str, timed_out: bool, leftovers: list[str]) -> str:
+    if timed_out:
+        return "hang"
+    if signalled:
+        return "crash"
+    if "Traceback" in err:
+        return "traceback"
+    if code == 0:
+        return "decoded"
+    if code == 1 and err.startswith("codeclab: error: ") and err.count("\n") == 1:
+        return "error"
+    return "traceback"
+
+
+def run_forked(path: Path, model: Path, out_dir: Path, timeout: float) -> dict:
+    """One case in a forked child: outcome, peak RSS (MB), leftover files."""
+    from codeclab.cli import main
+
+    err_path = out_dir.parent / f"{out_dir.name}.err"
+    pid = os.fork()
+    if pid == 0:  # the child: stderr to a file, run the CLI, never return into the parent's code
+        fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        # The file objects too: a test runner may have replaced them with its own captures.
+        sys.stderr, sys.stdout = open(2, "w", buffering=1, closefd=False), open(1, "w", closefd=False)
+        try:
+            code = main(["decode", str(path), "-o", str(out_dir / "out.png"), "-m", str(model)])
+        except BaseException:  # noqa: BLE001 - anything escaping main is what the campaign looks for
+            traceback.print_exc()
+            code = 2
+        sys.stderr.flush()
+        os._exit(code)
+    deadline, status, usage, timed_out = time.monotonic() + timeout, None, None, False
+    while status is None:
+        done, status_value, usage_value = os.wait4(pid, os.WNOHANG)
+        if done:
+            status, usage = status_value, usage_value
+        elif time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            _, status, usage = os.wait4(pid, 0)
+            timed_out = True
+        else:
+            time.sleep(0.002)
+    err = err_path.read_text(errors="replace")
+    signalled = os.WTERMSIG(status) if os.WIFSIGNALED(status) and not timed_out else None
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+    outcome = _classify(code, signalled, err, timed_out, [])
+    leftovers = sorted(p.name for p in out_dir.iterdir()) if outcome != "decoded" else []
+    return {"outcome": outcome, "peak_mb": usage.ru_maxrss / 1024, "leftover": leftovers, "stderr": err[-300:]}
+
+
+def run_subprocess(path: Path, model: Path, out_dir: Path, timeout: float) -> dict:
+    start_env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-c", "import resource, sys; from codeclab.cli import main; code = main(sys.argv[1:]); "
+           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stdout); sys.exit(code)",
+           "decode", str(path), "-o", str(out_dir / "out.png"), "-m", str(model)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=start_env)
+    except subprocess.TimeoutExpired:
+        return {"outcome": "hang", "peak_mb": float("nan"), "leftover": sorted(p.name for p in out_dir.iterdir()), "stderr": ""}
+    signalled = -proc.returncode if proc.returncode < 0 else None
+    outcome = _classify(proc.returncode, signalled, proc.stderr, False, [])
+    lines = proc.stdout.strip().splitlines()
+    peak = int(lines[-1]) / 1024 if lines and lines[-1].isdigit() else float("nan")
+    leftovers = sorted(p.name for p in out_dir.iterdir()) if outcome != "decoded" else []
+    return {"outcome": outcome, "peak_mb": peak, "leftover": leftovers, "stderr": proc.stderr[-300:]}
+
+
+def campaign(cases: int, subprocess_cases: int, seed: int, timeout: float) -> dict:
+    import torch  # noqa: F401 - imported once in the parent, inherited by every forked case
+
+    import codeclab.cli  # noqa: F401
+    from codeclab.formats.model_file import load_model
+
+    for _, model in seeds():  # warm the model files' page cache and imports
+        load_model(model)
+    rng = random.Random(seed)
+    pool = seeds()
+    table: dict[str, Counter] = {"forked": Counter(), "subprocess": Counter()}
+    peaks: dict[str, float] = {"forked": 0.0, "subprocess": 0.0}
+    failures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for index in range(cases + subprocess_cases):
+            runner, name = (run_forked, "forked") if index < cases else (run_subprocess, "subprocess")
+            data, model = pool[index % len(pool)]
+            kind, mutated = mutate(data, rng)
+            case = Path(tmp) / f"case{index}"
+            case.mkdir()
+            (case / "in.clab").write_bytes(mutated)
+            out_dir = case / "out"
+            out_dir.mkdir()
+            result = runner(case / "in.clab", model, out_dir, timeout)
+            table[name][result["outcome"]] += 1
+            table[name][f"kind:{kind}"] += 1
+            if result["leftover"]:
+                table[name]["leftover"] += 1
+            peaks[name] = max(peaks[name], result["peak_mb"])
+            if result["outcome"] in ("traceback", "crash", "hang") or result["leftover"]:
+                failures.append({"case": index, "kind": kind, **result})
+            for p in case.rglob("*"):
+                if p.is_file():
+                    p.unlink()
+    return {"seed": seed, "timeout_s": timeout, "table": {k: dict(v) for k, v in table.items()},
+            "peak_mb": peaks, "failures": failures[:20], "failure_count": len(failures)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=10000, help="cases in forked workers")
+    parser.add_argument("--subprocess", type=int, default=1000, help="further cases through real codeclab processes")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    result = campaign(args.cases, args.subprocess, args.seed, args.timeout)
+    text = json.dumps(result, indent=2)
+    if args.json:
+        args.json.write_text(text + "\n")
+    print(text)
+    return 1 if result["failure_count"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
