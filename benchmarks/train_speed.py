@@ -76,7 +76,7 @@ def codeclab_training(args, lmbda: float = 0.013, steps: int | None = None, seco
                            samples_per_epoch=args.batch * min(budget, 10**5), num_workers=0, preload=True)
     module = RateDistortionModule(
         mbt2018_mean(args.N, args.M), lmbda=lmbda, optimizer=lambda p: torch.optim.Adam(p, lr=args.lr),
-        transform_dtype=None if args.fp32 else "bfloat16", channels_last=not args.fp32,
+        transform_dtype=None if args.fp32 else "bfloat16", channels_last=not args.fp32, compile=args.compile,
     )
     trainer = pl.Trainer(accelerator=args.device, devices=1, max_steps=budget if steps is not None else -1, max_epochs=-1,
                          logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -151,6 +151,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder of training images")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--fp32", action="store_true", help="codeclab without bf16 and channels-last")
+    parser.add_argument("--compile", action="store_true", help="codeclab with torch.compile'd transforms")
 
 
 def main(argv=None) -> int:
@@ -164,6 +165,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     os.environ.setdefault("WANDB_MODE", "disabled")
+    from codeclab.training.run import quiet_third_parties
+
+    quiet_third_parties()
     times: dict[str, list[float]] = {"codeclab": [], "compressai": []}
     for _ in range(args.rounds):
         times["codeclab"] += codeclab_training(args, steps=args.steps + args.warmup)[args.warmup:]

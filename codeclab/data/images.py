@@ -17,28 +17,27 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tif
 # Largest image read or decoded (pixels), checked before any pixel is decoded or allocated:
 # 2**28 (268 megapixels) by default, so a 100-megapixel photo works; $CODECLAB_MAX_PIXELS overrides.
 DEFAULT_MAX_PIXELS = 1 << 28
-
-
-def max_pixels() -> int:
-    """The pixel limit in force (``$CODECLAB_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`)."""
-    value = os.environ.get("CODECLAB_MAX_PIXELS", "")
-    try:
-        return int(value) if value else DEFAULT_MAX_PIXELS
-    except ValueError:
-        raise CodecLabError(f"CODECLAB_MAX_PIXELS must be a whole number, got {value!r}") from None
-
-
 # Largest block a codec runs on at once (an untiled image, or one tile): 2**22 pixels (4 MP,
 # 2048x2048), which bounds the peak memory of a decode; $CODECLAB_MAX_TILE_PIXELS overrides.
 DEFAULT_MAX_TILE_PIXELS = 1 << 22
 
 
-def max_tile_pixels() -> int:
-    value = os.environ.get("CODECLAB_MAX_TILE_PIXELS", "")
+def _limit(variable: str, default: int) -> int:
+    value = os.environ.get(variable, "")
     try:
-        return int(value) if value else DEFAULT_MAX_TILE_PIXELS
+        return int(value) if value else default
     except ValueError:
-        raise CodecLabError(f"CODECLAB_MAX_TILE_PIXELS must be a whole number, got {value!r}") from None
+        raise CodecLabError(f"{variable} must be a whole number, got {value!r}") from None
+
+
+def max_pixels() -> int:
+    """The image pixel limit in force (``$CODECLAB_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`)."""
+    return _limit("CODECLAB_MAX_PIXELS", DEFAULT_MAX_PIXELS)
+
+
+def max_tile_pixels() -> int:
+    """The per-tile pixel limit (``$CODECLAB_MAX_TILE_PIXELS`` or :data:`DEFAULT_MAX_TILE_PIXELS`)."""
+    return _limit("CODECLAB_MAX_TILE_PIXELS", DEFAULT_MAX_TILE_PIXELS)
 
 
 def check_pixels(height: int, width: int, what: str) -> None:
@@ -47,6 +46,7 @@ def check_pixels(height: int, width: int, what: str) -> None:
     if height * width > limit:
         raise CodecLabError(f"{what} is {width}x{height} = {height * width} pixels, over the limit of {limit} "
                             "(raise it with CODECLAB_MAX_PIXELS)")
+
 
 # Colour photographs that ship inside scikit-image (no download needed). The first four are
 # the default test images; training draws crops from all of them.

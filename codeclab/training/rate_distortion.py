@@ -48,6 +48,8 @@ class RateDistortionModule(pl.LightningModule):
             (about 2x faster on CPUs with AVX-512 BF16); the entropy model stays float32.
         channels_last: keep the codec and the batches in channels-last memory format (about 15%
             faster with bf16 convolutions on this CPU).
+        compile: ``torch.compile`` the analysis and synthesis transforms in place (parameter names
+            unchanged; about 9% faster on this CPU after ~30 s of compilation).
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class RateDistortionModule(pl.LightningModule):
         grad_clip: float = 1.0,
         transform_dtype: str | None = None,
         channels_last: bool = False,
+        compile: bool = False,
     ):
         super().__init__()
         if distortion not in ("mse", "ms-ssim"):
@@ -69,6 +72,9 @@ class RateDistortionModule(pl.LightningModule):
         codec.transform_dtype = getattr(torch, transform_dtype) if transform_dtype else None
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         codec.to(memory_format=self.memory_format)
+        if compile:
+            codec.g_a.compile()
+            codec.g_s.compile()
         self.lmbda, self.distortion = float(lmbda), distortion
         self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-4))
         self.scheduler_factory = lr_scheduler
