@@ -45,7 +45,7 @@ def _read_file(path: Path) -> bytes:
 def _model_search_dirs(args, bitstream_path: Path) -> list[Path]:
     dirs = [Path(d) for d in args.models_dir or []]
     dirs += [Path(d) for d in os.environ.get("CODECLAB_MODELS", "").split(os.pathsep) if d]
-    return dirs + [bitstream_path.parent, Path("models")]
+    return dirs + [bitstream_path.parent, Path("models"), Path("models/zoo")]
 
 
 def cmd_encode(args) -> None:
