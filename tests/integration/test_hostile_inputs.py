@@ -36,10 +36,11 @@ def _rewrite(path, target, **changes):
     return target
 
 
-def test_a_lying_header_is_refused_before_any_allocation(tmp_path, capsys):
-    huge = _rewrite(GOLDEN / "mbt2018-mean.clab", tmp_path / "huge.clab", height=1048576, width=65536)
-    code, _, err = _run(capsys, "decode", huge, "-o", tmp_path / "out.png", "-m", MODEL)
-    _one_line_error(code, err, "1048576 = 68719476736 pixels, over the limit of 268435456")
+@pytest.mark.parametrize("name, height, width", [("mbt2018-mean", 1048576, 65536), ("walloc-bounded", 65536, 65536)])
+def test_a_lying_header_is_refused_before_any_allocation(tmp_path, capsys, name, height, width):
+    huge = _rewrite(GOLDEN / f"{name}.clab", tmp_path / "huge.clab", height=height, width=width)
+    code, _, err = _run(capsys, "decode", huge, "-o", tmp_path / "out.png", "-m", GOLDEN / f"{name}.safetensors")
+    _one_line_error(code, err, f"{width}x{height} = {height * width} pixels, over the limit of 268435456")
     assert not (tmp_path / "out.png").exists()
 
 
