@@ -92,12 +92,14 @@ def _file(codec: Codec, image: np.ndarray, strings: list[bytes], level: int | No
 
 def _tiles(codec: Codec, image: np.ndarray, tile: int) -> tuple[int | None, list[np.ndarray]]:
     """The tile side written in the header (None: one tile) and the pixel blocks to code."""
+    side = tile_side(codec, tile)
+    # Checked for untiled images too: their padded block is at most side x side, and the decoder
+    # refuses any block over the limit.
+    if side * side > max_tile_pixels():
+        raise CodecLabError(f"tile size {side} is over the limit of {max_tile_pixels()} pixels per tile (CODECLAB_MAX_TILE_PIXELS)")
     height, width = image.shape[:2]
     if height <= tile and width <= tile:
         return None, [image]
-    side = tile_side(codec, tile)
-    if side * side > max_tile_pixels():
-        raise CodecLabError(f"tile size {side} is over the limit of {max_tile_pixels()} pixels per tile (CODECLAB_MAX_TILE_PIXELS)")
     return side, [image[top : top + h, left : left + w] for top, left, h, w in tile_grid(height, width, side)]
 
 
@@ -142,11 +144,11 @@ def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float, tile
     if not target_bpp > 0:
         raise CodecLabError(f"target bpp must be positive, got {target_bpp}")
     side, blocks = _tiles(codec, image, tile)
-    inputs = [codec_input(block, codec.downsampling) for block in blocks]
-    latents = [codec.analyse(x) for x in inputs]
+    # Only the latents and padded sizes are kept across probes, not the float images.
+    analysed = [(x.shape[-2:], codec.analyse(x)) for x in (codec_input(block, codec.downsampling) for block in blocks)]
 
     def file_at(level: int) -> bytes:
-        strings = [s for x, y in zip(inputs, latents) for s in codec.compress_latent(y, x.shape[-2:], level).strings]
+        strings = [s for size, y in analysed for s in codec.compress_latent(y, size, level).strings]
         return _file(codec, image, strings, level, side)
 
     low, high = 0, codec.rate_levels - 1
@@ -183,8 +185,10 @@ def decode_image(data: bytes, codec: Codec, threads: int = 1) -> np.ndarray:
     if len(streams) != codec.num_streams * len(grid):
         raise CodecLabError(f"corrupt file: {len(streams)} streams, codec {codec.codec_id} writes "
                             f"{codec.num_streams} per tile for {len(grid)} tiles")
-    if (header.level is None) != (codec.rate_levels == 0) or (header.level or 0) >= max(codec.rate_levels, 1):
-        raise CodecLabError(f"corrupt file: rate level {header.level} for a model with {codec.rate_levels} levels")
+    try:
+        _check_level(codec, header.level)
+    except CodecLabError:
+        raise CodecLabError(f"corrupt file: rate level {header.level} for a model with {codec.rate_levels} levels") from None
     image = np.empty((header.height, header.width, 3), dtype=np.uint8)
     n = codec.num_streams
     codec.ensure_tables()  # once, before any thread decodes a tile

@@ -22,12 +22,16 @@ class _NoAdvertisements(logging.Filter):
         return not str(record.msg).startswith("💡")
 
 
+# One instance, so that calling quiet_third_parties() again (a multirun) adds no second filter.
+_NO_ADVERTISEMENTS = _NoAdvertisements()
+
+
 def quiet_third_parties() -> None:
     """No advertisements (Lightning's "Tip" lines) and no deprecation notices about the
     libraries' own internals; warnings that concern the user's run stay."""
     for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
         for handler_owner in (logging.getLogger(name), logging.getLogger(f"{name}.utilities.rank_zero")):
-            handler_owner.addFilter(_NoAdvertisements())
+            handler_owner.addFilter(_NO_ADVERTISEMENTS)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r".*is deprecated.*")

@@ -66,3 +66,12 @@ def test_a_file_whose_tiles_and_streams_disagree_is_refused(codec, image):
     odd = container.pack(container.Header(**{**header.__dict__, "tile": 100}), streams)
     with pytest.raises(CodecLabError, match="tile size 100 is not a multiple of 64"):
         decode_image(odd, codec)
+
+
+def test_a_tile_size_over_the_limit_is_refused_even_for_an_image_within_one_tile(codec, image, monkeypatch):
+    """Otherwise the encoder would write one block that the decoder refuses."""
+    monkeypatch.setenv("CODECLAB_MAX_TILE_PIXELS", str(128 * 128))
+    with pytest.raises(CodecLabError, match="tile size 1024 is over the limit of 16384 pixels per tile"):
+        encode_image(codec, image)  # 300 x 200 fits one 1024 tile
+    header, _ = container.unpack(encode_image(codec, image, tile=128))
+    assert header.tile == 128
