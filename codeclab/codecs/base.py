@@ -152,6 +152,11 @@ class Codec(nn.Module):
     def table_models(self) -> list[TableEntropyModel]:
         return [m for m in self.modules() if isinstance(m, TableEntropyModel)]
 
+    def table_buffer_names(self) -> set[str]:
+        """state_dict names of the integer tables (built from the weights, never learned)."""
+        return {f"{prefix}.{name}" for prefix, module in self.named_modules()
+                if isinstance(module, TableEntropyModel) for name in module.TABLE_BUFFERS}
+
     def tables_fingerprint(self) -> str:
         """SHA-256 of every parameter the integer CDF tables are computed from."""
         digest = hashlib.sha256()

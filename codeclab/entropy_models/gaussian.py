@@ -47,7 +47,7 @@ class GaussianConditional(TableEntropyModel):
         scale_levels: number of tables (64, compressai's; variable-rate models use a finer grid).
     """
 
-    _TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+    TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
     def __init__(self, scale_bound: float = 0.11, tail_mass: float = 1e-9, likelihood_bound: float = 1e-9,
                  scale_levels: int = SCALES_LEVELS):

@@ -28,7 +28,8 @@ TABLE_PRECISION = 16
 class TableEntropyModel(nn.Module):
     """Base of entropy models with integer CDF tables; ``likelihood_bound`` floors likelihoods."""
 
-    _TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
+    # Buffers computed by update_tables (their sizes follow the trained parameters).
+    TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
 
     def __init__(self, likelihood_bound: float = 1e-9):
         super().__init__()
@@ -67,7 +68,7 @@ class TableEntropyModel(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Table sizes depend on the trained parameters: take the stored shapes.
-        for name in self._TABLE_BUFFERS:
+        for name in self.TABLE_BUFFERS:
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name], device=getattr(self, name).device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

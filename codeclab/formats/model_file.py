@@ -152,10 +152,6 @@ def load_checkpoint(path: str | Path) -> Codec:
     return codec
 
 
-# Integer tables are rebuilt from the weights, never carried over into a new architecture.
-_TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
-
-
 def init_weights(codec: Codec, path: str | Path) -> list[str]:
     """Copy the weights of a model file or training checkpoint at ``path`` into ``codec``, for
     every tensor name and shape they share (entropy tables excepted); returns the names of
@@ -165,13 +161,14 @@ def init_weights(codec: Codec, path: str | Path) -> list[str]:
         source = load_model(path)
     else:
         source = load_checkpoint(path)
-    state = {k: v for k, v in source.state_dict().items() if not k.endswith(_TABLE_BUFFERS)}
+    # Integer tables are rebuilt from the weights, never carried over into a new architecture.
+    tables = codec.table_buffer_names() | source.table_buffer_names()
     target = codec.state_dict()
-    shared = {k: v for k, v in state.items() if k in target and target[k].shape == v.shape}
+    shared = {k: v for k, v in source.state_dict().items() if k not in tables and k in target and target[k].shape == v.shape}
     if not shared:
         raise CodecLabError(f"{path} shares no weights with codec {codec.codec_id!r}")
     codec.load_state_dict(shared, strict=False)
-    return sorted(k for k in target if k not in shared and not k.endswith(_TABLE_BUFFERS))
+    return sorted(k for k in target if k not in shared and k not in tables)
 
 
 def read_metadata(path: str | Path) -> dict:
