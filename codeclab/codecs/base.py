@@ -27,6 +27,7 @@ registry name (``codec_id``, written into model files and bitstreams) and its ar
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import inspect
@@ -219,6 +220,23 @@ def register_codec(name: str):
 def build_codec(codec_id: str, config: Mapping) -> Codec:
     """A new codec of the registered builder ``codec_id`` from its ``config``."""
     return CODECS.build(codec_id, **config)
+
+
+def with_arithmetic(codec: Codec, arithmetic: str) -> Codec:
+    """A copy of ``codec`` (same weights) whose entropy-parameter networks use ``arithmetic``
+    (``"float"`` or ``"integer"``); ValueError for a codec without that choice."""
+    config = copy.deepcopy(codec.config)
+    if "arithmetic" in config:
+        config["arithmetic"] = arithmetic
+    elif isinstance(config.get("entropy"), dict):
+        config["entropy"]["arithmetic"] = arithmetic
+    else:
+        raise ValueError(f"codec {codec.codec_id!r} has no choice of entropy-parameter arithmetic")
+    converted = build_codec(codec.codec_id, config)
+    converted.load_state_dict(codec.state_dict())
+    converted.train(codec.training)
+    converted.coder, converted.transform_dtype = codec.coder, codec.transform_dtype
+    return converted
 
 
 def rename_prefixes(key: str, prefixes: Mapping[str, str]) -> str:

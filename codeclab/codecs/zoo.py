@@ -43,19 +43,21 @@ def bmshj2018_factorized(N: int = 128, M: int = 192) -> Codec:
 
 
 @register_codec("bmshj2018-hyperprior")
-def bmshj2018_hyperprior(N: int = 128, M: int = 192) -> Codec:
+def bmshj2018_hyperprior(N: int = 128, M: int = 192, arithmetic: str = "float") -> Codec:
     """Ballé et al., "Variational image compression with a scale hyperprior", ICLR 2018.
-    ``y``: ``[B, M, H/16, W/16]``, ``z``: ``[B, N, H/64, W/64]``; streams ``[y, z]``."""
-    return _codec(cnn_transforms(N, M), ScaleHyperprior(N, M))
+    ``y``: ``[B, M, H/16, W/16]``, ``z``: ``[B, N, H/64, W/64]``; streams ``[y, z]``.
+    ``arithmetic="integer"``: exact hyper-synthesis (:mod:`codeclab.entropy_models.integer`)."""
+    return _codec(cnn_transforms(N, M), ScaleHyperprior(N, M, arithmetic=arithmetic))
 
 
 @register_codec("mbt2018-mean")
 def mbt2018_mean(N: int = 128, M: int = 192, rate_levels: int = 0, lmbda_min: float = 0.0018, lmbda_max: float = 0.0483,
-                 scale_table_levels: int = 64) -> Codec:
+                 scale_table_levels: int = 64, arithmetic: str = "float") -> Codec:
     """Minnen et al., NeurIPS 2018, mean-scale hyperprior without the autoregressive context.
-    ``rate_levels > 0``: one variable-rate model (QVRF gains, :mod:`codeclab.entropy_models.gain`)."""
+    ``rate_levels > 0``: one variable-rate model (QVRF gains, :mod:`codeclab.entropy_models.gain`).
+    ``arithmetic="integer"``: exact hyper-synthesis (:mod:`codeclab.entropy_models.integer`)."""
     rate = dict(rate_levels=rate_levels, lmbda_min=lmbda_min, lmbda_max=lmbda_max, scale_table_levels=scale_table_levels)
-    return _codec(cnn_transforms(N, M), HyperpriorEntropyModel(N, M, **rate))
+    return _codec(cnn_transforms(N, M), HyperpriorEntropyModel(N, M, arithmetic=arithmetic, **rate))
 
 
 @register_codec("s2lic")

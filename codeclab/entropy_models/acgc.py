@@ -122,6 +122,9 @@ class ACGCEntropyModel(HyperpriorEntropyModel):
         self, N: int, M: int, num_slices: int = 10, hidden: int | None = None, attention_dim: int | None = None,
         heads: int = 4, global_grid: int = 16, quantizer: str = "ste", **rate_options,
     ):
+        if rate_options.get("arithmetic", "float") != "float":
+            raise ValueError("the acgc attention contexts have no integer path (arithmetic must be 'float'; "
+                             "its files decode only under the floating-point configuration that wrote them)")
         super().__init__(N, M, quantizer, **rate_options)
         if M % num_slices:
             raise ValueError(f"M={M} is not divisible into {num_slices} slices")
@@ -135,6 +138,10 @@ class ACGCEntropyModel(HyperpriorEntropyModel):
         self.spatial_contexts = nn.ModuleList(CheckerboardSpatialContext(s, 2 * s) for _ in range(num_slices))
         self.entropy_parameters = nn.ModuleList(entropy_parameters(f + 2 * s, hidden, 2 * s) for f in features)
         self.lrp_transforms = nn.ModuleList(LatentResidualPrediction(f + s, hidden, s) for f in features)
+
+    @property
+    def portable(self) -> bool:
+        return False
 
     def code_latent(self, y, hyper, step):
         slices = y.chunk(self.num_slices, 1) if y is not None else [None] * self.num_slices

@@ -66,6 +66,12 @@ class LatentEntropyModel(nn.Module):
         """``round(y - means) + means`` (``round(y)`` without means) with a straight-through gradient."""
         return quantize_ste(y) if means is None else quantize_ste(y - means) + means
 
+    @property
+    def portable(self) -> bool:
+        """Whether decoding is exact on every machine: no float network computes what the
+        arithmetic decoder depends on (see :mod:`.integer`)."""
+        return True
+
     def check_level(self, level) -> None:
         """Fixed-rate models refuse a level (variable-rate ones override this)."""
         if level is not None:

@@ -15,6 +15,7 @@ from torch import nn
 
 from .base import ENTROPY_MODELS, default_hidden
 from .hyperprior import HyperpriorEntropyModel
+from .integer import HalfTanh
 
 
 def slice_transform(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
@@ -32,9 +33,10 @@ class LatentResidualPrediction(nn.Module):
     def __init__(self, in_channels: int, hidden: int, channels: int):
         super().__init__()
         self.net = slice_transform(in_channels, hidden, channels)
+        self.bound = HalfTanh()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * torch.tanh(self.net(x))
+        return self.bound(self.net(x))
 
 
 @ENTROPY_MODELS.register("charm")
@@ -59,6 +61,7 @@ class ChannelwiseEntropyModel(HyperpriorEntropyModel):
         self.mean_transforms = nn.ModuleList(slice_transform(M + c, hidden, s) for c in support)
         self.scale_transforms = nn.ModuleList(slice_transform(M + c, hidden, s) for c in support)
         self.lrp_transforms = nn.ModuleList(LatentResidualPrediction(M + c + s, hidden, s) for c in support)
+        self.integer_networks(self.mean_transforms, self.scale_transforms, self.lrp_transforms)
 
     def code_latent(self, y, hyper, step):
         hyper_scales, hyper_means = hyper.chunk(2, 1)

@@ -72,6 +72,7 @@ class CheckerboardEntropyModel(HyperpriorEntropyModel):
         hidden = hidden or 8 * M // 3
         self.context = CheckerboardSpatialContext(M, 2 * M)
         self.entropy_parameters = entropy_parameters(4 * M, hidden, 2 * M)
+        self.integer_networks(self.context, self.entropy_parameters)
 
     def code_latent(self, y, hyper, step):
         return code_checkerboard(y, hyper, step, self.entropy_parameters, self.context)

@@ -59,6 +59,16 @@ class GainBank(nn.Module):
         gains = self.gains()[level]
         return gains if level.ndim == 0 else gains.view(-1, 1, 1, 1)
 
+    def coding_gain(self, level: int) -> Tensor:
+        """The gain of one level for coding, identical on every machine: ``exp`` in float64 on the
+        CPU (``k_l`` is an integer), rounded to float32; float32 ``exp`` on another device could
+        differ in the last bit and move a decoded value."""
+        level = int(level)
+        if not 0 <= level < self.levels:
+            raise ValueError(f"rate level out of range [0, {self.levels})")
+        k = 0.0 if level == 0 else float(torch.round(self.log_gain.detach()[level - 1].double().cpu()))
+        return torch.tensor(math.exp(k * self.log_ratio), dtype=torch.float32, device=self.lmbdas.device)
+
     def lmbda(self, level: Tensor) -> Tensor:
         return self.lmbdas[level]
 

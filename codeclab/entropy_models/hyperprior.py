@@ -19,16 +19,27 @@ Shapes: ``y`` ``[B, M, h, w]`` (``h, w`` multiples of 4), ``z`` ``[B, N, h/4, w/
 With ``rate_levels = L > 0`` any of them is a variable-rate model: a :class:`~.gain.GainBank`
 scales what the Gaussian conditional codes (``y``, its scales and means) by the level's gain,
 through every step of the context loop (:class:`~.gain.GainStep`); ``z`` is the same at every level.
+
+``arithmetic`` says how the networks that feed the decoder (``h_s`` and any context model) run:
+``"float"`` (the papers; a file then decodes only under the floating-point configuration that
+wrote it) or ``"integer"`` (:mod:`.integer`: exact on every machine, quantisation-aware in
+training). Both have the same parameters, so a float model converts by loading its weights.
 """
 
 from __future__ import annotations
+
+from torch import nn
 
 from ..transforms import cnn
 from .base import ENTROPY_MODELS, DecodeStep, EncodeStep, LatentEntropyModel, LatentStep, QuantizeStep
 from .factorized import EntropyBottleneck
 from .gain import GainBank, GainStep
 from .gaussian import SCALES_LEVELS, GaussianConditional
+from .integer import make_integer
 from .latent_coding import decode_factorized, encode_factorized, quantize_factorized
+
+
+ARITHMETICS = ("float", "integer")
 
 
 @ENTROPY_MODELS.register("hyperprior")
@@ -41,6 +52,7 @@ class HyperpriorEntropyModel(LatentEntropyModel):
         rate_levels: ``L`` levels of a variable-rate model (0: fixed rate); ``lmbda_min``,
             ``lmbda_max``: the range of their lambdas.
         scale_table_levels: tables of the Gaussian conditional (its log grid holds the gains).
+        arithmetic: ``"float"`` or ``"integer"`` entropy-parameter networks (see the module docstring).
     """
 
     num_streams = 2
@@ -48,8 +60,11 @@ class HyperpriorEntropyModel(LatentEntropyModel):
     mean_scale = True
 
     def __init__(self, N: int, M: int, quantizer: str = "noise", rate_levels: int = 0, lmbda_min: float = 0.0018,
-                 lmbda_max: float = 0.0483, scale_table_levels: int = SCALES_LEVELS):
+                 lmbda_max: float = 0.0483, scale_table_levels: int = SCALES_LEVELS, arithmetic: str = "float"):
         super().__init__(quantizer)
+        if arithmetic not in ARITHMETICS:
+            raise ValueError(f"arithmetic must be one of {', '.join(ARITHMETICS)}, got {arithmetic!r}")
+        self.arithmetic = arithmetic
         self.N, self.M = int(N), int(M)
         self.h_a = cnn.hyper_analysis(N, M, mean_scale=self.mean_scale)
         self.h_s = cnn.hyper_synthesis(N, M, mean_scale=self.mean_scale)
@@ -58,6 +73,18 @@ class HyperpriorEntropyModel(LatentEntropyModel):
         self.rate_levels = int(rate_levels)
         if self.rate_levels:
             self.gain_bank = GainBank(rate_levels, lmbda_min, lmbda_max, self.gaussian_conditional.grid_ratio)
+        self.integer_networks(self.h_s)
+
+    @property
+    def portable(self) -> bool:
+        return self.arithmetic == "integer"
+
+    def integer_networks(self, *networks: nn.Module) -> None:
+        """Make ``networks`` (those whose outputs the decoder depends on) integer when
+        ``arithmetic == "integer"``; subclasses call it on their context networks."""
+        if self.arithmetic == "integer":
+            for network in networks:
+                make_integer(network)
 
     def check_level(self, level) -> None:
         if not self.rate_levels:
@@ -66,9 +93,13 @@ class HyperpriorEntropyModel(LatentEntropyModel):
             raise ValueError(f"a variable-rate model needs a rate level in [0, {self.rate_levels})")
 
     def _step(self, step, level):
-        """``step`` as is (fixed rate) or scaled by the level's gain."""
+        """``step`` as is (fixed rate) or scaled by the level's gain (when coding, the gain every
+        machine computes identically)."""
         self.check_level(level)
-        return step if level is None else GainStep(step, self.gain_bank.gain(level))
+        if level is None:
+            return step
+        coding = not isinstance(step, QuantizeStep)
+        return GainStep(step, self.gain_bank.coding_gain(level) if coding else self.gain_bank.gain(level))
 
     def hyper_input(self, y):
         return y

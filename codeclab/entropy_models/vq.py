@@ -89,6 +89,11 @@ class VQEntropyModel(LatentEntropyModel):
             "transformer": INDEX_MODELS.build("transformer", n_embed, prior_dim, prior_depth, prior_heads, prior_groups),
         })
 
+    @property
+    def portable(self) -> bool:
+        """The default index model's probabilities are integers except the transformer's (float logits)."""
+        return self.index_model != "transformer"
+
     def forward(self, z, level=None):
         """``y_hat`` (straight-through codewords), ``likelihoods["indices"]`` (``[B, 1, h, w]``: the
         static table's probability of each index, a constant of the weights), ``vq_loss``, ``indices``."""

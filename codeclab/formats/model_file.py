@@ -12,7 +12,16 @@ whose string metadata holds:
   were built from; a mismatch means stale tables and the file is refused (decoding must never
   depend on CDFs recomputed from floats on another machine)
 
-Versions: ``"2"`` (written now) stores the composed codec's names (``g_a``, ``g_s``,
+* ``portable``: ``"true"`` when no float network computes what the arithmetic decoder depends
+  on (integer entropy-parameter networks, :mod:`codeclab.entropy_models.integer`), so files
+  decode identically on every machine; ``"false"`` for float ones (ACGC, a transformer index
+  model, ``--arithmetic float``), whose files decode only under the configuration that wrote them
+
+The weight of each integer convolution is stored as what the decoder computes with: ``int16``
+integers under its name and the ``int8`` shift of each output channel under ``<name>_shift``
+(the float weight is ``w * 2^-shift``, from which the layer derives the same integers).
+
+Versions: ``"3"`` (written now) may hold integer weights; ``"2"`` stores the composed codec's names (``g_a``, ``g_s``,
 ``entropy_model.*``). ``"1"`` files (written before the transform/entropy-model composition)
 stored each codec's own names; they load through :data:`LEGACY_V1_KEYS`, and keep their weights
 hash, so files they wrote keep decoding (``tests/formats/test_golden.py``).
@@ -32,14 +41,15 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..codecs import CODECS, Codec, build_codec
-from ..codecs.base import rename_prefixes
+from ..codecs.base import rename_prefixes, with_arithmetic
+from ..entropy_models.integer import IntegerConvMixin, integer_convolutions
 from ..codecs.compressai_interop import COMPRESSAI_KEYS
 from ..codecs.vqgan import TAMING_KEYS
 from ..errors import CodecLabError
 
 FORMAT = "codeclab-model"
-FORMAT_VERSION = "2"
-READABLE_VERSIONS = ("1", "2")
+FORMAT_VERSION = "3"
+READABLE_VERSIONS = ("1", "2", "3")
 # Version-1 tensor names -> version-2 names, per codec (s2lic already used the composed names).
 LEGACY_V1_KEYS: dict[str, dict[str, str]] = {
     **COMPRESSAI_KEYS,
@@ -97,25 +107,52 @@ def write_atomically(path: str | Path, write) -> None:
 WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def export_model(codec: Codec, path: str | Path, weights_dtype: str = "float32") -> str:
-    """Write ``codec`` with freshly built entropy tables to ``path``; returns the weights hash.
+def portable_codec(codec: Codec) -> Codec:
+    """``codec`` with integer entropy-parameter networks (a converted copy with the same weights)
+    when it has float ones that can be; otherwise ``codec`` itself."""
+    if codec.entropy_model.portable:
+        return codec
+    try:
+        return with_arithmetic(codec, "integer")
+    except ValueError:
+        return codec
 
-    ``weights_dtype`` ``"bfloat16"`` or ``"float16"`` stores the parameters at half the size: they
-    are rounded in ``codec`` itself first (which then computes exactly what the file will), and
+
+def export_model(codec: Codec, path: str | Path, weights_dtype: str = "float32", arithmetic: str = "integer") -> Codec:
+    """Write ``codec`` with freshly built entropy tables to ``path``; returns the codec written
+    (its ``weights_hash`` set), which computes exactly what the file will.
+
+    ``arithmetic="integer"`` (default) converts float entropy-parameter networks to integer ones
+    (:func:`portable_codec`; a post-training conversion, which a short quantisation-aware
+    fine-tune can follow); ``"float"`` writes them as they are. ``weights_dtype`` ``"bfloat16"``
+    or ``"float16"`` stores the float parameters at half the size; they are rounded first, and
     the tables are built from the rounded values. Buffers (tables, bounds) keep their dtype.
     """
     if weights_dtype not in WEIGHT_DTYPES:
         raise CodecLabError(f"weights dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {weights_dtype!r}")
+    if arithmetic not in ("integer", "float"):
+        raise CodecLabError(f"arithmetic must be 'integer' or 'float', got {arithmetic!r}")
+    if arithmetic == "integer":
+        codec = portable_codec(codec)
     dtype = WEIGHT_DTYPES[weights_dtype]
+    integers = dict(integer_convolutions(codec))
+    integer_weights = {f"{name}.weight" for name in integers}
     parameters = {name for name, _ in codec.named_parameters()}
     with torch.no_grad():
-        for parameter in codec.parameters():
-            parameter.copy_(parameter.to(dtype).float())
+        for name, parameter in codec.named_parameters():
+            if name not in integer_weights:
+                parameter.copy_(parameter.to(dtype).float())
+        for layer in integers.values():
+            layer.weight.copy_(IntegerConvMixin.dequantize_weight(*layer.integer_weight(), layer.output_dim))
     codec.update_tables()
     tensors = {
         name: (t.to(dtype) if name in parameters else t).detach().cpu().contiguous().clone()
         for name, t in codec.state_dict().items()
     }
+    for name, layer in integers.items():
+        w_int, shift = layer.integer_weight()
+        tensors[f"{name}.weight"] = w_int.to(torch.int16).contiguous()
+        tensors[f"{name}.weight_shift"] = shift.to(torch.int8).contiguous()
     digest = weights_sha256(tensors)
     metadata = {
         "format": FORMAT,
@@ -125,9 +162,11 @@ def export_model(codec: Codec, path: str | Path, weights_dtype: str = "float32")
         "weights_sha256": digest,
         "tables_fingerprint": codec.tables_fingerprint(),
         "weights_dtype": weights_dtype,
+        "portable": str(codec.entropy_model.portable).lower(),
     }
     write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
-    return digest
+    codec.weights_hash = digest
+    return codec
 
 
 def load_checkpoint(path: str | Path) -> Codec:
@@ -152,15 +191,47 @@ def load_checkpoint(path: str | Path) -> Codec:
     return codec
 
 
+def load_compressai(path: str | Path, codec_id: str) -> Codec:
+    """The codec ``codec_id`` with the weights of a compressai state_dict at ``path`` (read with
+    ``weights_only=True``); ``N`` and ``M`` are read off the weight shapes, the integer tables
+    are rebuilt. Raises :class:`CodecLabError`."""
+    from ..codecs.compressai_interop import COMPRESSAI_KEYS, from_compressai
+
+    path = Path(path)
+    if codec_id not in COMPRESSAI_KEYS:
+        raise CodecLabError(f"no compressai conversion for {codec_id!r}; known: {', '.join(COMPRESSAI_KEYS)}")
+    if not path.is_file():
+        raise CodecLabError(f"state_dict not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = from_compressai(codec_id, state.get("state_dict", state))
+        N, M = state["g_a.0.weight"].shape[0], state["g_a.6.weight"].shape[0]
+        codec = build_codec(codec_id, {"N": int(N), "M": int(M)})
+        tables = codec.table_buffer_names()
+        codec.load_state_dict({k: v for k, v in state.items() if k not in tables}, strict=False)
+        missing = set(codec.state_dict()) - set(state) - tables
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CodecLabError(f"not a compressai {codec_id} state_dict: {path} ({str(err).splitlines()[0]})") from None
+    if missing:
+        raise CodecLabError(f"not a compressai {codec_id} state_dict: {path} (missing {sorted(missing)[0]})")
+    return codec
+
+
+def load_source(path: str | Path, compressai: str | None = None) -> Codec:
+    """A codec to export: from a compressai state_dict (``compressai``: its model name), a model
+    file (``.safetensors``) or a training checkpoint. Raises :class:`CodecLabError`."""
+    if compressai:
+        return load_compressai(path, compressai)
+    if Path(path).suffix == ".safetensors":
+        return load_model(path)
+    return load_checkpoint(path)
+
+
 def init_weights(codec: Codec, path: str | Path) -> list[str]:
     """Copy the weights of a model file or training checkpoint at ``path`` into ``codec``, for
     every tensor name and shape they share (entropy tables excepted); returns the names of
     ``codec``'s tensors that kept their initialisation. Raises :class:`CodecLabError`."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        source = load_model(path)
-    else:
-        source = load_checkpoint(path)
+    source = load_source(path)
     # Integer tables are rebuilt from the weights, never carried over into a new architecture.
     tables = codec.table_buffer_names() | source.table_buffer_names()
     target = codec.state_dict()
@@ -206,7 +277,7 @@ def load_model(path: str | Path, coder: str | None = None) -> Codec:
     try:
         config = json.loads(metadata["config"])
         codec = build_codec(metadata["codec"], config)
-        codec.load_state_dict(state)
+        codec.load_state_dict(_float_weights(codec, state))
     except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as err:
         raise CodecLabError(f"model file {path} does not match codec {metadata['codec']!r}: {str(err).splitlines()[0]}") from None
     if codec.tables_fingerprint() != metadata.get("tables_fingerprint"):
@@ -218,6 +289,16 @@ def load_model(path: str | Path, coder: str | None = None) -> Codec:
     except ValueError as err:
         raise CodecLabError(str(err)) from None
     return codec.eval()
+
+
+def _float_weights(codec: Codec, state: dict) -> dict:
+    """``state`` with each stored integer weight (and its ``_shift``) back as the float weight."""
+    state = dict(state)
+    for name, layer in integer_convolutions(codec):
+        shift = state.pop(f"{name}.weight_shift", None)
+        if shift is not None:
+            state[f"{name}.weight"] = IntegerConvMixin.dequantize_weight(state[f"{name}.weight"], shift, layer.output_dim)
+    return state
 
 
 def find_model(model_hash: bytes, search_dirs: list[Path]) -> Path | None:

@@ -150,5 +150,11 @@ def test_export_checkpoint(trained_run, trained_model, tmp_path):
 
     # The checkpoint holds the same final weights that train.py exported.
     assert read_metadata(out)["weights_sha256"] == read_metadata(trained_model)["weights_sha256"]
-    _assert_user_error(run_cli("export", trained_model, "-o", tmp_path / "x.safetensors"), "not a CodecLab training checkpoint")
+    # A model file re-exports to itself (its integer weights are already what they convert to).
+    again = tmp_path / "again.safetensors"
+    run_cli("export", trained_model, "-o", again, check=True)
+    assert read_metadata(again)["weights_sha256"] == read_metadata(trained_model)["weights_sha256"]
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    _assert_user_error(run_cli("export", junk, "-o", tmp_path / "x.safetensors"), "not a CodecLab training checkpoint")
     _assert_user_error(run_cli("export", tmp_path / "missing.ckpt", "-o", tmp_path / "x.safetensors"), "checkpoint not found")
