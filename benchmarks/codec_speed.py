@@ -8,6 +8,11 @@ Each CODEC is one of
     take the N, M of ``--quality`` (default 8: N, M = 192, 320, the size of ELIC and S2LIC);
   * a CodecLab model file (``*.safetensors``): a trained model.
 
+CodecLab codecs run with the transform settings of ``codeclab encode/decode``
+(:func:`codeclab.codecs.base.coding_transforms`; ``CODECLAB_TRANSFORMS``/``CODECLAB_LAYOUT``
+override). A ``compressai:<name>`` model listed after a CodecLab codec of the same name and size
+takes that codec's weights, so both compute the same network.
+
 What is timed: ``compress(x)`` and ``decompress(...)`` on the image, padded to the codec's
 multiple, in eval mode without gradients, tables already built (one untimed warm-up call).
 Reading the image and writing a container are not timed. Runs alternate between the codecs
@@ -111,8 +116,11 @@ def _compose_codec(name: str):
 
 
 def codeclab_subject(label: str, codec) -> Subject:
+    from codeclab.codecs.base import coding_transforms
+
     clock = CodingClock()
     codec.eval()
+    codec.configure_transforms(*coding_transforms(codec))  # what `codeclab encode/decode` run
     codec.coder = _TimedCoder(codec.coder, clock)
     if codec.entropy_model.registry_name == "bounded":
         from codeclab.entropy_models import bounded
@@ -155,6 +163,25 @@ def build_subject(spec: str, quality: int) -> Subject:
 
         return codeclab_subject(spec, load_model(spec))
     return codeclab_subject(spec, _compose_codec(spec))
+
+
+def share_weights(subjects: list[Subject]) -> None:
+    """Give each compressai model the weights of a CodecLab codec of the same name and size listed
+    before it, so that both compute the same network (compared side by side)."""
+    from codeclab.codecs.compressai_interop import COMPRESSAI_KEYS, to_compressai
+
+    for subject in subjects:
+        if not subject.label.startswith("compressai:"):
+            continue
+        name = subject.label.split(":", 1)[1]
+        for source in subjects:
+            codec = source.model
+            if getattr(codec, "codec_id", None) == name in COMPRESSAI_KEYS and source.params() == subject.params():
+                codec.ensure_tables()
+                subject.model.load_state_dict(to_compressai(codec), strict=False)
+                subject.model.update(force=True)
+                subject.label += f" (weights of {source.label})"
+                break
 
 
 def load_image(path: Path):
@@ -215,6 +242,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     image = load_image(args.image)
     subjects = [build_subject(spec, args.quality) for spec in args.codecs]
+    share_weights(subjects)
     measure(subjects, image, args.runs)
     results = summary(subjects)
     if args.json:

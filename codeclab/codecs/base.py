@@ -31,6 +31,7 @@ import copy
 import functools
 import hashlib
 import inspect
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -65,9 +66,11 @@ class Codec(nn.Module):
         self.config: dict = {}
         self.coder: EntropyCoder = get_coder()
         self._tables_fingerprint: str | None = None
-        # Training speed-up: run g_a and g_s under autocast to this dtype (e.g. torch.bfloat16);
-        # the entropy model always runs in float32 (bf16 spacing is 0.5 above |y| = 64).
+        # Speed-up for training and coding: run g_a and g_s under autocast to this dtype (e.g.
+        # torch.bfloat16) and in this memory format (configure_transforms); the entropy model
+        # always runs in float32 (bf16 spacing is 0.5 above |y| = 64).
         self.transform_dtype: torch.dtype | None = None
+        self.memory_format = torch.contiguous_format
         # Set when loaded from a model file (see codeclab.formats.model_file); written into bitstreams.
         self.weights_hash: str | None = None
 
@@ -92,14 +95,27 @@ class Codec(nn.Module):
     def _transform_precision(self, device: torch.device):
         return torch.autocast(device.type, dtype=self.transform_dtype, enabled=self.transform_dtype is not None)
 
+    def configure_transforms(self, dtype: torch.dtype | None, channels_last: bool) -> None:
+        """Run ``g_a``/``g_s`` under autocast to ``dtype`` (None: float32) in NCHW or channels-last
+        layout. Safe for decoding whenever the entropy model is portable: the decoder's arithmetic
+        never sees the transforms' output except through the exactly coded ``y_hat``."""
+        self.transform_dtype = dtype
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.g_a.to(memory_format=self.memory_format)
+        self.g_s.to(memory_format=self.memory_format)
+
+    def _analysis(self, x: Tensor) -> Tensor:
+        with self._transform_precision(x.device):
+            return self.g_a(x.to(memory_format=self.memory_format)).float().contiguous()
+
+    def _synthesis(self, y_hat: Tensor) -> Tensor:
+        with self._transform_precision(y_hat.device):
+            return self.g_s(y_hat.to(memory_format=self.memory_format)).float().contiguous()
+
     def forward(self, x: Tensor, level: Tensor | None = None) -> dict:
         """``level``: ``[B]`` rate levels of a variable-rate model, one per sample."""
-        with self._transform_precision(x.device):
-            y = self.g_a(x)
-        out = self.entropy_model(y.float(), level)
-        with self._transform_precision(x.device):
-            x_hat = self.g_s(out.pop("y_hat"))
-        return {"x_hat": x_hat.float(), **out}
+        out = self.entropy_model(self._analysis(x), level)
+        return {"x_hat": self._synthesis(out.pop("y_hat")), **out}
 
     def _check_size(self, x: Tensor) -> None:
         if x.shape[-2] % self.downsampling or x.shape[-1] % self.downsampling:
@@ -112,7 +128,7 @@ class Codec(nn.Module):
     def analyse(self, x: Tensor) -> Tensor:
         """``y = g_a(x)`` of an input whose size is a multiple of :attr:`downsampling`."""
         self._check_size(x)
-        return self.g_a(x)
+        return self._analysis(x)
 
     @torch.no_grad()
     def compress_latent(self, y: Tensor, size: tuple[int, int], level: int | None = None) -> CompressedImage:
@@ -128,7 +144,7 @@ class Codec(nn.Module):
     @torch.no_grad()
     def decompress(self, compressed: CompressedImage, coder: EntropyCoder | None = None) -> Tensor:
         """The reconstruction (``coder``: decode with this coder object instead of :attr:`coder`)."""
-        return self.g_s(self.decode_latents(compressed.strings, compressed.size, compressed.level, coder))
+        return self._synthesis(self.decode_latents(compressed.strings, compressed.size, compressed.level, coder))
 
     @torch.no_grad()
     def encode_latents(self, x: Tensor, level: int | None = None) -> Tensor:
@@ -220,6 +236,27 @@ def register_codec(name: str):
 def build_codec(codec_id: str, config: Mapping) -> Codec:
     """A new codec of the registered builder ``codec_id`` from its ``config``."""
     return CODECS.build(codec_id, **config)
+
+
+TRANSFORM_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+LAYOUTS = ("nchw", "channels_last")
+
+
+def coding_transforms(codec: Codec) -> tuple[torch.dtype | None, bool]:
+    """The transform settings ``(dtype, channels_last)`` for coding with ``codec``.
+
+    Codecs with integer entropy-parameter networks get the fastest settings: bf16 and
+    channels-last where the CPU computes bf16 natively (AVX-512 BF16/AMX), else float32
+    channels-last. Others keep float32 NCHW (their reconstructions stay what they were).
+    ``CODECLAB_TRANSFORMS`` (fp32, bf16) and ``CODECLAB_LAYOUT`` (nchw, channels_last) override."""
+    fast = getattr(codec.entropy_model, "arithmetic", None) == "integer"
+    native_bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    dtype_name = os.environ.get("CODECLAB_TRANSFORMS") or ("bf16" if fast and native_bf16 else "fp32")
+    layout = os.environ.get("CODECLAB_LAYOUT") or ("channels_last" if fast else "nchw")
+    if dtype_name not in TRANSFORM_DTYPES or layout not in LAYOUTS:
+        raise ValueError(f"CODECLAB_TRANSFORMS must be one of {', '.join(TRANSFORM_DTYPES)} and CODECLAB_LAYOUT one "
+                         f"of {', '.join(LAYOUTS)}; got {dtype_name!r}, {layout!r}")
+    return TRANSFORM_DTYPES[dtype_name], layout == "channels_last"
 
 
 def with_arithmetic(codec: Codec, arithmetic: str) -> Codec:

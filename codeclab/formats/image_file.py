@@ -163,12 +163,9 @@ def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float, tile
     return best
 
 
-def decode_image(data: bytes, codec: Codec, threads: int = 1) -> np.ndarray:
-    """Decode the bytes of a CodecLab file with ``codec``; returns ``uint8 [H, W, 3]``.
-
-    The entropy coder is the one named in the file, whatever ``codec`` was set to. Every check
-    (model, pixel limit, stream count, rate level, tile size) comes before any decoding.
-    """
+def _checked_file(data: bytes, codec: Codec) -> tuple[container.Header, list[bytes], list[tuple[int, int, int, int]]]:
+    """``(header, streams, tile grid)`` of a file that ``codec`` may decode; every check (model,
+    pixel limit, stream count, rate level, tile size) comes before any decoding."""
     header, streams = container.unpack(data)
     check_model(header, codec)
     if header.coder != codec.coder.name:
@@ -189,9 +186,38 @@ def decode_image(data: bytes, codec: Codec, threads: int = 1) -> np.ndarray:
         _check_level(codec, header.level)
     except CodecLabError:
         raise CodecLabError(f"corrupt file: rate level {header.level} for a model with {codec.rate_levels} levels") from None
+    codec.ensure_tables()  # once, before any thread decodes a tile
+    return header, streams, grid
+
+
+def decode_latents(data: bytes, codec: Codec) -> list[torch.Tensor]:
+    """The decoded latents ``y_hat`` of a CodecLab file, one per tile (entropy decoding only,
+    with the same checks as :func:`decode_image`)."""
+    header, streams, grid = _checked_file(data, codec)
+    n = codec.num_streams
+
+    def latent(index: int) -> torch.Tensor:
+        checked = _CheckedCoder(codec.coder)
+        size = padded_size(*grid[index][2:], codec.downsampling)
+        y_hat = codec.decode_latents(streams[n * index : n * (index + 1)], size, header.level, coder=checked)
+        checked.check_all_ended()
+        return y_hat
+
+    try:
+        return [latent(index) for index in range(len(grid))]
+    except ValueError as err:
+        raise CodecLabError(f"corrupt stream: {str(err).splitlines()[0]}") from None
+
+
+def decode_image(data: bytes, codec: Codec, threads: int = 1) -> np.ndarray:
+    """Decode the bytes of a CodecLab file with ``codec``; returns ``uint8 [H, W, 3]``.
+
+    The entropy coder is the one named in the file, whatever ``codec`` was set to. Every check
+    (model, pixel limit, stream count, rate level, tile size) comes before any decoding.
+    """
+    header, streams, grid = _checked_file(data, codec)
     image = np.empty((header.height, header.width, 3), dtype=np.uint8)
     n = codec.num_streams
-    codec.ensure_tables()  # once, before any thread decodes a tile
 
     def decode(index: int) -> None:
         top, left, height, width = grid[index]
@@ -227,7 +253,8 @@ class _CheckedCoder:
 
     def check_all_ended(self) -> None:
         if any(hasattr(d, "at_end") and not d.at_end() for d in self.decoders):
-            raise ValueError("decoding did not end where the encoder began (a damaged file, or another model or coder wrote it)")
+            raise ValueError("decoding did not end where the encoder began (a damaged file, another model or coder "
+                             "wrote it, or a model with float entropy parameters decoded under another configuration)")
 
 
 def check_model(header: container.Header, codec: Codec) -> None:

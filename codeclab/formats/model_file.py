@@ -41,7 +41,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..codecs import CODECS, Codec, build_codec
-from ..codecs.base import rename_prefixes, with_arithmetic
+from ..codecs.base import coding_transforms, rename_prefixes, with_arithmetic
 from ..entropy_models.integer import IntegerConvMixin, integer_convolutions
 from ..codecs.compressai_interop import COMPRESSAI_KEYS
 from ..codecs.vqgan import TAMING_KEYS
@@ -286,6 +286,7 @@ def load_model(path: str | Path, coder: str | None = None) -> Codec:
     codec.weights_hash = metadata["weights_sha256"]
     try:
         codec.set_coder(coder)
+        codec.configure_transforms(*coding_transforms(codec))
     except ValueError as err:
         raise CodecLabError(str(err)) from None
     return codec.eval()

@@ -69,8 +69,8 @@ class RateDistortionModule(pl.LightningModule):
         if distortion not in ("mse", "ms-ssim"):
             raise ValueError(f"distortion must be 'mse' or 'ms-ssim', got {distortion!r}")
         self.codec = codec
-        codec.transform_dtype = getattr(torch, transform_dtype) if transform_dtype else None
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        codec.configure_transforms(getattr(torch, transform_dtype) if transform_dtype else None, channels_last)
+        self.memory_format = codec.memory_format
         codec.to(memory_format=self.memory_format)
         if compile:
             codec.g_a.compile()

@@ -1,0 +1,175 @@
+"""Integer entropy-parameter networks: constants, exactness (fake-quantised == float64 == int64),
+independence from layout, threads and oneDNN, conversion and the codecs built on them."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from codeclab.codecs import bmshj2018_hyperprior, build_codec, mbt2018_mean
+from codeclab.codecs.base import coding_transforms, with_arithmetic
+from codeclab.entropy_models import integer
+from codeclab.entropy_models.acgc import ACGCEntropyModel
+from codeclab.entropy_models.channelwise import ChannelwiseEntropyModel
+from codeclab.entropy_models.checkerboard import CheckerboardEntropyModel
+from codeclab.entropy_models.integer import (
+    IntegerConv2d, IntegerConvTranspose2d, IntegerHalfTanh, IntegerLeakyReLU, IntegerReLU, make_integer,
+)
+from codeclab.transforms import cnn
+
+
+def test_constants():
+    assert integer.FRACTION_BITS == 10
+    assert integer.ACTIVATION_MAX == 2**24 - 1  # exact in float32
+    assert integer.MAX_WEIGHT_BITS == 15  # int16 storage
+    assert (integer.LEAKY_SLOPE_NUMERATOR, integer.LEAKY_SLOPE_SHIFT) == (41, 12)
+    assert abs(41 / 4096 - 0.01) < 2e-5
+    assert integer.TANH_RANGE == 8 and 0.5 * math.tanh(8) * 2**10 > 511.5
+
+
+def _paper_size_layers():
+    """Every integer layer of the hyperprior, checkerboard and ChARM models at N, M = 192, 320."""
+    with torch.device("meta"):
+        models = [
+            mbt2018_mean(192, 320, arithmetic="integer").entropy_model,
+            CheckerboardEntropyModel(192, 320, arithmetic="integer"),
+            ChannelwiseEntropyModel(192, 320, arithmetic="integer"),
+        ]
+    return [layer for model in models for _, layer in integer.integer_convolutions(model)]
+
+
+def test_accumulators_stay_below_2_to_the_53_at_paper_sizes():
+    layers = _paper_size_layers()
+    assert len(layers) > 50
+    for layer in layers:
+        fan_in = layer.weight.shape.numel() // layer.weight.shape[layer.output_dim]
+        bound = 2 ** layer.weight_bits() * (integer.ACTIVATION_MAX + 1) * fan_in
+        assert bound + 2**integer.ACCUMULATOR_BITS + 2 ** (integer.MAX_SHIFT - 1) < 2**53
+        assert layer.weight_bits() >= 14
+
+
+def test_fan_in_too_wide_is_refused():
+    layer = make_integer(nn.Sequential(nn.Conv2d(2**16, 1, 3)))[0]
+    with pytest.raises(ValueError, match="too wide"):
+        layer.weight_bits()
+
+
+def test_half_tanh_table_has_no_entry_near_a_rounding_tie():
+    n = torch.arange(-8 * 1024, 8 * 1024 + 1, dtype=torch.float64)
+    scaled = 0.5 * torch.tanh(n / 1024) * 1024 + 0.5
+    assert (scaled - torch.round(scaled)).abs().min() > 1e-7
+    table = integer.half_tanh_table()
+    assert table[0] == -512 and table[-1] == 512 and table[8 * 1024] == 0
+
+
+def _network():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.ConvTranspose2d(8, 12, 5, stride=2, padding=2, output_padding=1), nn.LeakyReLU(),
+        nn.Conv2d(12, 12, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(12, 6, 1), integer.HalfTanh(),
+    )
+    return make_integer(net)
+
+
+def test_make_integer_swaps_layers_and_keeps_parameter_names():
+    float_names = list(nn.Sequential(nn.ConvTranspose2d(8, 12, 5), nn.LeakyReLU()).state_dict())
+    net = _network()
+    assert [type(m) for m in net] == [IntegerConvTranspose2d, IntegerLeakyReLU, IntegerConv2d, IntegerReLU,
+                                      IntegerConv2d, IntegerHalfTanh]
+    assert list(net[:2].state_dict()) == float_names
+    with pytest.raises(ValueError, match="no integer counterpart"):
+        make_integer(nn.Sequential(nn.Linear(2, 2)))
+    with pytest.raises(ValueError, match="slope"):
+        make_integer(nn.Sequential(nn.LeakyReLU(0.2)))
+
+
+def test_fake_quantised_float64_int64_paths_agree_bit_for_bit(monkeypatch):
+    net = _network()
+    x = torch.randn(2, 8, 5, 7) * 6
+    net.eval()
+    monkeypatch.setenv("CODECLAB_INTEGER_BACKEND", "float64")
+    exact = net(x)
+    monkeypatch.setenv("CODECLAB_INTEGER_BACKEND", "int64")
+    assert torch.equal(net(x), exact)
+    net.train().double()  # quantisation-aware path, in float64: the same dyadic arithmetic
+    assert torch.equal(net(x.double()).float(), exact)
+    net.float()
+    assert (net(x) - exact).abs().max() <= 2 * 2**-10  # float32 training path: within a grid step or two
+    assert torch.equal(exact, torch.round(exact * 1024) / 1024)  # outputs on the fixed-point grid
+
+
+def test_exact_outputs_do_not_depend_on_layout_threads_or_onednn():
+    net = _network().eval()
+    x = torch.randn(1, 8, 9, 11) * 3
+    reference = net(x)
+    net_cl = net.to(memory_format=torch.channels_last)
+    assert torch.equal(net_cl(x.to(memory_format=torch.channels_last)), reference)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with torch.backends.mkldnn.flags(enabled=False):
+            assert torch.equal(net(x), reference)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_quantisation_aware_training_passes_gradients_and_lowers_a_loss():
+    net = _network().train()
+    x, target = torch.randn(4, 8, 4, 4), torch.rand(4, 6, 8, 8) - 0.5
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = (net(x) - target).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize("build", [
+    lambda a: bmshj2018_hyperprior(16, 24, arithmetic=a),
+    lambda a: mbt2018_mean(16, 24, arithmetic=a),
+    lambda a: mbt2018_mean(16, 24, rate_levels=4, scale_table_levels=128, arithmetic=a),
+    lambda a: build_codec("composed", {"transform": {"name": "cnn", "N": 16, "M": 24},
+                                       "entropy": {"name": "checkerboard", "N": 16, "M": 24, "arithmetic": a}}),
+    lambda a: build_codec("composed", {"transform": {"name": "cnn", "N": 16, "M": 24},
+                                       "entropy": {"name": "charm", "N": 16, "M": 24, "num_slices": 4, "arithmetic": a}}),
+], ids=["scale-hyperprior", "mean-scale", "variable-rate", "checkerboard", "charm"])
+def test_integer_codecs_decode_their_latents_exactly(build):
+    torch.manual_seed(0)
+    codec = with_arithmetic(build("float"), "integer").eval()
+    assert codec.entropy_model.portable and codec.entropy_model.arithmetic == "integer"
+    assert any(isinstance(m, integer.IntegerConvMixin) for m in codec.entropy_model.modules())
+    level = 3 if codec.rate_levels else None
+    x = torch.rand(1, 3, 64, 128)
+    compressed = codec.compress(x, level)
+    decoded = codec.decode_latents(compressed.strings, compressed.size, level)
+    assert torch.equal(decoded, codec.encode_latents(x, level))
+    # The same weights: a float model converts by loading its state_dict.
+    assert set(codec.state_dict()) == set(build("float").state_dict())
+
+
+def test_acgc_has_no_integer_path_and_is_not_portable():
+    with pytest.raises(ValueError, match="no integer path"):
+        ACGCEntropyModel(16, 20, num_slices=2, arithmetic="integer")
+    assert not ACGCEntropyModel(16, 20, num_slices=2).portable
+    assert not mbt2018_mean(16, 24).entropy_model.portable
+    with pytest.raises(ValueError, match="arithmetic must be one of"):
+        mbt2018_mean(16, 24, arithmetic="fixed")
+
+
+def test_coding_transforms_are_fast_for_integer_models_only(monkeypatch):
+    monkeypatch.delenv("CODECLAB_TRANSFORMS", raising=False)
+    monkeypatch.delenv("CODECLAB_LAYOUT", raising=False)
+    assert coding_transforms(mbt2018_mean(16, 24)) == (None, False)
+    dtype, channels_last = coding_transforms(mbt2018_mean(16, 24, arithmetic="integer"))
+    assert channels_last and dtype in (None, torch.bfloat16)
+    monkeypatch.setenv("CODECLAB_TRANSFORMS", "fp32")
+    assert coding_transforms(mbt2018_mean(16, 24, arithmetic="integer"))[0] is None
+    monkeypatch.setenv("CODECLAB_LAYOUT", "sideways")
+    with pytest.raises(ValueError, match="CODECLAB_LAYOUT"):
+        coding_transforms(mbt2018_mean(16, 24))

@@ -1,0 +1,170 @@
+"""Cross-configuration decoding matrix: encode under one configuration, decode under another, in
+separate processes, and compare the decoded latents with the encoder's.
+
+A configuration is ``t{threads}-{dnn|nodnn}-{nchw|cl}-{fp32|bf16}-{f64|i64}``: torch threads,
+oneDNN on or off, memory layout of the whole codec (transforms and entropy-parameter networks),
+the transforms' dtype, and the integer networks' backend (``CODECLAB_INTEGER_BACKEND``). Phase 1
+runs one encoder process per configuration (real CodecLab files, plus a SHA-256 of the encoder's
+``y_hat``); phase 2 one decoder process per configuration, which decodes the files of every
+encoding configuration (entropy decoding only, with the end-of-stream checks) and hashes its
+``y_hat``. A pair passes when the hashes are equal.
+
+    python tools/exact_matrix.py -m MODEL [--configs full|quick] [--level L ...] [--json OUT] IMAGE...
+
+``--configs full`` is the 32-configuration product, ``quick`` four configurations that take
+every factor to both values on both sides. The exit status is 0 when every pair passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+FACTORS = {
+    "threads": ("t1", "t2"),
+    "onednn": ("dnn", "nodnn"),
+    "layout": ("nchw", "cl"),
+    "transforms": ("fp32", "bf16"),
+    "integer": ("f64", "i64"),
+}
+QUICK = ["t1-dnn-nchw-fp32-f64", "t2-nodnn-cl-bf16-i64", "t2-dnn-cl-fp32-f64", "t1-nodnn-nchw-bf16-i64"]
+
+
+def all_configs() -> list[str]:
+    return ["-".join(values) for values in itertools.product(*FACTORS.values())]
+
+
+def _environment(config: str) -> dict:
+    threads, onednn, layout, transforms, integer = config.split("-")
+    env = dict(os.environ)
+    env.update(
+        CODECLAB_MATRIX_THREADS=threads[1:],
+        CODECLAB_MATRIX_ONEDNN="1" if onednn == "dnn" else "0",
+        CODECLAB_LAYOUT="channels_last" if layout == "cl" else "nchw",
+        CODECLAB_TRANSFORMS=transforms,
+        CODECLAB_INTEGER_BACKEND="float64" if integer == "f64" else "int64",
+    )
+    return env
+
+
+def _load(model: str):
+    """The model under this process's configuration (set by :func:`_environment`)."""
+    import torch
+
+    from codeclab.formats.model_file import load_model
+
+    torch.set_num_threads(int(os.environ["CODECLAB_MATRIX_THREADS"]))
+    torch.backends.mkldnn.enabled = os.environ["CODECLAB_MATRIX_ONEDNN"] == "1"
+    codec = load_model(model)
+    if os.environ["CODECLAB_LAYOUT"] == "channels_last":
+        codec.entropy_model.to(memory_format=torch.channels_last)
+    return codec
+
+
+def _digest(latents) -> str:
+    digest = hashlib.sha256()
+    for y_hat in latents:
+        digest.update(y_hat.detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def encode_worker(model: str, images: list[str], levels: list[int | None], out: Path) -> None:
+    from codeclab.data.images import read_image
+    from codeclab.formats.image_file import codec_input, encode_image
+
+    codec = _load(model)
+    hashes = {}
+    for path in images:
+        image = read_image(path, notice=None)
+        for level in levels:
+            name = f"{Path(path).stem}-L{level}"
+            (out / f"{name}.clab").write_bytes(encode_image(codec, image, level))
+            y_hat = codec.entropy_model.quantize(codec.analyse(codec_input(image, codec.downsampling)), level)
+            hashes[name] = _digest([y_hat])
+    (out / "encoder.json").write_text(json.dumps(hashes))
+
+
+def decode_worker(model: str, folders: list[Path], out: Path) -> None:
+    from codeclab.errors import CodecLabError
+    from codeclab.formats.image_file import decode_latents
+
+    codec = _load(model)
+    results = {}
+    for folder in folders:
+        for path in sorted(folder.glob("*.clab")):
+            try:
+                results[f"{folder.name}/{path.stem}"] = _digest(decode_latents(path.read_bytes(), codec))
+            except CodecLabError as err:
+                results[f"{folder.name}/{path.stem}"] = f"error: {err}"
+    out.write_text(json.dumps(results))
+
+
+def _run(config: str, *arguments) -> None:
+    command = [sys.executable, __file__, "--worker", *map(str, arguments)]
+    subprocess.run(command, env=_environment(config), check=True)
+
+
+def run_matrix(model: str, images: list[str], configs: list[str], levels: list[int | None], work: Path) -> list[dict]:
+    """Every (encoding, decoding) configuration pair on every image and level: a list of
+    ``{"encode", "decode", "file", "equal", "error"}``."""
+    level_args = [str(level) for level in levels]
+    for config in configs:
+        (work / config).mkdir(parents=True, exist_ok=True)
+        _run(config, "encode", model, work / config, *level_args, "--", *images)
+    rows = []
+    for config in configs:
+        report = work / f"decoded-{config}.json"
+        _run(config, "decode", model, report, *[work / c for c in configs])
+        decoded = json.loads(report.read_text())
+        for encoded in configs:
+            expected = json.loads((work / encoded / "encoder.json").read_text())
+            for name, digest in expected.items():
+                got = decoded[f"{encoded}/{name}"]
+                rows.append({"encode": encoded, "decode": config, "file": name, "equal": got == digest,
+                             "error": got[len("error: "):] if got.startswith("error: ") else None})
+    return rows
+
+
+def _worker(argv: list[str]) -> None:
+    mode, model, target, *rest = argv
+    if mode == "encode":
+        split = rest.index("--")
+        levels = [None if a == "None" else int(a) for a in rest[:split]]
+        encode_worker(model, rest[split + 1 :], levels, Path(target))
+    else:
+        decode_worker(model, [Path(f) for f in rest], Path(target))
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--worker":
+        _worker(argv[1:])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("images", nargs="+")
+    parser.add_argument("-m", "--model", required=True)
+    parser.add_argument("--configs", default="quick", help="full, quick, or a comma-separated list")
+    parser.add_argument("--level", type=int, action="append", help="rate levels (variable-rate models; repeatable)")
+    parser.add_argument("--json", type=Path, help="write every pair's result here")
+    args = parser.parse_args(argv)
+    configs = {"full": all_configs(), "quick": QUICK}.get(args.configs) or args.configs.split(",")
+    with tempfile.TemporaryDirectory() as work:
+        rows = run_matrix(args.model, args.images, configs, args.level or [None], Path(work))
+    failed = [r for r in rows if not r["equal"]]
+    print(f"{len(rows)} (encode, decode, file) triples over {len(configs)} configurations: {len(failed)} mismatches")
+    for row in failed[:10]:
+        print(f"  {row['encode']} -> {row['decode']} {row['file']}: {row['error'] or 'different latents'}")
+    if args.json:
+        args.json.write_text(json.dumps({"configs": configs, "rows": rows}, indent=1))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
