@@ -24,7 +24,9 @@ Context models write their context logic once, in ``code_latent``, against a
 (:class:`QuantizeStep`), encodes (:class:`EncodeStep`) or decodes (:class:`DecodeStep`) one
 group of elements. Encoder and decoder run the *same* ``code_latent`` on the same
 already-quantised values, in the same order and with the same shapes, so the decoder
-reproduces the encoder's ``y_hat`` bit for bit on the same machine and build.
+reproduces the encoder's ``y_hat`` bit for bit: on any machine when the model is
+:attr:`~LatentEntropyModel.portable` (integer networks, :mod:`.integer`), otherwise under the
+floating-point configuration that encoded.
 """
 
 from __future__ import annotations

@@ -9,9 +9,10 @@ of scales (:func:`default_scale_table`: 64 log-spaced values in [0.11, 256]); ea
 ``round(y - mu)`` is coded with that table's integer CDF. Numerically identical to compressai
 1.2.8's ``GaussianConditional`` (same state_dict keys, likelihoods and tables).
 
-Exact: the symbols, given the same ``sigma`` and ``mu``. Approximate: ``sigma`` and ``mu`` come
-from a float network; the table index of a ``sigma`` that lands on a table boundary can differ
-between machines.
+Exact: the symbols, given the same ``sigma`` and ``mu``. With integer entropy-parameter networks
+(:mod:`.integer`) ``sigma`` and ``mu`` are fixed-point values computed exactly, and the table
+index is a comparison of float32 numbers, so it is the same on every machine. With float
+networks a ``sigma`` that lands on a table boundary can take another index on another machine.
 """
 
 from __future__ import annotations

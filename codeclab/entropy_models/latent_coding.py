@@ -3,10 +3,10 @@
 Encoder and decoder call the *same* functions for every continuous-to-integer step, which is
 what makes decoding reproduce the encoder's quantised latents bit for bit on the same hardware.
 
-What is exact: the symbols, and therefore ``y_hat`` given identical ``means``. What is not:
-``scales`` and ``means`` come out of a network; if the decoder's network computes them with
-different floating point (another CPU/GPU), a scale near a table boundary may map to another
-table index and decoding diverges. The model file fixes the tables, not the network's arithmetic.
+What is exact: the symbols, and therefore ``y_hat`` given identical ``scales`` and ``means``.
+Those come out of a network: integer networks (:mod:`.integer`) compute them identically on every
+machine; with float ones a scale near a table boundary may map to another table index on another
+CPU/GPU and decoding diverges (the decoder's end-of-stream check then reports a corrupt stream).
 """
 
 from __future__ import annotations

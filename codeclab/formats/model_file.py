@@ -208,12 +208,12 @@ def load_compressai(path: str | Path, codec_id: str) -> Codec:
         N, M = state["g_a.0.weight"].shape[0], state["g_a.6.weight"].shape[0]
         codec = build_codec(codec_id, {"N": int(N), "M": int(M)})
         tables = codec.table_buffer_names()
-        codec.load_state_dict({k: v for k, v in state.items() if k not in tables}, strict=False)
-        missing = set(codec.state_dict()) - set(state) - tables
+        result = codec.load_state_dict({k: v for k, v in state.items() if k not in tables}, strict=False)
     except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError, AttributeError) as err:
         raise CodecLabError(f"not a compressai {codec_id} state_dict: {path} ({str(err).splitlines()[0]})") from None
-    if missing:
-        raise CodecLabError(f"not a compressai {codec_id} state_dict: {path} (missing {sorted(missing)[0]})")
+    odd = sorted(set(result.missing_keys) - tables) + sorted(result.unexpected_keys)
+    if odd:
+        raise CodecLabError(f"not a compressai {codec_id} state_dict: {path} (missing or unexpected {odd[0]})")
     return codec
 
 

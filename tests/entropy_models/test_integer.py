@@ -16,7 +16,6 @@ from codeclab.entropy_models.checkerboard import CheckerboardEntropyModel
 from codeclab.entropy_models.integer import (
     IntegerConv2d, IntegerConvTranspose2d, IntegerHalfTanh, IntegerLeakyReLU, IntegerReLU, make_integer,
 )
-from codeclab.transforms import cnn
 
 
 def test_constants():

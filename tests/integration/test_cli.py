@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from codeclab.data.images import read_image
@@ -158,3 +159,32 @@ def test_export_checkpoint(trained_run, trained_model, tmp_path):
     junk.write_bytes(b"not a checkpoint")
     _assert_user_error(run_cli("export", junk, "-o", tmp_path / "x.safetensors"), "not a CodecLab training checkpoint")
     _assert_user_error(run_cli("export", tmp_path / "missing.ckpt", "-o", tmp_path / "x.safetensors"), "checkpoint not found")
+
+
+def test_export_converts_a_compressai_state_dict_to_a_portable_model(tmp_path):
+    from compressai.models import MeanScaleHyperprior
+
+    from codeclab.formats.model_file import load_model, read_metadata
+
+    torch.manual_seed(0)
+    reference = MeanScaleHyperprior(N=16, M=24).eval()
+    reference.update(force=True)
+    state = tmp_path / "compressai.pth"
+    torch.save(reference.state_dict(), state)
+    out = tmp_path / "converted.safetensors"
+    proc = run_cli("export", state, "--compressai", "mbt2018-mean", "-o", out, check=True)
+    assert "portable" in proc.stdout and "NOT" not in proc.stdout
+    assert read_metadata(out)["portable"] == "true"
+    codec = load_model(out)
+    assert codec.config["N"] == 16 and codec.config["M"] == 24 and codec.entropy_model.arithmetic == "integer"
+    # The transforms are compressai's, unchanged (their weights are stored as they were).
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        codec.configure_transforms(None, False)
+        assert torch.allclose(codec.g_a(x), reference.g_a(x), atol=1e-5)
+    compressed = codec.compress(x)
+    assert torch.equal(codec.decode_latents(compressed.strings, compressed.size), codec.encode_latents(x))
+    _assert_user_error(run_cli("export", state, "--compressai", "cheng2020-attn", "-o", tmp_path / "x.safetensors"),
+                       "no compressai conversion")
+    _assert_user_error(run_cli("export", out, "--compressai", "mbt2018-mean", "-o", tmp_path / "x.safetensors"),
+                       "not a compressai")

@@ -72,3 +72,9 @@ def test_negative_control_float_path_breaks_across_configurations(matrix_inputs)
     assert len(broken) >= len(crossed) // 2
     # The end-of-stream check catches it: an error, never silently wrong latents.
     assert all(r["error"] for r in broken)
+
+
+def test_complement_flips_every_factor():
+    assert exact_matrix.complement("t1-dnn-nchw-fp32-f64") == "t2-nodnn-cl-bf16-i64"
+    for config in exact_matrix.all_configs():
+        assert exact_matrix.complement(exact_matrix.complement(config)) == config

@@ -62,3 +62,21 @@ def test_quantiles_in_own_param_group():
     assert aux["lr"] == 5e-3 and len(aux["params"]) == 1
     assert aux["params"][0] is module.codec.entropy_model.entropy_bottleneck.quantiles
     assert all(p is not aux["params"][0] for p in main["params"])
+
+
+def test_quantisation_aware_fine_tune_of_a_float_model(photo):
+    """A float model converts to integer entropy parameters (same weights) and fine-tunes with
+    them quantisation-aware: the loss falls and the result codes exactly."""
+    from codeclab.codecs.base import with_arithmetic
+    from codeclab.data.images import to_tensor
+
+    torch.manual_seed(0)
+    batch = to_tensor(photo)[:, :64, :64][None].repeat(2, 1, 1, 1)
+    codec = with_arithmetic(mbt2018_mean(N=16, M=24), "integer")
+    h_s_before = codec.entropy_model.h_s[0].weight.detach().clone()
+    _, losses = _fit(30, codec, batch)
+    assert sum(losses[-5:]) < 0.7 * sum(losses[:5]), losses
+    assert not torch.equal(h_s_before, codec.entropy_model.h_s[0].weight)  # the integer networks trained too
+    codec.eval()
+    compressed = codec.compress(batch[:1])
+    assert torch.equal(codec.decode_latents(compressed.strings, compressed.size), codec.encode_latents(batch[:1]))
