@@ -141,9 +141,19 @@ class IntegerConvMixin:
         bias = None if self.bias is None else _straight_through((self.integer_bias(shift) * bias_scale).to(x.dtype), self.bias)
         return quantize_activation(self._linear(quantize_activation(x), weight, bias))
 
+    def _frozen_integers(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(w_int, shift, b_int)``, recomputed only when a parameter changed (in-place updates
+        bump a tensor's version), since deriving them costs as much as a small layer."""
+        key = tuple((p._version, p.data_ptr(), p.device) for p in (self.weight, self.bias) if p is not None)
+        cache = self.__dict__.get("_integer_cache")
+        if cache is None or cache[0] != key:
+            w_int, shift = self.integer_weight()
+            cache = (key, w_int, shift, self.integer_bias(shift))
+            self.__dict__["_integer_cache"] = cache
+        return cache[1:]
+
     def _exact(self, x: Tensor) -> Tensor:
-        w_int, shift = self.integer_weight()
-        bias = self.integer_bias(shift)
+        w_int, shift, bias = self._frozen_integers()
         n = to_fixed(x)
         if integer_backend() == "int64" and x.device.type == "cpu":
             acc = self._linear(n.long(), w_int.long().to(x.device), None) + bias.long().view(1, -1, 1, 1)
@@ -245,6 +255,8 @@ def make_integer(module: nn.Module) -> nn.Module:
     """Replace, in place, every float layer of ``module`` that has an integer counterpart; any
     other layer with parameters is refused (it would not be exact). Returns ``module``."""
     for name, child in module.named_children():
+        if type(child) in _INTEGER_LAYERS.values():
+            continue
         if type(child) in _INTEGER_LAYERS:
             setattr(module, name, integer_layer(child))
         elif isinstance(child, (nn.Sequential, nn.ModuleList)) or list(child.children()):

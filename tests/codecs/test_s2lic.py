@@ -15,7 +15,7 @@ from codeclab.codecs import build_codec, s2lic
 from codeclab.data.images import read_image
 from codeclab.formats.container import unpack
 from codeclab.formats.image_file import decode_image, encode_image
-from codeclab.formats.model_file import export_model, load_model
+from codeclab.formats.model_file import export_model, load_model, read_metadata
 from codeclab.transforms.swin import SwinV2Block, WindowAttentionV2, swin_analysis, swin_synthesis
 from tests.conftest import ROOT, run_cli
 
@@ -85,7 +85,8 @@ def test_config_is_json_and_rebuilds_the_codec(tmp_path):
     rebuilt = build_codec("s2lic", codec.config)
     assert [k for k in rebuilt.state_dict()] == [k for k in codec.state_dict()]
     path = tmp_path / "m.safetensors"
-    export_model(codec, path)
+    export_model(codec, path)  # ACGC has no integer path: written as it is, marked not portable
+    assert read_metadata(path)["portable"] == "false"
     loaded = load_model(path)
     x = torch.rand(1, 3, 64, 64)
     assert torch.equal(loaded.decompress(codec.compress(x)), codec.decompress(codec.compress(x)))

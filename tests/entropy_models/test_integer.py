@@ -172,3 +172,17 @@ def test_coding_transforms_are_fast_for_integer_models_only(monkeypatch):
     monkeypatch.setenv("CODECLAB_LAYOUT", "sideways")
     with pytest.raises(ValueError, match="CODECLAB_LAYOUT"):
         coding_transforms(mbt2018_mean(16, 24))
+
+
+def test_cached_integers_follow_in_place_weight_updates():
+    net = _network().eval()
+    x = torch.randn(1, 8, 5, 5)
+    before = net(x)
+    with torch.no_grad():
+        net[2].weight.mul_(-1)  # as an optimiser step or load_state_dict would, in place
+    after = net(x)
+    assert not torch.equal(before, after)
+    for layer in net:
+        layer.__dict__.pop("_integer_cache", None)
+    assert torch.equal(net(x), after)
+    assert make_integer(net) is net and [type(m) for m in net] == [type(m) for m in _network()]  # idempotent
