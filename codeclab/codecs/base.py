@@ -134,6 +134,8 @@ class Codec(nn.Module):
     def compress_latent(self, y: Tensor, size: tuple[int, int], level: int | None = None) -> CompressedImage:
         """Code ``y = g_a(x)`` of an input of ``size``; re-coding one ``y`` at several levels runs
         only the entropy model (rate control)."""
+        if y.shape[0] != 1:
+            raise ValueError(f"compress codes one image at a time; got a batch of {y.shape[0]}")
         self.ensure_tables()
         strings, _ = self.entropy_model.compress(y, self.coder, level)
         return CompressedImage(strings, (int(size[0]), int(size[1])), level)

@@ -111,13 +111,15 @@ class VQGAN(Codec):
 def vqgan(ch: int = 128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks: int = 2, attn_resolutions=(16,),
           resolution: int = 256, z_channels: int = 256, embed_dim: int = 256, n_embed: int = 16384,
           beta: float = 0.25, dropout: float = 0.0, norm_groups: int = 32, index_model: str = "transformer",
-          prior_dim: int = 256, prior_depth: int = 4, prior_heads: int = 8, prior_groups: int = 8) -> VQGAN:
+          prior_dim: int = 256, prior_depth: int = 4, prior_heads: int = 8, prior_groups: int = 8,
+          beta_on: str = "codebook") -> VQGAN:
     """VQGAN image codec coding codebook indices with a selectable index model.
 
     Args:
       ch, ch_mult, num_res_blocks, attn_resolutions, resolution, z_channels, dropout,
         norm_groups: the taming ``ddconfig`` of the encoder and decoder.
-      n_embed: codebook size ``K``; embed_dim: codeword dimension ``D``; beta: commitment weight.
+      n_embed: codebook size ``K``; embed_dim: codeword dimension ``D``; beta, beta_on: the VQ loss
+        weight and the term it weights (``codebook``: taming's published models; ``commitment``: VQ-VAE).
       index_model: default index model for coding (``uniform``, ``static``, ``transformer``).
       prior_dim, prior_depth, prior_heads, prior_groups: the masked-token transformer prior.
 
@@ -126,7 +128,8 @@ def vqgan(ch: int = 128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks: int = 2, attn_
     """
     pair = vqgan_transforms(ch, ch_mult, num_res_blocks, attn_resolutions, resolution, z_channels, embed_dim, dropout,
                             norm_groups)
-    entropy_model = VQEntropyModel(n_embed, embed_dim, beta, index_model, prior_dim, prior_depth, prior_heads, prior_groups)
+    entropy_model = VQEntropyModel(n_embed, embed_dim, beta, index_model, prior_dim, prior_depth, prior_heads, prior_groups,
+                                   beta_on)
     return VQGAN(pair.g_a, pair.g_s, entropy_model, pair.stride)
 
 

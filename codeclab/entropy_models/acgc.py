@@ -137,7 +137,8 @@ class ACGCEntropyModel(HyperpriorEntropyModel):
         )
         self.spatial_contexts = nn.ModuleList(CheckerboardSpatialContext(s, 2 * s) for _ in range(num_slices))
         self.entropy_parameters = nn.ModuleList(entropy_parameters(f + 2 * s, hidden, 2 * s) for f in features)
-        self.lrp_transforms = nn.ModuleList(LatentResidualPrediction(f + s, hidden, s) for f in features)
+        self.lrp_transforms = nn.ModuleList(LatentResidualPrediction(f + s, (hidden, hidden // 2), s, (3, 3, 3))
+                                            for f in features)
 
     @property
     def portable(self) -> bool:

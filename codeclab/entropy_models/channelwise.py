@@ -6,6 +6,16 @@ Entropy Models for Learned Image Compression", ICIP 2020).
 ``max_support`` of them, the first ones, as in the paper), and after decoding it is refined by
 latent residual prediction (LRP): ``y_hat_i += 0.5 * tanh(LRP_i([mu_hyper, y_hat_<i, y_hat_i]))``,
 which predicts part of the quantisation error from information the decoder has.
+
+``architecture="ms2020"`` (default) is the official code (tensorflow/compression
+``models/ms2020.py``): separate mean and scale hyper-synthesis networks (``N -> N -> 4M/5 -> M``,
+5x5 up, 5x5 up, 3x3, ReLU after each), slice networks ``5x5 (7M/10) -> 5x5 (2M/5) -> 3x3``
+(224 and 128 at ``M = 320``) with ReLU, and ``z`` rounded with a straight-through gradient
+for the hyper-synthesis in training. ``"legacy"`` is CodecLab's first version (one shared
+mean-scale ``h_s``, 3x3 slice networks ``hidden -> hidden/2``, noisy ``z``), which model files
+written before format 3 use. Both keep ms2020's ``max_support_slices = 5`` and its LRP input
+``[mu_hyper, y_hat_<i, y_hat_i]``. Not followed: ms2020's scale networks predict a continuous
+index into its scale table, CodecLab's predict the scale.
 """
 
 from __future__ import annotations
@@ -13,26 +23,50 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..transforms.layers import deconv
 from .base import ENTROPY_MODELS, default_hidden
 from .hyperprior import HyperpriorEntropyModel
 from .integer import HalfTanh
 
+ARCHITECTURES = ("ms2020", "legacy")
 
-def slice_transform(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
-    """The per-slice 3x3 convolution stack of ChARM (``in -> hidden -> hidden/2 -> out``)."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(hidden, hidden // 2, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(hidden // 2, out_channels, 3, padding=1),
-    )
+
+def slice_transform(in_channels: int, hidden: tuple[int, int], out_channels: int, kernels=(5, 5, 3)) -> nn.Sequential:
+    """A per-slice convolution stack ``in -> hidden[0] -> hidden[1] -> out`` with ReLUs; kernel
+    sizes ``kernels`` (ms2020: 5, 5, 3; the legacy version: 3, 3, 3)."""
+    widths = (in_channels, *hidden, out_channels)
+    layers = []
+    for i, k in enumerate(kernels):
+        layers += [nn.Conv2d(widths[i], widths[i + 1], k, padding=k // 2), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers[:-1])
+
+
+class SplitHyperSynthesis(nn.Module):
+    """ms2020's two hyper-synthesis networks, ``z_hat -> [scale features, mean features]`` (``2M``
+    channels, in the order the hyperprior's ``h_s`` output is split)."""
+
+    def __init__(self, N: int, M: int):
+        super().__init__()
+
+        def network():
+            return nn.Sequential(
+                deconv(N, N), nn.ReLU(inplace=True),
+                deconv(N, 4 * M // 5), nn.ReLU(inplace=True),
+                nn.Conv2d(4 * M // 5, M, 3, padding=1), nn.ReLU(inplace=True),
+            )
+
+        self.scale, self.mean = network(), network()
+
+    def forward(self, z_hat: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.scale(z_hat), self.mean(z_hat)], dim=1)
 
 
 class LatentResidualPrediction(nn.Module):
     """``[B, in, h, w] -> [B, C, h, w]``: ``0.5 * tanh(f(x))``, a bounded correction of ``y_hat``."""
 
-    def __init__(self, in_channels: int, hidden: int, channels: int):
+    def __init__(self, in_channels: int, hidden: tuple[int, int], channels: int, kernels=(5, 5, 3)):
         super().__init__()
-        self.net = slice_transform(in_channels, hidden, channels)
+        self.net = slice_transform(in_channels, hidden, channels, kernels)
         self.bound = HalfTanh()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,22 +80,35 @@ class ChannelwiseEntropyModel(HyperpriorEntropyModel):
     Slice ``i`` (``s = M/S`` channels): ``mu_i = f_i([mu_hyper, y_hat_support])``,
     ``sigma_i = g_i([sigma_hyper, y_hat_support])``, where ``(sigma_hyper, mu_hyper)`` are the
     two halves of ``h_s(z_hat)`` and the support is the first ``min(i, max_support)`` decoded
-    slices (``max_support < 0``: all). One network pass per slice when decoding. ``hidden``
-    (default ``7M/10``, the paper's 224 at ``M = 320``) is the width of the slice networks.
+    slices (``max_support < 0``: all). One network pass per slice when decoding. ``hidden``: the
+    widths of the slice networks (default ``7M/10, 2M/5``: ms2020's 224, 128 at ``M = 320``; the
+    legacy architecture takes one int ``h`` for ``h, h/2``, default ``7M/10``).
     """
 
-    def __init__(self, N: int, M: int, num_slices: int = 10, max_support: int = 5, hidden: int | None = None,
-                 quantizer: str = "ste", **rate_options):
+    def __init__(self, N: int, M: int, num_slices: int = 10, max_support: int = 5,
+                 hidden: int | tuple[int, int] | None = None, quantizer: str = "ste", architecture: str = "ms2020",
+                 **rate_options):
         super().__init__(N, M, quantizer, **rate_options)
         if M % num_slices:
             raise ValueError(f"M={M} is not divisible into {num_slices} slices")
-        self.num_slices, self.max_support = num_slices, max_support
-        s, hidden = M // num_slices, hidden or default_hidden(M)
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
+        self.num_slices, self.max_support, self.architecture = num_slices, max_support, architecture
+        s = M // num_slices
+        if architecture == "ms2020":
+            self.h_s = SplitHyperSynthesis(N, M)
+            self.hyper_quantizer = "ste"
+            if hidden is None:
+                hidden = (7 * M // 10, 2 * M // 5)
+            hidden, kernels = (hidden, hidden) if isinstance(hidden, int) else tuple(hidden), (5, 5, 3)
+        else:
+            width = hidden or default_hidden(M)
+            hidden, kernels = (width, width // 2), (3, 3, 3)
         support = [s * (i if max_support < 0 else min(i, max_support)) for i in range(num_slices)]
-        self.mean_transforms = nn.ModuleList(slice_transform(M + c, hidden, s) for c in support)
-        self.scale_transforms = nn.ModuleList(slice_transform(M + c, hidden, s) for c in support)
-        self.lrp_transforms = nn.ModuleList(LatentResidualPrediction(M + c + s, hidden, s) for c in support)
-        self.integer_networks(self.mean_transforms, self.scale_transforms, self.lrp_transforms)
+        self.mean_transforms = nn.ModuleList(slice_transform(M + c, hidden, s, kernels) for c in support)
+        self.scale_transforms = nn.ModuleList(slice_transform(M + c, hidden, s, kernels) for c in support)
+        self.lrp_transforms = nn.ModuleList(LatentResidualPrediction(M + c + s, hidden, s, kernels) for c in support)
+        self.integer_networks(self.h_s, self.mean_transforms, self.scale_transforms, self.lrp_transforms)
 
     def code_latent(self, y, hyper, step):
         hyper_scales, hyper_means = hyper.chunk(2, 1)

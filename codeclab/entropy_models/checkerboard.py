@@ -64,12 +64,15 @@ class CheckerboardEntropyModel(HyperpriorEntropyModel):
 
     ``(sigma, mu) = EP([h_s(z_hat), ctx])`` with ``ctx = 0`` at anchors and
     ``ctx = Conv5x5(y_hat_anchors)`` (``2M`` channels) at non-anchors; ``EP`` is the 1x1
-    entropy-parameter network (``4M -> hidden -> hidden -> 2M``). Two network passes per image.
+    entropy-parameter network, ``4M -> 10M/3 -> 8M/3 -> 2M`` as He et al. and compressai
+    (``hidden``: other widths, a pair, or one int for both, as model files before format 3
+    meant by it). Two network passes per image.
     """
 
-    def __init__(self, N: int, M: int, hidden: int | None = None, quantizer: str = "ste", **rate_options):
+    def __init__(self, N: int, M: int, hidden: int | tuple[int, int] | None = None, quantizer: str = "ste",
+                 **rate_options):
         super().__init__(N, M, quantizer, **rate_options)
-        hidden = hidden or 8 * M // 3
+        hidden = (10 * M // 3, 8 * M // 3) if hidden is None else hidden if isinstance(hidden, int) else tuple(hidden)
         self.context = CheckerboardSpatialContext(M, 2 * M)
         self.entropy_parameters = entropy_parameters(4 * M, hidden, 2 * M)
         self.integer_networks(self.context, self.entropy_parameters)

@@ -110,8 +110,15 @@ class HyperpriorEntropyModel(LatentEntropyModel):
         scales, means = hyper.chunk(2, 1)
         return step(y, scales, means)
 
+    # What h_s sees in training: z + noise (Ballé, Minnen; compressai) or, "ste", z rounded around
+    # the medians with a straight-through gradient (ms2020, S2LIC); the rate of z uses noise either way.
+    hyper_quantizer = "noise"
+
     def forward(self, y, level=None):
-        z_hat, z_likelihoods = self.entropy_bottleneck(self.h_a(self.hyper_input(y)))
+        z = self.h_a(self.hyper_input(y))
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        if self.training and self.hyper_quantizer == "ste":
+            z_hat = z + (quantize_factorized(self.entropy_bottleneck, z) - z).detach()
         step = self._step(QuantizeStep(self.gaussian_conditional, self.quantizer), level)
         y_hat, y_likelihoods = self.code_latent(y, self.h_s(z_hat), step)
         return {"y_hat": y_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}

@@ -6,9 +6,13 @@ name), every position is replaced by its nearest codeword::
 
     i(p) = argmin_k ||z(p) - E_k||^2,      z_q(p) = E_{i(p)}
 
-Training loss (``codebook + beta * commitment``; taming's ``legacy=False`` form)::
+Training loss, with ``beta_on="codebook"`` (default: taming's ``VectorQuantizer2(legacy=True)``,
+which trained the published VQGAN checkpoints and Mao et al.'s fine-tuning)::
 
-    L_vq = mean((sg[z] - z_q)^2) + beta * mean((z - sg[z_q])^2)
+    L_vq = mean((z - sg[z_q])^2) + beta * mean((sg[z] - z_q)^2)     commitment x 1, codebook x beta
+
+``beta_on="commitment"`` is van den Oord et al.'s form (taming's ``legacy=False``):
+``mean((sg[z] - z_q)^2) + beta * mean((z - sg[z_q])^2)``.
 
 and gradients reach the encoder by the straight-through estimator ``z + sg[z_q - z]``.
 Coding is exact: the decoder only needs the integer indices ``i`` (``[B, h, w]``, int64),
@@ -24,18 +28,24 @@ from .base import ENTROPY_MODELS, LatentEntropyModel
 from .index_models import INDEX_MODEL_IDS, INDEX_MODELS
 
 
+BETA_TERMS = ("codebook", "commitment")
+
+
 class VectorQuantizer(nn.Module):
     """Nearest-codeword quantiser.
 
     Args:
       n_embed: codebook size ``K``.
       embed_dim: codeword dimension ``D``.
-      beta: commitment weight (0.25 in VQ-VAE and VQGAN).
+      beta: the weight (0.25 in VQ-VAE and VQGAN) of the term ``beta_on`` names.
+      beta_on: ``"codebook"`` (taming's published models) or ``"commitment"`` (VQ-VAE).
     """
 
-    def __init__(self, n_embed: int, embed_dim: int, beta: float = 0.25):
+    def __init__(self, n_embed: int, embed_dim: int, beta: float = 0.25, beta_on: str = "codebook"):
         super().__init__()
-        self.n_embed, self.embed_dim, self.beta = int(n_embed), int(embed_dim), float(beta)
+        if beta_on not in BETA_TERMS:
+            raise ValueError(f"beta_on must be one of {', '.join(BETA_TERMS)}, got {beta_on!r}")
+        self.n_embed, self.embed_dim, self.beta, self.beta_on = int(n_embed), int(embed_dim), float(beta), beta_on
         self.embedding = nn.Embedding(self.n_embed, self.embed_dim)
         nn.init.uniform_(self.embedding.weight, -1.0 / self.n_embed, 1.0 / self.n_embed)
 
@@ -55,7 +65,11 @@ class VectorQuantizer(nn.Module):
         """``(z_q, loss, indices)``: straight-through ``z_q`` ``[B, D, h, w]``, scalar ``L_vq``, ``[B, h, w]``."""
         indices = self.indices(z.detach())
         z_q = self.embed(indices)
-        loss = torch.mean((z.detach() - z_q) ** 2) + self.beta * torch.mean((z - z_q.detach()) ** 2)
+        codebook, commitment = torch.mean((z.detach() - z_q) ** 2), torch.mean((z - z_q.detach()) ** 2)
+        if self.beta_on == "codebook":
+            loss = commitment + self.beta * codebook
+        else:
+            loss = codebook + self.beta * commitment
         return z + (z_q - z).detach(), loss, indices
 
 
@@ -69,7 +83,7 @@ class VQEntropyModel(LatentEntropyModel):
     coder's stream, so a file decodes whatever index model encoded it.
 
     Args:
-      n_embed, embed_dim, beta: the :class:`VectorQuantizer`.
+      n_embed, embed_dim, beta, beta_on: the :class:`VectorQuantizer`.
       index_model: default index model for coding (``uniform``, ``static``, ``transformer``).
       prior_dim, prior_depth, prior_heads, prior_groups: the :class:`~.index_models.MaskedIndexTransformer`.
     """
@@ -77,12 +91,13 @@ class VQEntropyModel(LatentEntropyModel):
     num_streams = 1
 
     def __init__(self, n_embed: int, embed_dim: int, beta: float = 0.25, index_model: str = "transformer",
-                 prior_dim: int = 256, prior_depth: int = 4, prior_heads: int = 8, prior_groups: int = 8):
+                 prior_dim: int = 256, prior_depth: int = 4, prior_heads: int = 8, prior_groups: int = 8,
+                 beta_on: str = "codebook"):
         super().__init__("ste")
         if index_model not in INDEX_MODELS:
             raise ValueError(f"index_model must be one of {', '.join(INDEX_MODEL_IDS)}, got {index_model!r}")
         self.index_model = index_model
-        self.vector_quantizer = VectorQuantizer(n_embed, embed_dim, beta)
+        self.vector_quantizer = VectorQuantizer(n_embed, embed_dim, beta, beta_on)
         self.index_models = nn.ModuleDict({
             "uniform": INDEX_MODELS.build("uniform", n_embed),
             "static": INDEX_MODELS.build("static", n_embed),

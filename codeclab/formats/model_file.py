@@ -276,6 +276,8 @@ def load_model(path: str | Path, coder: str | None = None) -> Codec:
         state = {rename_prefixes(name, keys): tensor for name, tensor in state.items()}
     try:
         config = json.loads(metadata["config"])
+        if metadata["format_version"] in ("1", "2"):
+            legacy_architectures(config)
         codec = build_codec(metadata["codec"], config)
         codec.load_state_dict(_float_weights(codec, state))
     except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as err:
@@ -290,6 +292,18 @@ def load_model(path: str | Path, coder: str | None = None) -> Codec:
     except ValueError as err:
         raise CodecLabError(str(err)) from None
     return codec.eval()
+
+
+def legacy_architectures(config: dict) -> None:
+    """Make a codec config from a model file before format 3 rebuild the architecture it was
+    written with, where a default has since moved to the paper's (in place)."""
+    entropy = config.get("entropy")
+    if not isinstance(entropy, dict):
+        return
+    if entropy.get("name") == "charm":
+        entropy.setdefault("architecture", "legacy")
+    if entropy.get("name") == "checkerboard" and entropy.get("hidden") is None:
+        entropy["hidden"] = 8 * int(entropy.get("M", config.get("M"))) // 3  # one width for both layers
 
 
 def _float_weights(codec: Codec, state: dict) -> dict:

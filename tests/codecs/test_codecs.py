@@ -97,6 +97,12 @@ def test_compress_rejects_unpadded_input():
         mbt2018_mean(**TINY).compress(torch.rand(1, 3, 64, 70))
 
 
+@pytest.mark.parametrize("build", [mbt2018_mean, bmshj2018_hyperprior])
+def test_compress_refuses_a_batch_instead_of_coding_image_0_only(build):
+    with pytest.raises(ValueError, match="one image at a time; got a batch of 2"):
+        build(**TINY).eval().compress(torch.rand(2, 3, 64, 64))
+
+
 def test_tables_rebuilt_when_parameters_change():
     codec = mbt2018_mean(**TINY).eval()
     x = torch.rand(1, 3, 64, 64)

@@ -283,3 +283,24 @@ def test_ladder_bad_inputs_give_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("vqgan_ladder: error: not a CodecLab training checkpoint") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("beta_on", ["codebook", "commitment"])
+def test_vq_loss_puts_beta_where_taming_does(beta_on):
+    """taming's VectorQuantizer2(legacy=True), the published models' loss: the encoder gets the
+    commitment gradient at weight 1, the codebook its gradient at weight beta (VQ-VAE swaps them)."""
+    from codeclab.entropy_models.vq import VectorQuantizer
+
+    torch.manual_seed(0)
+    quantizer = VectorQuantizer(16, 4, beta=0.25, beta_on=beta_on)
+    z = torch.randn(1, 4, 3, 3, requires_grad=True)
+    _, loss, indices = quantizer(z)
+    loss.backward()
+    z_q = quantizer.embed(indices).detach()
+    unit = 2 * (z - z_q).detach() / z.numel()  # d mean((z - c)^2) / dz
+    encoder_weight, codebook_weight = (1.0, 0.25) if beta_on == "codebook" else (0.25, 1.0)
+    torch.testing.assert_close(z.grad, encoder_weight * unit)
+    codebook_grad = torch.zeros_like(quantizer.embedding.weight)
+    codebook_grad.index_add_(0, indices.reshape(-1), -unit.permute(0, 2, 3, 1).reshape(-1, 4))
+    torch.testing.assert_close(quantizer.embedding.weight.grad, codebook_weight * codebook_grad)
+    assert VectorQuantizer(4, 2).beta_on == "codebook"

@@ -45,7 +45,7 @@ def test_accumulators_stay_below_2_to_the_53_at_paper_sizes():
         fan_in = layer.weight.shape.numel() // layer.weight.shape[layer.output_dim]
         bound = 2 ** layer.weight_bits() * (integer.ACTIVATION_MAX + 1) * fan_in
         assert bound + 2**integer.ACCUMULATOR_BITS + 2 ** (integer.MAX_SHIFT - 1) < 2**53
-        assert layer.weight_bits() >= 14
+        assert layer.weight_bits() >= 13  # 5x5 ChARM slice networks over 480 channels: 13 bits
 
 
 def test_fan_in_too_wide_is_refused():
