@@ -4,7 +4,8 @@
 * ``checkerboard`` (:mod:`.checkerboard`), ``charm`` (:mod:`.channelwise`), ``acgc`` (:mod:`.acgc`)
 * ``bounded`` (:mod:`.bounded`, WaLLoC), ``vq`` (:mod:`.vq`, with the index models of :mod:`.index_models`)
 
-Building blocks: integer networks for exact entropy parameters (:mod:`.integer`), the factorized density and Gaussian conditional layers (:mod:`.factorized`,
+Building blocks: integer networks for exact entropy parameters (:mod:`.integer`), the factorized
+density and Gaussian conditional layers (:mod:`.factorized`,
 :mod:`.gaussian`) with their integer tables (:mod:`.tables`), and latent <-> symbol coding
 (:mod:`.latent_coding`). The interface is in :mod:`.base`.
 """
