@@ -77,12 +77,15 @@ def s2lic(N: int = 192, M: int = 320, transform: str = "swinv2", window: int = 8
 @register_codec("walloc")
 def walloc(levels: int = 3, latent_channels: int = 12, wavelet: str = "bior4.4", bottleneck: str = "bounded",
            bits: int = 8, lossless_format: str = "png", encoder_hidden: int = 0, decoder_channels: int = 128,
-           decoder_blocks: int = 4) -> Codec:
+           decoder_blocks: int = 4, mapping: str = "walloc") -> Codec:
     """WaLLoC (Jacobellis & Yadwadkar 2024): wavelet packets + a linear encoder, and either the
-    paper's bounded latent stored as a lossless image (``bottleneck="bounded"``) or a factorized
-    prior coded by rANS (``"factorized"``). Dimension reduction ``3 * 4**levels / latent_channels``."""
+    paper's bounded latent stored as a lossless image (``bottleneck="bounded"``; ``mapping``: the
+    paper's ``"walloc"`` or CodecLab's first ``"legacy"`` one, :mod:`~codeclab.entropy_models.bounded`)
+    or a factorized prior coded by rANS (``"factorized"``). Dimension reduction
+    ``3 * 4**levels / latent_channels``."""
     if bottleneck == "bounded":
-        entropy_model, input_bits = BoundedLatentImage(latent_channels, bits, lossless_format), bits
+        entropy_model = BoundedLatentImage(latent_channels, bits, lossless_format, mapping)
+        input_bits = bits if mapping == "legacy" else None
     elif bottleneck == "factorized":
         entropy_model, input_bits = FactorizedEntropyModel(latent_channels, init_scale=10), None
     else:

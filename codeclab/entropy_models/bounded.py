@@ -1,19 +1,26 @@
 """WaLLoC's bounded latent, stored as a lossless image (Jacobellis & Yadwadkar, "Learned
 Compression for Compressed Learning", 2024).
 
-``q = Phi(y) * (2**b - 1)``, with ``Phi`` the standard normal CDF, plus ``U(-1/2, 1/2)`` noise
-in training and rounding to ``b``-bit integers at test time. The integers of the ``M``
-channels are tiled into one grayscale mosaic and stored losslessly as PNG or WebP
-(``lossless_format``); the rate is the size of that image. Training needs a differentiable
-rate: a factorized density (:class:`~.factorized.EntropyBottleneck`) of the noisy integers
-gives ``-log2 p(q~)``, used in the loss only.
+``mapping="walloc"`` (default; the paper and its official code), with ``Phi`` the standard
+normal CDF and ``b`` bits::
 
-::
+    s = (2^(b-1) - 1) / 1.85,   L = 2^(b-1) - 1/2 - 10^-3
+    q = 2 L (Phi(y / s) - 1/2)                       in (-L, L); rounded: integers in [-127, 127] at b = 8
+    y_hat = s Phi^-1(clip(q / 2L + 1/2, 10^-4, 1 - 10^-4))          what the synthesis sees
 
-    y ──► round(Phi(y) * (2**b - 1)) ──► b-bit mosaic ──► PNG / WebP ──► stream
+with ``U(-1/2, 1/2)`` noise on ``q`` in training and rounding at test time. The official loss is
+MSE only, so this mapping has no rate model: the likelihoods are empty and the rate is whatever
+the lossless image codec makes of the integers. ``mapping="legacy"`` is CodecLab's first version
+(``q = Phi(y) (2^b - 1)`` in [0, 255], the synthesis rescaling linearly, and a factorized density
+of the noisy integers as a differentiable rate term), which model files before format 3 use.
 
-Exact: the integers round-trip bit for bit, so the decoder sees exactly the encoder's ``y_hat``
-(which is in integer units: the synthesis maps it to [-1, 1]).
+The integers of the ``M`` channels (offset to [1, 255] at b = 8 for the walloc mapping) are tiled
+into one grayscale mosaic and stored losslessly as PNG or WebP (``lossless_format``); the rate is
+the size of that image::
+
+    y ──► round(q(y)) ──► b-bit mosaic ──► PNG / WebP ──► stream
+
+Exact: the integers round-trip bit for bit; ``y_hat`` is an elementwise function of them.
 """
 
 from __future__ import annotations
@@ -74,51 +81,79 @@ def unpack_latent_image(data: bytes, shape: tuple[int, int, int]) -> Tensor:
     return tiles[:channels].float()
 
 
+MAPPINGS = ("walloc", "legacy")
+SCALE_DIVISOR, LIMIT_MARGIN, CLIP = 1.85, 1e-3, 1e-4
+
+
 @ENTROPY_MODELS.register("bounded")
 class BoundedLatentImage(LatentEntropyModel):
     """``M`` channels of ``b``-bit integers in a lossless PNG/WebP mosaic; one stream.
 
     Args:
         M: latent channels.  bits: ``b`` (1..8, one byte per value in the image).
-        lossless_format: ``"png"`` or ``"webp"``.
+        lossless_format: ``"png"`` or ``"webp"``.  mapping: ``"walloc"`` or ``"legacy"`` (module docstring).
     """
 
     num_streams = 1
 
-    def __init__(self, M: int, bits: int = 8, lossless_format: str = "png"):
+    def __init__(self, M: int, bits: int = 8, lossless_format: str = "png", mapping: str = "walloc"):
         super().__init__("noise")
         if lossless_format not in LOSSLESS_FORMATS:
             raise ValueError(f"lossless_format must be one of {tuple(LOSSLESS_FORMATS)}, got {lossless_format!r}")
-        if not 1 <= bits <= 8:
-            raise ValueError(f"bits must be in 1..8, got {bits}")
-        self.M, self.bits, self.lossless_format = int(M), int(bits), lossless_format
-        self.max_level = 2**bits - 1
-        # The rate model of the integers in [0, 2**b - 1].
-        self.entropy_bottleneck = EntropyBottleneck(M, init_scale=self.max_level)
+        if not 2 <= bits <= 8:
+            raise ValueError(f"bits must be in 2..8, got {bits}")
+        if mapping not in MAPPINGS:
+            raise ValueError(f"mapping must be one of {', '.join(MAPPINGS)}, got {mapping!r}")
+        self.M, self.bits, self.lossless_format, self.mapping = int(M), int(bits), lossless_format, mapping
+        half = 2 ** (bits - 1)
+        if mapping == "walloc":
+            self.scale, self.limit = (half - 1) / SCALE_DIVISOR, half - 0.5 - LIMIT_MARGIN
+            self.low, self.high, self.offset = -(half - 1), half - 1, half  # stored byte: q + offset
+        else:
+            self.low, self.high, self.offset = 0, 2**bits - 1, 0
+            # The rate model of the integers in [0, 2**b - 1].
+            self.entropy_bottleneck = EntropyBottleneck(M, init_scale=self.high)
 
-    def _bounded(self, y: Tensor) -> Tensor:
-        return torch.special.ndtr(y) * self.max_level
+    def bounded(self, y: Tensor) -> Tensor:
+        """The continuous ``q`` before rounding."""
+        if self.mapping == "walloc":
+            return 2 * self.limit * (torch.special.ndtr(y / self.scale) - 0.5)
+        return torch.special.ndtr(y) * self.high
+
+    def decoder_input(self, q: Tensor) -> Tensor:
+        """What the synthesis sees for (noisy or integer) ``q``."""
+        if self.mapping == "walloc":
+            return self.scale * torch.special.ndtri((q / (2 * self.limit) + 0.5).clamp(CLIP, 1 - CLIP))
+        return q
+
+    def integers(self, y: Tensor) -> Tensor:
+        return torch.round(self.bounded(y)).clamp_(self.low, self.high)
 
     def quantize(self, y, level=None):
         self.check_level(level)
-        return torch.round(self._bounded(y)).clamp_(0, self.max_level)
+        return self.decoder_input(self.integers(y))
 
     def forward(self, y, level=None):
         self.check_level(level)
-        q = self._bounded(y)
-        y_hat = q + torch.empty_like(q).uniform_(-0.5, 0.5) if self.training else self.quantize(y)
-        return {"y_hat": y_hat, "likelihoods": {"y": self.entropy_bottleneck.channel_likelihood(y_hat)}}
+        if not self.training:
+            return {"y_hat": self.quantize(y), "likelihoods": self._rate(self.integers(y))}
+        q = self.bounded(y)
+        q = q + torch.empty_like(q).uniform_(-0.5, 0.5)
+        return {"y_hat": self.decoder_input(q), "likelihoods": self._rate(q)}
+
+    def _rate(self, q: Tensor) -> dict:
+        return {} if self.mapping == "walloc" else {"y": self.entropy_bottleneck.channel_likelihood(q)}
 
     def compress(self, y, coder, level=None):
         self.check_level(level)
         if y.shape[0] != 1:
             raise ValueError("the bounded latent image holds one image at a time")
-        y_hat = self.quantize(y)
-        return [pack_latent_image(y_hat[0], self.lossless_format)], y_hat
+        q = self.integers(y)
+        return [pack_latent_image(q[0] + self.offset, self.lossless_format)], self.decoder_input(q)
 
     def decompress(self, streams, shape, coder, level=None):
         self.check_level(level)
-        values = unpack_latent_image(streams[0], (self.M, *shape))
-        if values.max() > self.max_level:
-            raise ValueError(f"latent values exceed {self.bits} bits")
-        return values[None]
+        q = unpack_latent_image(streams[0], (self.M, *shape)) - self.offset
+        if q.min() < self.low or q.max() > self.high:
+            raise ValueError(f"latent values outside the {self.bits}-bit range")
+        return self.decoder_input(q)[None]

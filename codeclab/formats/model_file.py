@@ -297,6 +297,8 @@ def load_model(path: str | Path, coder: str | None = None) -> Codec:
 def legacy_architectures(config: dict) -> None:
     """Make a codec config from a model file before format 3 rebuild the architecture it was
     written with, where a default has since moved to the paper's (in place)."""
+    if config.get("bottleneck") == "bounded":  # WaLLoC
+        config.setdefault("mapping", "legacy")
     entropy = config.get("entropy")
     if not isinstance(entropy, dict):
         return

@@ -155,7 +155,9 @@ def rate_distortion_loss(out: dict, x: torch.Tensor, lmbda, distortion: str = "m
     """``{"loss", "bpp_loss", "mse_loss" | "ms_ssim_loss"}`` of a forward pass ``out`` on ``x``;
     ``lmbda`` is a float or one lambda per sample ``[B]`` (see the module docstring)."""
     batch, _, height, width = x.shape
-    bpp = sum(torch.log(lik).reshape(batch, -1).sum(1) for lik in out["likelihoods"].values()) / (-math.log(2) * height * width)
+    # No likelihoods (a codec trained for distortion only, as WaLLoC): zero estimated rate.
+    bits = sum((torch.log(lik).reshape(batch, -1).sum(1) for lik in out["likelihoods"].values()), x.new_zeros(batch))
+    bpp = bits / (-math.log(2) * height * width)
     losses = {"bpp_loss": bpp.mean()}
     if distortion == "mse":
         mse = ((out["x_hat"] - x) ** 2).reshape(batch, -1).mean(1)

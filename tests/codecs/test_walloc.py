@@ -74,13 +74,61 @@ def test_coded_latents_equal_encoder_latents(config, photo):
         assert torch.allclose(codec.decompress(compressed), codec(x)["x_hat"], atol=1e-5)
 
 
-def test_bounded_latents_are_real_lossless_images(photo):
+@pytest.mark.parametrize("fmt, magic", [("png", b"\x89PNG"), ("webp", b"RIFF")])
+def test_bounded_latents_are_real_lossless_images(photo, fmt, magic):
+    """The stream is an image any decoder reads (Pillow, independently of the project's unpacking),
+    whose tiles hold the paper's integers, offset by 2^(b-1), channel by channel in row order."""
+    import io
+
+    torch.manual_seed(0)
+    codec = walloc(**TINY, lossless_format=fmt).eval()
     x = image_tensor(photo)[..., :64, :96]
-    for fmt, magic in [("png", b"\x89PNG"), ("webp", b"RIFF")]:
-        codec = walloc(**TINY, lossless_format=fmt).eval()
-        stream = codec.compress(x).strings[0]
-        assert stream.startswith(magic)
-        assert torch.all((codec.encode_latents(x) >= 0) & (codec.encode_latents(x) <= 255))
+    stream = codec.compress(x).strings[0]
+    assert stream.startswith(magic)
+    with Image.open(io.BytesIO(stream)) as image:
+        mosaic = np.asarray(image.convert("L"), dtype=np.int64)
+    with torch.no_grad():
+        q = codec.entropy_model.integers(codec.g_a(x))[0]  # [6, 16, 24]
+    assert q.min() >= -127 and q.max() <= 127 and q.min() < 0 < q.max()  # signed integers, both signs used
+    columns = 3  # ceil(sqrt(6))
+    for c in range(6):
+        row, column = divmod(c, columns)
+        tile = mosaic[row * 16 : (row + 1) * 16, column * 24 : (column + 1) * 24]
+        assert np.array_equal(tile, q[c].numpy().astype(np.int64) + 128), c
+
+
+def _walloc_reference(y: float, bits: int = 8) -> tuple[float, float]:
+    """The official mapping, written out with the standard library: ``(q, decoder input of round(q))``."""
+    from statistics import NormalDist
+
+    normal = NormalDist()
+    s = (2 ** (bits - 1) - 1) / 1.85
+    limit = 2 ** (bits - 1) - 0.5 - 1e-3
+    q = 2 * limit * (normal.cdf(y / s) - 0.5)
+    p = min(max(round(q) / (2 * limit) + 0.5, 1e-4), 1 - 1e-4)
+    return q, s * normal.inv_cdf(p)
+
+
+def test_walloc_mapping_matches_the_official_formula_at_chosen_points():
+    model = BoundedLatentImage(4, bits=8).eval()
+    points = [-1e3, -300.0, -68.6, -5.3, -0.2, 0.0, 0.49, 12.0, 68.65, 140.0, 1e3]
+    y = torch.tensor(points, dtype=torch.float64)
+    q = model.bounded(y)
+    y_hat = model.quantize(y)
+    for i, point in enumerate(points):
+        ref_q, ref_y_hat = _walloc_reference(point)
+        assert abs(q[i].item() - ref_q) < 1e-9, point
+        assert abs(y_hat[i].item() - ref_y_hat) < 1e-7, point
+    assert model.integers(y).abs().max() == 127 and model.scale == 127 / 1.85 and model.limit == 127.499
+    assert model(torch.randn(1, 4, 2, 2))["likelihoods"] == {}  # the official loss is MSE only
+
+
+def test_legacy_mapping_is_kept_for_older_files():
+    legacy = BoundedLatentImage(4, bits=8, mapping="legacy").eval()
+    y = torch.tensor([-3.0, 0.0, 0.3, 3.0])
+    assert torch.equal(legacy.quantize(y), torch.round(torch.special.ndtr(y) * 255))
+    with pytest.raises(ValueError, match="mapping"):
+        BoundedLatentImage(4, mapping="mulaw")
 
 
 def test_corrupt_latent_streams_raise_value_error(photo):
