@@ -1,6 +1,7 @@
 """S2LIC: SwinV2 transforms, the codec, its configs, train.py and the command line."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -62,19 +63,36 @@ def test_windows_are_independent_and_padding_is_masked():
     torch.testing.assert_close(a[:, :, 4:], expected, atol=1e-5, rtol=0)
 
 
-def test_scaled_cosine_attention_with_clamped_logit_scale():
+def test_scaled_cosine_attention_follows_swinv2():
+    """SwinV2 (Liu et al. 2022 and its official code), written out independently pair by pair:
+    logits ``cos(q_i, k_j) * exp(min(tau, ln 100))`` with ``tau`` initialised to ln 10, plus
+    ``16 sigmoid(MLP(c(dy), c(dx)))`` with ``c(d) = sign(d) log2(1 + |8 d / (w - 1)|) / log2 8``."""
     torch.manual_seed(0)
-    attn = WindowAttentionV2(8, 2, window=4)
-    bias = attn.position_bias(4)
-    assert bias.shape == (2, 16, 16) and ((bias > 0) & (bias < 16)).all()
+    heads, window, dim = 2, 4, 8
+    attn = WindowAttentionV2(dim, heads, window)
+    assert torch.equal(attn.logit_scale, torch.full((heads, 1, 1), math.log(10.0)))
     with torch.no_grad():
-        attn.logit_scale.fill_(10.0)  # exp(10) > 100: the clamp at ln 100 must apply
-        x = torch.randn(1, 16, 8)
-        q, k, v = attn.qkv(x).reshape(1, 16, 3, 2, 4).permute(2, 0, 3, 1, 4)
-        cosine = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
-        probabilities = (cosine * 100 + attn.position_bias(4)).softmax(-1)
-        expected = attn.proj((probabilities @ v).transpose(1, 2).reshape(1, 16, 8))
-        torch.testing.assert_close(attn(x, 4, None), expected)
+        attn.logit_scale.copy_(torch.tensor([10.0, 1.5]).view(2, 1, 1))  # head 0 hits the clamp at ln 100
+        x = torch.randn(1, window * window, dim)
+        out = attn(x, window, None)
+        q, k, v = attn.qkv(x)[0].split(dim, dim=-1)
+
+        def coordinate(d: int) -> float:
+            scaled = 8 * d / (window - 1)
+            return math.copysign(math.log2(1 + abs(scaled)) / math.log2(8), scaled) if d else 0.0
+
+        positions = [(i // window, i % window) for i in range(window * window)]
+        expected = torch.zeros(window * window, dim)
+        for h, scale in enumerate([100.0, math.exp(1.5)]):
+            part = slice(h * dim // heads, (h + 1) * dim // heads)
+            logits = torch.zeros(window * window, window * window)
+            for i, (yi, xi) in enumerate(positions):
+                for j, (yj, xj) in enumerate(positions):
+                    cosine = torch.dot(q[i, part], k[j, part]) / (q[i, part].norm() * k[j, part].norm())
+                    table = attn.cpb_mlp(torch.tensor([coordinate(yi - yj), coordinate(xi - xj)]))
+                    logits[i, j] = cosine * scale + 16 * torch.sigmoid(table[h])
+            expected[:, part] = logits.softmax(-1) @ v[:, part]
+        torch.testing.assert_close(out[0], attn.proj(expected), atol=1e-5, rtol=1e-5)
 
 
 def test_config_is_json_and_rebuilds_the_codec(tmp_path):

@@ -319,7 +319,36 @@ def test_property_categorical_roundtrip(k, n, mode, seed, threads):
     assert decoder.at_end()
 
 
-def test_module_documents_format():
-    doc = native.__doc__
-    for word in ("rANS", "2**24", "escape", "lane", "0xC1"):
-        assert word in doc
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if byte < 0x80:
+            return value, pos
+
+
+@pytest.mark.parametrize("threads, n", [(1, 1000), (3, 3 * 16384 + 5), (2, 400_000)])
+def test_stream_layout_is_the_documented_one(threads, n):
+    """Parse a real stream by the layout in :mod:`codeclab.coding.native`'s docstring:
+    0xC1 | L | L x (K, varint length) | lanes, a lane being K uint64 states then uint32 words."""
+    tables = tables_from_counts([np.full(16, 4095)], [-8])  # about 4 bits per symbol
+    symbols = np.random.default_rng(0).integers(-8, 8, n).astype(np.int32)
+    encoder = CodecLabStreamEncoder(threads)
+    encoder.encode(symbols, np.zeros(n, dtype=np.int32), tables)
+    data = encoder.finish()
+    assert data[0] == 0xC1
+    lanes, pos, layout = data[1], 2, []
+    for _ in range(lanes):
+        states = data[pos]
+        length, pos = _varint(data, pos + 1)
+        layout.append((states, length))
+    assert lanes == min(max(n // 16384, 1), threads)  # P = clamp(n // 16384, 1, T) parts
+    assert sum(length for _, length in layout) == len(data) - pos  # the lanes fill the rest exactly
+    for states, length in layout:
+        assert states in (1, 4) and (length - 8 * states) % 4 == 0 and length >= 8 * states
+    # 4 interleaved states from 2**18 estimated bits per lane (4 bits per symbol here).
+    assert [states for states, _ in layout] == [4 if 4 * (n // lanes) >= 2**18 else 1] * lanes
+    decoder = CodecLabStreamDecoder(data)
+    np.testing.assert_array_equal(decoder.decode(np.zeros(n, dtype=np.int32), tables), symbols)

@@ -103,14 +103,18 @@ def test_decoding_network_passes(entropy, networks, passes):
 @pytest.mark.parametrize("entropy", list(ENTROPY))
 def test_training_forward_likelihoods_and_gradients(entropy):
     codec = tiny_codec(entropy).train()
+    with torch.no_grad():  # a random h_a gives |z| < 0.1; a straight-through rounded z (ChARM) of
+        codec.entropy_model.h_a[-1].weight.mul_(100)  # all zeros would leave h_s's first weights without gradient
     x = torch.rand(2, 3, 64, 64)
     out = codec(x)
     assert out["likelihoods"]["y"].shape == (2, 32, 4, 4) and out["likelihoods"]["z"].shape == (2, 16, 1, 1)
     assert all(((l > 0) & (l <= 1)).all() for l in out["likelihoods"].values())
     bits = sum(-torch.log2(l).sum() for l in out["likelihoods"].values())
     (bits + ((out["x_hat"] - x) ** 2).sum()).backward()
-    grads = [p.grad for n, p in codec.named_parameters() if "entropy_model" in n and not n.endswith("quantiles")]
-    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    # Every entropy-model parameter is trained by this loss (the quantiles train on the aux loss).
+    silent = [n for n, p in codec.named_parameters()
+              if "entropy_model" in n and not n.endswith("quantiles") and (p.grad is None or not p.grad.abs().sum() > 0)]
+    assert not silent
 
 
 def test_rate_estimate_matches_real_stream():

@@ -1,5 +1,5 @@
-"""BD-rate: golden values from published Kodak curves, a cross-check against the `bjontegaard`
-package, and exact properties of the integrals."""
+"""BD-rate: the published Kodak curves against VTM, cross-checked with the independent
+`bjontegaard` package, and exact properties of the integrals."""
 
 import json
 from pathlib import Path
@@ -25,20 +25,10 @@ def _load(name):
 
 
 @needs_shared
-@pytest.mark.parametrize("name, expected", [
-    ("compressai-bmshj2018-hyperprior_mse_cuda.json", 30.1),
-    ("compressai-mbt2018_mse_cuda.json", 10.6),
-    ("compressai-cheng2020-anchor_mse_cuda.json", 3.8),
-    ("bpg_444_x265_ycbcr.json", 22.1),
-    ("jpeg.json", 210.0),
+@pytest.mark.parametrize("name", [
+    "compressai-bmshj2018-hyperprior_mse_cuda.json", "compressai-mbt2018_mse_cuda.json",
+    "compressai-cheng2020-anchor_mse_cuda.json", "bpg_444_x265_ycbcr.json", "jpeg.json", "av1.json",
 ])
-def test_golden_kodak_vs_vtm_cubic(name, expected):
-    value = bd_rate(*_load("vtm.json"), *_load(name), method="cubic")
-    assert value == pytest.approx(expected, abs=0.5)
-
-
-@needs_shared
-@pytest.mark.parametrize("name", ["compressai-mbt2018_mse_cuda.json", "jpeg.json", "av1.json"])
 @pytest.mark.parametrize("method", ["cubic", "pchip", "akima"])
 def test_matches_bjontegaard_package_on_published_curves(name, method):
     bj = pytest.importorskip("bjontegaard")

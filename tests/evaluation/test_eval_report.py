@@ -94,4 +94,12 @@ def test_wandb_logging_runs_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     report = write_report(tmp_path, _points(), [], {"dataset": "x"}, bd_anchor="codec A")
-    log_wandb(tmp_path, report, _points(), project="codeclab-test", mode="disabled")
+    log_wandb(tmp_path, report, _points(), project="codeclab-test", mode="offline")
+    # The offline run holds both plots and the table of every point, as logged.
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    media = run / "files" / "media"
+    assert len(list((media / "images").glob("rd_psnr_*.png"))) == 1
+    assert len(list((media / "images").glob("rd_msssim_*.png"))) == 1
+    (table,) = (media / "table").glob("points_*.table.json")
+    logged = json.loads(table.read_text())
+    assert len(logged["data"]) == len(_points()) and "bpp" in logged["columns"]
