@@ -84,17 +84,22 @@ def _digest(latents) -> str:
 
 
 def encode_worker(model: str, images: list[str], levels: list[int | None], out: Path) -> None:
+    import torch
+
     from codeclab.data.images import read_image
-    from codeclab.formats.image_file import codec_input, encode_image
+    from codeclab.formats.image_file import codec_input, file_bytes
 
     codec = _load(model)
     hashes = {}
     for path in images:
         image = read_image(path, notice=None)
+        y = codec.analyse(codec_input(image, codec.downsampling))  # one tile (images up to 1024 pixels a side)
         for level in levels:
             name = f"{Path(path).stem}-L{level}"
-            (out / f"{name}.clab").write_bytes(encode_image(codec, image, level))
-            y_hat = codec.entropy_model.quantize(codec.analyse(codec_input(image, codec.downsampling)), level)
+            codec.ensure_tables()
+            with torch.no_grad():
+                streams, y_hat = codec.entropy_model.compress(y, codec.coder, level)
+            (out / f"{name}.clab").write_bytes(file_bytes(codec, image, streams, level, None))
             hashes[name] = _digest([y_hat])
     (out / "encoder.json").write_text(json.dumps(hashes))
 

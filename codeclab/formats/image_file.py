@@ -82,7 +82,8 @@ def tile_grid(height: int, width: int, side: int) -> list[tuple[int, int, int, i
             for top in range(0, height, side) for left in range(0, width, side)]
 
 
-def _file(codec: Codec, image: np.ndarray, strings: list[bytes], level: int | None, tile: int | None) -> bytes:
+def file_bytes(codec: Codec, image: np.ndarray, strings: list[bytes], level: int | None, tile: int | None) -> bytes:
+    """The CodecLab file of coded ``strings`` of ``image`` (all tiles, in order)."""
     header = container.Header(
         codec.codec_id, model_hash(codec), image.shape[0], image.shape[1], tuple(map(len, strings)),
         coder=codec.coder.name, level=level, tile=tile,
@@ -122,7 +123,7 @@ def encode_image(codec: Codec, image: np.ndarray, level: int | None = None, tile
     def code(block):
         return codec.compress(codec_input(block, codec.downsampling), level).strings
 
-    return _file(codec, image, [s for strings in _map(code, blocks, threads) for s in strings], level, side)
+    return file_bytes(codec, image, [s for strings in _map(code, blocks, threads) for s in strings], level, side)
 
 
 def quality_level(codec: Codec, quality: float) -> int:
@@ -149,7 +150,7 @@ def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float, tile
 
     def file_at(level: int) -> bytes:
         strings = [s for size, y in analysed for s in codec.compress_latent(y, size, level).strings]
-        return _file(codec, image, strings, level, side)
+        return file_bytes(codec, image, strings, level, side)
 
     low, high = 0, codec.rate_levels - 1
     best = file_at(low), low
