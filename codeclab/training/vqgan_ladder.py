@@ -6,9 +6,10 @@ fitted index models, one model file per codebook size.
 ``MODEL`` is a VQGAN model file or a Lightning checkpoint of :class:`~codeclab.training.vqgan.VQGANModule`.
 For every ``K'`` in ``--sizes``:
 
-1. **K-means** (scikit-learn's ``KMeans``, k-means++ init, Lloyd iterations) of the codewords
-   the training images use, each weighted by its usage count, into ``K'`` centres (the trained
-   codebook itself when ``K'`` equals its size).
+1. **K-means** (scikit-learn's ``KMeans``, k-means++ init, Lloyd iterations) into ``K'``
+   centres (the trained codebook itself when ``K'`` equals its size): ``--kmeans plain`` (default,
+   Mao et al.) clusters every codeword of the codebook, unweighted; ``--kmeans usage`` clusters the
+   codewords the training images use, each weighted by its usage count.
 2. **Codebook-only fine-tuning**: encoder, decoder and convolutions frozen; Adam on the
    codebook ``E`` with ``mean|x - D(E[i(z)])| + mean((sg[z] - E[i(z)])^2)`` (images in [-1, 1],
    ``i`` the nearest codeword, recomputed as ``E`` moves), optionally plus LPIPS.
@@ -71,13 +72,21 @@ def encode_all(codec: VQGAN, images: torch.Tensor, batch: int = 8) -> torch.Tens
     return torch.cat([codec.encode_latent(images[i : i + batch]) for i in range(0, len(images), batch)])
 
 
-def kmeans_codebook(codebook: torch.Tensor, usage: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
-    """``size`` K-means centres ``[size, D]`` of the used rows of ``codebook`` weighted by ``usage``."""
-    used = usage > 0
-    if int(used.sum()) < size:
-        raise ValueError(f"only {int(used.sum())} codewords are used; cannot cluster them into {size}")
+KMEANS = ("plain", "usage")
+
+
+def kmeans_codebook(codebook: torch.Tensor, usage: torch.Tensor, size: int, seed: int = 0,
+                    weighting: str = "plain") -> torch.Tensor:
+    """``size`` K-means centres ``[size, D]``: of every row of ``codebook`` (``"plain"``, Mao et al.)
+    or of the used rows weighted by ``usage`` (``"usage"``)."""
+    if weighting not in KMEANS:
+        raise ValueError(f"weighting must be one of {', '.join(KMEANS)}, got {weighting!r}")
+    rows = usage > 0 if weighting == "usage" else torch.ones_like(usage, dtype=torch.bool)
+    if int(rows.sum()) < size:
+        raise ValueError(f"only {int(rows.sum())} codewords to cluster; cannot make {size} centres")
+    weights = usage[rows].double().numpy() if weighting == "usage" else None
     km = KMeans(n_clusters=size, n_init=3, random_state=seed)
-    km.fit(codebook[used].double().numpy(), sample_weight=usage[used].double().numpy())
+    km.fit(codebook[rows].double().numpy(), sample_weight=weights)
     return torch.from_numpy(km.cluster_centers_).float()
 
 
@@ -155,7 +164,8 @@ def _entropy_bits(counts: torch.Tensor) -> float:
 
 def build_ladder(base: VQGAN, sizes: list[int], data: str | Path, out: str | Path, *, crop=(320, 480),
                  limit: int | None = None, finetune_steps: int = 150, prior_steps: int = 400, prior_batch: int = 16,
-                 index_model: str = "transformer", lpips=None, seed: int = 0, log=print) -> list[dict]:
+                 index_model: str = "transformer", lpips=None, seed: int = 0, kmeans: str = "plain",
+                 log=print) -> list[dict]:
     """Write ``vqgan_K{K'}.safetensors`` for every size into ``out``; returns the rung records."""
     torch.manual_seed(seed)
     out = Path(out)
@@ -173,7 +183,7 @@ def build_ladder(base: VQGAN, sizes: list[int], data: str | Path, out: str | Pat
         if size == base.n_embed:
             codec, finetune = reduced_codec(base, base.vector_quantizer.embedding.weight.detach().clone(), index_model), []
         else:
-            centres = kmeans_codebook(base.vector_quantizer.embedding.weight.detach(), base_usage, size, seed)
+            centres = kmeans_codebook(base.vector_quantizer.embedding.weight.detach(), base_usage, size, seed, kmeans)
             codec = reduced_codec(base, centres, index_model)
             finetune = finetune_codebook(codec, z, images, finetune_steps)
         with torch.no_grad():
@@ -213,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="default index model written into the model files (any model decodes any file)")
     parser.add_argument("--lpips-vgg", default=None, help="local torchvision vgg16 weights (enables LPIPS)")
     parser.add_argument("--lpips-lin", default=None, help="local LPIPS linear-layer weights")
+    parser.add_argument("--kmeans", choices=KMEANS, default="plain",
+                        help="plain: every codeword, unweighted (Mao et al.); usage: used codewords weighted by usage")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     lpips = None
@@ -223,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         build_ladder(load_vqgan(args.model), args.sizes, args.data, args.out, crop=tuple(args.crop), limit=args.limit,
                      finetune_steps=args.finetune_steps, prior_steps=args.prior_steps, prior_batch=args.prior_batch,
-                     index_model=args.index_model, lpips=lpips, seed=args.seed)
+                     index_model=args.index_model, lpips=lpips, seed=args.seed, kmeans=args.kmeans)
     except CodecLabError as err:
         print(f"vqgan_ladder: error: {err}", file=sys.stderr)
         return 1

@@ -304,3 +304,50 @@ def test_vq_loss_puts_beta_where_taming_does(beta_on):
     codebook_grad.index_add_(0, indices.reshape(-1), -unit.permute(0, 2, 3, 1).reshape(-1, 4))
     torch.testing.assert_close(quantizer.embedding.weight.grad, codebook_weight * codebook_grad)
     assert VectorQuantizer(4, 2).beta_on == "codebook"
+
+
+def test_kmeans_plain_is_maos_and_usage_weighting_is_an_option():
+    from codeclab.training.vqgan_ladder import kmeans_codebook
+
+    codebook = torch.tensor([[0.0, 0.0], [0.0, 0.2], [10.0, 10.0], [10.0, 10.2]])
+    usage = torch.tensor([1, 3, 0, 1])  # row 2 never used
+
+    def centres(weighting):
+        return sorted(v for row in sorted(kmeans_codebook(codebook, usage, 2, weighting=weighting).tolist()) for v in row)
+
+    assert centres("plain") == pytest.approx(sorted([0.0, 0.1, 10.0, 10.1]))  # every codeword, unweighted
+    assert centres("usage") == pytest.approx(sorted([0.0, 0.15, 10.0, 10.2]))  # used codewords, weighted 1:3 and 1
+    with pytest.raises(ValueError, match="weighting"):
+        kmeans_codebook(codebook, usage, 2, weighting="median")
+
+
+def test_lost_index_recovery_fills_only_lost_positions_with_the_priors_best_guess():
+    """A prior trained on grids with a learnable pattern recovers 20% lost indices; received
+    indices are never changed; each filled index is the argmax given every received one."""
+    from codeclab.entropy_models.index_models import MaskedIndexTransformer
+
+    torch.manual_seed(0)
+    rows, cols = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
+
+    def grid(shift):
+        return ((rows + cols + shift) % 4) * 2 + (rows % 2)  # 8 symbols, fixed by the neighbours
+
+    prior = MaskedIndexTransformer(8, dim=32, depth=1, heads=2, groups=4)
+    optimizer = torch.optim.Adam(prior.parameters(), lr=3e-3)
+    for _ in range(150):
+        batch = torch.stack([grid(int(s)) for s in torch.randint(0, 4, (16,))])
+        loss = prior.loss(batch, random_fraction=1.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    prior.eval()
+    truth = grid(1)
+    lost = torch.rand(8, 8) < 0.2
+    with torch.no_grad():
+        recovered = prior.recover(truth, lost)
+        expected = prior(truth.masked_fill(lost, prior.mask_token)[None])[0].argmax(-1)
+    assert torch.equal(recovered[~lost], truth[~lost])
+    assert torch.equal(recovered[lost], expected[lost])
+    assert (recovered[lost] == truth[lost]).float().mean() >= 0.9
+    blind = (torch.randint(0, 8, (int(lost.sum()),)) == truth[lost]).float().mean()
+    assert (recovered[lost] == truth[lost]).float().mean() > blind
