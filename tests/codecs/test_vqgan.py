@@ -235,7 +235,7 @@ def test_train_py_codec_vqgan_trains_generator_and_discriminator(vqgan_run):
 def test_cli_encode_decode_and_ladder(vqgan_run, tmp_path):
     import skimage.data
 
-    from codeclab.training.vqgan_ladder import build_ladder, load_vqgan
+    from codeclab.training.vqgan_ladder import build_ladder, kmeans_codebook, load_vqgan
 
     data = tmp_path / "train"
     data.mkdir()
@@ -247,10 +247,21 @@ def test_cli_encode_decode_and_ladder(vqgan_run, tmp_path):
     assert [r["K"] for r in records] == [64, 8] and records[1]["finetune_loss_first"] is not None
     image, photo = tmp_path / "in.png", skimage.data.astronaut()[:70, :100]
     Image.fromarray(photo).save(image)
+    base_state = base.state_dict()
     for record in records:
         codec = load_model(tmp_path / "ladder" / record["model"])
         assert codec.n_embed == record["K"]
+        # Encoder and decoder are frozen: every rung carries the base model's weights unchanged.
+        frozen = [k for k in codec.state_dict() if k.startswith(("g_a.", "g_s."))]
+        assert frozen and all(torch.equal(codec.state_dict()[k], base_state[k]) for k in frozen)
         assert decode_image(encode_image(codec, photo), codec).shape == photo.shape
+    # The K = 64 rung keeps the trained codebook; the K' = 8 one starts from K-means centres of it.
+    rung64 = load_model(tmp_path / "ladder" / records[0]["model"])
+    codebook = base.vector_quantizer.embedding.weight.detach()
+    assert torch.equal(rung64.vector_quantizer.embedding.weight, codebook)
+    rung8 = load_model(tmp_path / "ladder" / records[1]["model"]).vector_quantizer.embedding.weight.detach()
+    centres = kmeans_codebook(codebook, torch.ones(64, dtype=torch.long), 8, seed=0)  # plain: usage is not read
+    assert (rung8 - centres).abs().max() <= 1.1e-3  # one Adam step of lr 1e-3 from the K-means centres
     model = tmp_path / "ladder" / records[-1]["model"]
     run_cli("encode", image, "-m", model, "-o", tmp_path / "x.clab", check=True)
     run_cli("decode", tmp_path / "x.clab", "-o", tmp_path / "x.png", "-m", model, check=True)
