@@ -169,13 +169,79 @@ def test_paper_scale_architecture_has_taming_layout():
     assert shapes["decoder.up.1.block.0.nin_shortcut.weight"] == (128, 256, 1, 1)
 
 
+def taming_checkpoint_shapes(ch, ch_mult, num_res_blocks, attn_resolutions, resolution, z_channels, embed_dim,
+                             n_embed, in_channels=3, out_ch=3, **_) -> dict[str, tuple]:
+    """Tensor names and shapes of a taming-transformers ``VQModel`` (``taming/models/vqgan.py`` and
+    ``taming/modules/diffusionmodules/model.py``: Encoder, Decoder, ResnetBlock, AttnBlock), written
+    out from that code's constructors, independently of CodecLab's modules."""
+    shapes = {}
+
+    def conv(name, c_out, c_in, k):
+        shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (c_out, c_in, k, k), (c_out,)
+
+    def norm(name, c):
+        shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (c,), (c,)
+
+    def resnet(name, c_in, c_out):
+        norm(f"{name}.norm1", c_in)
+        conv(f"{name}.conv1", c_out, c_in, 3)
+        norm(f"{name}.norm2", c_out)
+        conv(f"{name}.conv2", c_out, c_out, 3)
+        if c_in != c_out:
+            conv(f"{name}.nin_shortcut", c_out, c_in, 1)
+
+    def attn(name, c):
+        norm(f"{name}.norm", c)
+        for part in ("q", "k", "v", "proj_out"):
+            conv(f"{name}.{part}", c, c, 1)
+
+    levels = len(ch_mult)
+    conv("encoder.conv_in", ch, in_channels, 3)
+    res, block_in = resolution, ch
+    for i, mult in enumerate(ch_mult):
+        block_in = ch * ((1,) + tuple(ch_mult))[i]
+        for j in range(num_res_blocks):
+            resnet(f"encoder.down.{i}.block.{j}", block_in, ch * mult)
+            block_in = ch * mult
+            if res in attn_resolutions:
+                attn(f"encoder.down.{i}.attn.{j}", block_in)
+        if i != levels - 1:
+            conv(f"encoder.down.{i}.downsample.conv", block_in, block_in, 3)
+            res //= 2
+    resnet("encoder.mid.block_1", block_in, block_in)
+    attn("encoder.mid.attn_1", block_in)
+    resnet("encoder.mid.block_2", block_in, block_in)
+    norm("encoder.norm_out", block_in)
+    conv("encoder.conv_out", z_channels, block_in, 3)
+    conv("quant_conv", embed_dim, z_channels, 1)
+    shapes["quantize.embedding.weight"] = (n_embed, embed_dim)
+    conv("post_quant_conv", z_channels, embed_dim, 1)
+    block_in, res = ch * ch_mult[-1], resolution // 2 ** (levels - 1)
+    conv("decoder.conv_in", block_in, z_channels, 3)
+    resnet("decoder.mid.block_1", block_in, block_in)
+    attn("decoder.mid.attn_1", block_in)
+    resnet("decoder.mid.block_2", block_in, block_in)
+    for i in reversed(range(levels)):
+        for j in range(num_res_blocks + 1):
+            resnet(f"decoder.up.{i}.block.{j}", block_in, ch * ch_mult[i])
+            block_in = ch * ch_mult[i]
+            if res in attn_resolutions:
+                attn(f"decoder.up.{i}.attn.{j}", block_in)
+        if i != 0:
+            conv(f"decoder.up.{i}.upsample.conv", block_in, block_in, 3)
+            res *= 2
+    norm("decoder.norm_out", block_in)
+    conv("decoder.conv_out", out_ch, block_in, 3)
+    return shapes
+
+
 def test_load_random_taming_checkpoint(tmp_path):
-    """A randomly initialised checkpoint in taming's layout (with its loss.* entries) loads."""
+    """A random checkpoint with taming's own names and shapes (plus its loss.* entries) loads, each
+    tensor where taming's name puts it, and nothing of the codec is left out."""
     from codeclab.training.vqgan import VQGANModule
 
     torch.manual_seed(5)
-    source = vqgan(**TINY)
-    state = {k: torch.randn_like(v) for k, v in taming_state(source).items()}
+    state = {k: torch.randn(shape) for k, shape in taming_checkpoint_shapes(**TINY).items()}
     state["loss.perceptual_loss.lin0.model.1.weight"] = torch.randn(1, 64, 1, 1)
     module = VQGANModule(vqgan(**TINY), disc_ndf=8)
     state.update({"loss.discriminator." + k[len("discriminator."):]: torch.randn_like(v).abs() if "running_var" in k else torch.randn_like(v)
@@ -185,7 +251,7 @@ def test_load_random_taming_checkpoint(tmp_path):
     codec = vqgan(**TINY)
     disc = load_taming_state_dict(codec, torch.load(path, weights_only=True))
     loaded = taming_state(codec)
-    assert len(loaded) == len([k for k in state if not k.startswith("loss.")])
+    assert set(loaded) == {k for k in state if not k.startswith("loss.")}
     for k, v in loaded.items():
         assert torch.equal(v, state[k]), k
     module.load_state_dict({**module.state_dict(), **disc})
