@@ -5,9 +5,11 @@ A configuration is ``t{threads}-{dnn|nodnn}-{nchw|cl}-{fp32|bf16}-{f64|i64}``: t
 oneDNN on or off, memory layout of the whole codec (transforms and entropy-parameter networks),
 the transforms' dtype, and the integer networks' backend (``CODECLAB_INTEGER_BACKEND``). Phase 1
 runs one encoder process per configuration (real CodecLab files, plus a SHA-256 of the encoder's
-``y_hat``); phase 2 one decoder process per configuration, which decodes the files of every
-encoding configuration (entropy decoding only, with the end-of-stream checks) and hashes its
-``y_hat``. A pair passes when the hashes are equal.
+``y_hat``, and the ``y_hat`` itself as ``.npy``); phase 2 one decoder process per configuration,
+which decodes the files of every encoding configuration (entropy decoding only, with the
+end-of-stream checks) and hashes its ``y_hat``. A pair passes when the hashes are equal; a
+failure is reported as a desynchronisation the decoder detected (an error), wrong symbols it did
+not detect (``y_hat`` off by half a step or more), or right symbols with float means that differ.
 
     python tools/exact_matrix.py -m MODEL [--configs full|quick] [--pairs all|complement] [--level L ...] [--json OUT] IMAGE...
 
@@ -29,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 FACTORS = {
     "threads": ("t1", "t2"),
@@ -101,6 +105,7 @@ def encode_worker(model: str, images: list[str], levels: list[int | None], out: 
                 streams, y_hat = codec.entropy_model.compress(y, codec.coder, level)
             (out / f"{name}.clab").write_bytes(file_bytes(codec, image, streams, level, None))
             hashes[name] = _digest([y_hat])
+            np.save(out / f"{name}.npy", y_hat.numpy())
     (out / "encoder.json").write_text(json.dumps(hashes))
 
 
@@ -109,14 +114,20 @@ def decode_worker(model: str, folders: list[Path], out: Path) -> None:
     from codeclab.formats.image_file import decode_latents
 
     codec = _load(model)
-    results = {}
+    results, differences = {}, {}
     for folder in folders:
         for path in sorted(folder.glob("*.clab")):
+            key = f"{folder.name}/{path.stem}"
             try:
-                results[f"{folder.name}/{path.stem}"] = _digest(decode_latents(path.read_bytes(), codec))
+                (y_hat,) = decode_latents(path.read_bytes(), codec)
             except CodecLabError as err:
-                results[f"{folder.name}/{path.stem}"] = f"error: {err}"
+                results[key] = f"error: {err}"
+                continue
+            results[key] = _digest([y_hat])
+            encoded = np.load(path.with_suffix(".npy"), allow_pickle=False)
+            differences[key] = float(np.abs(y_hat.numpy() - encoded).max())
     out.write_text(json.dumps(results))
+    out.with_suffix(".diff.json").write_text(json.dumps(differences))
 
 
 def _run(config: str, *arguments) -> None:
@@ -138,12 +149,14 @@ def run_matrix(model: str, images: list[str], configs: list[str], levels: list[i
         report = work / f"decoded-{config}.json"
         _run(config, "decode", model, report, *[work / c for c in sources])
         decoded = json.loads(report.read_text())
+        differences = json.loads(report.with_suffix(".diff.json").read_text())
         for encoded in sources:
             expected = json.loads((work / encoded / "encoder.json").read_text())
             for name, digest in expected.items():
                 got = decoded[f"{encoded}/{name}"]
                 rows.append({"encode": encoded, "decode": config, "file": name, "equal": got == digest,
-                             "error": got[len("error: "):] if got.startswith("error: ") else None})
+                             "error": got[len("error: "):] if got.startswith("error: ") else None,
+                             "max_abs_diff": differences.get(f"{encoded}/{name}")})
     return rows
 
 
@@ -175,8 +188,12 @@ def main(argv=None) -> int:
         rows = run_matrix(args.model, args.images, configs, args.level or [None], Path(work), args.pairs)
     failed = [r for r in rows if not r["equal"]]
     crossed = [r for r in rows if r["encode"] != r["decode"]]
+    detected = sum(1 for r in failed if r["error"])
+    wrong_symbols = sum(1 for r in failed if not r["error"] and r["max_abs_diff"] >= 0.5)
     print(f"{len(rows)} (encode, decode, file) triples over {len(configs)} configurations ({len(crossed)} across "
-          f"configurations): {len(failed)} mismatches, {sum(1 for r in failed if r['error'])} of them detected as errors")
+          f"configurations): {len(failed)} mismatches: {detected} desynchronised and reported as errors, "
+          f"{wrong_symbols} with wrong symbols undetected, {len(failed) - detected - wrong_symbols} with the right "
+          "symbols but means that differ below half a step")
     for row in failed[:10]:
         print(f"  {row['encode']} -> {row['decode']} {row['file']}: {row['error'] or 'different latents'}")
     if args.json:

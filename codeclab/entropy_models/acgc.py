@@ -2,23 +2,33 @@
 "S2LIC: Learned Image Compression with the SwinV2 Block, Adaptive Channel-wise and
 Global-inter Attention Context").
 
-``y`` ``[B, M, h, w]`` is split into ``S`` slices (S2LIC: 10 x 32 channels). Slice ``i`` is
-coded with a checkerboard inside the slice (two network passes), conditioned on
+``architecture="s2lic"`` (default) is the wiring of the released ``code/s2lic.py``
+(wyq2021/S2LIC), with its parameter names. ``y`` ``[B, M, h, w]`` is split into ``S`` slices
+(10 x 32 channels); slice ``i`` (``s`` channels) is coded as a checkerboard, anchors at
+``(i + j)`` odd, from ``F_i = [ACCTX_i(y_hat_<i) (2s), AGCTX_i(y_hat_<i) (s), h_s(z_hat) (2M)]``
+(``h_s(z_hat)`` alone for the first slice)::
 
-* the hyperprior features ``h_s(z_hat)`` ``[B, 2M, h, w]``;
-* a channel-wise attention context over the decoded slices ``y_hat_<i``
-  (:class:`ChannelAttentionContext`);
-* a global-inter attention context: every position of slice ``i`` attends to all positions
-  of the decoded slices (:class:`GlobalInterAttention`);
-* the checkerboard spatial context of the slice's own decoded anchors (non-anchors only);
+    anchors:      (sigma, mu) = entropy_parameters_anchor_i(F_i)        decode anchors
+                  y_hat_a += lrp_anchor_i([mu_hyper, y_hat_<i, y_hat_a])       (at anchors)
+    non-anchors:  (sigma, mu) = entropy_parameters_nonanchor_i(F_i)     decode non-anchors
+                  y_hat_i += lrp_nonanchor_i([mu_hyper, y_hat_<i, y_hat_i])    (at non-anchors)
 
-and refined by latent residual prediction after decoding.
+Both anchors and non-anchors see the same inputs (the released code gives non-anchors no spatial
+context of the decoded anchors), through separate networks; the attention contexts have
+``s i / 32`` heads (``i`` at S2LIC's sizes); the hyper-synthesis sees straight-through-rounded
+``z`` in training. The released file imports ``ACCTX``, ``AGCTX``, ``EntropyParameters`` and
+``LatentResidualPrediction`` from an unreleased fork; their insides here follow the paper's text
+(:class:`ChannelAttentionContext`, :class:`GlobalInterAttention`) and CodecLab's 1x1 parameter
+and 3x3 LRP networks.
+
+``architecture="legacy"`` is CodecLab's first version, which model files before format 3 use:
+shared anchor/non-anchor parameters with a 5x5 spatial context of the decoded anchors (anchors at
+``(i + j)`` even), global attention queried from the hyperprior with ``2s`` outputs, one LRP per
+slice over ``[F_i, y_hat_i]``, noisy ``z``.
 
 Deviation from the paper: S2LIC computes the global-inter context with *deformable*
 attention (each query attends to ``K`` points sampled at learned offsets). Here it is
-multi-head attention with the same inputs (queries from the hyperprior at the current
-position, keys and values from the decoded slices) over *all* positions of the decoded
-slices, average-pooled to at most ``grid x grid`` regions when the latent is larger than that:
+multi-head attention over *all* positions of the decoded slices, average-pooled to at most ``grid x grid`` regions when the latent is larger than that:
 every query sees the whole image (exactly, position by position, up to ``grid x grid``
 latents, i.e. 256x256-pixel training crops at ``grid = 16``), memory and time stay
 ``O(h w grid^2)`` like deformable attention's ``O(h w K)``, and there is no bilinear sampling
@@ -35,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ENTROPY_MODELS, default_hidden, entropy_parameters
+from .base import ENTROPY_MODELS, checkerboard_masks, default_hidden, entropy_parameters
 from .hyperprior import HyperpriorEntropyModel
 from .channelwise import LatentResidualPrediction
 from .checkerboard import CheckerboardSpatialContext, code_checkerboard
@@ -101,6 +111,17 @@ class GlobalInterAttention(nn.Module):
         return self.proj(out.transpose(-2, -1).reshape(b, -1, h, w))
 
 
+ARCHITECTURES = ("s2lic", "legacy")
+
+
+def _heads(channels: int) -> int:
+    """S2LIC's ``channels // 32`` attention heads (at least 1, and a divisor of ``channels``)."""
+    heads = max(1, channels // 32)
+    while channels % heads:
+        heads -= 1
+    return heads
+
+
 @ENTROPY_MODELS.register("acgc")
 class ACGCEntropyModel(HyperpriorEntropyModel):
     """S2LIC's entropy model: slices x checkerboard, channel-wise + global-inter attention, LRP.
@@ -120,7 +141,7 @@ class ACGCEntropyModel(HyperpriorEntropyModel):
 
     def __init__(
         self, N: int, M: int, num_slices: int = 10, hidden: int | None = None, attention_dim: int | None = None,
-        heads: int = 4, global_grid: int = 16, quantizer: str = "ste", **rate_options,
+        heads: int = 4, global_grid: int = 16, quantizer: str = "ste", architecture: str = "s2lic", **rate_options,
     ):
         if rate_options.get("arithmetic", "float") != "float":
             raise ValueError("the acgc attention contexts have no integer path (arithmetic must be 'float'; "
@@ -128,8 +149,27 @@ class ACGCEntropyModel(HyperpriorEntropyModel):
         super().__init__(N, M, quantizer, **rate_options)
         if M % num_slices:
             raise ValueError(f"M={M} is not divisible into {num_slices} slices")
-        self.num_slices = num_slices
-        s, hidden, attention_dim = M // num_slices, hidden or default_hidden(M), attention_dim or M // 5
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
+        self.num_slices, self.architecture = num_slices, architecture
+        s, hidden = M // num_slices, hidden or default_hidden(M)
+        lrp = (hidden, hidden // 2)
+        if architecture == "s2lic":
+            self.hyper_quantizer = "ste"
+            self.channel_wise_context = nn.ModuleList(
+                ChannelAttentionContext(s * i, 2 * s, _heads(s * i)) if i else None for i in range(num_slices))
+            self.global_inter_context = nn.ModuleList(
+                GlobalInterAttention(s * i, s * i, s, s * i, _heads(s * i), global_grid) if i else None
+                for i in range(num_slices))
+            inputs = [2 * M + (3 * s if i else 0) for i in range(num_slices)]
+            self.entropy_parameters_anchor = nn.ModuleList(entropy_parameters(c, hidden, 2 * s) for c in inputs)
+            self.entropy_parameters_nonanchor = nn.ModuleList(entropy_parameters(c, hidden, 2 * s) for c in inputs)
+            self.lrp_anchor = nn.ModuleList(
+                LatentResidualPrediction(M + (i + 1) * s, lrp, s, (3, 3, 3)) for i in range(num_slices))
+            self.lrp_nonanchor = nn.ModuleList(
+                LatentResidualPrediction(M + (i + 1) * s, lrp, s, (3, 3, 3)) for i in range(num_slices))
+            return
+        attention_dim = attention_dim or M // 5
         features = [2 * M + (4 * s if i else 0) for i in range(num_slices)]
         self.channel_contexts = nn.ModuleList(ChannelAttentionContext(i * s, 2 * s, heads) for i in range(1, num_slices))
         self.global_contexts = nn.ModuleList(
@@ -137,14 +177,37 @@ class ACGCEntropyModel(HyperpriorEntropyModel):
         )
         self.spatial_contexts = nn.ModuleList(CheckerboardSpatialContext(s, 2 * s) for _ in range(num_slices))
         self.entropy_parameters = nn.ModuleList(entropy_parameters(f + 2 * s, hidden, 2 * s) for f in features)
-        self.lrp_transforms = nn.ModuleList(LatentResidualPrediction(f + s, (hidden, hidden // 2), s, (3, 3, 3))
-                                            for f in features)
+        self.lrp_transforms = nn.ModuleList(LatentResidualPrediction(f + s, lrp, s, (3, 3, 3)) for f in features)
 
     @property
     def portable(self) -> bool:
         return False
 
     def code_latent(self, y, hyper, step):
+        if self.architecture == "legacy":
+            return self._code_legacy(y, hyper, step)
+        slices = y.chunk(self.num_slices, 1) if y is not None else [None] * self.num_slices
+        hyper_means = hyper.chunk(2, 1)[1]
+        anchor, non_anchor = checkerboard_masks(*hyper.shape[-2:], hyper.device, anchor_parity=1)
+        y_hats, likelihoods = [], []
+        for i, y_slice in enumerate(slices):
+            features = hyper
+            if i:
+                decoded = torch.cat(y_hats, dim=1)
+                contexts = [self.channel_wise_context[i](decoded), self.global_inter_context[i](decoded, decoded)]
+                features = torch.cat([*contexts, hyper], dim=1)
+            scales, means = self.entropy_parameters_anchor[i](features).chunk(2, 1)
+            y_anchor, lik_anchor = step(y_slice, scales, means, anchor)
+            y_anchor = y_anchor + anchor * self.lrp_anchor[i](torch.cat([hyper_means, *y_hats, y_anchor], dim=1))
+            scales, means = self.entropy_parameters_nonanchor[i](features).chunk(2, 1)
+            y_non_anchor, lik_non_anchor = step(y_slice, scales, means, non_anchor)
+            y_hat = torch.where(anchor, y_anchor, y_non_anchor)
+            y_hat = y_hat + non_anchor * self.lrp_nonanchor[i](torch.cat([hyper_means, *y_hats, y_hat], dim=1))
+            y_hats.append(y_hat)
+            likelihoods.append(None if lik_anchor is None else torch.where(anchor, lik_anchor, lik_non_anchor))
+        return torch.cat(y_hats, dim=1), (None if likelihoods[0] is None else torch.cat(likelihoods, dim=1))
+
+    def _code_legacy(self, y, hyper, step):
         slices = y.chunk(self.num_slices, 1) if y is not None else [None] * self.num_slices
         y_hats, likelihoods = [], []
         for i, y_slice in enumerate(slices):

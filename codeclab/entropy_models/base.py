@@ -161,11 +161,12 @@ class DecodeStep(LatentStep):
         return decode_gaussian(self.gaussian, self.decoder, scales, means), None
 
 
-def checkerboard_masks(h: int, w: int, device=None) -> tuple[Tensor, Tensor]:
-    """Boolean ``[h, w]`` masks ``(anchor, non_anchor)``; anchors are where ``(i + j)`` is even."""
+def checkerboard_masks(h: int, w: int, device=None, anchor_parity: int = 0) -> tuple[Tensor, Tensor]:
+    """Boolean ``[h, w]`` masks ``(anchor, non_anchor)``; anchors are where ``(i + j) % 2`` is
+    ``anchor_parity`` (0: even, as He et al.'s figure; 1: odd, as S2LIC's code)."""
     rows = torch.arange(h, device=device)[:, None]
     cols = torch.arange(w, device=device)[None, :]
-    anchor = (rows + cols) % 2 == 0
+    anchor = (rows + cols) % 2 == anchor_parity
     return anchor, ~anchor
 
 

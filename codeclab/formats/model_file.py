@@ -299,10 +299,12 @@ def legacy_architectures(config: dict) -> None:
     written with, where a default has since moved to the paper's (in place)."""
     if config.get("bottleneck") == "bounded":  # WaLLoC
         config.setdefault("mapping", "legacy")
+    if "transform" in config and config.get("entropy") is None:  # S2LIC with its default entropy model
+        config["entropy"] = {"name": "acgc"}
     entropy = config.get("entropy")
     if not isinstance(entropy, dict):
         return
-    if entropy.get("name") == "charm":
+    if entropy.get("name") in ("charm", "acgc"):
         entropy.setdefault("architecture", "legacy")
     if entropy.get("name") == "checkerboard" and entropy.get("hidden") is None:
         entropy["hidden"] = 8 * int(entropy.get("M", config.get("M"))) // 3  # one width for both layers

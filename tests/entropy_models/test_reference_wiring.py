@@ -85,3 +85,54 @@ def test_what_the_hyper_synthesis_sees_in_training(model, rounded):
     z = model.h_a(y).detach()
     on_grid = torch.equal(seen[0], quantize_factorized(model.entropy_bottleneck, z))
     assert on_grid == rounded
+
+
+def test_acgc_wiring_and_names_follow_the_released_s2lic_file():
+    """code/s2lic.py (wyq2021/S2LIC) at N, M = 192, 320, 10 slices of 32 channels."""
+    from codeclab.entropy_models.acgc import ACGCEntropyModel
+
+    with torch.device("meta"):
+        model = ACGCEntropyModel(192, 320)
+    M, s = 320, 32
+    assert model.channel_wise_context[0] is None and model.global_inter_context[0] is None
+    for i in range(1, 10):
+        channel, inter = model.channel_wise_context[i], model.global_inter_context[i]
+        assert channel.qkv.in_channels == s * i and channel.proj.out_channels == 2 * s and channel.heads == i
+        assert inter.query.in_channels == s * i and inter.key_value.in_channels == s * i  # decoded slices only
+        assert inter.proj.out_channels == s and inter.heads == i
+    for i in range(10):
+        for network in (model.entropy_parameters_anchor[i], model.entropy_parameters_nonanchor[i]):
+            convs = [m for m in network if isinstance(m, nn.Conv2d)]
+            assert convs[0].in_channels == 2 * M + (3 * s if i else 0) and convs[-1].out_channels == 2 * s
+        for lrp in (model.lrp_anchor[i], model.lrp_nonanchor[i]):
+            assert lrp.net[0].in_channels == M + (i + 1) * s and lrp.net[-1].out_channels == s
+    assert model.hyper_quantizer == "ste" and not hasattr(model, "spatial_contexts")
+    names = {name.split(".")[0] for name in model.state_dict()}
+    assert {"channel_wise_context", "global_inter_context", "entropy_parameters_anchor", "entropy_parameters_nonanchor",
+            "lrp_anchor", "lrp_nonanchor"} <= names
+
+
+def test_acgc_codes_anchors_at_odd_positions_first_then_the_rest():
+    from codeclab.entropy_models.acgc import ACGCEntropyModel
+    from codeclab.entropy_models.base import LatentStep
+
+    class Recording(LatentStep):
+        def __init__(self):
+            self.masks = []
+
+        def __call__(self, y, scales, means, mask=None):
+            self.masks.append(mask.clone())
+            return torch.zeros_like(means), None
+
+        def _group(self, y, scales, means):
+            raise AssertionError
+
+    torch.manual_seed(0)
+    model = ACGCEntropyModel(8, 20, num_slices=2, hidden=8).eval()
+    step = Recording()
+    with torch.no_grad():
+        model.code_latent(None, torch.randn(1, 40, 4, 4), step)
+    rows, cols = torch.meshgrid(torch.arange(4), torch.arange(4), indexing="ij")
+    odd = (rows + cols) % 2 == 1
+    assert [torch.equal(m, odd) for m in step.masks] == [True, False, True, False]
+    assert all(torch.equal(m, ~odd) for m in step.masks[1::2])

@@ -59,7 +59,8 @@ def test_integer_entropy_parameters_decode_identically_across_configurations(mat
     folder, images = matrix_inputs
     rows = exact_matrix.run_matrix(str(folder / "integer.safetensors"), images, exact_matrix.QUICK, [None], folder / "int")
     assert len(rows) == 4 * 4 * 2
-    assert all(row["equal"] and row["error"] is None for row in rows), [r for r in rows if not r["equal"]][:3]
+    assert all(row["equal"] and row["error"] is None and row["max_abs_diff"] == 0.0 for row in rows), \
+        [r for r in rows if not r["equal"]][:3]
 
 
 def test_negative_control_float_path_breaks_across_configurations(matrix_inputs):
