@@ -28,8 +28,8 @@ slice over ``[F_i, y_hat_i]``, noisy ``z``.
 
 Deviation from the paper: S2LIC computes the global-inter context with *deformable*
 attention (each query attends to ``K`` points sampled at learned offsets). Here it is
-multi-head attention over *all* positions of the decoded slices, average-pooled to at most ``grid x grid`` regions when the latent is larger than that:
-every query sees the whole image (exactly, position by position, up to ``grid x grid``
+multi-head attention over *all* positions of the decoded slices, average-pooled to at most
+``grid x grid`` regions when the latent is larger than that: every query sees the whole image (exactly, position by position, up to ``grid x grid``
 latents, i.e. 256x256-pixel training crops at ``grid = 16``), memory and time stay
 ``O(h w grid^2)`` like deformable attention's ``O(h w K)``, and there is no bilinear sampling
 at learned fractional offsets, whose floating-point result is the riskiest part to reproduce
