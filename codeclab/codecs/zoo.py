@@ -62,12 +62,14 @@ def mbt2018_mean(N: int = 128, M: int = 192, rate_levels: int = 0, lmbda_min: fl
 
 @register_codec("s2lic")
 def s2lic(N: int = 192, M: int = 320, transform: str = "swinv2", window: int = 8, depths: Sequence[int] = (1, 2, 3),
-          heads: Sequence[int] = (4, 8, 16), growth: int = 32, entropy: Mapping | None = None) -> Codec:
+          heads: Sequence[int] = (4, 8, 16), growth: int = 32, entropy: Mapping | None = None,
+          layout: str = "s2lic") -> Codec:
     """S2LIC (Wang et al.): SwinV2 transforms + the ACGC entropy model, or any transform
     (``transform="cnn"``) with any hyperprior-based entropy model (``entropy={"name": ..., **options}``).
-    Defaults are the paper's; ``y``: ``[B, M, H/16, W/16]``, streams ``[y, z]``."""
+    Defaults are the paper's; ``layout``: the released code's transforms or the ``"legacy"`` ones
+    (:func:`~codeclab.transforms.swin.swin_transforms`); ``y``: ``[B, M, H/16, W/16]``, streams ``[y, z]``."""
     if transform == "swinv2":
-        pair = swin_transforms(N, M, window, depths, heads, growth)
+        pair = swin_transforms(N, M, window, depths, heads, growth, layout)
     else:
         pair = TRANSFORMS.build(transform, N, M)
     options = dict(entropy or {"name": "acgc"})

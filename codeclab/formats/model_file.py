@@ -299,8 +299,10 @@ def legacy_architectures(config: dict) -> None:
     written with, where a default has since moved to the paper's (in place)."""
     if config.get("bottleneck") == "bounded":  # WaLLoC
         config.setdefault("mapping", "legacy")
-    if "transform" in config and config.get("entropy") is None:  # S2LIC with its default entropy model
-        config["entropy"] = {"name": "acgc"}
+    if "transform" in config:  # S2LIC
+        config.setdefault("layout", "legacy")
+        if config.get("entropy") is None:  # its default entropy model
+            config["entropy"] = {"name": "acgc"}
     entropy = config.get("entropy")
     if not isinstance(entropy, dict):
         return

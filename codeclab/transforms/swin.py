@@ -117,9 +117,9 @@ class SwinV2Block(nn.Module):
     any window) and shifting is disabled.
     """
 
-    def __init__(self, dim: int, heads: int, window: int, shift: bool, mlp_ratio: float = 4.0):
+    def __init__(self, dim: int, heads: int, window: int, shift: bool, mlp_ratio: float = 4.0, drop_path: float = 0.0):
         super().__init__()
-        self.window, self.shift = window, shift
+        self.window, self.shift, self.drop_path = window, shift, float(drop_path)
         self.attn = WindowAttentionV2(dim, heads, window)
         self.norm1 = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
@@ -156,17 +156,39 @@ class SwinV2Block(nn.Module):
         out = _from_windows(self.attn(_to_windows(tokens, window), window, mask), window, hp, wp)
         if shift:
             out = torch.roll(out, (shift, shift), dims=(1, 2))
-        x = x + self.norm1(out[:, :h, :w])
-        return x + self.norm2(self.mlp(x))
+        x = x + self._drop(self.norm1(out[:, :h, :w]))
+        return x + self._drop(self.norm2(self.mlp(x)))
+
+    def _drop(self, branch: torch.Tensor) -> torch.Tensor:
+        """Stochastic depth (training only): the residual branch of a sample is dropped with
+        probability ``drop_path`` and the kept ones are scaled by ``1 / (1 - drop_path)``."""
+        if not self.training or self.drop_path == 0:
+            return branch
+        keep = torch.rand(branch.shape[0], 1, 1, 1, device=branch.device) >= self.drop_path
+        return branch * keep / (1 - self.drop_path)
+
+    def init_weights(self) -> None:
+        """SwinV2's initialisation: truncated-normal (std 0.02) linear weights, zero biases, and
+        zero-initialised post-norms, so that every block starts as the identity."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        for norm in (self.norm1, self.norm2):
+            nn.init.zeros_(norm.weight)
+            nn.init.zeros_(norm.bias)
 
 
 class ResidualSwinV2Stage(nn.Module):
     """``depth`` SwinV2 blocks (alternating plain/shifted windows), a 3x3 conv, and a skip:
     ``y = x + Conv(Blocks(x))`` on ``[B, C, H, W]`` (the RSTB layout of SwinIR, with V2 blocks)."""
 
-    def __init__(self, dim: int, depth: int, heads: int, window: int):
+    def __init__(self, dim: int, depth: int, heads: int, window: int, drop_path: Sequence[float] = ()):
         super().__init__()
-        self.blocks = nn.Sequential(*[SwinV2Block(dim, heads, window, shift=bool(i % 2)) for i in range(depth)])
+        rates = list(drop_path) or [0.0] * depth
+        self.blocks = nn.Sequential(*[SwinV2Block(dim, heads, window, shift=bool(i % 2), drop_path=rates[i])
+                                      for i in range(depth)])
         self.conv = nn.Conv2d(dim, dim, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -194,6 +216,53 @@ class DenseFeatureEnhancement(nn.Module):
         for layer in self.layers:
             features.append(layer(torch.cat(features, dim=1)))
         return x + self.fuse(torch.cat(features, dim=1))
+
+
+class DenseBlock(nn.Module):
+    """Five 3x3 convolutions with dense connections (growth 32, leaky ReLU 0.2), the last one
+    mapping to ``out_channels``; the first four start Xavier-normal x 0.1, the last at zero
+    (InvCompress's ``DenseBlock``, which S2LIC's enhancement module is built from)."""
+
+    def __init__(self, in_channels: int, out_channels: int, growth: int = 32):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(in_channels + i * growth, growth if i < 4 else out_channels, 3, padding=1)
+                                   for i in range(5))
+        for i, layer in enumerate(self.convs):
+            if i < 4:
+                nn.init.xavier_normal_(layer.weight)
+                layer.weight.data.mul_(0.1)
+            else:
+                nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for layer in self.convs[:-1]:
+            features.append(F.leaky_relu(layer(torch.cat(features, dim=1)), 0.2))
+        return self.convs[-1](torch.cat(features, dim=1))
+
+
+class EnhancementBlock(nn.Module):
+    """``x + 0.2 f(x)`` on the RGB image, ``f`` = DenseBlock(3, nf) -> 1x1 -> 3x3 -> 1x1 ->
+    DenseBlock(nf, 3) (S2LIC's ``EnhModule(64)``: one block before the analysis, another, the
+    "reverse" one, after the synthesis)."""
+
+    RESIDUAL_SCALE = 0.2
+
+    def __init__(self, channels: int = 64):
+        super().__init__()
+        self.layers = nn.Sequential(
+            DenseBlock(3, channels), nn.Conv2d(channels, channels, 1), nn.Conv2d(channels, channels, 3, padding=1),
+            nn.Conv2d(channels, channels, 1), DenseBlock(channels, 3),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.layers(x) * self.RESIDUAL_SCALE
+
+
+def subpel_conv3x3(in_channels: int, out_channels: int, r: int) -> nn.Sequential:
+    """A 3x3 convolution to ``out * r^2`` channels and a pixel shuffle: ``x r`` upsampling."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels * r**2, 3, padding=1), nn.PixelShuffle(r))
 
 
 def _check(depths: Sequence[int], heads: Sequence[int]) -> None:
@@ -224,9 +293,65 @@ def swin_synthesis(N: int, M: int, window: int, depths: Sequence[int], heads: Se
     return nn.Sequential(*layers)
 
 
+def drop_path_rates(depths: Sequence[int], rate: float) -> tuple[list[list[float]], list[list[float]]]:
+    """Per-stage stochastic-depth rates ``(analysis, synthesis)`` as the released file computes
+    them: its depth list is ``[*depths, 1, 1]`` (``[1, 2, 3, 1, 1]``), the rates rise linearly from 0
+    to ``rate`` over its sum, the analysis stages take slices 0-2 of it and the synthesis stages
+    slices 2-4 of the reversed list (so the two share some rates)."""
+    listed = [*depths, 1, 1]
+    dpr = torch.linspace(0, rate, sum(listed)).tolist()
+
+    def stage(depth_list, i):
+        return dpr[sum(depth_list[:i]):sum(depth_list[:i + 1])]
+
+    reverse = listed[::-1]
+    return [stage(listed, i) for i in range(3)], [stage(reverse, i) for i in range(2, 5)]
+
+
+def s2lic_analysis(N: int, M: int, window: int, depths: Sequence[int], heads: Sequence[int], drop_path: float = 0.1,
+                   enhancement: int = 64) -> nn.Sequential:
+    """``g_a`` of the released ``code/s2lic.py``: enhancement on RGB -> conv 5x5/2 -> stage ->
+    [conv 3x3/2 -> stage] x 2 -> conv 3x3/2 to ``M``."""
+    _check(depths, heads)
+    rates = drop_path_rates(depths, drop_path)[0]
+    layers: list[nn.Module] = [EnhancementBlock(enhancement), conv(3, N, 5)]
+    for i, (depth, head) in enumerate(zip(depths, heads)):
+        layers += [ResidualSwinV2Stage(N, depth, head, window, rates[i]), conv(N, M if i == 2 else N, 3)]
+    return nn.Sequential(*layers)
+
+
+def s2lic_synthesis(N: int, M: int, window: int, depths: Sequence[int], heads: Sequence[int], drop_path: float = 0.1,
+                    enhancement: int = 64) -> nn.Sequential:
+    """``g_s`` of the released file: [deconv 3x3/2 -> stage] x 3 (stages from the latent side) ->
+    sub-pixel 3x3 convolution x2 to RGB -> the reverse enhancement block."""
+    _check(depths, heads)
+    rates = drop_path_rates(depths, drop_path)[1]
+    layers: list[nn.Module] = []
+    for i, (depth, head) in enumerate(zip(reversed(depths), reversed(heads))):
+        layers += [deconv(M if i == 0 else N, N, 3), ResidualSwinV2Stage(N, depth, head, window, rates[i])]
+    layers += [subpel_conv3x3(N, 3, 2), EnhancementBlock(enhancement)]
+    return nn.Sequential(*layers)
+
+
+LAYOUTS = ("s2lic", "legacy")
+
+
 @TRANSFORMS.register("swinv2")
 def swin_transforms(N: int, M: int, window: int = 8, depths: Sequence[int] = (1, 2, 3), heads: Sequence[int] = (4, 8, 16),
-                    growth: int = 32) -> TransformPair:
-    """S2LIC's :func:`swin_analysis` and :func:`swin_synthesis` (stride 16)."""
-    g_a = swin_analysis(N, M, window, depths, heads, growth)
-    return TransformPair(g_a, swin_synthesis(N, M, window, depths, heads, growth), 16)
+                    growth: int = 32, layout: str = "s2lic", drop_path: float = 0.1) -> TransformPair:
+    """S2LIC's transforms (stride 16). ``layout="s2lic"``: the released ``code/s2lic.py``
+    (:func:`s2lic_analysis`, :func:`s2lic_synthesis`; SwinV2 initialisation, drop-path
+    ``drop_path``); ``"legacy"``: CodecLab's first version (:func:`swin_analysis`,
+    :func:`swin_synthesis`: 5x5 convolutions throughout, a dense block of ``growth`` at H/2),
+    which model files before format 3 use."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if layout == "legacy":
+        return TransformPair(swin_analysis(N, M, window, depths, heads, growth),
+                             swin_synthesis(N, M, window, depths, heads, growth), 16)
+    pair = TransformPair(s2lic_analysis(N, M, window, depths, heads, drop_path),
+                         s2lic_synthesis(N, M, window, depths, heads, drop_path), 16)
+    for module in (*pair.g_a.modules(), *pair.g_s.modules()):
+        if isinstance(module, SwinV2Block):
+            module.init_weights()
+    return pair

@@ -169,3 +169,49 @@ def test_cli_round_trip_with_s2lic_model(s2lic_run, tmp_path):
     decoded = read_image(tmp_path / "out.png")
     assert decoded.shape == image.shape
     assert np.array_equal(decode_image((tmp_path / "in.clab").read_bytes(), codec), decoded)
+
+
+def test_transforms_follow_the_released_s2lic_file():
+    """code/s2lic.py: g_a = enh, conv 5x5/2, RSTB, [conv 3x3/2, RSTB] x 2, conv 3x3/2; g_s = [deconv
+    3x3/2, RSTB] x 3, subpel_conv3x3(N, 3, 2), reverse enh; depths 1-2-3 / 3-2-1, heads 4-8-16 /
+    16-8-4; drop_path_rate 0.1 over the listed depths [1, 2, 3, 1, 1]; SwinV2 initialisation."""
+    from torch import nn
+
+    from codeclab.transforms.swin import EnhancementBlock, ResidualSwinV2Stage, drop_path_rates, swin_transforms
+
+    pair = swin_transforms(192, 320)
+    convs = [(m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0]) for m in pair.g_a
+             if isinstance(m, nn.Conv2d)]
+    assert convs == [(3, 192, 5, 2), (192, 192, 3, 2), (192, 192, 3, 2), (192, 320, 3, 2)]
+    deconvs = [(m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0]) for m in pair.g_s
+               if isinstance(m, nn.ConvTranspose2d)]
+    assert deconvs == [(320, 192, 3, 2), (192, 192, 3, 2), (192, 192, 3, 2)]
+    subpel = pair.g_s[-2]
+    assert subpel[0].kernel_size == (3, 3) and subpel[0].out_channels == 12 and subpel[1].upscale_factor == 2
+    assert isinstance(pair.g_a[0], EnhancementBlock) and isinstance(pair.g_s[-1], EnhancementBlock)
+    assert pair.g_a[0].layers[0].convs[0].in_channels == 3 and pair.g_a[0].layers[1].in_channels == 64
+    stages = [[(len(m.blocks), m.blocks[0].attn.heads) for m in g if isinstance(m, ResidualSwinV2Stage)]
+              for g in (pair.g_a, pair.g_s)]
+    assert stages == [[(1, 4), (2, 8), (3, 16)], [(3, 16), (2, 8), (1, 4)]]
+    step = 0.1 / 7
+    analysis, synthesis = drop_path_rates((1, 2, 3), 0.1)
+    assert [len(r) for r in analysis] == [1, 2, 3] and [len(r) for r in synthesis] == [3, 2, 1]
+    assert sum(analysis, []) == pytest.approx([k * step for k in range(6)])
+    assert sum(synthesis, []) == pytest.approx([k * step for k in range(2, 8)])
+    block = pair.g_a[2].blocks[0]
+    assert torch.equal(block.norm1.weight, torch.zeros(192)) and torch.equal(block.norm2.bias, torch.zeros(192))
+    assert block.mlp[0].weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert pair.g_s[-2 - 1].blocks[0].drop_path == pytest.approx(0.1)
+
+
+def test_enhancement_block_adds_a_fifth_of_its_branch():
+    from codeclab.transforms.swin import EnhancementBlock
+
+    torch.manual_seed(0)
+    block = EnhancementBlock(8)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0, 0.1)
+        x = torch.rand(1, 3, 16, 16)
+        torch.testing.assert_close(block(x) - x, 0.2 * block.layers(x))
+    assert EnhancementBlock(8).layers[-1].convs[-1].weight.abs().sum() == 0  # starts as the identity
