@@ -299,7 +299,8 @@ def drop_path_rates(depths: Sequence[int], rate: float) -> tuple[list[list[float
     to ``rate`` over its sum, the analysis stages take slices 0-2 of it and the synthesis stages
     slices 2-4 of the reversed list (so the two share some rates)."""
     listed = [*depths, 1, 1]
-    dpr = torch.linspace(0, rate, sum(listed)).tolist()
+    count = sum(listed)
+    dpr = [rate * i / (count - 1) for i in range(count)]  # linspace, in Python (also under a meta device)
 
     def stage(depth_list, i):
         return dpr[sum(depth_list[:i]):sum(depth_list[:i + 1])]
