@@ -6,6 +6,7 @@ entropy model), under the name written into model files and bitstreams.
 | ``bmshj2018-factorized`` | ``cnn`` (Ballé 2017/2018)     | ``factorized``                     |
 | ``bmshj2018-hyperprior`` | ``cnn``                       | ``scale_hyperprior``               |
 | ``mbt2018-mean``         | ``cnn``                       | ``hyperprior`` (mean-scale)        |
+| ``mbt2018``              | ``cnn``                       | ``autoregressive``                 |
 | ``s2lic``                | ``swinv2`` (or ``cnn``)       | ``acgc`` (or any hyperprior-based) |
 | ``walloc``               | ``walloc`` (wavelet packets)  | ``bounded`` or ``factorized``      |
 | ``vqgan``                | ``vqgan`` (taming)            | ``vq`` (:mod:`.vqgan`)             |
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ..entropy_models import ENTROPY_MODELS
+from ..entropy_models.autoregressive import AutoregressiveEntropyModel
 from ..entropy_models.bounded import BoundedLatentImage
 from ..entropy_models.factorized import FactorizedEntropyModel
 from ..entropy_models.hyperprior import HyperpriorEntropyModel, ScaleHyperprior
@@ -58,6 +60,14 @@ def mbt2018_mean(N: int = 128, M: int = 192, rate_levels: int = 0, lmbda_min: fl
     ``arithmetic="integer"``: exact hyper-synthesis (:mod:`codeclab.entropy_models.integer`)."""
     rate = dict(rate_levels=rate_levels, lmbda_min=lmbda_min, lmbda_max=lmbda_max, scale_table_levels=scale_table_levels)
     return _codec(cnn_transforms(N, M), HyperpriorEntropyModel(N, M, arithmetic=arithmetic, **rate))
+
+
+@register_codec("mbt2018")
+def mbt2018(N: int = 192, M: int = 192) -> Codec:
+    """Minnen et al., NeurIPS 2018: mean-scale hyperprior + 5x5 autoregressive context, decoded
+    position by position (compressai's ``mbt2018``; N, M = 192, 192 up to lambda = 0.0130,
+    192, 320 above). Not portable: its context network is float."""
+    return _codec(cnn_transforms(N, M), AutoregressiveEntropyModel(N, M))
 
 
 @register_codec("s2lic")

@@ -1,7 +1,8 @@
 """Latent entropy models, one file each, selected by name from :data:`ENTROPY_MODELS`.
 
 * ``factorized`` (:mod:`.factorized`), ``scale_hyperprior`` and ``hyperprior`` (:mod:`.hyperprior`)
-* ``checkerboard`` (:mod:`.checkerboard`), ``charm`` (:mod:`.channelwise`), ``acgc`` (:mod:`.acgc`)
+* ``autoregressive`` (:mod:`.autoregressive`, mbt2018), ``checkerboard`` (:mod:`.checkerboard`), ``charm``
+  (:mod:`.channelwise`), ``acgc`` (:mod:`.acgc`)
 * ``bounded`` (:mod:`.bounded`, WaLLoC), ``vq`` (:mod:`.vq`, with the index models of :mod:`.index_models`)
 
 Building blocks: integer networks for exact entropy parameters (:mod:`.integer`), the factorized
@@ -11,7 +12,7 @@ density and Gaussian conditional layers (:mod:`.factorized`,
 """
 
 from .base import ENTROPY_MODELS, LatentEntropyModel
-from . import acgc, bounded, channelwise, checkerboard, factorized, hyperprior, vq  # noqa: F401  (registration)
+from . import acgc, autoregressive, bounded, channelwise, checkerboard, factorized, hyperprior, vq  # noqa: F401  (registration)
 from .factorized import EntropyBottleneck
 from .gaussian import GaussianConditional
 from .index_models import INDEX_MODELS

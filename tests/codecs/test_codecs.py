@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from codeclab.codecs import (
-    CODECS, Codec, bmshj2018_factorized, bmshj2018_hyperprior, build_codec, load_compressai_state_dict, mbt2018_mean,
+    CODECS, Codec, bmshj2018_factorized, bmshj2018_hyperprior, build_codec, load_compressai_state_dict, mbt2018,
+    mbt2018_mean,
 )
 from codeclab.entropy_models.factorized import FactorizedEntropyModel
 from codeclab.entropy_models.hyperprior import HyperpriorEntropyModel, ScaleHyperprior
@@ -61,6 +62,31 @@ def test_compressai_state_dict_loads(cls, reference):
     expected = codec.decompress(ours)
     codec.set_coder("codeclab")
     assert torch.equal(codec.decompress(codec.compress(x)), expected)
+
+
+def test_mbt2018_is_compressais_joint_autoregressive_model(photo):
+    """Same likelihoods and reconstruction as compressai's mbt2018 with its weights, the same
+    stream from compressai's coder (same symbols, same order: position by position), and an exact
+    round trip with the project's coder."""
+    torch.manual_seed(0)
+    ref = cm.JointAutoregressiveHierarchicalPriors(**TINY)
+    ref.update()
+    codec = load_compressai_state_dict(mbt2018(**TINY), ref.state_dict())
+    codec.eval(), ref.eval()
+    x = pad_to_multiple(image_tensor(photo), 64)[..., :128, :192]
+    with torch.no_grad():
+        ours, theirs = codec(x), ref(x)
+        torch.testing.assert_close(ours["x_hat"], theirs["x_hat"])
+        for name in ("y", "z"):
+            torch.testing.assert_close(ours["likelihoods"][name], theirs["likelihoods"][name])
+        codec.set_coder("compressai")
+        assert codec.compress(x).strings == [s[0] for s in ref.compress(x)["strings"]]
+    codec.set_coder("codeclab")
+    compressed = codec.compress(x)
+    assert torch.equal(codec.decode_latents(compressed.strings, compressed.size), codec.encode_latents(x))
+    assert not codec.entropy_model.portable
+    mask = codec.entropy_model.context_prediction.mask[0, 0]
+    assert mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
 
 
 def _encoder_side_reconstruction(codec, x):

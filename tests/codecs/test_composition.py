@@ -31,15 +31,17 @@ COMPRESSAI = {
 
 def test_registries_hold_every_part():
     assert set(CODECS) == {
-        "bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "s2lic", "walloc", "vqgan", "composed",
+        "bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "mbt2018", "s2lic", "walloc", "vqgan",
+        "composed",
     }
     assert set(TRANSFORMS) == {"cnn", "swinv2", "walloc", "vqgan"}
     assert set(ENTROPY_MODELS) == {
-        "factorized", "scale_hyperprior", "hyperprior", "checkerboard", "charm", "acgc", "bounded", "vq",
+        "factorized", "scale_hyperprior", "hyperprior", "autoregressive", "checkerboard", "charm", "acgc", "bounded",
+        "vq",
     }
     assert set(INDEX_MODELS) == {"uniform", "static", "transformer"}
     assert set(CODERS) == {"codeclab", "compressai"}
-    with pytest.raises(UnknownName, match="unknown entropy model 'nope'; available: acgc, bounded"):
+    with pytest.raises(UnknownName, match="unknown entropy model 'nope'; available: acgc, autoregressive, bounded"):
         ENTROPY_MODELS["nope"]
 
 

@@ -1,0 +1,87 @@
+"""Autoregressive spatial context (Minnen, Ballé & Toderici, "Joint Autoregressive and Hierarchical
+Priors for Learned Image Compression", NeurIPS 2018; compressai's
+``JointAutoregressiveHierarchicalPriors``, registry name ``mbt2018``).
+
+``(sigma, mu)`` of ``y`` at position ``(i, j)`` come from the hyperprior features there and a 5x5
+masked ("type A") convolution over the already decoded ``y_hat`` (positions before ``(i, j)`` in
+raster order)::
+
+    ctx = MaskedConv5x5_A(y_hat)                                  [B, 2M, h, w]
+    (sigma, mu) = EP([h_s(z_hat), ctx])      EP: 4M -> 10M/3 -> 8M/3 -> 2M, 1x1 convolutions
+
+Training and evaluation passes (:meth:`code_latent` with a quantise step) run the context over
+the whole latent at once, as compressai: on ``y_tilde = y + U(-1/2, 1/2)`` in training,
+``round(y)`` in eval, and ``y_tilde`` is also what the synthesis sees (``quantizer="ste"``:
+``round(y - mu) + mu`` with a straight-through gradient instead).
+Coding is serial: position after position in raster order, the context computed from the 5x5
+window of ``y_hat`` decoded so far, the ``M`` symbols of a position coded together (``h * w``
+network passes when decoding; compressai does the same).
+
+Exact on the machine and configuration that encoded (the context network is float; the model is
+not portable, see :mod:`.integer`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import ENTROPY_MODELS, QuantizeStep, entropy_parameters
+from .hyperprior import HyperpriorEntropyModel
+
+
+class MaskedConv2d(nn.Conv2d):
+    """A convolution whose kernel sees only positions before the centre in raster order (type
+    "A", centre excluded), compressai's ``MaskedConv2d`` (same ``mask`` buffer)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 5):
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        mask = torch.ones_like(self.weight)
+        centre = kernel_size // 2
+        mask[:, :, centre, centre:] = 0
+        mask[:, :, centre + 1:] = 0
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, self.weight * self.mask, self.bias)
+
+    def at(self, y_hat: Tensor, i: int, j: int) -> Tensor:
+        """The output at ``(i, j)`` only, ``[B, out, 1, 1]``, from the window of ``y_hat`` around it."""
+        k = self.kernel_size[0]
+        window = F.pad(y_hat, [k // 2] * 4)[..., i : i + k, j : j + k]
+        return F.conv2d(window, self.weight * self.mask, self.bias)
+
+
+@ENTROPY_MODELS.register("autoregressive")
+class AutoregressiveEntropyModel(HyperpriorEntropyModel):
+    """Mean-scale hyperprior + 5x5 masked autoregressive context (mbt2018); ``quantizer="noise"``
+    as compressai. Float arithmetic only: the serial context is not an integer network here."""
+
+    def __init__(self, N: int, M: int, quantizer: str = "noise", arithmetic: str = "float"):
+        if arithmetic != "float":
+            raise ValueError("the autoregressive context has no integer path (arithmetic must be 'float')")
+        super().__init__(N, M, quantizer)
+        self.context_prediction = MaskedConv2d(M, 2 * M, 5)
+        self.entropy_parameters = entropy_parameters(4 * M, (10 * M // 3, 8 * M // 3), 2 * M)
+
+    @property
+    def portable(self) -> bool:
+        return False
+
+    def code_latent(self, y, hyper, step):
+        if isinstance(step, QuantizeStep):
+            # Parallel pass over the whole latent, as compressai's forward.
+            y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y)
+            scales, means = self.entropy_parameters(torch.cat([hyper, self.context_prediction(y_tilde)], 1)).chunk(2, 1)
+            y_hat, likelihoods = step(y, scales, means)
+            return (y_hat if self.quantizer == "ste" else y_tilde), likelihoods
+        batch, _, h, w = hyper.shape
+        y_hat = hyper.new_zeros(batch, self.M, h, w)
+        for i in range(h):
+            for j in range(w):
+                features = torch.cat([hyper[..., i : i + 1, j : j + 1], self.context_prediction.at(y_hat, i, j)], 1)
+                scales, means = self.entropy_parameters(features).chunk(2, 1)
+                y_ij = None if y is None else y[..., i : i + 1, j : j + 1]
+                y_hat[..., i : i + 1, j : j + 1] = step(y_ij, scales, means)[0]
+        return y_hat, None
