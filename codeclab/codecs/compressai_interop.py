@@ -1,5 +1,6 @@
 """compressai interoperability: state_dicts of compressai's ``bmshj2018-factorized``,
-``bmshj2018-hyperprior``, ``mbt2018-mean`` and ``mbt2018`` <-> the same codecs here.
+``bmshj2018-hyperprior``, ``mbt2018-mean``, ``mbt2018``, ``cheng2020-anchor`` and ``cheng2020-attn``
+<-> the same codecs here.
 
 The transforms keep compressai's names (``g_a.*``, ``g_s.*``); everything compressai keeps at
 the model root for the rate model lives in the codec's ``entropy_model``:
@@ -10,7 +11,7 @@ the model root for the rate model lives in the codec's ``entropy_model``:
 | ``h_a.*``, ``h_s.*``       | ``entropy_model.h_a.*``, ``entropy_model.h_s.*`` |
 | ``entropy_bottleneck.*``   | ``entropy_model.entropy_bottleneck.*``     |
 | ``gaussian_conditional.*`` | ``entropy_model.gaussian_conditional.*``   |
-| ``context_prediction.*``, ``entropy_parameters.*`` (mbt2018) | ``entropy_model.`` + the same |
+| ``context_prediction.*``, ``entropy_parameters.*`` (mbt2018, cheng2020) | ``entropy_model.`` + the same |
 
 Layers, parameters and buffers are otherwise identical (the project's own GDN, factorized
 density and Gaussian conditional; see :mod:`codeclab.transforms.layers`), so a converted model
@@ -31,15 +32,18 @@ _RATE_MODEL = {
     "entropy_bottleneck.": "entropy_model.entropy_bottleneck.",
     "gaussian_conditional.": "entropy_model.gaussian_conditional.",
 }
+_CONTEXT_MODEL = {
+    **_RATE_MODEL,
+    "context_prediction.": "entropy_model.context_prediction.",
+    "entropy_parameters.": "entropy_model.entropy_parameters.",
+}
 COMPRESSAI_KEYS: dict[str, dict[str, str]] = {
     "bmshj2018-factorized": {"entropy_bottleneck.": "entropy_model.entropy_bottleneck."},
     "bmshj2018-hyperprior": _RATE_MODEL,
     "mbt2018-mean": _RATE_MODEL,
-    "mbt2018": {
-        **_RATE_MODEL,
-        "context_prediction.": "entropy_model.context_prediction.",
-        "entropy_parameters.": "entropy_model.entropy_parameters.",
-    },
+    "mbt2018": _CONTEXT_MODEL,
+    "cheng2020-anchor": _CONTEXT_MODEL,
+    "cheng2020-attn": _CONTEXT_MODEL,
 }
 
 

@@ -7,6 +7,7 @@ entropy model), under the name written into model files and bitstreams.
 | ``bmshj2018-hyperprior`` | ``cnn``                       | ``scale_hyperprior``               |
 | ``mbt2018-mean``         | ``cnn``                       | ``hyperprior`` (mean-scale)        |
 | ``mbt2018``              | ``cnn``                       | ``autoregressive``                 |
+| ``cheng2020-anchor``, ``-attn`` | ``cheng2020``          | ``autoregressive`` (Cheng's hyper) |
 | ``s2lic``                | ``swinv2`` (or ``cnn``)       | ``acgc`` (or any hyperprior-based) |
 | ``walloc``               | ``walloc`` (wavelet packets)  | ``bounded`` or ``factorized``      |
 | ``vqgan``                | ``vqgan`` (taming)            | ``vq`` (:mod:`.vqgan`)             |
@@ -27,6 +28,7 @@ from ..entropy_models.bounded import BoundedLatentImage
 from ..entropy_models.factorized import FactorizedEntropyModel
 from ..entropy_models.hyperprior import HyperpriorEntropyModel, ScaleHyperprior
 from ..transforms import TRANSFORMS
+from ..transforms.cheng import cheng2020_transforms
 from ..transforms.cnn import cnn_transforms
 from ..transforms.swin import swin_transforms
 from ..transforms.wavelet import walloc_transforms
@@ -68,6 +70,21 @@ def mbt2018(N: int = 192, M: int = 192) -> Codec:
     position by position (compressai's ``mbt2018``; N, M = 192, 192 up to lambda = 0.0130,
     192, 320 above). Not portable: its context network is float."""
     return _codec(cnn_transforms(N, M), AutoregressiveEntropyModel(N, M))
+
+
+@register_codec("cheng2020-anchor")
+def cheng2020_anchor(N: int = 192) -> Codec:
+    """Cheng et al., CVPR 2020, as compressai's ``cheng2020-anchor``: residual-block transforms,
+    the autoregressive context of mbt2018 with a single Gaussian (compressai's reading; the paper's
+    Gaussian mixture is not implemented), ``M = N`` (128 up to lambda = 0.0067, 192 above)."""
+    return _codec(cheng2020_transforms(N), AutoregressiveEntropyModel(N, N, hyper="cheng2020"))
+
+
+@register_codec("cheng2020-attn")
+def cheng2020_attn(N: int = 192) -> Codec:
+    """:func:`cheng2020_anchor` with simplified attention blocks in the transforms (compressai's
+    ``cheng2020-attn``)."""
+    return _codec(cheng2020_transforms(N, attention=True), AutoregressiveEntropyModel(N, N, hyper="cheng2020"))
 
 
 @register_codec("s2lic")

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..transforms import cheng
 from .base import ENTROPY_MODELS, QuantizeStep, entropy_parameters
 from .hyperprior import HyperpriorEntropyModel
 
@@ -56,12 +57,20 @@ class MaskedConv2d(nn.Conv2d):
 @ENTROPY_MODELS.register("autoregressive")
 class AutoregressiveEntropyModel(HyperpriorEntropyModel):
     """Mean-scale hyperprior + 5x5 masked autoregressive context (mbt2018); ``quantizer="noise"``
-    as compressai. Float arithmetic only: the serial context is not an integer network here."""
+    as compressai. ``hyper="cheng2020"``: Cheng et al.'s 3x3 and sub-pixel hyper networks
+    (:mod:`codeclab.transforms.cheng`, ``M = N``) instead of Minnen's. Float arithmetic only: the
+    serial context is not an integer network here."""
 
-    def __init__(self, N: int, M: int, quantizer: str = "noise", arithmetic: str = "float"):
+    def __init__(self, N: int, M: int, quantizer: str = "noise", arithmetic: str = "float", hyper: str = "mbt2018"):
         if arithmetic != "float":
             raise ValueError("the autoregressive context has no integer path (arithmetic must be 'float')")
         super().__init__(N, M, quantizer)
+        if hyper == "cheng2020":
+            if M != N:
+                raise ValueError(f"Cheng et al.'s hyper networks need M = N, got N={N}, M={M}")
+            self.h_a, self.h_s = cheng.hyper_analysis(N), cheng.hyper_synthesis(N)
+        elif hyper != "mbt2018":
+            raise ValueError(f"hyper must be 'mbt2018' or 'cheng2020', got {hyper!r}")
         self.context_prediction = MaskedConv2d(M, 2 * M, 5)
         self.entropy_parameters = entropy_parameters(4 * M, (10 * M // 3, 8 * M // 3), 2 * M)
 

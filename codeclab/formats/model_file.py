@@ -205,8 +205,11 @@ def load_compressai(path: str | Path, codec_id: str) -> Codec:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = from_compressai(codec_id, state.get("state_dict", state))
-        N, M = state["g_a.0.weight"].shape[0], state["g_a.6.weight"].shape[0]
-        codec = build_codec(codec_id, {"N": int(N), "M": int(M)})
+        if "g_a.0.conv1.weight" in state:  # cheng2020: residual-block transforms, M = N
+            sizes = {"N": int(state["g_a.0.conv1.weight"].shape[0])}
+        else:
+            sizes = {"N": int(state["g_a.0.weight"].shape[0]), "M": int(state["g_a.6.weight"].shape[0])}
+        codec = build_codec(codec_id, sizes)
         tables = codec.table_buffer_names()
         result = codec.load_state_dict({k: v for k, v in state.items() if k not in tables}, strict=False)
     except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError, AttributeError) as err:

@@ -103,12 +103,48 @@ def deconv(in_channels: int, out_channels: int, kernel_size: int = 5, stride: in
     )
 
 
-def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1)
 
 
-def conv1x1(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 1)
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1, stride=stride)
+
+
+def subpel_conv3x3(in_channels: int, out_channels: int, r: int) -> nn.Sequential:
+    """A 3x3 convolution to ``out * r^2`` channels and a pixel shuffle: ``x r`` upsampling."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels * r**2, 3, padding=1), nn.PixelShuffle(r))
+
+
+class ResidualBlockWithStride(nn.Module):
+    """``GDN(conv3x3(LReLU(conv3x3/s(x)))) + skip(x)`` (Cheng et al. 2020; a strided 1x1 skip)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 2):
+        super().__init__()
+        self.conv1 = conv3x3(in_ch, out_ch, stride)
+        self.leaky_relu = nn.LeakyReLU(inplace=True)
+        self.conv2 = conv3x3(out_ch, out_ch)
+        self.gdn = GDN(out_ch)
+        self.skip = conv1x1(in_ch, out_ch, stride) if stride != 1 or in_ch != out_ch else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.gdn(self.conv2(self.leaky_relu(self.conv1(x))))
+        return out + (x if self.skip is None else self.skip(x))
+
+
+class ResidualBlockUpsample(nn.Module):
+    """``IGDN(conv3x3(LReLU(subpel(x)))) + subpel'(x)`` (Cheng et al. 2020; ``x upsample``)."""
+
+    def __init__(self, in_ch: int, out_ch: int, upsample: int = 2):
+        super().__init__()
+        self.subpel_conv = subpel_conv3x3(in_ch, out_ch, upsample)
+        self.leaky_relu = nn.LeakyReLU(inplace=True)
+        self.conv = conv3x3(out_ch, out_ch)
+        self.igdn = GDN(out_ch, inverse=True)
+        self.upsample = subpel_conv3x3(in_ch, out_ch, upsample)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.igdn(self.conv(self.leaky_relu(self.subpel_conv(x)))) + self.upsample(x)
 
 
 class ResidualBlock(nn.Module):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import TRANSFORMS, TransformPair
-from .layers import conv, deconv
+from .layers import conv, deconv, subpel_conv3x3
 
 _MASKED = -100.0  # additive attention bias that removes a key (exp(-100) underflows to ~0)
 
@@ -258,11 +258,6 @@ class EnhancementBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.layers(x) * self.RESIDUAL_SCALE
-
-
-def subpel_conv3x3(in_channels: int, out_channels: int, r: int) -> nn.Sequential:
-    """A 3x3 convolution to ``out * r^2`` channels and a pixel shuffle: ``x r`` upsampling."""
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels * r**2, 3, padding=1), nn.PixelShuffle(r))
 
 
 def _check(depths: Sequence[int], heads: Sequence[int]) -> None:

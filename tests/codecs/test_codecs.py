@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from codeclab.codecs import (
-    CODECS, Codec, bmshj2018_factorized, bmshj2018_hyperprior, build_codec, load_compressai_state_dict, mbt2018,
-    mbt2018_mean,
+    CODECS, Codec, bmshj2018_factorized, bmshj2018_hyperprior, build_codec, cheng2020_anchor, cheng2020_attn,
+    load_compressai_state_dict, mbt2018, mbt2018_mean,
 )
 from codeclab.entropy_models.factorized import FactorizedEntropyModel
 from codeclab.entropy_models.hyperprior import HyperpriorEntropyModel, ScaleHyperprior
@@ -64,14 +64,19 @@ def test_compressai_state_dict_loads(cls, reference):
     assert torch.equal(codec.decompress(codec.compress(x)), expected)
 
 
-def test_mbt2018_is_compressais_joint_autoregressive_model(photo):
-    """Same likelihoods and reconstruction as compressai's mbt2018 with its weights, the same
-    stream from compressai's coder (same symbols, same order: position by position), and an exact
-    round trip with the project's coder."""
+@pytest.mark.parametrize("build, reference, sizes", [
+    (mbt2018, cm.JointAutoregressiveHierarchicalPriors, TINY),
+    (cheng2020_anchor, cm.Cheng2020Anchor, {"N": 16}),
+    (cheng2020_attn, cm.Cheng2020Attention, {"N": 16}),
+], ids=["mbt2018", "cheng2020-anchor", "cheng2020-attn"])
+def test_autoregressive_baselines_are_compressais(build, reference, sizes, photo):
+    """Same likelihoods and reconstruction as compressai's model with its weights (strict loading:
+    same layers, same names), the same stream from compressai's coder (same symbols, same order:
+    position by position), and an exact round trip with the project's coder."""
     torch.manual_seed(0)
-    ref = cm.JointAutoregressiveHierarchicalPriors(**TINY)
+    ref = reference(**sizes)
     ref.update()
-    codec = load_compressai_state_dict(mbt2018(**TINY), ref.state_dict())
+    codec = load_compressai_state_dict(build(**sizes), ref.state_dict())
     codec.eval(), ref.eval()
     x = pad_to_multiple(image_tensor(photo), 64)[..., :128, :192]
     with torch.no_grad():
