@@ -184,7 +184,7 @@ def test_export_converts_a_compressai_state_dict_to_a_portable_model(tmp_path):
         assert torch.allclose(codec.g_a(x), reference.g_a(x), atol=1e-5)
     compressed = codec.compress(x)
     assert torch.equal(codec.decode_latents(compressed.strings, compressed.size), codec.encode_latents(x))
-    _assert_user_error(run_cli("export", state, "--compressai", "cheng2020-attn", "-o", tmp_path / "x.safetensors"),
+    _assert_user_error(run_cli("export", state, "--compressai", "elic2022-official", "-o", tmp_path / "x.safetensors"),
                        "no compressai conversion")
     _assert_user_error(run_cli("export", out, "--compressai", "mbt2018-mean", "-o", tmp_path / "x.safetensors"),
                        "not a compressai")
