@@ -106,7 +106,11 @@ class Codec(nn.Module):
 
     def _analysis(self, x: Tensor) -> Tensor:
         with self._transform_precision(x.device):
-            return self.g_a(x.to(memory_format=self.memory_format)).float().contiguous()
+            y = self.g_a(x.to(memory_format=self.memory_format)).float()
+        # Coding hands the entropy model NCHW latents whatever the transforms' layout: a float
+        # entropy model must see the same layout on the encoder as on the decoder (which builds
+        # z_hat from symbols). Training keeps the transforms' layout (speed).
+        return y if self.training else y.contiguous()
 
     def _synthesis(self, y_hat: Tensor) -> Tensor:
         with self._transform_precision(y_hat.device):
