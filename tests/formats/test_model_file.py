@@ -133,3 +133,19 @@ def test_init_weights_copies_shared_tensors_into_a_new_architecture(exported, tm
     assert fresh == ["entropy_model.gain_bank.lmbdas", "entropy_model.gain_bank.log_gain"]
     assert torch.equal(variable.g_s[0].weight, codec.g_s[0].weight)
     assert variable.entropy_model.gaussian_conditional.scale_levels == 256
+
+
+def test_integer_weights_are_stored_as_int16_and_a_lying_shift_is_refused(exported):
+    codec, path = exported
+    with safe_open(str(path), framework="pt") as handle:
+        weight = handle.get_tensor("entropy_model.h_s.0.weight")
+        shift = handle.get_tensor("entropy_model.h_s.0.weight_shift")
+    assert weight.dtype == torch.int16 and shift.dtype == torch.int8 and shift.shape == (weight.shape[1],)
+    assert 2**13 <= weight.int().abs().max() < 2**15  # the largest weight of a channel uses the top bits
+
+    def wrong_shape(tensors):
+        tensors["entropy_model.h_s.0.weight_shift"] = tensors["entropy_model.h_s.0.weight_shift"][:2].clone()
+
+    _rewrite(path, wrong_shape, lambda meta, tensors: meta.update(weights_sha256=weights_sha256(tensors)))
+    with pytest.raises(CodecLabError, match="does not match codec"):
+        load_model(path)
