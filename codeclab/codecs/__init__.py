@@ -5,13 +5,13 @@ from .base import CODECS, Codec, CompressedImage, build_codec, register_codec
 from .compressai_interop import from_compressai, load_compressai_state_dict, to_compressai
 from .vqgan import VQGAN, load_taming_state_dict, vqgan
 from .zoo import (
-    bmshj2018_factorized, bmshj2018_hyperprior, cheng2020_anchor, cheng2020_attn, compose, mbt2018, mbt2018_mean, s2lic,
-    walloc,
+    bmshj2018_factorized, bmshj2018_hyperprior, cheng2020_anchor, cheng2020_attn, compose, elic, mbt2018, mbt2018_mean,
+    s2lic, walloc,
 )
 
 __all__ = [
     "CODECS", "VQGAN", "Codec", "CompressedImage", "bmshj2018_factorized", "bmshj2018_hyperprior", "build_codec",
-    "cheng2020_anchor", "cheng2020_attn",
+    "cheng2020_anchor", "cheng2020_attn", "elic",
     "compose", "from_compressai", "load_compressai_state_dict", "load_taming_state_dict", "mbt2018", "mbt2018_mean",
     "register_codec", "s2lic", "to_compressai", "vqgan", "walloc",
 ]

@@ -282,9 +282,10 @@ def with_arithmetic(codec: Codec, arithmetic: str) -> Codec:
     return converted
 
 
-def rename_prefixes(key: str, prefixes: Mapping[str, str]) -> str:
-    """``key`` with the first matching prefix of ``prefixes`` replaced by its value."""
+def rename_prefixes(key: str, prefixes: Mapping[str, str | None]) -> str | None:
+    """``key`` with the first matching prefix of ``prefixes`` replaced by its value (None: the
+    key has no counterpart)."""
     for old, new in prefixes.items():
         if key.startswith(old):
-            return new + key[len(old):]
+            return None if new is None else new + key[len(old):]
     return key

@@ -8,6 +8,7 @@ entropy model), under the name written into model files and bitstreams.
 | ``mbt2018-mean``         | ``cnn``                       | ``hyperprior`` (mean-scale)        |
 | ``mbt2018``              | ``cnn``                       | ``autoregressive``                 |
 | ``cheng2020-anchor``, ``-attn`` | ``cheng2020``          | ``autoregressive`` (Cheng's hyper) |
+| ``elic``                 | ``elic``                      | ``elic`` (SCCTX)                   |
 | ``s2lic``                | ``swinv2`` (or ``cnn``)       | ``acgc`` (or any hyperprior-based) |
 | ``walloc``               | ``walloc`` (wavelet packets)  | ``bounded`` or ``factorized``      |
 | ``vqgan``                | ``vqgan`` (taming)            | ``vq`` (:mod:`.vqgan`)             |
@@ -25,11 +26,13 @@ from collections.abc import Mapping, Sequence
 from ..entropy_models import ENTROPY_MODELS
 from ..entropy_models.autoregressive import AutoregressiveEntropyModel
 from ..entropy_models.bounded import BoundedLatentImage
+from ..entropy_models.elic import ElicEntropyModel
 from ..entropy_models.factorized import FactorizedEntropyModel
 from ..entropy_models.hyperprior import HyperpriorEntropyModel, ScaleHyperprior
 from ..transforms import TRANSFORMS
 from ..transforms.cheng import cheng2020_transforms
 from ..transforms.cnn import cnn_transforms
+from ..transforms.elic import elic_transforms
 from ..transforms.swin import swin_transforms
 from ..transforms.wavelet import walloc_transforms
 from .base import Codec, register_codec
@@ -85,6 +88,14 @@ def cheng2020_attn(N: int = 192) -> Codec:
     """:func:`cheng2020_anchor` with simplified attention blocks in the transforms (compressai's
     ``cheng2020-attn``)."""
     return _codec(cheng2020_transforms(N, attention=True), AutoregressiveEntropyModel(N, N, hyper="cheng2020"))
+
+
+@register_codec("elic")
+def elic(N: int = 192, M: int = 320, groups: Sequence[int] | None = None, arithmetic: str = "float") -> Codec:
+    """He et al., CVPR 2022, as compressai's ``elic2022-official``: residual-bottleneck and
+    attention transforms, the space-channel context over uneven groups
+    (:mod:`codeclab.entropy_models.elic`; default ``16, 16, 32, 64, M - 128``)."""
+    return _codec(elic_transforms(N, M), ElicEntropyModel(N, M, groups, arithmetic=arithmetic))
 
 
 @register_codec("s2lic")

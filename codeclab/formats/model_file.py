@@ -205,11 +205,7 @@ def load_compressai(path: str | Path, codec_id: str) -> Codec:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = from_compressai(codec_id, state.get("state_dict", state))
-        if "g_a.0.conv1.weight" in state:  # cheng2020: residual-block transforms, M = N
-            sizes = {"N": int(state["g_a.0.conv1.weight"].shape[0])}
-        else:
-            sizes = {"N": int(state["g_a.0.weight"].shape[0]), "M": int(state["g_a.6.weight"].shape[0])}
-        codec = build_codec(codec_id, sizes)
+        codec = build_codec(codec_id, _compressai_sizes(codec_id, state))
         tables = codec.table_buffer_names()
         result = codec.load_state_dict({k: v for k, v in state.items() if k not in tables}, strict=False)
     except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError, AttributeError) as err:
@@ -218,6 +214,20 @@ def load_compressai(path: str | Path, codec_id: str) -> Codec:
     if odd:
         raise CodecLabError(f"not a compressai {codec_id} state_dict: {path} (missing or unexpected {odd[0]})")
     return codec
+
+
+def _compressai_sizes(codec_id: str, state: dict) -> dict:
+    """The builder arguments of a (renamed) compressai state_dict, read off its weight shapes."""
+    if codec_id.startswith("cheng2020"):  # residual-block transforms, M = N
+        return {"N": int(state["g_a.0.conv1.weight"].shape[0])}
+    sizes = {"N": int(state["g_a.0.weight"].shape[0])}
+    hyper = state.get("entropy_model.h_a.0.weight")  # h_a's input is y
+    sizes["M"] = int(hyper.shape[1] if hyper is not None else state["g_a.6.weight"].shape[0])
+    if codec_id == "elic":
+        groups = [state[f"entropy_model.spatial_context.{k}.weight"].shape[1] for k in range(16)
+                  if f"entropy_model.spatial_context.{k}.weight" in state]
+        sizes["groups"] = [int(g) for g in groups]
+    return sizes
 
 
 def load_source(path: str | Path, compressai: str | None = None) -> Codec:

@@ -163,6 +163,24 @@ class ResidualBlock(nn.Module):
         return out + identity
 
 
+class ResidualBottleneckBlock(nn.Module):
+    """``x + conv1x1(ReLU(conv3x3(ReLU(conv1x1(x)))))`` through ``min(in, out) / 2`` channels
+    (He et al. 2016; ELIC's transforms, as compressai's)."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        mid_ch = min(in_ch, out_ch) // 2
+        self.conv1 = conv1x1(in_ch, mid_ch)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(mid_ch, mid_ch)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv3 = conv1x1(mid_ch, out_ch)
+        self.skip = conv1x1(in_ch, out_ch) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.skip(x) + self.conv3(self.relu2(self.conv2(self.relu1(self.conv1(x)))))
+
+
 class _ResidualUnit(nn.Module):
     """``ReLU(x + conv1x1(ReLU(conv3x3(ReLU(conv1x1(x))))))`` through a bottleneck of N/2."""
 

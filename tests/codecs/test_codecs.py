@@ -4,7 +4,7 @@ import torch
 
 from codeclab.codecs import (
     CODECS, Codec, bmshj2018_factorized, bmshj2018_hyperprior, build_codec, cheng2020_anchor, cheng2020_attn,
-    load_compressai_state_dict, mbt2018, mbt2018_mean,
+    from_compressai, load_compressai_state_dict, mbt2018, mbt2018_mean,
 )
 from codeclab.entropy_models.factorized import FactorizedEntropyModel
 from codeclab.entropy_models.hyperprior import HyperpriorEntropyModel, ScaleHyperprior
@@ -92,6 +92,43 @@ def test_autoregressive_baselines_are_compressais(build, reference, sizes, photo
     assert not codec.entropy_model.portable
     mask = codec.entropy_model.context_prediction.mask[0, 0]
     assert mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
+
+
+def test_elic_is_compressais_elic2022_official(photo):
+    """compressai's elic2022-official weights load (its nested latent codecs mapped onto the flat
+    SCCTX model) and give the same likelihoods and reconstruction in eval mode; the layer widths are
+    its uneven groups and its parameter ramps; the latents round-trip exactly, in float and integer
+    arithmetic."""
+    from compressai.models.sensetime import Elic2022Official
+
+    from codeclab.codecs import elic
+    from codeclab.codecs.base import with_arithmetic
+
+    torch.manual_seed(0)
+    ref = Elic2022Official(N=16, M=160)
+    ref.update()
+    codec = load_compressai_state_dict(elic(16, 160), ref.state_dict())
+    codec.eval(), ref.eval()
+    x = pad_to_multiple(image_tensor(photo), 64)[..., :128, :192]
+    with torch.no_grad():
+        ours, theirs = codec(x), ref(x)
+    torch.testing.assert_close(ours["x_hat"], theirs["x_hat"])
+    for name in ("y", "z"):
+        torch.testing.assert_close(ours["likelihoods"][name], theirs["likelihoods"][name])
+    em = codec.entropy_model
+    assert em.groups == [16, 16, 32, 64, 32] and em.hyper_quantizer == "ste" and em.quantizer == "ste"
+    for arithmetic in ("float", "integer"):
+        model = with_arithmetic(codec, arithmetic).eval()
+        compressed = model.compress(x)
+        assert torch.equal(model.decode_latents(compressed.strings, compressed.size), model.encode_latents(x))
+    with torch.device("meta"):
+        paper = elic().entropy_model
+    assert paper.groups == [16, 16, 32, 64, 192]
+    reference = Elic2022Official()  # N, M = 192, 320: every layer shape, under compressai's names
+    mapped = {k.removeprefix("entropy_model."): tuple(v.shape)
+              for k, v in from_compressai("elic", reference.state_dict()).items() if k.startswith("entropy_model.")}
+    parameters = {k: tuple(v.shape) for k, v in paper.named_parameters()}
+    assert len(parameters) > 80 and all(mapped.get(k) == shape for k, shape in parameters.items())
 
 
 def _encoder_side_reconstruction(codec, x):
