@@ -82,6 +82,11 @@ class VQGAN(Codec):
         """The VQGAN proper (what taming trains); the index models are fitted separately."""
         return [self.g_a, self.g_s, self.vector_quantizer]
 
+    def quantizer_modules(self) -> list[nn.Module]:
+        """What Mao et al.'s ``VQ_Frozen`` fine-tunes: ``quant_conv``, the codebook and
+        ``post_quant_conv`` (encoder and decoder stay frozen)."""
+        return [self.g_a.quant_conv, self.vector_quantizer, self.g_s.post_quant_conv]
+
     def encode_latent(self, x: Tensor) -> Tensor:
         """``z`` ``[B, D, H/f, W/f]`` (before quantisation) of ``x`` in [0, 1]."""
         return self.g_a(x)

@@ -44,13 +44,19 @@ class VQGANModule(pl.LightningModule):
       disc_start: batches before the adversarial terms start (taming: 250001 for ImageNet f16).
       disc_weight: ``w_d``; disc_ndf, disc_layers: PatchGAN width and depth.
       restart_dead_every: dead-codeword restart period in batches (0: never).
+      trainable: ``"all"`` (the VQGAN proper) or ``"quantizer"`` (Mao et al.'s ``VQ_Frozen``:
+        ``quant_conv``, codebook and ``post_quant_conv`` only; encoder and decoder frozen, the
+        full loss and the discriminator as in training).
     """
 
     def __init__(self, codec: VQGAN, lr: float = 4.5e-6, betas=(0.5, 0.9), codebook_weight: float = 1.0,
                  perceptual_weight: float = 1.0, lpips_vgg: str | None = None, lpips_lin: str | None = None,
                  disc_start: int = 250001, disc_weight: float = 0.8, disc_ndf: int = 64, disc_layers: int = 3,
-                 restart_dead_every: int = 0):
+                 restart_dead_every: int = 0, trainable: str = "all"):
         super().__init__()
+        if trainable not in ("all", "quantizer"):
+            raise ValueError(f"trainable must be 'all' or 'quantizer', got {trainable!r}")
+        self.trainable = trainable
         self.automatic_optimization = False
         self.codec = codec
         self.discriminator = PatchDiscriminator(3, disc_ndf, disc_layers)
@@ -135,7 +141,10 @@ class VQGANModule(pl.LightningModule):
             self.log("val/real_bpp", real_bpp, batch_size=1)
 
     def configure_optimizers(self):
-        generator = [p for module in self.codec.vq_modules() for p in module.parameters()]
+        # The frozen parts still get gradients (the adaptive GAN weight needs the decoder's last
+        # layer), but no optimiser moves them.
+        modules = self.codec.vq_modules() if self.trainable == "all" else self.codec.quantizer_modules()
+        generator = [p for module in modules for p in module.parameters()]
         opt_g = torch.optim.Adam(generator, lr=self.lr, betas=self.betas)
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas)
         return [opt_g, opt_d]

@@ -10,9 +10,13 @@ For every ``K'`` in ``--sizes``:
    centres (the trained codebook itself when ``K'`` equals its size): ``--kmeans plain`` (default,
    Mao et al.) clusters every codeword of the codebook, unweighted; ``--kmeans usage`` clusters the
    codewords the training images use, each weighted by its usage count.
-2. **Codebook-only fine-tuning**: encoder, decoder and convolutions frozen; Adam on the
-   codebook ``E`` with ``mean|x - D(E[i(z)])| + mean((sg[z] - E[i(z)])^2)`` (images in [-1, 1],
-   ``i`` the nearest codeword, recomputed as ``E`` moves), optionally plus LPIPS.
+2. **Fine-tuning**, ``--finetune mao`` (default, Mao et al.'s ``VQ_Frozen``): encoder and
+   decoder frozen, ``quant_conv``, the codebook and ``post_quant_conv`` trained with the full
+   VQGAN loss (L1, LPIPS when given, the VQ loss, the adversarial term from the first step)
+   against a PatchGAN discriminator, on random crops (:class:`~codeclab.training.vqgan.VQGANModule`
+   with ``trainable="quantizer"``). ``--finetune codebook``: CodecLab's first recipe, Adam on the
+   codebook ``E`` alone with ``mean|x - D(E[i(z)])| + mean((sg[z] - E[i(z)])^2)`` (images in
+   [-1, 1], ``i`` recomputed as ``E`` moves), optionally plus LPIPS.
 3. **Index models**: the static table is the histogram of the training indices; the
    masked-token transformer is trained on the training index grids (coding and random masks).
 4. Export ``vqgan_K{K'}.safetensors`` and a line of ``ladder.json`` (losses, usage, entropies).
@@ -135,6 +139,38 @@ def finetune_codebook(codec: VQGAN, z: torch.Tensor, images: torch.Tensor, steps
     return losses
 
 
+def finetune_quantizer(codec: VQGAN, images: torch.Tensor, steps: int, lr: float = 1e-4, batch: int = 4,
+                       crop: int = 128, lpips=None) -> list[float]:
+    """Mao et al.'s ``VQ_Frozen`` fine-tuning for ``steps`` batches of random ``crop`` crops;
+    returns the reconstruction loss of every batch."""
+    import pytorch_lightning as pl
+
+    from .run import quiet_third_parties
+    from .vqgan import VQGANModule
+
+    quiet_third_parties()
+    module = VQGANModule(codec, lr=lr, disc_start=0, disc_ndf=32, trainable="quantizer")
+    module.lpips = lpips
+    n, _, h, w = images.shape
+
+    def crops():
+        for _ in range(steps):
+            pick, top, left = torch.randint(0, n, (batch,)), torch.randint(0, h - crop + 1, (1,)), torch.randint(0, w - crop + 1, (1,))
+            yield images[pick, :, top : top + crop, left : left + crop]
+
+    losses = []
+
+    class Record(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            losses.append(float(trainer.callback_metrics["train/rec"]))
+
+    trainer = pl.Trainer(max_steps=2 * steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[Record()])
+    trainer.fit(module, torch.utils.data.DataLoader(list(crops()), batch_size=None))
+    codec.eval()
+    return losses
+
+
 def train_prior(codec: VQGAN, grids: torch.Tensor, steps: int, lr: float = 1e-3, batch: int = 16) -> list[float]:
     """Train the masked-token transformer on index grids ``[N, h, w]`` (random flips); returns
     the loss (nats per index) every step."""
@@ -165,7 +201,7 @@ def _entropy_bits(counts: torch.Tensor) -> float:
 def build_ladder(base: VQGAN, sizes: list[int], data: str | Path, out: str | Path, *, crop=(320, 480),
                  limit: int | None = None, finetune_steps: int = 150, prior_steps: int = 400, prior_batch: int = 16,
                  index_model: str = "transformer", lpips=None, seed: int = 0, kmeans: str = "plain",
-                 log=print) -> list[dict]:
+                 finetune: str = "mao", log=print) -> list[dict]:
     """Write ``vqgan_K{K'}.safetensors`` for every size into ``out``; returns the rung records."""
     torch.manual_seed(seed)
     out = Path(out)
@@ -181,13 +217,19 @@ def build_ladder(base: VQGAN, sizes: list[int], data: str | Path, out: str | Pat
     for size in sizes:
         start = time.time()
         if size == base.n_embed:
-            codec, finetune = reduced_codec(base, base.vector_quantizer.embedding.weight.detach().clone(), index_model), []
+            codec = reduced_codec(base, base.vector_quantizer.embedding.weight.detach().clone(), index_model)
+            finetune_losses = []
         else:
             centres = kmeans_codebook(base.vector_quantizer.embedding.weight.detach(), base_usage, size, seed, kmeans)
             codec = reduced_codec(base, centres, index_model)
-            finetune = finetune_codebook(codec, z, images, finetune_steps)
+            if finetune == "mao":
+                finetune_losses = finetune_quantizer(codec, images, finetune_steps, lpips=lpips)
+            else:
+                finetune_losses = finetune_codebook(codec, z, images, finetune_steps, lpips=lpips)
+        # VQ_Frozen fine-tuning moves quant_conv: the rung's own latents, not the base model's.
+        rung_z = encode_all(codec, images) if finetune == "mao" and finetune_losses else z
         with torch.no_grad():
-            grids = codec.vector_quantizer.indices(z)
+            grids = codec.vector_quantizer.indices(rung_z)
         codec.static_model.fit(grids)
         prior_losses = train_prior(codec, grids, prior_steps, batch=prior_batch)
         path = out / f"vqgan_K{size}.safetensors"
@@ -196,8 +238,8 @@ def build_ladder(base: VQGAN, sizes: list[int], data: str | Path, out: str | Pat
         record = {
             "K": size, "model": path.name, "uniform_bits": math.log2(size),
             "static_entropy_bits": _entropy_bits(usage), "codewords_used": int((usage > 0).sum()),
-            "finetune_loss_first": finetune[0] if finetune else None,
-            "finetune_loss_last": float(np.mean(finetune[-10:])) if finetune else None,
+            "finetune_loss_first": finetune_losses[0] if finetune_losses else None,
+            "finetune_loss_last": float(np.mean(finetune_losses[-10:])) if finetune_losses else None,
             "prior_loss_first_nats": prior_losses[0] if prior_losses else None,
             "prior_loss_last_nats": float(np.mean(prior_losses[-20:])) if prior_losses else None,
             "seconds": time.time() - start,
@@ -223,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="default index model written into the model files (any model decodes any file)")
     parser.add_argument("--lpips-vgg", default=None, help="local torchvision vgg16 weights (enables LPIPS)")
     parser.add_argument("--lpips-lin", default=None, help="local LPIPS linear-layer weights")
+    parser.add_argument("--finetune", choices=("mao", "codebook"), default="mao",
+                        help="mao: quant_conv, codebook, post_quant_conv with the full VQGAN loss (VQ_Frozen); "
+                             "codebook: the codebook alone with L1 + codebook loss")
     parser.add_argument("--kmeans", choices=KMEANS, default="plain",
                         help="plain: every codeword, unweighted (Mao et al.); usage: used codewords weighted by usage")
     parser.add_argument("--seed", type=int, default=0)
@@ -235,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         build_ladder(load_vqgan(args.model), args.sizes, args.data, args.out, crop=tuple(args.crop), limit=args.limit,
                      finetune_steps=args.finetune_steps, prior_steps=args.prior_steps, prior_batch=args.prior_batch,
-                     index_model=args.index_model, lpips=lpips, seed=args.seed, kmeans=args.kmeans)
+                     index_model=args.index_model, lpips=lpips, seed=args.seed, kmeans=args.kmeans,
+                     finetune=args.finetune)
     except CodecLabError as err:
         print(f"vqgan_ladder: error: {err}", file=sys.stderr)
         return 1
