@@ -1,10 +1,11 @@
 import functools
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from codeclab.codecs import mbt2018_mean
+from codeclab.codecs import cheng2020_anchor, elic, mbt2018, mbt2018_mean
 from codeclab.training import RateDistortionModule
 
 
@@ -80,3 +81,17 @@ def test_quantisation_aware_fine_tune_of_a_float_model(photo):
     codec.eval()
     compressed = codec.compress(batch[:1])
     assert torch.equal(codec.decode_latents(compressed.strings, compressed.size), codec.encode_latents(batch[:1]))
+
+
+@pytest.mark.parametrize("build", [
+    lambda: mbt2018(N=16, M=24), lambda: cheng2020_anchor(N=16), lambda: elic(N=16, M=40, groups=[4, 4, 8, 24]),
+], ids=["mbt2018", "cheng2020-anchor", "elic"])
+def test_the_compressai_baselines_train(build, photo):
+    """The baselines added for issue 16 train through the same module as every codec: the loss
+    falls over a few steps on one image."""
+    from codeclab.data.images import to_tensor
+
+    torch.manual_seed(0)
+    batch = to_tensor(photo)[:, :64, :64][None].repeat(2, 1, 1, 1)
+    _, losses = _fit(20, build(), batch)
+    assert len(losses) == 20 and sum(losses[-4:]) < 0.8 * sum(losses[:4]), losses
