@@ -17,6 +17,11 @@ Coding is serial: position after position in raster order, the context computed 
 window of ``y_hat`` decoded so far, the ``M`` symbols of a position coded together (``h * w``
 network passes when decoding; compressai does the same).
 
+``components = K > 1`` replaces the Gaussian by Cheng et al.'s discretized Gaussian mixture
+(:mod:`.mixture`; the entropy parameters then end in ``3 K M`` channels and ``y_hat = round(y)``),
+the paper's entropy model of cheng2020; ``components = 1`` is the single Gaussian of compressai's
+models.
+
 Exact on the machine and configuration that encoded (the context network is float; the model is
 not portable, see :mod:`.integer`).
 """
@@ -28,8 +33,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..transforms import cheng
-from .base import ENTROPY_MODELS, QuantizeStep, entropy_parameters
+from .base import ENTROPY_MODELS, DecodeStep, EncodeStep, QuantizeStep, entropy_parameters
 from .hyperprior import HyperpriorEntropyModel
+from .mixture import GaussianMixtureConditional
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -61,7 +67,8 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
     (:mod:`codeclab.transforms.cheng`, ``M = N``) instead of Minnen's. Float arithmetic only: the
     serial context is not an integer network here."""
 
-    def __init__(self, N: int, M: int, quantizer: str = "noise", arithmetic: str = "float", hyper: str = "mbt2018"):
+    def __init__(self, N: int, M: int, quantizer: str = "noise", arithmetic: str = "float", hyper: str = "mbt2018",
+                 components: int = 1):
         if arithmetic != "float":
             raise ValueError("the autoregressive context has no integer path (arithmetic must be 'float')")
         super().__init__(N, M, quantizer)
@@ -72,13 +79,18 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
         elif hyper != "mbt2018":
             raise ValueError(f"hyper must be 'mbt2018' or 'cheng2020', got {hyper!r}")
         self.context_prediction = MaskedConv2d(M, 2 * M, 5)
-        self.entropy_parameters = entropy_parameters(4 * M, (10 * M // 3, 8 * M // 3), 2 * M)
+        self.components = int(components)
+        out = 2 * M if self.components == 1 else 3 * self.components * M
+        self.entropy_parameters = entropy_parameters(4 * M, (10 * M // 3, 8 * M // 3), out)
+        self.mixture = GaussianMixtureConditional(self.components) if self.components > 1 else None
 
     @property
     def portable(self) -> bool:
         return False
 
     def code_latent(self, y, hyper, step):
+        if self.mixture is not None:
+            return self._code_mixture(y, hyper, step)
         if isinstance(step, QuantizeStep):
             # Parallel pass over the whole latent, as compressai's forward.
             y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y)
@@ -93,4 +105,28 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
                 scales, means = self.entropy_parameters(features).chunk(2, 1)
                 y_ij = None if y is None else y[..., i : i + 1, j : j + 1]
                 y_hat[..., i : i + 1, j : j + 1] = step(y_ij, scales, means)[0]
+        return y_hat, None
+
+    def _code_mixture(self, y, hyper, step):
+        """:meth:`code_latent` with the Gaussian mixture: the same parallel training pass and serial
+        coding order, the mixture's own coding of each position's ``M`` values."""
+        if isinstance(step, QuantizeStep):
+            y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y)
+            params = self.entropy_parameters(torch.cat([hyper, self.context_prediction(y_tilde)], 1))
+            likelihoods = self.mixture.likelihood(y_tilde, params)
+            y_hat = y + (torch.round(y) - y).detach() if self.quantizer == "ste" else y_tilde
+            return y_hat, likelihoods
+        if not isinstance(step, (EncodeStep, DecodeStep)):
+            raise ValueError("the Gaussian mixture codes fixed-rate models only")
+        batch, _, h, w = hyper.shape
+        y_hat = hyper.new_zeros(batch, self.M, h, w)
+        for i in range(h):
+            for j in range(w):
+                features = torch.cat([hyper[..., i : i + 1, j : j + 1], self.context_prediction.at(y_hat, i, j)], 1)
+                params = self.entropy_parameters(features)
+                if isinstance(step, EncodeStep):
+                    values = self.mixture.encode(y[..., i : i + 1, j : j + 1], params, step.encoder)
+                else:
+                    values = self.mixture.decode(params, step.decoder, (batch, self.M, 1, 1))
+                y_hat[..., i : i + 1, j : j + 1] = values
         return y_hat, None

@@ -165,3 +165,6 @@ class _NullEncoder:
 
     def encode(self, symbols, indexes, tables) -> None:
         pass
+
+    def encode_categorical(self, symbols, freqs) -> None:
+        pass

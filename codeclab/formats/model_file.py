@@ -218,8 +218,8 @@ def load_compressai(path: str | Path, codec_id: str) -> Codec:
 
 def _compressai_sizes(codec_id: str, state: dict) -> dict:
     """The builder arguments of a (renamed) compressai state_dict, read off its weight shapes."""
-    if codec_id.startswith("cheng2020"):  # residual-block transforms, M = N
-        return {"N": int(state["g_a.0.conv1.weight"].shape[0])}
+    if codec_id.startswith("cheng2020"):  # residual-block transforms, M = N, compressai's single Gaussian
+        return {"N": int(state["g_a.0.conv1.weight"].shape[0]), "components": 1}
     sizes = {"N": int(state["g_a.0.weight"].shape[0])}
     hyper = state.get("entropy_model.h_a.0.weight")  # h_a's input is y
     sizes["M"] = int(hyper.shape[1] if hyper is not None else state["g_a.6.weight"].shape[0])

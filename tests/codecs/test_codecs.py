@@ -66,15 +66,15 @@ def test_compressai_state_dict_loads(cls, reference):
 
 @pytest.mark.parametrize("build, reference, sizes", [
     (mbt2018, cm.JointAutoregressiveHierarchicalPriors, TINY),
-    (cheng2020_anchor, cm.Cheng2020Anchor, {"N": 16}),
-    (cheng2020_attn, cm.Cheng2020Attention, {"N": 16}),
+    (cheng2020_anchor, cm.Cheng2020Anchor, {"N": 16, "components": 1}),  # compressai's single Gaussian
+    (cheng2020_attn, cm.Cheng2020Attention, {"N": 16, "components": 1}),
 ], ids=["mbt2018", "cheng2020-anchor", "cheng2020-attn"])
 def test_autoregressive_baselines_are_compressais(build, reference, sizes, photo):
     """Same likelihoods and reconstruction as compressai's model with its weights (strict loading:
     same layers, same names), the same stream from compressai's coder (same symbols, same order:
     position by position), and an exact round trip with the project's coder."""
     torch.manual_seed(0)
-    ref = reference(**sizes)
+    ref = reference(**{k: v for k, v in sizes.items() if k != "components"})
     ref.update()
     codec = load_compressai_state_dict(build(**sizes), ref.state_dict())
     codec.eval(), ref.eval()
