@@ -222,3 +222,22 @@ def test_configs_build_the_paper_settings(name, reduction, bottleneck):
     assert dimension_reduction(codec) == reduction and codec.config["bottleneck"] == bottleneck
     expected_model = BoundedLatentImage if bottleneck == "bounded" else FactorizedEntropyModel
     assert isinstance(codec.entropy_model, expected_model)
+
+
+def test_packet_channel_order_is_the_official_compositions():
+    """WaLLoC's code builds packets by repeating a one-level 2-D DWT (pytorch_wavelets'
+    ``DWTForward(J=1, mode="periodization")``) and flattening ``[B, C, (LL, LH, HL, HH), h, w]`` to
+    channels, level after level. pytorch_wavelets' bands are PyWavelets' ``(cA, (cH, cV, cD))``
+    (checked by hand against pytorch_wavelets 1.3.0, whose import needs pkg_resources); the same
+    composition written with PyWavelets gives exactly CodecLab's channel order."""
+    x = np.random.default_rng(0).random((1, 2, 32, 48))
+    levels = 2
+    y = x
+    for _ in range(levels):
+        bands = []
+        for channel in range(y.shape[1]):
+            cA, (cH, cV, cD) = pywt.dwt2(y[0, channel], "bior4.4", mode="periodization")
+            bands += [cA, cH, cV, cD]
+        y = np.stack(bands)[None]
+    ours = WaveletPacket2d("bior4.4", levels)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ours, y, atol=1e-5)
