@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..transforms import cheng
-from .base import ENTROPY_MODELS, DecodeStep, EncodeStep, QuantizeStep, entropy_parameters
+from .base import ENTROPY_MODELS, EncodeStep, QuantizeStep, entropy_parameters, quantize_ste
 from .hyperprior import HyperpriorEntropyModel
 from .mixture import GaussianMixtureConditional
 
@@ -89,44 +89,28 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
         return False
 
     def code_latent(self, y, hyper, step):
-        if self.mixture is not None:
-            return self._code_mixture(y, hyper, step)
         if isinstance(step, QuantizeStep):
             # Parallel pass over the whole latent, as compressai's forward.
             y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y)
-            scales, means = self.entropy_parameters(torch.cat([hyper, self.context_prediction(y_tilde)], 1)).chunk(2, 1)
-            y_hat, likelihoods = step(y, scales, means)
+            params = self.entropy_parameters(torch.cat([hyper, self.context_prediction(y_tilde)], 1))
+            if self.mixture is None:
+                y_hat, likelihoods = step(y, *params.chunk(2, 1))
+            else:
+                y_hat, likelihoods = quantize_ste(y), self.mixture.likelihood(y_tilde, params)
             return (y_hat if self.quantizer == "ste" else y_tilde), likelihoods
         batch, _, h, w = hyper.shape
         y_hat = hyper.new_zeros(batch, self.M, h, w)
         for i in range(h):
             for j in range(w):
                 features = torch.cat([hyper[..., i : i + 1, j : j + 1], self.context_prediction.at(y_hat, i, j)], 1)
-                scales, means = self.entropy_parameters(features).chunk(2, 1)
                 y_ij = None if y is None else y[..., i : i + 1, j : j + 1]
-                y_hat[..., i : i + 1, j : j + 1] = step(y_ij, scales, means)[0]
+                y_hat[..., i : i + 1, j : j + 1] = self._code_position(y_ij, self.entropy_parameters(features), step)
         return y_hat, None
 
-    def _code_mixture(self, y, hyper, step):
-        """:meth:`code_latent` with the Gaussian mixture: the same parallel training pass and serial
-        coding order, the mixture's own coding of each position's ``M`` values."""
-        if isinstance(step, QuantizeStep):
-            y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y)
-            params = self.entropy_parameters(torch.cat([hyper, self.context_prediction(y_tilde)], 1))
-            likelihoods = self.mixture.likelihood(y_tilde, params)
-            y_hat = y + (torch.round(y) - y).detach() if self.quantizer == "ste" else y_tilde
-            return y_hat, likelihoods
-        if not isinstance(step, (EncodeStep, DecodeStep)):
-            raise ValueError("the Gaussian mixture codes fixed-rate models only")
-        batch, _, h, w = hyper.shape
-        y_hat = hyper.new_zeros(batch, self.M, h, w)
-        for i in range(h):
-            for j in range(w):
-                features = torch.cat([hyper[..., i : i + 1, j : j + 1], self.context_prediction.at(y_hat, i, j)], 1)
-                params = self.entropy_parameters(features)
-                if isinstance(step, EncodeStep):
-                    values = self.mixture.encode(y[..., i : i + 1, j : j + 1], params, step.encoder)
-                else:
-                    values = self.mixture.decode(params, step.decoder, (batch, self.M, 1, 1))
-                y_hat[..., i : i + 1, j : j + 1] = values
-        return y_hat, None
+    def _code_position(self, y, params, step) -> Tensor:
+        """Encode or decode the ``M`` values of one position under ``params``; returns them."""
+        if self.mixture is None:
+            return step(y, *params.chunk(2, 1))[0]
+        if isinstance(step, EncodeStep):
+            return self.mixture.encode(y, params, step.encoder)
+        return self.mixture.decode(params, step.decoder, (params.shape[0], self.M, 1, 1))
