@@ -71,13 +71,15 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
                  components: int = 1):
         if arithmetic != "float":
             raise ValueError("the autoregressive context has no integer path (arithmetic must be 'float')")
-        super().__init__(N, M, quantizer)
         if hyper == "cheng2020":
             if M != N:
                 raise ValueError(f"Cheng et al.'s hyper networks need M = N, got N={N}, M={M}")
-            self.h_a, self.h_s = cheng.hyper_analysis(N), cheng.hyper_synthesis(N)
-        elif hyper != "mbt2018":
+            hyper_networks = {"h_a": cheng.hyper_analysis(N), "h_s": cheng.hyper_synthesis(N)}
+        elif hyper == "mbt2018":
+            hyper_networks = {}
+        else:
             raise ValueError(f"hyper must be 'mbt2018' or 'cheng2020', got {hyper!r}")
+        super().__init__(N, M, quantizer, **hyper_networks)
         self.context_prediction = MaskedConv2d(M, 2 * M, 5)
         self.components = int(components)
         out = 2 * M if self.components == 1 else 3 * self.components * M

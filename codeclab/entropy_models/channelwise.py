@@ -88,15 +88,15 @@ class ChannelwiseEntropyModel(HyperpriorEntropyModel):
     def __init__(self, N: int, M: int, num_slices: int = 10, max_support: int = 5,
                  hidden: int | tuple[int, int] | None = None, quantizer: str = "ste", architecture: str = "ms2020",
                  **rate_options):
-        super().__init__(N, M, quantizer, **rate_options)
-        if M % num_slices:
-            raise ValueError(f"M={M} is not divisible into {num_slices} slices")
         if architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
+        h_s = SplitHyperSynthesis(N, M) if architecture == "ms2020" else None
+        super().__init__(N, M, quantizer, h_s=h_s, **rate_options)
+        if M % num_slices:
+            raise ValueError(f"M={M} is not divisible into {num_slices} slices")
         self.num_slices, self.max_support, self.architecture = num_slices, max_support, architecture
         s = M // num_slices
         if architecture == "ms2020":
-            self.h_s = SplitHyperSynthesis(N, M)
             self.hyper_quantizer = "ste"
             if hidden is None:
                 hidden = (7 * M // 10, 2 * M // 5)
@@ -108,7 +108,7 @@ class ChannelwiseEntropyModel(HyperpriorEntropyModel):
         self.mean_transforms = nn.ModuleList(slice_transform(M + c, hidden, s, kernels) for c in support)
         self.scale_transforms = nn.ModuleList(slice_transform(M + c, hidden, s, kernels) for c in support)
         self.lrp_transforms = nn.ModuleList(LatentResidualPrediction(M + c + s, hidden, s, kernels) for c in support)
-        self.integer_networks(self.h_s, self.mean_transforms, self.scale_transforms, self.lrp_transforms)
+        self.integer_networks(self.mean_transforms, self.scale_transforms, self.lrp_transforms)
 
     def code_latent(self, y, hyper, step):
         hyper_scales, hyper_means = hyper.chunk(2, 1)

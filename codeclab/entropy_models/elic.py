@@ -52,14 +52,14 @@ class ElicEntropyModel(HyperpriorEntropyModel):
     hyper_quantizer = "ste"
 
     def __init__(self, N: int, M: int, groups=None, quantizer: str = "ste", **options):
-        super().__init__(N, M, quantizer, **options)
+        h_a = nn.Sequential(conv(M, N, 3, 1), nn.ReLU(inplace=True), conv(N, N, 5, 2), nn.ReLU(inplace=True),
+                            conv(N, N, 5, 2))
+        h_s = nn.Sequential(deconv(N, N, 5, 2), nn.ReLU(inplace=True), deconv(N, N * 3 // 2, 5, 2),
+                            nn.ReLU(inplace=True), deconv(N * 3 // 2, N * 2, 3, 1))
+        super().__init__(N, M, quantizer, h_a=h_a, h_s=h_s, **options)
         self.groups = list(groups) if groups else [*DEFAULT_GROUPS, M - sum(DEFAULT_GROUPS)]
         if sum(self.groups) != M or min(self.groups) < 1:
             raise ValueError(f"groups {self.groups} must be positive and sum to M={M}")
-        self.h_a = nn.Sequential(conv(M, N, 3, 1), nn.ReLU(inplace=True), conv(N, N, 5, 2), nn.ReLU(inplace=True),
-                                 conv(N, N, 5, 2))
-        self.h_s = nn.Sequential(deconv(N, N, 5, 2), nn.ReLU(inplace=True), deconv(N, N * 3 // 2, 5, 2),
-                                 nn.ReLU(inplace=True), deconv(N * 3 // 2, N * 2, 3, 1))
         g = self.groups
         self.channel_context = nn.ModuleList(
             None if k == 0 else nn.Sequential(
@@ -71,7 +71,7 @@ class ElicEntropyModel(HyperpriorEntropyModel):
         self.spatial_context = nn.ModuleList(conv(g[k], 2 * g[k], 5, 1) for k in range(len(g)))
         self.entropy_parameters = nn.ModuleList(
             parameter_ramp(2 * g[k] + (2 * g[k] if k else 0) + 2 * N, 2 * g[k], 2 * N) for k in range(len(g)))
-        self.integer_networks(self.h_s, *self.channel_context[1:], self.spatial_context, self.entropy_parameters)
+        self.integer_networks(*self.channel_context[1:], self.spatial_context, self.entropy_parameters)
 
     def code_latent(self, y, hyper, step):
         slices = y.split(self.groups, 1) if y is not None else [None] * len(self.groups)

@@ -53,6 +53,8 @@ class HyperpriorEntropyModel(LatentEntropyModel):
             ``lmbda_max``: the range of their lambdas.
         scale_table_levels: tables of the Gaussian conditional (its log grid holds the gains).
         arithmetic: ``"float"`` or ``"integer"`` entropy-parameter networks (see the module docstring).
+        h_a, h_s: hyper networks other than Ballé's/Minnen's (:func:`~codeclab.transforms.cnn.hyper_analysis`,
+            :func:`~codeclab.transforms.cnn.hyper_synthesis`), for context models whose papers use others.
     """
 
     num_streams = 2
@@ -60,14 +62,15 @@ class HyperpriorEntropyModel(LatentEntropyModel):
     mean_scale = True
 
     def __init__(self, N: int, M: int, quantizer: str = "noise", rate_levels: int = 0, lmbda_min: float = 0.0018,
-                 lmbda_max: float = 0.0483, scale_table_levels: int = SCALES_LEVELS, arithmetic: str = "float"):
+                 lmbda_max: float = 0.0483, scale_table_levels: int = SCALES_LEVELS, arithmetic: str = "float",
+                 h_a: nn.Module | None = None, h_s: nn.Module | None = None):
         super().__init__(quantizer)
         if arithmetic not in ARITHMETICS:
             raise ValueError(f"arithmetic must be one of {', '.join(ARITHMETICS)}, got {arithmetic!r}")
         self.arithmetic = arithmetic
         self.N, self.M = int(N), int(M)
-        self.h_a = cnn.hyper_analysis(N, M, mean_scale=self.mean_scale)
-        self.h_s = cnn.hyper_synthesis(N, M, mean_scale=self.mean_scale)
+        self.h_a = h_a if h_a is not None else cnn.hyper_analysis(N, M, mean_scale=self.mean_scale)
+        self.h_s = h_s if h_s is not None else cnn.hyper_synthesis(N, M, mean_scale=self.mean_scale)
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(scale_levels=scale_table_levels)
         self.rate_levels = int(rate_levels)
