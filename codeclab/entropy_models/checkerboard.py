@@ -72,7 +72,7 @@ class CheckerboardEntropyModel(HyperpriorEntropyModel):
     def __init__(self, N: int, M: int, hidden: int | tuple[int, int] | None = None, quantizer: str = "ste",
                  **rate_options):
         super().__init__(N, M, quantizer, **rate_options)
-        hidden = (10 * M // 3, 8 * M // 3) if hidden is None else hidden if isinstance(hidden, int) else tuple(hidden)
+        hidden = (10 * M // 3, 8 * M // 3) if hidden is None else hidden  # entropy_parameters takes an int or a pair
         self.context = CheckerboardSpatialContext(M, 2 * M)
         self.entropy_parameters = entropy_parameters(4 * M, hidden, 2 * M)
         self.integer_networks(self.context, self.entropy_parameters)

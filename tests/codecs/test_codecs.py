@@ -64,6 +64,25 @@ def test_compressai_state_dict_loads(cls, reference):
     assert torch.equal(codec.decompress(codec.compress(x)), expected)
 
 
+def _converted_and_compared(make_codec, make_reference, photo):
+    """A codec from ``make_codec()`` with the weights of compressai's ``make_reference()`` (loaded
+    strictly; both built after one seed) and an image crop, after checking that both give the same
+    reconstruction and likelihoods in eval mode. Returns ``(codec, ref, x)``."""
+    torch.manual_seed(0)
+    ref = make_reference()
+    codec = make_codec()
+    ref.update()
+    load_compressai_state_dict(codec, ref.state_dict())
+    codec.eval(), ref.eval()
+    x = pad_to_multiple(image_tensor(photo), 64)[..., :128, :192]
+    with torch.no_grad():
+        ours, theirs = codec(x), ref(x)
+    torch.testing.assert_close(ours["x_hat"], theirs["x_hat"])
+    for name in ("y", "z"):
+        torch.testing.assert_close(ours["likelihoods"][name], theirs["likelihoods"][name])
+    return codec, ref, x
+
+
 @pytest.mark.parametrize("build, reference, sizes", [
     (mbt2018, cm.JointAutoregressiveHierarchicalPriors, TINY),
     (cheng2020_anchor, cm.Cheng2020Anchor, {"N": 16, "components": 1}),  # compressai's single Gaussian
@@ -73,17 +92,9 @@ def test_autoregressive_baselines_are_compressais(build, reference, sizes, photo
     """Same likelihoods and reconstruction as compressai's model with its weights (strict loading:
     same layers, same names), the same stream from compressai's coder (same symbols, same order:
     position by position), and an exact round trip with the project's coder."""
-    torch.manual_seed(0)
-    ref = reference(**{k: v for k, v in sizes.items() if k != "components"})
-    ref.update()
-    codec = load_compressai_state_dict(build(**sizes), ref.state_dict())
-    codec.eval(), ref.eval()
-    x = pad_to_multiple(image_tensor(photo), 64)[..., :128, :192]
+    compressai_sizes = {k: v for k, v in sizes.items() if k != "components"}
+    codec, ref, x = _converted_and_compared(lambda: build(**sizes), lambda: reference(**compressai_sizes), photo)
     with torch.no_grad():
-        ours, theirs = codec(x), ref(x)
-        torch.testing.assert_close(ours["x_hat"], theirs["x_hat"])
-        for name in ("y", "z"):
-            torch.testing.assert_close(ours["likelihoods"][name], theirs["likelihoods"][name])
         codec.set_coder("compressai")
         assert codec.compress(x).strings == [s[0] for s in ref.compress(x)["strings"]]
     codec.set_coder("codeclab")
@@ -104,17 +115,7 @@ def test_elic_is_compressais_elic2022_official(photo):
     from codeclab.codecs import elic
     from codeclab.codecs.base import with_arithmetic
 
-    torch.manual_seed(0)
-    ref = Elic2022Official(N=16, M=160)
-    ref.update()
-    codec = load_compressai_state_dict(elic(16, 160), ref.state_dict())
-    codec.eval(), ref.eval()
-    x = pad_to_multiple(image_tensor(photo), 64)[..., :128, :192]
-    with torch.no_grad():
-        ours, theirs = codec(x), ref(x)
-    torch.testing.assert_close(ours["x_hat"], theirs["x_hat"])
-    for name in ("y", "z"):
-        torch.testing.assert_close(ours["likelihoods"][name], theirs["likelihoods"][name])
+    codec, _, x = _converted_and_compared(lambda: elic(16, 160), lambda: Elic2022Official(N=16, M=160), photo)
     em = codec.entropy_model
     assert em.groups == [16, 16, 32, 64, 32] and em.hyper_quantizer == "ste" and em.quantizer == "ste"
     for arithmetic in ("float", "integer"):
