@@ -112,14 +112,15 @@ class Codec(nn.Module):
         # z_hat from symbols). Training keeps the transforms' layout (speed).
         return y if self.training else y.contiguous()
 
-    def _synthesis(self, y_hat: Tensor) -> Tensor:
+    def synthesize(self, y_hat: Tensor) -> Tensor:
+        """``g_s(y_hat)`` under the transform settings (:meth:`configure_transforms`), float32 NCHW."""
         with self._transform_precision(y_hat.device):
             return self.g_s(y_hat.to(memory_format=self.memory_format)).float().contiguous()
 
     def forward(self, x: Tensor, level: Tensor | None = None) -> dict:
         """``level``: ``[B]`` rate levels of a variable-rate model, one per sample."""
         out = self.entropy_model(self._analysis(x), level)
-        return {"x_hat": self._synthesis(out.pop("y_hat")), **out}
+        return {"x_hat": self.synthesize(out.pop("y_hat")), **out}
 
     def _check_size(self, x: Tensor) -> None:
         if x.shape[-2] % self.downsampling or x.shape[-1] % self.downsampling:
@@ -148,9 +149,9 @@ class Codec(nn.Module):
         return self.compress_latent(self.analyse(x), x.shape[-2:], level)
 
     @torch.no_grad()
-    def decompress(self, compressed: CompressedImage, coder: EntropyCoder | None = None) -> Tensor:
-        """The reconstruction (``coder``: decode with this coder object instead of :attr:`coder`)."""
-        return self._synthesis(self.decode_latents(compressed.strings, compressed.size, compressed.level, coder))
+    def decompress(self, compressed: CompressedImage) -> Tensor:
+        """The reconstruction: :meth:`synthesize` of :meth:`decode_latents`."""
+        return self.synthesize(self.decode_latents(compressed.strings, compressed.size, compressed.level))
 
     @torch.no_grad()
     def encode_latents(self, x: Tensor, level: int | None = None) -> Tensor:

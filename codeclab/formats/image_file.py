@@ -9,12 +9,13 @@ threads. Smaller images (Kodak's 768x512 among them) are one tile and written as
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..codecs import Codec, CompressedImage
+from ..codecs import Codec
 from ..data.images import check_pixels, max_tile_pixels, to_tensor
 from ..errors import CodecLabError
 from ..measures import bits_per_pixel
@@ -191,23 +192,31 @@ def _checked_file(data: bytes, codec: Codec) -> tuple[container.Header, list[byt
     return header, streams, grid
 
 
+def _tile_latent(codec: Codec, header: container.Header, streams: list[bytes], grid, index: int) -> torch.Tensor:
+    """``y_hat`` of tile ``index``; ValueError unless every stream ended where its encoder began."""
+    n = codec.num_streams
+    checked = _CheckedCoder(codec.coder)
+    size = padded_size(*grid[index][2:], codec.downsampling)
+    y_hat = codec.decode_latents(streams[n * index : n * (index + 1)], size, header.level, coder=checked)
+    checked.check_all_ended()
+    return y_hat
+
+
+@contextmanager
+def _stream_errors():
+    """A malformed stream (the coder's ValueError) becomes a one-line :class:`CodecLabError`."""
+    try:
+        yield
+    except ValueError as err:
+        raise CodecLabError(f"corrupt stream: {str(err).splitlines()[0]}") from None
+
+
 def decode_latents(data: bytes, codec: Codec) -> list[torch.Tensor]:
     """The decoded latents ``y_hat`` of a CodecLab file, one per tile (entropy decoding only,
     with the same checks as :func:`decode_image`)."""
     header, streams, grid = _checked_file(data, codec)
-    n = codec.num_streams
-
-    def latent(index: int) -> torch.Tensor:
-        checked = _CheckedCoder(codec.coder)
-        size = padded_size(*grid[index][2:], codec.downsampling)
-        y_hat = codec.decode_latents(streams[n * index : n * (index + 1)], size, header.level, coder=checked)
-        checked.check_all_ended()
-        return y_hat
-
-    try:
-        return [latent(index) for index in range(len(grid))]
-    except ValueError as err:
-        raise CodecLabError(f"corrupt stream: {str(err).splitlines()[0]}") from None
+    with _stream_errors():
+        return [_tile_latent(codec, header, streams, grid, index) for index in range(len(grid))]
 
 
 def decode_image(data: bytes, codec: Codec, threads: int = 1) -> np.ndarray:
@@ -218,20 +227,15 @@ def decode_image(data: bytes, codec: Codec, threads: int = 1) -> np.ndarray:
     """
     header, streams, grid = _checked_file(data, codec)
     image = np.empty((header.height, header.width, 3), dtype=np.uint8)
-    n = codec.num_streams
 
     def decode(index: int) -> None:
         top, left, height, width = grid[index]
-        checked = _CheckedCoder(codec.coder)
-        size = padded_size(height, width, codec.downsampling)
-        x_hat = codec.decompress(CompressedImage(streams[n * index : n * (index + 1)], size, header.level), coder=checked)
-        checked.check_all_ended()
+        with torch.no_grad():
+            x_hat = codec.synthesize(_tile_latent(codec, header, streams, grid, index))
         image[top : top + height, left : left + width] = to_uint8(x_hat[..., :height, :width])
 
-    try:
+    with _stream_errors():
         _map(decode, list(range(len(grid))), threads)
-    except ValueError as err:
-        raise CodecLabError(f"corrupt stream: {str(err).splitlines()[0]}") from None
     return image
 
 
