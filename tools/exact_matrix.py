@@ -94,13 +94,13 @@ def encode_worker(model: str, images: list[str], levels: list[int | None], out: 
     from codeclab.formats.image_file import codec_input, file_bytes
 
     codec = _load(model)
+    codec.ensure_tables()
     hashes = {}
     for path in images:
         image = read_image(path, notice=None)
         y = codec.analyse(codec_input(image, codec.downsampling))  # one tile (images up to 1024 pixels a side)
         for level in levels:
             name = f"{Path(path).stem}-L{level}"
-            codec.ensure_tables()
             with torch.no_grad():
                 streams, y_hat = codec.entropy_model.compress(y, codec.coder, level)
             (out / f"{name}.clab").write_bytes(file_bytes(codec, image, streams, level, None))
