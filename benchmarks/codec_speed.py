@@ -76,7 +76,7 @@ class CodingClock:
         return Timed()
 
 
-class _TimedCoder:
+class TimedCoder:
     """Stands in for a CodecLab :class:`~codeclab.coding.EntropyCoder`, timing its streams."""
 
     def __init__(self, coder, clock: CodingClock):
@@ -121,7 +121,7 @@ def codeclab_subject(label: str, codec) -> Subject:
     clock = CodingClock()
     codec.eval()
     codec.configure_transforms(*coding_transforms(codec))  # what `codeclab encode/decode` run
-    codec.coder = _TimedCoder(codec.coder, clock)
+    codec.coder = TimedCoder(codec.coder, clock)
     if codec.entropy_model.registry_name == "bounded":
         from codeclab.entropy_models import bounded
 

@@ -1,5 +1,9 @@
 """The ``codeclab`` command: encode, decode, info, export, bd-rate.
 
+``encode`` and ``decode`` take images and videos: a ``.y4m`` file, a folder of PNG frames or an
+MP4/MKV/... input is coded as a video (:mod:`codeclab.formats.video_file`); a video file decodes
+to ``.y4m`` or to a folder of PNG frames.
+
 User errors (missing or unreadable files, corrupt streams, the wrong model, unsupported
 images) print one line ``codeclab: error: ...`` and exit with status 1; no output file is left
 behind. Anything else is a bug and keeps its traceback.
@@ -48,9 +52,19 @@ def _model_search_dirs(args, bitstream_path: Path) -> list[Path]:
     return dirs + [bitstream_path.parent, Path("models"), Path("models/zoo")]
 
 
+def _rate_level(codec, args):
+    from .formats.image_file import quality_level
+
+    return quality_level(codec, args.quality) if args.quality is not None else args.level
+
+
 def cmd_encode(args) -> None:
+    from .data.video import is_video_path
+
+    if is_video_path(args.image):
+        return _encode_video(args)
     from .data.images import read_image
-    from .formats.image_file import encode_image, encode_image_at_bpp, quality_level
+    from .formats.image_file import encode_image, encode_image_at_bpp
     from .formats.model_file import load_model, write_atomically
 
     _refuse_overwriting(args.output, args.image, args.model)
@@ -60,7 +74,7 @@ def cmd_encode(args) -> None:
     if args.target_bpp is not None:
         data, level = encode_image_at_bpp(codec, image, args.target_bpp, args.tile)
     else:
-        level = quality_level(codec, args.quality) if args.quality is not None else args.level
+        level = _rate_level(codec, args)
         data = encode_image(codec, image, level, args.tile, args.threads)
     seconds = time.perf_counter() - start
     write_atomically(args.output, lambda tmp: Path(tmp).write_bytes(data))
@@ -70,18 +84,79 @@ def cmd_encode(args) -> None:
     print(f"{args.output}: {len(data)} bytes, {bpp:.4f} bpp ({width}x{height}{at_level}), encoded in {seconds:.2f} s")
 
 
+def _encode_video(args) -> None:
+    from .data.video import parse_frame_rate, read_video
+    from .formats.model_file import load_model, write_atomically
+    from .formats.video_file import DEFAULT_INTRA_PERIOD, encode_video
+
+    if args.target_bpp is not None:
+        raise CodecLabError("--target-bpp is for images; choose a video's rate with --quality or --level")
+    _refuse_overwriting(args.output, args.image, args.model)
+    clip = read_video(args.image, args.matrix, args.frames)
+    if args.fps is not None:
+        clip.fps = parse_frame_rate(args.fps)
+    if args.range is not None:
+        clip.colour_range = args.range
+    codec = load_model(args.model, coder=args.coder)
+    video_model = hasattr(codec, "temporal_model")
+    intra_period = args.intra_period if args.intra_period is not None else (DEFAULT_INTRA_PERIOD if video_model else 1)
+    level = _rate_level(codec, args)
+    start = time.perf_counter()
+    encoded = encode_video(codec, clip, intra_period, level)
+    seconds = time.perf_counter() - start
+    write_atomically(args.output, lambda tmp: Path(tmp).write_bytes(encoded.data))
+    bpp = bits_per_pixel(len(encoded.data), clip.height, clip.width) / len(clip.frames)
+    at_level = "" if level is None else f", level {level} of {codec.rate_levels}"
+    print(f"{args.output}: {len(encoded.data)} bytes, {bpp:.4f} bpp, {len(clip.frames)} frames of {clip.width}x{clip.height} "
+          f"({encoded.kinds.count('I')} I, {encoded.kinds.count('P')} P{at_level}), encoded in {seconds:.2f} s "
+          f"({len(clip.frames) / seconds:.2f} frames/s)")
+
+
+def _load_model_for(args, model_hash: bytes):
+    from .formats.model_file import find_model, load_model
+
+    model_path = args.model or find_model(model_hash, _model_search_dirs(args, args.file))
+    if model_path is None:
+        raise CodecLabError(f"no model with hash {model_hash.hex()} found; pass it with -m MODEL or --models-dir DIR")
+    return load_model(model_path)
+
+
+def _decode_video(args, data: bytes) -> None:
+    from .data.video import write_video
+    from .formats.video_file import decode_video, unpack_video
+
+    header, _ = unpack_video(data)
+    codec = _load_model_for(args, header.model_hash)
+    start, stop = _frame_range(args.frames_range)
+    began = time.perf_counter()
+    clip = decode_video(data, codec, start, stop)
+    seconds = time.perf_counter() - began
+    write_video(args.output, clip)
+    print(f"{args.output}: {len(clip.frames)} frames of {clip.width}x{clip.height}, decoded in {seconds:.2f} s "
+          f"({len(clip.frames) / seconds:.2f} frames/s)")
+
+
+def _frame_range(text: str | None) -> tuple[int, int | None]:
+    if text is None:
+        return 0, None
+    try:
+        first, _, last = text.partition(":")
+        return int(first or 0), (int(last) if last else None)
+    except ValueError:
+        raise CodecLabError(f"--frames takes START:STOP (frame numbers from 0), got {text!r}") from None
+
+
 def cmd_decode(args) -> None:
     from .formats import container
     from .formats.image_file import decode_image
-    from .formats.model_file import find_model, load_model
+    from .formats.video_file import is_video_file
 
     _refuse_overwriting(args.output, args.file, *([args.model] if args.model else []))
     data = _read_file(args.file)
+    if is_video_file(data):
+        return _decode_video(args, data)
     header, _ = container.unpack(data)
-    model_path = args.model or find_model(header.model_hash, _model_search_dirs(args, args.file))
-    if model_path is None:
-        raise CodecLabError(f"no model with hash {header.model_hash.hex()} found; pass it with -m MODEL or --models-dir DIR")
-    codec = load_model(model_path)
+    codec = _load_model_for(args, header.model_hash)
     start = time.perf_counter()
     image = decode_image(data, codec, args.threads)
     seconds = time.perf_counter() - start
@@ -91,8 +166,15 @@ def cmd_decode(args) -> None:
 
 def cmd_info(args) -> None:
     from .formats import container
+    from .formats.video_file import is_video_file, unpack_video
 
     data = _read_file(args.file)
+    if is_video_file(data):
+        info = unpack_video(data)[0].describe()
+        info["file_bytes"] = len(data)
+        info["bpp"] = round(bits_per_pixel(len(data), info["height"], info["width"]) / info["frame_count"], 6)
+        print(json.dumps(info, indent=2))
+        return
     header, _ = container.unpack(data)
     info = header.describe()
     info["file_bytes"] = len(data)
@@ -114,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codeclab", description="CodecLab learned image codecs")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    encode = commands.add_parser("encode", help="encode an image file")
-    encode.add_argument("image", type=Path)
+    encode = commands.add_parser("encode", help="encode an image or a video (.y4m, a folder of PNG frames, .mp4, ...)")
+    encode.add_argument("image", type=Path, help="image file, or video: .y4m, a folder of PNG frames, .mp4/.mkv/...")
     encode.add_argument("-m", "--model", type=Path, required=True, help="model file (.safetensors)")
     encode.add_argument("-o", "--output", type=Path, required=True)
     rate = encode.add_mutually_exclusive_group()
@@ -127,13 +209,23 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--tile", type=int, default=1024,
                         help="images larger than this (pixels, either side) are coded as independent tiles of this size")
     encode.add_argument("--threads", type=int, default=1, help="tiles coded at once")
+    video = encode.add_argument_group("video")
+    video.add_argument("--intra-period", type=int, default=None,
+                       help="an I-frame every N frames; -1: the first only (default 12 for video models, 1 for image models)")
+    video.add_argument("--frames", type=int, default=None, help="code only the first N frames")
+    video.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601", help="Y4M input: the YUV->RGB matrix")
+    video.add_argument("--range", choices=("limited", "full"), default=None, help="Y4M input: override the file's range")
+    video.add_argument("--fps", default=None, help="frame rate N or N:D (PNG folders have none; default 25)")
     encode.add_argument("--coder", default=None,
                         help="entropy coder: codeclab (default) or compressai; decode reads it from the file")
     encode.set_defaults(func=cmd_encode)
 
     decode = commands.add_parser("decode", help="decode a CodecLab file to an image")
     decode.add_argument("file", type=Path)
-    decode.add_argument("-o", "--output", type=Path, required=True, help="output image (.png)")
+    decode.add_argument("-o", "--output", type=Path, required=True,
+                        help="output image (.png); for a video, .y4m or a new folder of PNG frames")
+    decode.add_argument("--frames", dest="frames_range", default=None, metavar="START:STOP",
+                        help="video: decode only these frames (from the I-frame at or before START)")
     decode.add_argument("-m", "--model", type=Path, default=None, help="model file; default: found by the file's model hash")
     decode.add_argument("--models-dir", action="append", help="folder searched for the model (repeatable; also $CODECLAB_MODELS)")
     decode.add_argument("--threads", type=int, default=1, help="tiles decoded at once")

@@ -1,8 +1,10 @@
 """Codecs: an analysis transform, a latent entropy model and a synthesis transform
-(:class:`~.base.Codec`), registered by name in :data:`CODECS` (:mod:`.zoo`, :mod:`.vqgan`)."""
+(:class:`~.base.Codec`), registered by name in :data:`CODECS` (:mod:`.zoo`, :mod:`.vqgan`, and the video
+codec STEM in :mod:`.stem`)."""
 
 from .base import CODECS, Codec, CompressedImage, build_codec, register_codec
 from .compressai_interop import from_compressai, load_compressai_state_dict, to_compressai
+from .stem import VideoCodec, stem
 from .vqgan import VQGAN, load_taming_state_dict, vqgan
 from .zoo import (
     bmshj2018_factorized, bmshj2018_hyperprior, cheng2020_anchor, cheng2020_attn, compose, elic, mbt2018, mbt2018_mean,
@@ -13,5 +15,5 @@ __all__ = [
     "CODECS", "VQGAN", "Codec", "CompressedImage", "bmshj2018_factorized", "bmshj2018_hyperprior", "build_codec",
     "cheng2020_anchor", "cheng2020_attn", "elic",
     "compose", "from_compressai", "load_compressai_state_dict", "load_taming_state_dict", "mbt2018", "mbt2018_mean",
-    "register_codec", "s2lic", "to_compressai", "vqgan", "walloc",
+    "register_codec", "s2lic", "stem", "to_compressai", "VideoCodec", "vqgan", "walloc",
 ]

@@ -3,6 +3,7 @@
 * ``factorized`` (:mod:`.factorized`), ``scale_hyperprior`` and ``hyperprior`` (:mod:`.hyperprior`)
 * ``autoregressive`` (:mod:`.autoregressive`, mbt2018), ``checkerboard`` (:mod:`.checkerboard`), ``charm``
   (:mod:`.channelwise`), ``acgc`` (:mod:`.acgc`), ``elic`` (:mod:`.elic`)
+* ``spatiotemporal`` (:mod:`.spatiotemporal`, STEM's P-frame model: takes the previous decoded latent)
 * ``bounded`` (:mod:`.bounded`, WaLLoC), ``vq`` (:mod:`.vq`, with the index models of :mod:`.index_models`)
 
 Building blocks: integer networks for exact entropy parameters (:mod:`.integer`), the factorized
@@ -12,7 +13,7 @@ density and Gaussian conditional layers (:mod:`.factorized`,
 """
 
 from .base import ENTROPY_MODELS, LatentEntropyModel
-from . import acgc, autoregressive, bounded, channelwise, checkerboard, elic, factorized, hyperprior, vq  # noqa: F401,E501
+from . import acgc, autoregressive, bounded, channelwise, checkerboard, elic, factorized, hyperprior, spatiotemporal, vq  # noqa: F401,E501
 from .factorized import EntropyBottleneck
 from .gaussian import GaussianConditional
 from .index_models import INDEX_MODELS

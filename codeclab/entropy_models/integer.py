@@ -16,9 +16,10 @@ Arithmetic (every value between layers is fixed point ``n / 2^F``, :data:`FRACTI
     conv       acc  = sum(w * n) + b_o                                     |acc| < 2^52: exact
     output     n'   = clamp(floor((acc + 2^(s_o - 1)) / 2^s_o), +-ACTIVATION_MAX)   (rounding shift)
 
-Activations act on ``n`` and stay integer: ReLU (clamped), leaky ReLU with slope ``41/4096``
-(rounding shift), and ``0.5 tanh`` through a lookup table (:class:`HalfTanh`, for latent
-residual prediction). Values are ``|n| < 2^24``, so they are also exact in float32: the layers
+Activations act on ``n`` and stay integer: ReLU (clamped), leaky ReLU with its slope rounded to
+``k/4096`` (``41/4096`` for torch's 0.01, ``819/4096`` for TensorFlow's 0.2; a rounding shift),
+and ``0.5 tanh`` through a lookup table (:class:`HalfTanh`, for latent residual prediction).
+Values are ``|n| < 2^24``, so they are also exact in float32: the layers
 take and return float32 tensors holding ``n / 2^F``, and callers compare or add them with plain
 IEEE operations (correctly rounded everywhere).
 
@@ -52,7 +53,7 @@ ACTIVATION_MAX = 2**24 - 1
 ACCUMULATOR_BITS = 51
 MAX_WEIGHT_BITS = 15
 MAX_SHIFT = 40
-LEAKY_SLOPE_NUMERATOR, LEAKY_SLOPE_SHIFT = 41, 12  # 41/4096 ~ 0.01, torch's default slope
+LEAKY_SLOPE_SHIFT = 12  # slopes are k / 2^12: 41/4096 ~ 0.01 (torch's default), 819/4096 ~ 0.2 (TensorFlow's)
 TANH_RANGE = 8  # 0.5 tanh(x) is within 2^-(F+1) of +-1/2 beyond |x| = 8
 INTEGER_BACKENDS = ("float64", "int64")
 
@@ -188,16 +189,25 @@ class IntegerReLU(nn.Module):
         return torch.relu(quantize_activation(x))
 
 
+def leaky_slope_numerator(slope: float) -> int:
+    """``k`` of the integer slope ``k / 2^12`` nearest to ``slope`` (41 for 0.01, 819 for 0.2)."""
+    return round(slope * 2**LEAKY_SLOPE_SHIFT)
+
+
 class IntegerLeakyReLU(nn.Module):
-    """``n`` for ``n >= 0``, else ``floor((41 n + 2^11) / 2^12)``: slope 41/4096 instead of 0.01."""
+    """``n`` for ``n >= 0``, else ``floor((k n + 2^11) / 2^12)``: slope ``k/4096`` (:func:`leaky_slope_numerator`)."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.numerator = leaky_slope_numerator(negative_slope)
 
     def forward(self, x: Tensor) -> Tensor:
         n = to_fixed(x)
-        negative = torch.floor((n * LEAKY_SLOPE_NUMERATOR + 2 ** (LEAKY_SLOPE_SHIFT - 1)) * 2.0**-LEAKY_SLOPE_SHIFT)
+        negative = torch.floor((n * self.numerator + 2 ** (LEAKY_SLOPE_SHIFT - 1)) * 2.0**-LEAKY_SLOPE_SHIFT)
         exact = from_fixed(torch.where(n < 0, negative, n), x.dtype)
         if not self.training:
             return exact
-        return _straight_through(exact, F.leaky_relu(x, LEAKY_SLOPE_NUMERATOR / 2**LEAKY_SLOPE_SHIFT))
+        return _straight_through(exact, F.leaky_relu(x, self.numerator / 2**LEAKY_SLOPE_SHIFT))
 
 
 class HalfTanh(nn.Module):
@@ -246,8 +256,10 @@ def integer_layer(layer: nn.Module) -> nn.Module:
         converted = kind.__new__(kind)
         converted.__dict__ = layer.__dict__  # same parameters, buffers and hyper-parameters
         return converted
-    if isinstance(layer, nn.LeakyReLU) and layer.negative_slope != 0.01:
-        raise ValueError(f"no integer leaky ReLU of slope {layer.negative_slope}")
+    if isinstance(layer, nn.LeakyReLU):
+        if not 0 < layer.negative_slope < 1:
+            raise ValueError(f"no integer leaky ReLU of slope {layer.negative_slope}")
+        return kind(layer.negative_slope)
     return kind()
 
 

@@ -22,7 +22,8 @@ Layout (all integers unsigned; ``varint`` is LEB128, at most 5 bytes)::
 The header costs about 30-40 bytes; it is counted in every reported bpp.
 
 Public API (benchmarks and tools use only this): :class:`Header`, :func:`pack`, :func:`unpack`,
-:data:`FORMAT_VERSION`, :data:`MODEL_HASH_BYTES`.
+:data:`FORMAT_VERSION`, :data:`MODEL_HASH_BYTES`; the field codecs :func:`encode_varint` and
+:class:`ByteReader` are shared with the video container (:mod:`.video_file`).
 
 Versions: 1 (fixed-rate models), 2 (adds the rate level of a variable-rate model) and 3 (tiled
 images: a tile size, and the streams of every tile in turn, row by row). A file is written in the
@@ -85,7 +86,8 @@ class Header:
         }
 
 
-def _varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
+    """LEB128 of a non-negative integer."""
     out = bytearray()
     while True:
         byte, value = value & 0x7F, value >> 7
@@ -94,7 +96,9 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-class _Reader:
+class ByteReader:
+    """Reads a header field by field; running out of bytes is a one-line "truncated file" error."""
+
     def __init__(self, data: bytes):
         self.data, self.pos = data, 0
 
@@ -126,16 +130,16 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
         raise ValueError("header field out of range")
     head = bytearray(MAGIC)
     head += bytes([version, len(codec_id)]) + codec_id + header.model_hash + bytes([CODERS.index(header.coder)])
-    head += _varint(header.height) + _varint(header.width)
+    head += encode_varint(header.height) + encode_varint(header.width)
     head += bytes([header.bit_depth, header.colour_mode])
     if version == 3:
         head += bytes([(_HAS_LEVEL if header.level is not None else 0) | _HAS_TILE])
-        head += (_varint(header.level) if header.level is not None else b"") + _varint(header.tile)
-        head += _varint(len(streams))
+        head += (encode_varint(header.level) if header.level is not None else b"") + encode_varint(header.tile)
+        head += encode_varint(len(streams))
     else:
-        head += (_varint(header.level) if header.level is not None else b"") + bytes([len(streams)])
+        head += (encode_varint(header.level) if header.level is not None else b"") + bytes([len(streams)])
     for stream in streams:
-        head += _varint(len(stream))
+        head += encode_varint(len(stream))
     crc = zlib.crc32(b"".join(streams), zlib.crc32(bytes(head)))
     return bytes(head) + struct.pack("<I", crc) + b"".join(streams)
 
@@ -144,7 +148,7 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     """Parse and verify a file; raises :class:`CodecLabError` with a one-line reason."""
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         raise CodecLabError("not a CodecLab file (bad magic)")
-    reader = _Reader(data)
+    reader = ByteReader(data)
     reader.take(len(MAGIC))
     version = reader.byte()
     if version not in READABLE_VERSIONS:

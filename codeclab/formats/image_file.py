@@ -58,13 +58,21 @@ def _check_image(image: np.ndarray) -> None:
         raise CodecLabError(f"image size {height}x{width} out of range")
 
 
-def _check_level(codec: Codec, level: int | None) -> None:
+def check_level(codec: Codec, level: int | None) -> None:
     if codec.rate_levels and level is None:
         raise CodecLabError(f"{codec.codec_id} is a variable-rate model: choose a rate with --quality, --level or --target-bpp")
     if not codec.rate_levels and level is not None:
         raise CodecLabError(f"{codec.codec_id} is a fixed-rate model: it takes no rate level")
     if level is not None and not 0 <= level < codec.rate_levels:
         raise CodecLabError(f"rate level {level} out of range [0, {codec.rate_levels})")
+
+
+def check_file_level(codec: Codec, level: int | None) -> None:
+    """A file's rate level that ``codec`` cannot decode means a damaged file (or another model)."""
+    try:
+        check_level(codec, level)
+    except CodecLabError:
+        raise CodecLabError(f"corrupt file: rate level {level} for a model with {codec.rate_levels} levels") from None
 
 
 DEFAULT_TILE = 1024
@@ -117,7 +125,7 @@ def encode_image(codec: Codec, image: np.ndarray, level: int | None = None, tile
     """Code ``uint8 [H, W, 3]`` into the bytes of a complete CodecLab file (``level``: the rate
     level of a variable-rate model; ``tile``: the tile size; ``threads``: tiles coded at once)."""
     _check_image(image)
-    _check_level(codec, level)
+    check_level(codec, level)
     codec.ensure_tables()  # once, before any thread codes a tile
     side, blocks = _tiles(codec, image, tile)
 
@@ -184,10 +192,7 @@ def _checked_file(data: bytes, codec: Codec) -> tuple[container.Header, list[byt
     if len(streams) != codec.num_streams * len(grid):
         raise CodecLabError(f"corrupt file: {len(streams)} streams, codec {codec.codec_id} writes "
                             f"{codec.num_streams} per tile for {len(grid)} tiles")
-    try:
-        _check_level(codec, header.level)
-    except CodecLabError:
-        raise CodecLabError(f"corrupt file: rate level {header.level} for a model with {codec.rate_levels} levels") from None
+    check_file_level(codec, header.level)
     codec.ensure_tables()  # once, before any thread decodes a tile
     return header, streams, grid
 
@@ -195,7 +200,7 @@ def _checked_file(data: bytes, codec: Codec) -> tuple[container.Header, list[byt
 def _tile_latent(codec: Codec, header: container.Header, streams: list[bytes], grid, index: int) -> torch.Tensor:
     """``y_hat`` of tile ``index``; ValueError unless every stream ended where its encoder began."""
     n = codec.num_streams
-    checked = _CheckedCoder(codec.coder)
+    checked = CheckedCoder(codec.coder)
     size = padded_size(*grid[index][2:], codec.downsampling)
     y_hat = codec.decode_latents(streams[n * index : n * (index + 1)], size, header.level, coder=checked)
     checked.check_all_ended()
@@ -203,7 +208,7 @@ def _tile_latent(codec: Codec, header: container.Header, streams: list[bytes], g
 
 
 @contextmanager
-def _stream_errors():
+def stream_errors():
     """A malformed stream (the coder's ValueError) becomes a one-line :class:`CodecLabError`."""
     try:
         yield
@@ -215,7 +220,7 @@ def decode_latents(data: bytes, codec: Codec) -> list[torch.Tensor]:
     """The decoded latents ``y_hat`` of a CodecLab file, one per tile (entropy decoding only,
     with the same checks as :func:`decode_image`)."""
     header, streams, grid = _checked_file(data, codec)
-    with _stream_errors():
+    with stream_errors():
         return [_tile_latent(codec, header, streams, grid, index) for index in range(len(grid))]
 
 
@@ -234,12 +239,12 @@ def decode_image(data: bytes, codec: Codec, threads: int = 1) -> np.ndarray:
             x_hat = codec.synthesize(_tile_latent(codec, header, streams, grid, index))
         image[top : top + height, left : left + width] = to_uint8(x_hat[..., :height, :width])
 
-    with _stream_errors():
+    with stream_errors():
         _map(decode, list(range(len(grid))), threads)
     return image
 
 
-class _CheckedCoder:
+class CheckedCoder:
     """Passes a coder through, remembering its stream decoders, so that decoding can check that
     every stream ended exactly where its encoder began: a damaged file, or one written by another
     model or coder, then fails instead of decoding to garbage."""

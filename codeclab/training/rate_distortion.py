@@ -108,13 +108,10 @@ class RateDistortionModule(pl.LightningModule):
         return {"loss": losses["loss"] + aux_loss, "rd_loss": losses["loss"].detach()}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], self.grad_clip)
+        clip_main_gradients(optimizer, self.grad_clip)
 
     def validation_step(self, batch, batch_idx):
-        # Variable-rate codecs: the lowest, middle and highest levels ("val/<metric>" is the middle).
-        levels = self.codec.rate_levels
-        checked = {"": None} if not levels else {"": levels // 2, "_lowest": 0, "_highest": levels - 1}
+        checked = validation_levels(self.codec)
         for suffix, level in checked.items():
             per_sample = None if level is None else torch.full((batch.shape[0],), level, device=batch.device)
             losses = self._losses(batch, per_sample)
@@ -137,6 +134,19 @@ class RateDistortionModule(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
+
+
+def clip_main_gradients(optimizer: torch.optim.Optimizer, max_norm: float) -> None:
+    """Clip the gradient norm of the first parameter group (the main parameters; not the quantiles)."""
+    if max_norm:
+        torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], max_norm)
+
+
+def validation_levels(codec: Codec) -> dict:
+    """``{metric suffix: level}`` validated: the lowest, middle and highest levels of a variable-rate
+    codec (``"val/<metric>"`` is the middle one), or ``{"": None}`` for a fixed-rate codec."""
+    levels = codec.rate_levels
+    return {"": None} if not levels else {"": levels // 2, "_lowest": 0, "_highest": levels - 1}
 
 
 def cosine_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0, min_factor: float = 0.1):

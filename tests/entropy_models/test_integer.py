@@ -22,8 +22,10 @@ def test_constants():
     assert integer.FRACTION_BITS == 10
     assert integer.ACTIVATION_MAX == 2**24 - 1  # exact in float32
     assert integer.MAX_WEIGHT_BITS == 15  # int16 storage
-    assert (integer.LEAKY_SLOPE_NUMERATOR, integer.LEAKY_SLOPE_SHIFT) == (41, 12)
-    assert abs(41 / 4096 - 0.01) < 2e-5
+    assert integer.LEAKY_SLOPE_SHIFT == 12
+    assert integer.leaky_slope_numerator(0.01) == 41 and integer.leaky_slope_numerator(0.2) == 819
+    assert IntegerLeakyReLU().numerator == 41
+    assert integer.integer_layer(torch.nn.LeakyReLU(0.2)).numerator == 819
     assert integer.TANH_RANGE == 8 and 0.5 * math.tanh(8) * 2**10 > 511.5
 
 
@@ -81,7 +83,7 @@ def test_make_integer_swaps_layers_and_keeps_parameter_names():
     with pytest.raises(ValueError, match="no integer counterpart"):
         make_integer(nn.Sequential(nn.Linear(2, 2)))
     with pytest.raises(ValueError, match="slope"):
-        make_integer(nn.Sequential(nn.LeakyReLU(0.2)))
+        make_integer(nn.Sequential(nn.LeakyReLU(1.5)))
 
 
 def test_fake_quantised_float64_int64_paths_agree_bit_for_bit(monkeypatch):

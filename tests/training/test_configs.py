@@ -68,6 +68,7 @@ def test_every_option_of_the_other_groups_composes(group):
     for option in options(group):
         # A Lightning module trains the codecs it was written for.
         codec = ["codec=vqgan_tiny"] if group == "module" and option.startswith("vqgan") else []
+        codec = ["codec=stem"] if group == "module" and option == "stem" else codec
         _check_all(_compose(f"{group}={option}", *codec), small=False)
 
 
@@ -88,6 +89,14 @@ def test_a_codec_config_selects_its_lightning_module():
     vqgan = _compose("codec=vqgan_tiny")
     assert vqgan.module._target_ == "codeclab.training.vqgan.VQGANModule" and vqgan.module.disc_start == 2
     assert _compose("codec=vqgan_tiny", "module.disc_start=9").module.disc_start == 9
+
+
+def test_stem_selects_its_module_and_data():
+    cfg = _compose("experiment=stem")
+    assert cfg.module._target_ == "codeclab.training.stem.StemModule" and cfg.module.grad_clip == 5.0
+    assert cfg.data.image_model == cfg.init_weights and cfg.init_weights.endswith("models/zoo/mbt2018_mean_vr.safetensors")
+    assert [p.rsplit("/", 1)[-1] for p in cfg.data.sequences] == ["vid4_calendar", "vid4_foliage"]  # no test sequence
+    assert cfg.codec.spatial == "checkerboard" and cfg.codec.rate_levels == 64
 
 
 def test_a_codec_from_existing_parts_is_one_yaml_file():

@@ -1,0 +1,132 @@
+"""Video coding speed: frames per second of ``encode_video`` / ``decode_video`` (what ``codeclab
+encode/decode`` run on a clip), with the time split between networks and entropy coding, beside
+x265 (one thread, the same frames, same run) as the reference.
+
+Timed: coding the first ``--frames`` frames of a sequence from RGB arrays in memory to the file's
+bytes, and the bytes back to RGB arrays (reading and writing files not timed), after one untimed
+warm-up clip. Split: ``analysis`` (g_a), ``synthesis`` (g_s), ``entropy coding`` (every call into
+the rANS stream encoders/decoders) and ``entropy networks`` (the rest: hyperprior, temporal and
+spatial priors, table indexes). The median of ``--runs`` runs is reported.
+
+x265: ``-preset medium -tune zerolatency``, constant QP 32, no B-frames, the same intra period,
+``pools=1:frame-threads=1``, from and to raw 4:2:0 in memory (one ffmpeg process per run, whose
+start-up is included: about 0.05 s).
+
+Usage: python benchmarks/video_speed.py [--model models/stem.safetensors] [--frames 12] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from codec_speed import CodingClock, TimedCoder  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "video"
+
+
+def timed_method(obj, name: str, clock: CodingClock) -> None:
+    setattr(obj, name, clock.timed(getattr(obj, name)))
+
+
+def learned(model: Path, clip, intra_period: int, level: int, runs: int) -> dict:
+    from codeclab.formats.model_file import load_model
+    from codeclab.formats.video_file import decode_video, encode_video
+
+    codec = load_model(model)
+    coding, analysis, synthesis = CodingClock(), CodingClock(), CodingClock()
+    codec.coder = TimedCoder(codec.coder, coding)
+    timed_method(codec, "analyse", analysis)
+    timed_method(codec, "synthesize", synthesis)
+    result = {"encode": [], "decode": []}
+    with torch.no_grad():
+        data = encode_video(codec, clip, intra_period, level).data  # warm-up
+        decode_video(data, codec)
+        for _ in range(runs):
+            for phase in ("encode", "decode"):
+                for clock in (coding, analysis, synthesis):
+                    clock.seconds = 0.0
+                start = time.perf_counter()
+                if phase == "encode":
+                    data = encode_video(codec, clip, intra_period, level).data
+                else:
+                    decode_video(data, codec)
+                total = time.perf_counter() - start
+                network = analysis.seconds if phase == "encode" else synthesis.seconds
+                result[phase].append({"total": total, "entropy coding": coding.seconds,
+                                      "analysis" if phase == "encode" else "synthesis": network,
+                                      "entropy networks": total - coding.seconds - network})
+    frames = len(clip.frames)
+    summary = {"bytes": len(data)}
+    for phase, rows in result.items():
+        median = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        summary[phase] = {"fps": round(frames / median["total"], 3),
+                          "share": {k: round(v / median["total"], 3) for k, v in median.items() if k != "total"}}
+    return summary
+
+
+def x265(clip, intra_period: int, runs: int) -> dict:
+    from codeclab.data.video import clip_to_yuv420, ffmpeg_executable, y4m_bytes
+
+    ffmpeg = ffmpeg_executable()
+    source = y4m_bytes(clip_to_yuv420(clip), clip.fps or Fraction(25), clip.colour_range)
+    keyint = intra_period if intra_period > 0 else 100000
+    params = f"qp=32:keyint={keyint}:min-keyint={keyint}:scenecut=0:bframes=0:frame-threads=1:pools=1:log-level=error"
+    encode = [ffmpeg, "-loglevel", "error", "-f", "yuv4mpegpipe", "-i", "-", "-threads", "1", "-c:v", "libx265", "-preset", "medium",
+              "-tune", "zerolatency", "-x265-params", params, "-f", "hevc", "-"]
+    times = {"encode": [], "decode": []}
+    for _ in range(runs + 1):
+        start = time.perf_counter()
+        stream = subprocess.run(encode, input=source, capture_output=True, check=True).stdout
+        encode_s = time.perf_counter() - start
+        with tempfile.NamedTemporaryFile(suffix=".hevc") as handle:
+            handle.write(stream)
+            handle.flush()
+            start = time.perf_counter()
+            subprocess.run([ffmpeg, "-loglevel", "error", "-threads", "1", "-i", handle.name, "-f", "rawvideo", "-pix_fmt", "yuv420p",
+                            "-"], capture_output=True, check=True)
+            decode_s = time.perf_counter() - start
+        times["encode"].append(encode_s)
+        times["decode"].append(decode_s)
+    frames = len(clip.frames)
+    return {phase: {"fps": round(frames / statistics.median(values[1:]), 3)} for phase, values in times.items()}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "stem.safetensors")
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--intra-period", type=int, default=12)
+    parser.add_argument("--level", type=int, default=32)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    from codeclab.data.video import read_video
+
+    torch.set_num_threads(1)
+    results = {"threads": 1, "frames": args.frames, "intra_period": args.intra_period, "level": args.level, "sequences": {}}
+    for name in ("basketballpass", "vid4_city"):
+        clip = read_video(DATA / name, max_frames=args.frames)
+        entry = {"size": f"{clip.width}x{clip.height}", "codeclab": learned(args.model, clip, args.intra_period, args.level, args.runs),
+                 "x265-medium": x265(clip, args.intra_period, args.runs)}
+        for phase in ("encode", "decode"):
+            entry[f"{phase}_speed_vs_x265"] = round(entry["codeclab"][phase]["fps"] / entry["x265-medium"][phase]["fps"], 4)
+        results["sequences"][name] = entry
+        print(name, json.dumps(entry), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

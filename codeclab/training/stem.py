@@ -1,0 +1,110 @@
+"""Training STEM's spatiotemporal entropy model on a frozen image codec (rate only).
+
+As the official code (tinyvision/IPCodec ``IP_model.py``: ``total_loss = rate_loss``, only the
+``Pmod`` variables train, Adam, gradients clipped to norm 5): the loss is the estimated bits per
+pixel of a P-frame (``y`` residual and ``z``) given its reference, which is the reference frame's
+latent quantised as an I-frame. The image codec (transforms, I-frame entropy model and its rate
+gains) stays frozen, so distortion cannot change and needs no term.
+
+Variable-rate image codecs: every sample draws a rate level; the reference is quantised and the
+P-frame coded at that level. Validation logs the P-frame bpp next to the I-frame bpp of the same
+frames (``val/p_over_i``: the fraction of the all-intra rate a P-frame costs).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+
+from ..codecs.stem import VideoCodec
+from .rate_distortion import clip_main_gradients, validation_levels
+
+
+def bits_per_pixel(likelihoods: dict, pixels: int) -> torch.Tensor:
+    """``[B]`` estimated bpp of one forward pass's likelihoods."""
+    batch = next(iter(likelihoods.values())).shape[0]
+    bits = sum(torch.log(lik).reshape(batch, -1).sum(1) for lik in likelihoods.values())
+    return bits / (-math.log(2) * pixels)
+
+
+def quantize_reference(codec: VideoCodec, y: torch.Tensor, mu: torch.Tensor, level: torch.Tensor | None) -> torch.Tensor:
+    """The I-frame ``y_hat = round(g (y - mu)) / g + mu`` of each sample at its level."""
+    if level is None:
+        return torch.round(y - mu) + mu
+    gain = codec.entropy_model.gain_bank.gain(level)
+    return torch.round(gain * (y - mu)) / gain + mu
+
+
+class StemModule(pl.LightningModule):
+    """Trains ``codec.temporal_model`` (the rest of ``codec`` is frozen) on latent pairs.
+
+    Args:
+        codec: a :class:`~codeclab.codecs.stem.VideoCodec` whose image part is trained.
+        optimizer: ``params -> Optimizer`` (a Hydra partial); ``lr_scheduler``: optional
+            ``optimizer -> LRScheduler``, stepped every step; ``grad_clip``: max gradient norm.
+        aux_lr: learning rate of the P-frame ``z`` density's quantiles.
+    """
+
+    def __init__(self, codec: VideoCodec, optimizer: Callable | None = None, lr_scheduler: Callable | None = None,
+                 grad_clip: float = 5.0, aux_lr: float = 1e-3):
+        super().__init__()
+        if not isinstance(codec, VideoCodec):
+            raise ValueError(f"STEM training needs a video codec (codec=stem), got {codec.codec_id!r}")
+        self.codec = codec
+        shared = {id(p) for p in codec.entropy_model.parameters()}
+        for name, parameter in codec.named_parameters():
+            parameter.requires_grad_(name.startswith("temporal_model.") and id(parameter) not in shared)
+        self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-4))
+        self.scheduler_factory, self.grad_clip, self.aux_lr = lr_scheduler, grad_clip, aux_lr
+        self.save_hyperparameters({"codec_id": codec.codec_id, "codec_config": dict(codec.config)})
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # The frozen image codec always runs as when coding.
+        for module in (self.codec.g_a, self.codec.g_s, self.codec.entropy_model):
+            module.eval()
+        return self
+
+    def _levels(self, batch_size: int, level: int | None = None) -> torch.Tensor | None:
+        levels = self.codec.rate_levels
+        if not levels:
+            return None
+        if level is not None:
+            return torch.full((batch_size,), level, device=self.device)
+        return torch.randint(0, levels, (batch_size,), device=self.device)
+
+    def p_frame_bpp(self, batch: dict, level: torch.Tensor | None) -> torch.Tensor:
+        reference = quantize_reference(self.codec, batch["y_ref"], batch["mu_ref"], level)
+        out = self.codec.temporal_model(batch["y"], reference, level)
+        return bits_per_pixel(out["likelihoods"], 256 * batch["y"].shape[-2] * batch["y"].shape[-1])
+
+    def training_step(self, batch, batch_idx):
+        bpp = self.p_frame_bpp(batch, self._levels(batch["y"].shape[0])).mean()
+        aux = self.codec.temporal_model.entropy_bottleneck.loss()
+        self.log_dict({"train/bpp": bpp, "train/aux": aux}, prog_bar=True, on_step=True, on_epoch=False)
+        return bpp + aux
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        clip_main_gradients(optimizer, self.grad_clip)
+
+    def validation_step(self, batch, batch_idx):
+        for suffix, level in validation_levels(self.codec).items():
+            per_sample = self._levels(batch["y"].shape[0], level)
+            p_bpp = self.p_frame_bpp(batch, per_sample).mean()
+            intra = self.codec.entropy_model(batch["y"], per_sample)
+            i_bpp = bits_per_pixel(intra["likelihoods"], 256 * batch["y"].shape[-2] * batch["y"].shape[-1]).mean()
+            self.log_dict({f"val/bpp{suffix}": p_bpp, f"val/intra_bpp{suffix}": i_bpp, f"val/p_over_i{suffix}": p_bpp / i_bpp},
+                          prog_bar=not suffix, on_epoch=True, batch_size=batch["y"].shape[0])
+
+    def configure_optimizers(self):
+        named = [(n, p) for n, p in self.codec.temporal_model.named_parameters() if p.requires_grad]
+        main = [p for n, p in named if not n.endswith(".quantiles")]
+        aux = [p for n, p in named if n.endswith(".quantiles")]
+        optimizer = self.optimizer_factory(main)
+        optimizer.add_param_group({"params": aux, "lr": self.aux_lr})
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}

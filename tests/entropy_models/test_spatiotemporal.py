@@ -1,0 +1,125 @@
+"""STEM's spatiotemporal entropy model: the official code's wiring and constants (tinyvision/IPCodec),
+exact coding in every spatial-prior mode, and training that lowers the P-frame rate."""
+
+import pytest
+import torch
+from torch import nn
+
+from codeclab.coding import get_coder
+from codeclab.entropy_models import integer
+from codeclab.entropy_models.spatiotemporal import LEAKY_SLOPE, CausalContext, SpatiotemporalEntropyModel
+
+N, M = 8, 12
+
+
+def _convs(module):
+    return [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+
+
+def _shape(conv):
+    weight = conv.weight
+    out, inp = (weight.shape[1], weight.shape[0]) if isinstance(conv, nn.ConvTranspose2d) else weight.shape[:2]
+    return (inp, out, weight.shape[-1], conv.stride[0])
+
+
+def test_paper_widths_kernels_and_activations():
+    C = 192  # the temporal prior at a realistic width: C -> 4C/3 -> 5C/3 -> 2C, 5x5 (hyperT.py)
+    model = SpatiotemporalEntropyModel(128, C)
+    assert [_shape(c) for c in _convs(model.temporal_prior)] == [(192, 256, 5, 1), (256, 320, 5, 1), (320, 384, 5, 1)]
+    # hyperE.py: conv3, conv5/2, conv5/2 over [y_t, y_hat_{t-1}]; hyperD.py (deconv): N, 1.5N, then 2C.
+    assert [_shape(c) for c in _convs(model.h_a)] == [(384, 128, 3, 1), (128, 128, 5, 2), (128, 128, 5, 2)]
+    assert [_shape(c) for c in _convs(model.h_s)] == [(128, 128, 5, 2), (128, 192, 5, 2), (192, 384, 3, 1)]
+    # entropy_para.py: in -> 5 in/6 -> 2 in/3 -> 2C with in = 6C (spatial, temporal, hyper).
+    assert [_shape(c) for c in _convs(model.entropy_parameters)] == [(1152, 960, 1, 1), (960, 768, 1, 1), (768, 384, 1, 1)]
+    assert [_shape(c) for c in _convs(model.context)] == [(192, 384, 5, 1)]
+    slopes = {m.negative_slope for m in model.modules() if isinstance(m, nn.LeakyReLU)}
+    assert slopes == {LEAKY_SLOPE} == {0.2}  # TensorFlow's tf.nn.leaky_relu default
+    assert not [m for m in model.modules() if isinstance(m, (nn.ReLU, nn.GELU))]
+    without = SpatiotemporalEntropyModel(128, C, spatial="none")
+    assert _shape(_convs(without.entropy_parameters)[0]) == (768, 640, 1, 1)
+
+
+def test_causal_window_is_the_official_mask():
+    # context.py: pad 4 rows on top and 2 columns each side; kernel row 4 is zero from column 2 on.
+    context = CausalContext(1, 1)
+    assert context.padding == [2, 2, 4, 0]
+    expected = torch.ones(5, 5)
+    expected[4, 2:] = 0
+    assert torch.equal(context.mask[0, 0], expected)
+    assert torch.equal(context.conv.weight[0, 0] != 0, expected.bool())
+    # What position (i, j) sees: rows i-4..i-1 (columns j-2..j+2) and (i, j-2), (i, j-1).
+    with torch.no_grad():
+        context.conv.weight.fill_(1.0).mul_(context.mask)
+        context.conv.bias.zero_()
+    i, j = 6, 5
+    for di in range(-6, 3):
+        for dj in range(-4, 5):
+            r = torch.zeros(1, 1, 10, 10)
+            if 0 <= i + di < 10 and 0 <= j + dj < 10:
+                r[0, 0, i + di, j + dj] = 1
+                seen = context(r)[0, 0, i, j].item() != 0
+                assert seen == (-4 <= di <= -1 and abs(dj) <= 2 or di == 0 and dj in (-2, -1)), (di, dj)
+
+
+def test_masked_weights_stay_zero_through_training():
+    model = SpatiotemporalEntropyModel(N, M)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    y, ref = torch.randn(2, M, 8, 8) * 3, torch.randn(2, M, 8, 8) * 3
+    for _ in range(3):
+        optimizer.zero_grad()
+        loss = -sum(torch.log(l).sum() for l in model(y, ref)["likelihoods"].values())
+        loss.backward()
+        optimizer.step()
+    assert torch.all(model.context.conv.weight[:, :, 4, 2:] == 0)
+    assert torch.any(model.context.conv.weight[:, :, :4] != 0)
+
+
+@pytest.mark.parametrize("spatial", ["masked", "checkerboard", "none"])
+@pytest.mark.parametrize("arithmetic", ["integer", "float"])
+def test_decoder_reproduces_the_encoder_exactly(spatial, arithmetic):
+    torch.manual_seed(0)
+    model = SpatiotemporalEntropyModel(N, M, spatial, arithmetic=arithmetic, rate_levels=4, scale_table_levels=256).eval()
+    model.gaussian_conditional.update_tables()
+    model.entropy_bottleneck.update_tables()
+    coder = get_coder()
+    reference = torch.randn(1, M, 8, 12) * 4
+    y = reference + torch.randn(1, M, 8, 12)
+    for level in (0, 3):
+        with torch.no_grad():
+            streams, y_hat = model.compress(y, reference, coder, level)
+            decoded = model.decompress(streams, reference, coder, level)
+            assert torch.equal(decoded, y_hat)
+            assert torch.equal(model.quantize(y, reference, level), y_hat)
+        # The step is the level's gain, as for the image codec's I-frames.
+        gain = model.gain_bank.coding_gain(level)
+        assert (y_hat - y).abs().max() <= 0.5 / gain + 1e-4
+
+
+def test_integer_arithmetic_makes_every_decoder_network_integer():
+    model = SpatiotemporalEntropyModel(N, M, "masked", arithmetic="integer")
+    assert model.portable
+    for network in (model.h_s, model.temporal_prior, model.context, model.entropy_parameters):
+        convs = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        assert convs and all(isinstance(c, integer.IntegerConvMixin) for c in convs)
+        assert all(m.numerator == 819 for m in network.modules() if isinstance(m, integer.IntegerLeakyReLU))
+    assert not any(isinstance(m, integer.IntegerConvMixin) for m in model.h_a.modules())  # encoder only
+
+
+def test_training_lowers_the_p_frame_rate_of_a_predictable_frame():
+    torch.manual_seed(1)
+    model = SpatiotemporalEntropyModel(N, M, "checkerboard")
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    reference = torch.randn(8, M, 8, 8) * 5
+
+    def rate():
+        y = reference + 0.3 * torch.randn_like(reference)
+        likelihoods = model(y, torch.round(reference))["likelihoods"]
+        return -sum(torch.log2(l).sum() for l in likelihoods.values()) / reference.numel()
+
+    first = rate().item()
+    for _ in range(60):
+        optimizer.zero_grad()
+        loss = rate()
+        loss.backward()
+        optimizer.step()
+    assert rate().item() < 0.5 * first

@@ -1,0 +1,187 @@
+"""Video files: exact latent round trips through real files, seeking, the container's checks, the
+CLI (Y4M and PNG folders in and out), and Y4M/MP4 reading."""
+
+import subprocess
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from codeclab.codecs import mbt2018_mean, stem
+from codeclab.data.colour import rgb_to_yuv420
+from codeclab.data.video import Clip, read_video, y4m_bytes
+from codeclab.errors import CodecLabError
+from codeclab.formats.image_file import to_uint8
+from codeclab.formats.model_file import export_model, load_model
+from codeclab.formats.video_file import decode_video, encode_video, frame_types, unpack_video
+from tests.conftest import run_cli
+
+
+def _clip(frames=5, height=50, width=70, seed=0) -> Clip:
+    """A small moving pattern (odd size) with a 50 fps Y4M description."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (height + 8, width + 8 * frames, 3)).astype(np.uint8)
+    return Clip([np.ascontiguousarray(base[4:4 + height, 3 * t : 3 * t + width]) for t in range(frames)], Fraction(50), "limited",
+                "bt601", "y4m")
+
+
+@pytest.fixture(scope="module")
+def stem_model(tmp_path_factory):
+    torch.manual_seed(0)
+    codec = stem(N=8, M=12, rate_levels=4, scale_table_levels=256, spatial="checkerboard")
+    path = tmp_path_factory.mktemp("stem") / "stem.safetensors"
+    export_model(codec, path)
+    return path
+
+
+def test_frame_types():
+    assert "".join(frame_types(7, 3)) == "IPPIPPI"
+    assert "".join(frame_types(4, -1)) == "IPPP" == "".join(frame_types(4, 0))
+    assert "".join(frame_types(3, 1)) == "III"
+
+
+def test_decoded_latents_equal_the_encoders_through_a_real_file(stem_model):
+    codec = load_model(stem_model)
+    clip = _clip()
+    encoded = encode_video(codec, clip, intra_period=3, level=2)
+    assert encoded.kinds == list("IPPIP") and len(encoded.data) > sum(encoded.frame_bytes)
+    decoded = decode_video(encoded.data, load_model(stem_model))
+    assert len(decoded.frames) == 5 and decoded.fps == 50 and decoded.colour_range == "limited"
+    for frame, latent in zip(decoded.frames, encoded.latents):
+        assert np.array_equal(frame, to_uint8(codec.synthesize(latent))[:50, :70])
+    header, _ = unpack_video(encoded.data)
+    assert [r.kind for r in header.records] == list("IPPIP") and header.level == 2 and header.intra_period == 3
+    assert [sum(r.stream_lengths) for r in header.records] == encoded.frame_bytes
+
+
+def test_decoding_can_start_at_any_frame(stem_model):
+    codec = load_model(stem_model)
+    data = encode_video(codec, _clip(), intra_period=3, level=1).data
+    everything = decode_video(data, codec).frames
+    for start, stop in ((3, 5), (4, 5), (1, 3)):
+        part = decode_video(data, codec, start, stop).frames
+        assert len(part) == stop - start and all(np.array_equal(a, b) for a, b in zip(part, everything[start:stop]))
+    with pytest.raises(CodecLabError, match="not in a file of 5 frames"):
+        decode_video(data, codec, 5, 6)
+
+
+def test_damaged_files_get_one_line_errors(stem_model):
+    codec = load_model(stem_model)
+    data = encode_video(codec, _clip(frames=3), intra_period=-1, level=0).data
+    with pytest.raises(CodecLabError, match="truncated file"):
+        decode_video(data[:-5], codec)
+    flipped = bytearray(data)
+    flipped[-3] ^= 0x10
+    with pytest.raises(CodecLabError, match="frame 2 checksum mismatch"):
+        decode_video(bytes(flipped), codec)
+    header = bytearray(data)
+    header[12] ^= 0x01  # inside the header: its CRC catches it
+    with pytest.raises(CodecLabError, match="checksum|corrupt|wrong model"):
+        decode_video(bytes(header), codec)
+    with pytest.raises(CodecLabError, match="not a CodecLab video"):
+        unpack_video(b"CLAB" + data[4:])
+
+
+def test_a_file_starting_with_a_p_frame_is_refused(stem_model):
+    from codeclab.formats import video_file
+
+    codec = load_model(stem_model)
+    data = encode_video(codec, _clip(frames=2), intra_period=-1, level=0).data
+    header, offset = unpack_video(data)
+    swapped = video_file.VideoHeader(**{**header.__dict__, "records": tuple(
+        video_file.FrameRecord("P" if i == 0 else r.kind, r.stream_lengths, r.crc) for i, r in enumerate(header.records))})
+    frames, pos = [], offset
+    for record in header.records:
+        streams = []
+        for length in record.stream_lengths:
+            streams.append(data[pos : pos + length])
+            pos += length
+        frames.append(streams)
+    with pytest.raises(CodecLabError, match="first frame is a P-frame"):
+        decode_video(video_file.pack_video(swapped, frames), codec)
+
+
+def test_the_wrong_model_and_image_models_are_refused(stem_model, tmp_path):
+    codec = load_model(stem_model)
+    data = encode_video(codec, _clip(frames=2), intra_period=2, level=0).data
+    torch.manual_seed(5)
+    other = tmp_path / "other.safetensors"
+    export_model(stem(N=8, M=12, rate_levels=4, scale_table_levels=256, spatial="checkerboard"), other)
+    with pytest.raises(CodecLabError, match="wrong model"):
+        decode_video(data, load_model(other))
+    image_path = tmp_path / "image.safetensors"
+    export_model(mbt2018_mean(8, 12), image_path)
+    image_codec = load_model(image_path)
+    with pytest.raises(CodecLabError, match="image codec: it codes video all-intra only"):
+        encode_video(image_codec, _clip(frames=2), intra_period=2)
+    all_intra = encode_video(image_codec, _clip(frames=2), intra_period=1)
+    assert len(decode_video(all_intra.data, image_codec).frames) == 2
+
+
+def test_cli_round_trips_y4m_and_png_folders(stem_model, tmp_path):
+    clip = _clip(frames=3)
+    source = tmp_path / "clip.y4m"
+    source.write_bytes(y4m_bytes([rgb_to_yuv420(f) for f in clip.frames], Fraction(50), "limited"))
+    coded = tmp_path / "clip.clab"
+    out = run_cli("encode", source, "-m", stem_model, "-o", coded, "--intra-period", "2", "--level", "3", check=True)
+    assert "3 frames of 70x50 (2 I, 1 P, level 3 of 4)" in out.stdout
+    info = run_cli("info", coded, check=True).stdout
+    assert '"type": "P"' in info and '"frame_count": 3' in info and '"fps": "50:1"' in info
+    decoded = tmp_path / "out.y4m"
+    run_cli("decode", coded, "-m", stem_model, "-o", decoded, check=True)
+    assert decoded.read_bytes().split(b"\n", 1)[0] == source.read_bytes().split(b"\n", 1)[0]  # size, rate, range
+    frames = tmp_path / "frames"
+    run_cli("decode", coded, "-m", stem_model, "-o", frames, check=True)
+    png = read_video(frames)
+    y4m = read_video(decoded)
+    assert len(png.frames) == len(y4m.frames) == 3 and png.frames[0].shape == (50, 70, 3)
+    # The Y4M holds the PNG frames' 4:2:0 samples exactly.
+    assert decoded.read_bytes() == y4m_bytes([rgb_to_yuv420(f) for f in png.frames], Fraction(50), "limited")
+    refused = run_cli("decode", coded, "-m", stem_model, "-o", frames)
+    assert refused.returncode == 1 and "exists and is not empty" in refused.stderr and refused.stderr.count("\n") == 1
+
+
+def test_bad_videos_are_one_line_errors(tmp_path):
+    good = y4m_bytes([rgb_to_yuv420(f) for f in _clip(frames=2).frames], Fraction(25), "limited")
+    cases = {
+        "truncated.y4m": (good[:-100], "truncated Y4M file"),
+        "c444.y4m": (good.replace(b"C420jpeg", b"C444"), "unsupported Y4M colour format C444"),
+        "huge.y4m": (b"YUV4MPEG2 W100000 H100000 F25:1 C420jpeg\nFRAME\n", "over the limit"),
+        "noframe.y4m": (good.replace(b"FRAME", b"FRAMX", 1), "no FRAME marker"),
+        "text.y4m": (b"hello\n", "not a Y4M file"),
+    }
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(CodecLabError, match=message):
+            read_video(tmp_path / name)
+    proc = run_cli("encode", tmp_path / "truncated.y4m", "-m", tmp_path / "none.safetensors", "-o", tmp_path / "x.clab")
+    assert proc.returncode == 1 and proc.stderr.startswith("codeclab: error: truncated Y4M") and not (tmp_path / "x.clab").exists()
+
+
+def test_y4m_keeps_samples_and_range(tmp_path):
+    clip = _clip(frames=2, height=17, width=33)
+    planes = [rgb_to_yuv420(f, "bt709", "full") for f in clip.frames]
+    path = tmp_path / "odd.y4m"
+    path.write_bytes(y4m_bytes(planes, Fraction(30000, 1001), "full"))
+    read = read_video(path, matrix="bt709")
+    assert (read.colour_range, read.fps, len(read.frames), read.frames[0].shape) == ("full", Fraction(30000, 1001), 2, (17, 33, 3))
+    assert read.extra == {} and read.source == "y4m"
+
+
+def test_mp4_through_ffmpeg(tmp_path):
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    source = tmp_path / "clip.y4m"
+    # Smooth frames: chroma siting and upsampling differ between ffmpeg and CodecLab, not the colours.
+    rows, cols = np.mgrid[0:48, 0:64]
+    frames = [np.stack([(rows * 4 + t * 8) % 200 + 20, cols * 3 + 20, 0 * rows + 120 + t], -1).astype(np.uint8) for t in range(4)]
+    source.write_bytes(y4m_bytes([rgb_to_yuv420(f) for f in frames], Fraction(25), "limited"))
+    mp4 = tmp_path / "clip.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(source), "-c:v", "libx264", "-qp", "0",
+                    str(mp4)], check=True)
+    clip = read_video(mp4)
+    assert len(clip.frames) == 4 and clip.frames[0].shape == (48, 64, 3) and clip.fps == 25
+    assert np.abs(clip.frames[0].astype(int) - read_video(source).frames[0].astype(int)).mean() < 2
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    with pytest.raises(CodecLabError, match="cannot read video"):
+        read_video(tmp_path / "broken.mp4")
