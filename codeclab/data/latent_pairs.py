@@ -8,8 +8,9 @@ image codec that let a sample quantise its reference exactly as an I-frame at an
 A sample is (reference frame ``t``, current frame ``t + d``), ``d`` uniform in ``1 .. max_distance``
 (STEM trains on a reference and a frame up to 6 frames later), the same random latent crop of
 both and the same flips. Clips: the folders in ``sequences`` (real motion: Vid4 calendar and
-foliage), plus ``synthetic`` clips made from still photographs (a crop window that moves and
-zooms a little from frame to frame). The test sequences never enter.
+foliage), plus ``synthetic`` clips made from still photographs (a crop window that holds still,
+pans or zooms, with fresh sensor noise in every frame; :func:`synthetic_clip`). The test
+sequences never enter.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from .images import list_images, read_image, to_tensor
 from .video import read_png_folder
 
 
+# Changes whenever synthetic_clip draws differently, so that stale caches are not reused.
+SYNTHETIC_MOTION = "still-slow-fast, zoom 1%, noise 1"
+
+
 def _crop_to_multiple(frame: np.ndarray, multiple: int) -> np.ndarray:
     height, width = (s - s % multiple for s in frame.shape[:2])
     if height == 0 or width == 0:
@@ -38,12 +43,15 @@ def _crop_to_multiple(frame: np.ndarray, multiple: int) -> np.ndarray:
 
 
 def synthetic_clip(image: np.ndarray, frames: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """``frames`` crops of ``size`` x ``size`` from one photograph whose window moves by up to 8
-    pixels and zooms by up to 2% per frame (bilinear resampling)."""
+    """``frames`` crops of ``size`` x ``size`` from one photograph, as a camera would film it: a
+    third of the clips hold still, a third pan slowly (up to 1.5 pixels per frame), a third fast
+    (up to 8), half of them also zoom (up to 1% per frame); every frame gets its own sensor noise
+    (Gaussian, 1 code value). Bilinear resampling."""
     tensor = to_tensor(image)[None]
     height, width = image.shape[:2]
-    velocity = rng.uniform(-8, 8, size=2)
-    zoom = 1 + rng.uniform(-0.02, 0.02)
+    speed = rng.choice([0.0, 1.5, 8.0])
+    velocity = rng.uniform(-speed, speed, size=2)
+    zoom = 1 + (rng.uniform(-0.01, 0.01) if rng.random() < 0.5 else 0.0)
     span = size * max(1.0, zoom ** frames)
     cy = rng.uniform(span / 2, max(span / 2, height - span / 2 - abs(velocity[0]) * frames))
     cx = rng.uniform(span / 2, max(span / 2, width - span / 2 - abs(velocity[1]) * frames))
@@ -59,8 +67,9 @@ def synthetic_clip(image: np.ndarray, frames: int, size: int, rng: np.random.Gen
         ys = torch.linspace(y0 - half, y0 + half, size) / (height - 1) * 2 - 1
         xs = torch.linspace(x0 - half, x0 + half, size) / (width - 1) * 2 - 1
         grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)[None].float()
-        frame = F.grid_sample(tensor, grid, mode="bilinear", padding_mode="border", align_corners=True)
-        clip.append((frame[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy())
+        frame = F.grid_sample(tensor, grid, mode="bilinear", padding_mode="border", align_corners=True)[0].permute(1, 2, 0)
+        noisy = frame.numpy() * 255 + rng.normal(0.0, 1.0, size=frame.shape)
+        clip.append(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
     return clip
 
 
@@ -145,7 +154,7 @@ class LatentPairDataModule(pl.LightningDataModule):
     def _cache_path(self, metadata: dict) -> Path:
         key = json.dumps({"model": metadata["weights_sha256"], "sequences": [str(Path(s).resolve()) for s in self.sequences],
                           "synthetic": self.synthetic, "synthetic_dir": str(self.synthetic_dir),
-                          "synthetic_frames": self.synthetic_frames, "seed": self.seed}, sort_keys=True)
+                          "synthetic_frames": self.synthetic_frames, "seed": self.seed, "motion": SYNTHETIC_MOTION}, sort_keys=True)
         return self.cache_dir / f"stem_latents_{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
 
     def _build_clips(self) -> list[tuple[torch.Tensor, torch.Tensor]]:

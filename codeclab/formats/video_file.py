@@ -237,10 +237,9 @@ def check_video_model(header: VideoHeader, codec: Codec) -> None:
                             f"the given model is {model_hash(codec).hex()}")
 
 
-@torch.no_grad()
-def decode_video(data: bytes, codec: Codec, start: int = 0, stop: int | None = None) -> Clip:
-    """Frames ``start .. stop - 1`` of a video file (decoding from the last I-frame at or before
-    ``start``), as a :class:`Clip` with the source's frame rate, range and matrix."""
+def decoded_latents(data: bytes, codec: Codec, start: int = 0, stop: int | None = None):
+    """``(header, iterator of y_hat)`` of frames ``start .. stop - 1``: entropy decoding only,
+    from the last I-frame at or before ``start``; every check comes before the first frame."""
     header, offset = unpack_video(data)
     check_video_model(header, codec)
     if header.coder != codec.coder.name:
@@ -259,24 +258,35 @@ def decode_video(data: bytes, codec: Codec, start: int = 0, stop: int | None = N
     offsets = np.cumsum([0] + [sum(r.stream_lengths) for r in header.records])
     latent_shape = (size[0] // codec.stride, size[1] // codec.stride)
     codec.ensure_tables()
-    frames, reference = [], None
-    for t in range(first, stop):
-        record = header.records[t]
-        chunk = data[offset + offsets[t] : offset + offsets[t + 1]]
-        if zlib.crc32(chunk) != record.crc:
-            raise CodecLabError(f"corrupt file: frame {t} checksum mismatch")
-        expected = codec.num_streams if record.kind == "I" else codec.temporal_model.num_streams
-        if len(record.stream_lengths) != expected:
-            raise CodecLabError(f"corrupt file: frame {t} has {len(record.stream_lengths)} streams, expected {expected}")
-        streams = np.split(np.frombuffer(chunk, dtype=np.uint8), np.cumsum(record.stream_lengths)[:-1])
-        streams = [s.tobytes() for s in streams]
-        checked = CheckedCoder(codec.coder)
-        with stream_errors():
-            if record.kind == "I":
-                reference = codec.entropy_model.decompress(streams, latent_shape, checked, header.level)
-            else:
-                reference = codec.decode_p(streams, reference, header.level, coder=checked)
-            checked.check_all_ended()
-        if t >= start:
-            frames.append(to_uint8(codec.synthesize(reference))[: header.height, : header.width])
+
+    def frames():
+        reference = None
+        for t in range(first, stop):
+            record = header.records[t]
+            chunk = data[offset + offsets[t] : offset + offsets[t + 1]]
+            if zlib.crc32(chunk) != record.crc:
+                raise CodecLabError(f"corrupt file: frame {t} checksum mismatch")
+            expected = codec.num_streams if record.kind == "I" else codec.temporal_model.num_streams
+            if len(record.stream_lengths) != expected:
+                raise CodecLabError(f"corrupt file: frame {t} has {len(record.stream_lengths)} streams, expected {expected}")
+            streams = [s.tobytes() for s in np.split(np.frombuffer(chunk, dtype=np.uint8), np.cumsum(record.stream_lengths)[:-1])]
+            checked = CheckedCoder(codec.coder)
+            with torch.no_grad(), stream_errors():
+                if record.kind == "I":
+                    reference = codec.entropy_model.decompress(streams, latent_shape, checked, header.level)
+                else:
+                    reference = codec.decode_p(streams, reference, header.level, coder=checked)
+                checked.check_all_ended()
+            if t >= start:
+                yield reference
+
+    return header, frames()
+
+
+@torch.no_grad()
+def decode_video(data: bytes, codec: Codec, start: int = 0, stop: int | None = None) -> Clip:
+    """Frames ``start .. stop - 1`` of a video file (decoding from the last I-frame at or before
+    ``start``), as a :class:`Clip` with the source's frame rate, range and matrix."""
+    header, latents = decoded_latents(data, codec, start, stop)
+    frames = [to_uint8(codec.synthesize(y_hat))[: header.height, : header.width] for y_hat in latents]
     return Clip(frames, header.fps, header.colour_range, header.matrix, "y4m" if header.y4m_source else "png")

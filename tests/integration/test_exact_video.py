@@ -1,0 +1,56 @@
+"""P-frames decode exactly across machine configurations: a video encoded in one process (1 thread,
+NCHW, float32 transforms, oneDNN on, float64 integer backend) decodes in another (2 threads,
+channels-last, bf16 transforms, oneDNN off, int64 backend) to the encoder's latents, bit for bit."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from codeclab.codecs import stem
+from codeclab.formats.model_file import export_model
+from tests.conftest import ROOT
+
+SCRIPT = """
+import sys, numpy as np, torch
+from fractions import Fraction
+torch.backends.mkldnn.enabled = sys.argv[3] == "on"
+from codeclab.data.video import Clip
+from codeclab.formats.model_file import load_model
+from codeclab.formats.video_file import decoded_latents, encode_video
+codec = load_model(sys.argv[1])
+if sys.argv[2] == "encode":
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (70, 120, 3)).astype(np.uint8)
+    clip = Clip([np.ascontiguousarray(base[3 * t % 5 : 3 * t % 5 + 64, 2 * t : 2 * t + 96]) for t in range(5)], Fraction(25))
+    encoded = encode_video(codec, clip, intra_period=3, level=2)
+    open(sys.argv[4], "wb").write(encoded.data)
+    np.save(sys.argv[5], torch.cat(encoded.latents).numpy())
+else:
+    _, latents = decoded_latents(open(sys.argv[4], "rb").read(), codec)
+    np.save(sys.argv[5], torch.cat(list(latents)).numpy())
+"""
+
+
+def _run(env: dict, *args) -> None:
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_p_frames_decode_identically_under_another_configuration(tmp_path):
+    torch.manual_seed(0)
+    model = tmp_path / "stem.safetensors"
+    export_model(stem(N=8, M=12, rate_levels=4, scale_table_levels=256, spatial="checkerboard"), model)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CODECLAB_")}
+    encoder_env = dict(base, OMP_NUM_THREADS="1", CODECLAB_LAYOUT="nchw", CODECLAB_TRANSFORMS="fp32",
+                       CODECLAB_INTEGER_BACKEND="float64")
+    decoder_env = dict(base, OMP_NUM_THREADS="2", CODECLAB_LAYOUT="channels_last", CODECLAB_TRANSFORMS="bf16",
+                       CODECLAB_INTEGER_BACKEND="int64")
+    _run(encoder_env, model, "encode", "on", tmp_path / "clip.clab", tmp_path / "encoder.npy")
+    _run(decoder_env, model, "decode", "off", tmp_path / "clip.clab", tmp_path / "decoder.npy")
+    encoder, decoder = np.load(tmp_path / "encoder.npy"), np.load(tmp_path / "decoder.npy")
+    assert encoder.shape == decoder.shape == (5, 12, 4, 8)  # 64x96 frames padded to 64x128
+    assert np.array_equal(encoder, decoder)
