@@ -123,3 +123,13 @@ def test_training_lowers_the_p_frame_rate_of_a_predictable_frame():
         loss.backward()
         optimizer.step()
     assert rate().item() < 0.5 * first
+
+
+def test_fit_quantiles_settles_the_aux_loss_without_touching_the_density():
+    from codeclab.entropy_models.factorized import EntropyBottleneck
+
+    bottleneck = EntropyBottleneck(4)
+    density = {k: v.clone() for k, v in bottleneck.state_dict().items() if "quantiles" not in k}
+    before = float(bottleneck.loss().detach())
+    assert bottleneck.fit_quantiles() < 0.1 * before
+    assert all(torch.equal(v, bottleneck.state_dict()[k]) for k, v in density.items())
