@@ -25,7 +25,7 @@ from .measures import bits_per_pixel
 def _write_image(path: Path, image) -> None:
     from PIL import Image
 
-    from .formats.model_file import write_atomically
+    from .files import write_atomically
 
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
@@ -65,7 +65,8 @@ def cmd_encode(args) -> None:
         return _encode_video(args)
     from .data.images import read_image
     from .formats.image_file import encode_image, encode_image_at_bpp
-    from .formats.model_file import load_model, write_atomically
+    from .files import write_atomically
+    from .formats.model_file import load_model
 
     _refuse_overwriting(args.output, args.image, args.model)
     image = read_image(args.image)
@@ -86,7 +87,8 @@ def cmd_encode(args) -> None:
 
 def _encode_video(args) -> None:
     from .data.video import parse_frame_rate, read_video
-    from .formats.model_file import load_model, write_atomically
+    from .files import write_atomically
+    from .formats.model_file import load_model
     from .formats.video_file import DEFAULT_INTRA_PERIOD, encode_video
 
     if args.target_bpp is not None:

@@ -218,7 +218,7 @@ def read_with_ffmpeg(path: Path, max_frames: int | None = None) -> Clip:
 
 def write_video(path: Path, clip: Clip) -> None:
     """Write ``clip`` as Y4M (``.y4m``) or as a new folder of PNG frames (any other path), atomically."""
-    from ..formats.model_file import write_atomically
+    from ..files import write_atomically
 
     path = Path(path)
     if path.suffix.lower() == ".y4m":

@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
@@ -46,6 +44,7 @@ from ..entropy_models.integer import IntegerConvMixin, integer_convolutions
 from ..codecs.compressai_interop import COMPRESSAI_KEYS
 from ..codecs.vqgan import TAMING_KEYS
 from ..errors import CodecLabError
+from ..files import write_atomically
 
 FORMAT = "codeclab-model"
 FORMAT_VERSION = "3"
@@ -78,30 +77,6 @@ def weights_sha256(codec_or_state: Codec | dict) -> str:
         # The raw bytes (as numpy's tobytes for the dtypes numpy has; bfloat16 too).
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def write_atomically(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` then move the file into place, so no half-written file remains.
-    A folder, or a place that cannot be written, is a :class:`CodecLabError`."""
-    path = Path(path)
-    if path.is_dir():
-        raise CodecLabError(f"cannot write {path}: it is a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise CodecLabError(f"cannot write {path}: {err.strerror or type(err).__name__}") from None
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp creates 0600; give the file the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 WEIGHT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

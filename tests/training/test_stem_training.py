@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from codeclab.codecs import mbt2018_mean
-from codeclab.data.latent_pairs import LatentPairs, synthetic_clip
+from codeclab.training.latent_pairs import LatentPairs, synthetic_clip
 from codeclab.data.video import Clip
 from codeclab.formats.model_file import export_model, load_model
 from codeclab.formats.video_file import decode_video, encode_video

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import CodecLabError
-from .images import list_images, read_image, to_tensor
-from .video import read_png_folder
+from ..data.images import list_images, read_image, to_tensor
+from ..data.video import read_png_folder
 
 
 # Changes whenever synthetic_clip draws differently, so that stale caches are not reused.
