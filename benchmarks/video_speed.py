@@ -8,9 +8,10 @@ warm-up clip. Split: ``analysis`` (g_a), ``synthesis`` (g_s), ``entropy coding``
 the rANS stream encoders/decoders) and ``entropy networks`` (the rest: hyperprior, temporal and
 spatial priors, table indexes). The median of ``--runs`` runs is reported.
 
-x265: ``-preset medium -tune zerolatency``, constant QP 32, no B-frames, the same intra period,
-``pools=1:frame-threads=1``, from and to raw 4:2:0 in memory (one ffmpeg process per run, whose
-start-up is included: about 0.05 s).
+x265: the evaluation's anchor command (:func:`codeclab.evaluation.video.anchor_command`:
+``-preset medium -tune zerolatency``, constant QP 32, no B-frames, the same intra period, one
+thread) from a Y4M file to an HEVC stream, and ffmpeg decoding it to raw 4:2:0 (one ffmpeg process
+per run, whose start-up is included: about 0.05 s).
 
 Usage: python benchmarks/video_speed.py [--model models/stem.safetensors] [--frames 12] [--json OUT]
 """
@@ -78,27 +79,21 @@ def learned(model: Path, clip, intra_period: int, level: int, runs: int) -> dict
 
 def x265(clip, intra_period: int, runs: int) -> dict:
     from codeclab.data.video import clip_to_yuv420, ffmpeg_executable, y4m_bytes
+    from codeclab.evaluation.video import anchor_command
 
-    ffmpeg = ffmpeg_executable()
-    source = y4m_bytes(clip_to_yuv420(clip), clip.fps or Fraction(25), clip.colour_range)
-    keyint = intra_period if intra_period > 0 else 100000
-    params = f"qp=32:keyint={keyint}:min-keyint={keyint}:scenecut=0:bframes=0:frame-threads=1:pools=1:log-level=error"
-    encode = [ffmpeg, "-loglevel", "error", "-f", "yuv4mpegpipe", "-i", "-", "-threads", "1", "-c:v", "libx265", "-preset", "medium",
-              "-tune", "zerolatency", "-x265-params", params, "-f", "hevc", "-"]
     times = {"encode": [], "decode": []}
-    for _ in range(runs + 1):
-        start = time.perf_counter()
-        stream = subprocess.run(encode, input=source, capture_output=True, check=True).stdout
-        encode_s = time.perf_counter() - start
-        with tempfile.NamedTemporaryFile(suffix=".hevc") as handle:
-            handle.write(stream)
-            handle.flush()
-            start = time.perf_counter()
-            subprocess.run([ffmpeg, "-loglevel", "error", "-threads", "1", "-i", handle.name, "-f", "rawvideo", "-pix_fmt", "yuv420p",
-                            "-"], capture_output=True, check=True)
-            decode_s = time.perf_counter() - start
-        times["encode"].append(encode_s)
-        times["decode"].append(decode_s)
+    with tempfile.TemporaryDirectory() as folder:
+        source, stream = Path(folder) / "source.y4m", Path(folder) / "stream.hevc"
+        source.write_bytes(y4m_bytes(clip_to_yuv420(clip), clip.fps or Fraction(25), clip.colour_range))
+        # The evaluation's anchor command (constant QP, no B-frames, one thread), at QP 32.
+        encode = anchor_command("x265", "medium", 32, intra_period, source, stream)
+        decode = [ffmpeg_executable(), "-loglevel", "error", "-threads", "1", "-i", str(stream), "-f", "rawvideo",
+                  "-pix_fmt", "yuv420p", "-"]
+        for _ in range(runs + 1):  # the first run warms the file cache, untimed
+            for phase, command in (("encode", encode), ("decode", decode)):
+                start = time.perf_counter()
+                subprocess.run(command, capture_output=True, check=True)
+                times[phase].append(time.perf_counter() - start)
     frames = len(clip.frames)
     return {phase: {"fps": round(frames / statistics.median(values[1:]), 3)} for phase, values in times.items()}
 

@@ -89,7 +89,7 @@ def _encode_video(args) -> None:
     from .data.video import parse_frame_rate, read_video
     from .files import write_atomically
     from .formats.model_file import load_model
-    from .formats.video_file import DEFAULT_INTRA_PERIOD, encode_video
+    from .formats.video_file import default_intra_period, encode_video
 
     if args.target_bpp is not None:
         raise CodecLabError("--target-bpp is for images; choose a video's rate with --quality or --level")
@@ -100,8 +100,7 @@ def _encode_video(args) -> None:
     if args.range is not None:
         clip.colour_range = args.range
     codec = load_model(args.model, coder=args.coder)
-    video_model = hasattr(codec, "temporal_model")
-    intra_period = args.intra_period if args.intra_period is not None else (DEFAULT_INTRA_PERIOD if video_model else 1)
+    intra_period = args.intra_period if args.intra_period is not None else default_intra_period(codec)
     level = _rate_level(codec, args)
     start = time.perf_counter()
     encoded = encode_video(codec, clip, intra_period, level)
@@ -171,16 +170,10 @@ def cmd_info(args) -> None:
     from .formats.video_file import is_video_file, unpack_video
 
     data = _read_file(args.file)
-    if is_video_file(data):
-        info = unpack_video(data)[0].describe()
-        info["file_bytes"] = len(data)
-        info["bpp"] = round(bits_per_pixel(len(data), info["height"], info["width"]) / info["frame_count"], 6)
-        print(json.dumps(info, indent=2))
-        return
-    header, _ = container.unpack(data)
-    info = header.describe()
+    info = unpack_video(data)[0].describe() if is_video_file(data) else container.unpack(data)[0].describe()
     info["file_bytes"] = len(data)
-    info["bpp"] = round(bits_per_pixel(len(data), header.height, header.width), 6)
+    # Per frame for a video (file bytes over all frames).
+    info["bpp"] = round(bits_per_pixel(len(data), info["height"], info["width"]) / info.get("frame_count", 1), 6)
     print(json.dumps(info, indent=2))
 
 

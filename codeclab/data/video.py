@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import CodecLabError
+from ..files import write_atomically
 from .colour import rgb_to_yuv420, yuv420_to_rgb
 from .images import check_pixels
 
@@ -102,16 +103,29 @@ def _parse_y4m_header(line: bytes, path: Path) -> dict:
     return {"width": width, "height": height, "fps": fps, "range": colour_range, "interlace": header.get("I", "p")}
 
 
-def read_y4m(path: Path, matrix: str = "bt601", max_frames: int | None = None) -> Clip:
-    """An 8-bit 4:2:0 Y4M file, converted to RGB with ``matrix`` and the file's range."""
+def split_planes(buffer, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One 8-bit 4:2:0 frame's bytes (Y, then U, then V) as ``(Y [H, W], U, V [ceil(H/2), ceil(W/2)])``."""
+    chroma_h, chroma_w = (height + 1) // 2, (width + 1) // 2
+    planes = np.frombuffer(buffer, dtype=np.uint8)
+    luma, chroma = height * width, chroma_h * chroma_w
+    return (planes[:luma].reshape(height, width), planes[luma : luma + chroma].reshape(chroma_h, chroma_w),
+            planes[luma + chroma : luma + 2 * chroma].reshape(chroma_h, chroma_w))
+
+
+def frame_size_420(height: int, width: int) -> int:
+    """Bytes of one 8-bit 4:2:0 frame."""
+    return height * width + 2 * ((height + 1) // 2) * ((width + 1) // 2)
+
+
+def read_y4m_planes(path: Path, max_frames: int | None = None) -> tuple[dict, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """``(header info, frames)`` of an 8-bit 4:2:0 Y4M file, each frame its raw ``(Y, U, V)`` planes."""
     with open(path, "rb") as handle:
         line = handle.readline(MAX_HEADER_BYTES)
         if not line.endswith(b"\n"):
             raise CodecLabError(f"not a Y4M file: {path}" if not line.startswith(Y4M_MAGIC) else f"corrupt Y4M header in {path}")
         info = _parse_y4m_header(line.rstrip(b"\n"), path)
         width, height = info["width"], info["height"]
-        chroma = ((height + 1) // 2) * ((width + 1) // 2)
-        frame_bytes = width * height + 2 * chroma
+        frame_bytes = frame_size_420(height, width)
         frames = []
         while max_frames is None or len(frames) < max_frames:
             marker = handle.readline(MAX_HEADER_BYTES)
@@ -122,14 +136,20 @@ def read_y4m(path: Path, matrix: str = "bt601", max_frames: int | None = None) -
             data = handle.read(frame_bytes)
             if len(data) < frame_bytes:
                 raise CodecLabError(f"truncated Y4M file {path}: frame {len(frames) + 1} has {len(data)} of {frame_bytes} bytes")
-            planes = np.frombuffer(data, dtype=np.uint8)
-            y = planes[: width * height].reshape(height, width)
-            u = planes[width * height : width * height + chroma].reshape((height + 1) // 2, (width + 1) // 2)
-            v = planes[width * height + chroma :].reshape((height + 1) // 2, (width + 1) // 2)
-            frames.append(yuv420_to_rgb(y, u, v, matrix, info["range"]))
+            frames.append(split_planes(data, height, width))
     if not frames:
         raise CodecLabError(f"Y4M file {path} has no frames")
-    return Clip(frames, info["fps"], info["range"], matrix, "y4m")
+    return info, frames
+
+
+def y4m_clip(info: dict, frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]], matrix: str) -> Clip:
+    """The RGB clip of :func:`read_y4m_planes`' output, converted with ``matrix`` and the file's range."""
+    return Clip([yuv420_to_rgb(*planes, matrix, info["range"]) for planes in frames], info["fps"], info["range"], matrix, "y4m")
+
+
+def read_y4m(path: Path, matrix: str = "bt601", max_frames: int | None = None) -> Clip:
+    """An 8-bit 4:2:0 Y4M file, converted to RGB with ``matrix`` and the file's range."""
+    return y4m_clip(*read_y4m_planes(path, max_frames), matrix)
 
 
 def y4m_bytes(frames_yuv: list[tuple[np.ndarray, np.ndarray, np.ndarray]], fps: Fraction, colour_range: str) -> bytes:
@@ -218,8 +238,6 @@ def read_with_ffmpeg(path: Path, max_frames: int | None = None) -> Clip:
 
 def write_video(path: Path, clip: Clip) -> None:
     """Write ``clip`` as Y4M (``.y4m``) or as a new folder of PNG frames (any other path), atomically."""
-    from ..files import write_atomically
-
     path = Path(path)
     if path.suffix.lower() == ".y4m":
         data = y4m_bytes(clip_to_yuv420(clip), clip.fps, clip.colour_range)

@@ -31,7 +31,9 @@ import numpy as np
 import torch
 
 from ..data.colour import rgb_to_yuv420, yuv420_to_rgb
-from ..data.video import Clip, ffmpeg_executable, read_video, y4m_bytes
+from ..data.video import Clip, ffmpeg_executable, frame_size_420, read_video, read_y4m_planes, split_planes, y4m_bytes, y4m_clip
+from ..formats.image_file import to_uint8
+from ..formats.video_file import encode_video, frame_types
 from .metrics import ms_ssim_rgb, psnr_rgb
 from ..measures import bits_per_pixel, psnr
 
@@ -44,39 +46,18 @@ class Sequence:
     clip: Clip  # RGB frames the learned codec codes
     yuv: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # 4:2:0 planes x264/x265 code
 
-    @property
-    def pixels(self) -> int:
-        return self.clip.height * self.clip.width
-
 
 def load_sequence(path: Path, max_frames: int | None = None) -> Sequence:
     """A test sequence; Y4M keeps its own samples as the 4:2:0 reference."""
     path = Path(path)
-    clip = read_video(path, MATRIX, max_frames)
     if path.suffix.lower() == ".y4m":
-        yuv = read_y4m_planes(path, max_frames)
+        info, yuv = read_y4m_planes(path, max_frames)
+        clip = y4m_clip(info, yuv, MATRIX)
     else:
+        clip = read_video(path, MATRIX, max_frames)
         yuv = [rgb_to_yuv420(frame, MATRIX, RANGE) for frame in clip.frames]
         clip.matrix, clip.colour_range = MATRIX, RANGE
     return Sequence(path.stem if path.suffix else path.name, clip, yuv)
-
-
-def read_y4m_planes(path: Path, max_frames: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The raw 8-bit 4:2:0 planes of a Y4M file (no conversion)."""
-    data = Path(path).read_bytes()
-    header_end = data.index(b"\n")
-    fields = dict((t[0], t[1:]) for t in data[:header_end].decode().split()[1:])
-    width, height = int(fields["W"]), int(fields["H"])
-    cw, ch = (width + 1) // 2, (height + 1) // 2
-    frames, pos = [], header_end + 1
-    while pos < len(data) and (max_frames is None or len(frames) < max_frames):
-        pos = data.index(b"\n", pos) + 1
-        planes = np.frombuffer(data, np.uint8, width * height + 2 * cw * ch, pos)
-        frames.append((planes[: width * height].reshape(height, width),
-                       planes[width * height : width * height + cw * ch].reshape(ch, cw),
-                       planes[width * height + cw * ch :].reshape(ch, cw)))
-        pos += planes.size
-    return frames
 
 
 def yuv_psnr(reference: tuple[np.ndarray, ...], decoded: tuple[np.ndarray, ...]) -> dict[str, float]:
@@ -107,9 +88,6 @@ def summarise(sequence: Sequence, kinds: list[str], frame_bytes: list[int], tota
 @torch.no_grad()
 def learned_point(codec, sequence: Sequence, intra_period: int, level: int | None, analysed: list[torch.Tensor]) -> dict:
     """Code the sequence with a CodecLab model (real file bytes) and measure the decoder's frames."""
-    from ..formats.image_file import to_uint8
-    from ..formats.video_file import encode_video
-
     encoded = encode_video(codec, sequence.clip, intra_period, level, analysed=analysed)
     metrics = []
     for index, latent in enumerate(encoded.latents):
@@ -147,17 +125,15 @@ def anchor_point(sequence: Sequence, encoder: str, preset: str, qp: int, intra_p
                         "-pix_fmt", "yuv420p", str(decoded)], check=True, capture_output=True)
         raw, total_bytes = np.fromfile(decoded, np.uint8), stream.stat().st_size
     h, w = sequence.clip.height, sequence.clip.width
-    ch, cw = (h + 1) // 2, (w + 1) // 2
-    frame_size = h * w + 2 * ch * cw
+    frame_size = frame_size_420(h, w)
     if raw.size != frame_size * len(sequence.yuv):
         raise RuntimeError(f"{encoder} decoded {raw.size / frame_size} frames of {len(sequence.yuv)}")
     metrics = []
     for index in range(len(sequence.yuv)):
-        planes = raw[index * frame_size : (index + 1) * frame_size]
-        yuv = (planes[: h * w].reshape(h, w), planes[h * w : h * w + ch * cw].reshape(ch, cw), planes[h * w + ch * cw :].reshape(ch, cw))
+        yuv = split_planes(raw[index * frame_size : (index + 1) * frame_size], h, w)
         metrics.append(frame_metrics(sequence, index, yuv420_to_rgb(*yuv, MATRIX, RANGE), yuv))
     # The elementary stream has no frame index; only the total is known.
-    kinds = ["I" if t == 0 or (intra_period > 0 and t % intra_period == 0) else "P" for t in range(len(sequence.yuv))]
+    kinds = frame_types(len(sequence.yuv), intra_period)
     point = summarise(sequence, kinds, [0] * len(kinds), total_bytes, metrics)
     point.update({"qp": qp, "bpp_I": None, "bpp_P": None, "encode_seconds": seconds})
     return point

@@ -45,7 +45,7 @@ from ..errors import CodecLabError
 from . import container
 from .container import ByteReader, encode_varint
 from .image_file import (
-    CheckedCoder, check_file_level, check_level, codec_input, model_hash, padded_size, stream_errors, to_uint8,
+    CheckedCoder, check_file_level, check_level, check_model, codec_input, model_hash, padded_size, stream_errors, to_uint8,
 )
 
 VIDEO_MAGIC = b"CLAV"
@@ -181,6 +181,11 @@ def frame_types(count: int, intra_period: int) -> list[str]:
     return ["I" if t == 0 or (intra_period > 0 and t % intra_period == 0) else "P" for t in range(count)]
 
 
+def default_intra_period(codec: Codec) -> int:
+    """STEM's GOP for a video codec; 1 (all-intra) for an image codec, which has no P-frames."""
+    return DEFAULT_INTRA_PERIOD if isinstance(codec, VideoCodec) else 1
+
+
 def _check_codec_for(codec: Codec, kinds: list[str]) -> None:
     if "P" in kinds and not isinstance(codec, VideoCodec):
         raise CodecLabError(f"model {codec.codec_id!r} is an image codec: it codes video all-intra only (--intra-period 1)")
@@ -229,19 +234,11 @@ def analyse_frames(codec: Codec, clip: Clip) -> list[torch.Tensor]:
         return [codec.analyse(codec_input(frame, codec.downsampling)) for frame in clip.frames]
 
 
-def check_video_model(header: VideoHeader, codec: Codec) -> None:
-    if header.codec_id != codec.codec_id:
-        raise CodecLabError(f"wrong model: the file was written by codec {header.codec_id!r}, the model is {codec.codec_id!r}")
-    if header.model_hash != model_hash(codec):
-        raise CodecLabError(f"wrong model: the file was written by model {header.model_hash.hex()}, "
-                            f"the given model is {model_hash(codec).hex()}")
-
-
 def decoded_latents(data: bytes, codec: Codec, start: int = 0, stop: int | None = None):
     """``(header, iterator of y_hat)`` of frames ``start .. stop - 1``: entropy decoding only,
     from the last I-frame at or before ``start``; every check comes before the first frame."""
     header, offset = unpack_video(data)
-    check_video_model(header, codec)
+    check_model(header, codec)  # the video header has the same codec id and model hash fields
     if header.coder != codec.coder.name:
         codec.set_coder(header.coder)
     size = check_frame_size(codec, header.height, header.width, "the file's frames")

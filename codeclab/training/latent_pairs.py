@@ -28,6 +28,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import CodecLabError
 from ..data.images import list_images, read_image, to_tensor
+from ..entropy_models.latent_coding import quantize_factorized
+from ..formats.model_file import load_model, read_metadata
 from ..data.video import read_png_folder
 
 
@@ -87,8 +89,6 @@ def clip_latents(codec, frames: list[np.ndarray]) -> tuple[torch.Tensor, torch.T
 
 def hyper_means(entropy_model, y: torch.Tensor) -> torch.Tensor:
     """The means ``mu`` the mean-scale hyperprior predicts for ``y`` (level-independent)."""
-    from ..entropy_models.latent_coding import quantize_factorized
-
     z_hat = quantize_factorized(entropy_model.entropy_bottleneck, entropy_model.h_a(y))
     return entropy_model.h_s(z_hat).chunk(2, 1)[1]
 
@@ -158,8 +158,6 @@ class LatentPairDataModule(pl.LightningDataModule):
         return self.cache_dir / f"stem_latents_{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
 
     def _build_clips(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        from ..formats.model_file import load_model
-
         codec = load_model(self.image_model)
         clips = [clip_latents(codec, read_png_folder(Path(folder)).frames) for folder in self.sequences]
         if self.synthetic:
@@ -179,8 +177,6 @@ class LatentPairDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if hasattr(self, "train_set"):
             return
-        from ..formats.model_file import read_metadata
-
         path = self._cache_path(read_metadata(self.image_model))
         if path.is_file():
             stored = torch.load(path, weights_only=True)

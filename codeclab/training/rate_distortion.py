@@ -161,13 +161,19 @@ def cosine_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ste
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def estimated_bpp(likelihoods: dict, batch: torch.Tensor, pixels: int) -> torch.Tensor:
+    """``[B]``: ``-sum(log2 likelihoods)`` of each sample of ``batch`` (any ``[B, ...]`` tensor of it)
+    over ``pixels``. No likelihoods (a codec trained for distortion only, as WaLLoC): zero."""
+    size = batch.shape[0]
+    bits = sum((torch.log(lik).reshape(size, -1).sum(1) for lik in likelihoods.values()), batch.new_zeros(size))
+    return bits / (-math.log(2) * pixels)
+
+
 def rate_distortion_loss(out: dict, x: torch.Tensor, lmbda, distortion: str = "mse") -> dict:
     """``{"loss", "bpp_loss", "mse_loss" | "ms_ssim_loss"}`` of a forward pass ``out`` on ``x``;
     ``lmbda`` is a float or one lambda per sample ``[B]`` (see the module docstring)."""
     batch, _, height, width = x.shape
-    # No likelihoods (a codec trained for distortion only, as WaLLoC): zero estimated rate.
-    bits = sum((torch.log(lik).reshape(batch, -1).sum(1) for lik in out["likelihoods"].values()), x.new_zeros(batch))
-    bpp = bits / (-math.log(2) * height * width)
+    bpp = estimated_bpp(out["likelihoods"], x, height * width)
     losses = {"bpp_loss": bpp.mean()}
     if distortion == "mse":
         mse = ((out["x_hat"] - x) ** 2).reshape(batch, -1).mean(1)

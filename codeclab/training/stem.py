@@ -13,21 +13,13 @@ frames (``val/p_over_i``: the fraction of the all-intra rate a P-frame costs).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
 
 from ..codecs.stem import VideoCodec
-from .rate_distortion import clip_main_gradients, validation_levels
-
-
-def bits_per_pixel(likelihoods: dict, pixels: int) -> torch.Tensor:
-    """``[B]`` estimated bpp of one forward pass's likelihoods."""
-    batch = next(iter(likelihoods.values())).shape[0]
-    bits = sum(torch.log(lik).reshape(batch, -1).sum(1) for lik in likelihoods.values())
-    return bits / (-math.log(2) * pixels)
+from .rate_distortion import clip_main_gradients, estimated_bpp, validation_levels
 
 
 def quantize_reference(codec: VideoCodec, y: torch.Tensor, mu: torch.Tensor, level: torch.Tensor | None) -> torch.Tensor:
@@ -76,10 +68,14 @@ class StemModule(pl.LightningModule):
             return torch.full((batch_size,), level, device=self.device)
         return torch.randint(0, levels, (batch_size,), device=self.device)
 
+    def frame_pixels(self, batch: dict) -> int:
+        """Pixels of the frame crops the latent crops come from."""
+        return self.codec.stride**2 * batch["y"].shape[-2] * batch["y"].shape[-1]
+
     def p_frame_bpp(self, batch: dict, level: torch.Tensor | None) -> torch.Tensor:
         reference = quantize_reference(self.codec, batch["y_ref"], batch["mu_ref"], level)
         out = self.codec.temporal_model(batch["y"], reference, level)
-        return bits_per_pixel(out["likelihoods"], 256 * batch["y"].shape[-2] * batch["y"].shape[-1])
+        return estimated_bpp(out["likelihoods"], batch["y"], self.frame_pixels(batch))
 
     def training_step(self, batch, batch_idx):
         bpp = self.p_frame_bpp(batch, self._levels(batch["y"].shape[0])).mean()
@@ -95,7 +91,7 @@ class StemModule(pl.LightningModule):
             per_sample = self._levels(batch["y"].shape[0], level)
             p_bpp = self.p_frame_bpp(batch, per_sample).mean()
             intra = self.codec.entropy_model(batch["y"], per_sample)
-            i_bpp = bits_per_pixel(intra["likelihoods"], 256 * batch["y"].shape[-2] * batch["y"].shape[-1]).mean()
+            i_bpp = estimated_bpp(intra["likelihoods"], batch["y"], self.frame_pixels(batch)).mean()
             self.log_dict({f"val/bpp{suffix}": p_bpp, f"val/intra_bpp{suffix}": i_bpp, f"val/p_over_i{suffix}": p_bpp / i_bpp},
                           prog_bar=not suffix, on_epoch=True, batch_size=batch["y"].shape[0])
 
