@@ -6,6 +6,7 @@
 #      from the best committed weights (INIT, default models/zoo/mbt2018_mean_vr.safetensors),
 #   4. evaluates it on Kodak (8 levels, real bytes) and writes to OUT (default ./gpu_run):
 #      model.safetensors (bf16 weights), metrics.csv (the training curve), kodak_report.md, kodak_curve.json.
+#      EVALUATE=0 stops after training, to evaluate elsewhere and keep the GPU minutes for training.
 # DATA is the data folder (kodak/ and train/bsds500/ inside; default ../shared/data).
 # TRAIN_ARGS / EVAL_ARGS add Hydra overrides (e.g. a CPU check: TRAIN_ARGS="trainer.accelerator=cpu
 # trainer.max_steps=3 data.batch_size=2 data.num_workers=0" EVAL_ARGS="max_images=1 rate_points=2").
@@ -27,6 +28,7 @@ init=()
 python3 train.py experiment=mbt2018_mean_vr_gpu "${init[@]}" "paths.data_dir=$DATA" "hydra.run.dir=$OUT/run" ${TRAIN_ARGS:-}
 cp "$OUT/run/model.safetensors" "$OUT/model.safetensors"
 cp "$OUT"/run/csv/*/metrics.csv "$OUT/metrics.csv"
+[ "${EVALUATE:-1}" = 0 ] && { echo "wrote $OUT/model.safetensors, $OUT/metrics.csv"; exit 0; }
 # shellcheck disable=SC2086
 python3 eval.py data=kodak classic=none "paths.data_dir=$DATA" "model=$OUT/model.safetensors" name=mbt2018_mean_vr \
     progress=false cache_dir=null "hydra.run.dir=$OUT/eval" ${EVAL_ARGS:-}

@@ -7,6 +7,9 @@ What is exact: the symbols, and therefore ``y_hat`` given identical ``scales`` a
 Those come out of a network: integer networks (:mod:`.integer`) compute them identically on every
 machine; with float ones a scale near a table boundary may map to another table index on another
 CPU/GPU and decoding diverges (the decoder's end-of-stream check then reports a corrupt stream).
+
+The coder runs on the CPU: symbols and table indexes go to host memory before coding, and decoded
+symbols join ``means`` on its device, so a model on a GPU codes real bytes too.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ def quantize_symbols(y: Tensor, means: Tensor) -> Tensor:
 
 def dequantize_symbols(symbols: Tensor, means: Tensor) -> Tensor:
     """The quantised latent ``y_hat = symbols + means`` that both sides reconstruct."""
-    return symbols.to(means.dtype) + means
+    return symbols.to(device=means.device, dtype=means.dtype) + means
 
 
 def _channel_indexes(shape: torch.Size) -> Tensor:
@@ -45,7 +48,7 @@ def encode_factorized(bottleneck, z: Tensor, encoder) -> Tensor:
     """Code ``z`` ``[B, C, ...]`` with one table per channel of an ``EntropyBottleneck``; returns ``z_hat``."""
     medians = _medians(bottleneck, z.shape)
     symbols = quantize_symbols(z, medians)
-    encoder.encode(symbols.numpy(), _channel_indexes(z.shape).numpy(), bottleneck.tables())
+    encoder.encode(symbols.cpu().numpy(), _channel_indexes(z.shape).numpy(), bottleneck.tables())
     return dequantize_symbols(symbols, medians)
 
 
@@ -60,12 +63,12 @@ def encode_gaussian(gaussian, y: Tensor, scales: Tensor, means: Tensor | None, e
     """Code ``y`` under N(means, scales) convolved with U(-1/2, 1/2); returns ``y_hat``."""
     means = torch.zeros_like(y) if means is None else means
     symbols = quantize_symbols(y, means)
-    encoder.encode(symbols.numpy(), gaussian.table_indexes(scales).numpy(), gaussian.tables())
+    encoder.encode(symbols.cpu().numpy(), gaussian.table_indexes(scales).cpu().numpy(), gaussian.tables())
     return dequantize_symbols(symbols, means)
 
 
 def decode_gaussian(gaussian, decoder, scales: Tensor, means: Tensor | None) -> Tensor:
     """Decode a latent coded by :func:`encode_gaussian` with the same ``scales`` and ``means``."""
     means = torch.zeros_like(scales) if means is None else means
-    symbols = decoder.decode(gaussian.table_indexes(scales).numpy(), gaussian.tables())
+    symbols = decoder.decode(gaussian.table_indexes(scales).cpu().numpy(), gaussian.tables())
     return dequantize_symbols(torch.from_numpy(symbols).view(scales.shape), means)
