@@ -73,10 +73,12 @@ def cmd_encode(args) -> None:
     codec = load_model(args.model, coder=args.coder)
     start = time.perf_counter()
     if args.target_bpp is not None:
+        if args.refine:
+            raise CodecLabError("--refine with --target-bpp is not supported; choose the rate with --quality or --level")
         data, level = encode_image_at_bpp(codec, image, args.target_bpp, args.tile)
     else:
         level = _rate_level(codec, args)
-        data = encode_image(codec, image, level, args.tile, args.threads)
+        data = encode_image(codec, image, level, args.tile, args.threads, args.refine, args.refine_lmbda)
     seconds = time.perf_counter() - start
     write_atomically(args.output, lambda tmp: Path(tmp).write_bytes(data))
     height, width = image.shape[:2]
@@ -93,6 +95,8 @@ def _encode_video(args) -> None:
 
     if args.target_bpp is not None:
         raise CodecLabError("--target-bpp is for images; choose a video's rate with --quality or --level")
+    if args.refine:
+        raise CodecLabError("--refine is for images; video frames are coded unrefined")
     _refuse_overwriting(args.output, args.image, args.model)
     clip = read_video(args.image, args.matrix, args.frames)
     if args.fps is not None:
@@ -204,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--tile", type=int, default=1024,
                         help="images larger than this (pixels, either side) are coded as independent tiles of this size")
     encode.add_argument("--threads", type=int, default=1, help="tiles coded at once")
+    encode.add_argument("--refine", type=int, default=0, metavar="N",
+                        help="images: N iterations of SGA latent refinement before coding (slow; the reference uses 2000); "
+                             "any decoder reads the file")
+    encode.add_argument("--refine-lmbda", type=float, default=None,
+                        help="fixed-rate models: the lambda the model was trained for (variable-rate: the level's)")
     video = encode.add_argument_group("video")
     video.add_argument("--intra-period", type=int, default=None,
                        help="an I-frame every N frames; -1: the first only (default 12 for video models, 1 for image models)")

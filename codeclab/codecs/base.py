@@ -136,13 +136,18 @@ class Codec(nn.Module):
         return self._analysis(x)
 
     @torch.no_grad()
-    def compress_latent(self, y: Tensor, size: tuple[int, int], level: int | None = None) -> CompressedImage:
+    def compress_latent(self, y: Tensor, size: tuple[int, int], level: int | None = None,
+                        side: Tensor | None = None) -> CompressedImage:
         """Code ``y = g_a(x)`` of an input of ``size``; re-coding one ``y`` at several levels runs
-        only the entropy model (rate control)."""
+        only the entropy model (rate control). ``side``: a refined side latent to code instead of
+        the one ``y`` implies (:mod:`.refinement`)."""
         if y.shape[0] != 1:
             raise ValueError(f"compress codes one image at a time; got a batch of {y.shape[0]}")
         self.ensure_tables()
-        strings, _ = self.entropy_model.compress(y, self.coder, level)
+        if side is None:
+            strings, _ = self.entropy_model.compress(y, self.coder, level)
+        else:
+            strings, _ = self.entropy_model.compress(y, self.coder, level, side)
         return CompressedImage(strings, (int(size[0]), int(size[1])), level)
 
     def compress(self, x: Tensor, level: int | None = None) -> CompressedImage:

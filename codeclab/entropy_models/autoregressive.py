@@ -86,6 +86,8 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
         self.entropy_parameters = entropy_parameters(4 * M, (10 * M // 3, 8 * M // 3), out)
         self.mixture = GaussianMixtureConditional(self.components) if self.components > 1 else None
 
+    refinable = False  # a serial context: one refinement iteration would decode position by position
+
     @property
     def portable(self) -> bool:
         return False

@@ -9,6 +9,12 @@ object serves training, encoding and decoding::
     compress(y, coder, level)                 -> (streams, y_hat)
     decompress(streams, (h, w), coder, level) -> y_hat   (bit-exact copy of the encoder's y_hat)
 
+Models with ``refinable = True`` also serve encoder-side latent refinement
+(:mod:`codeclab.codecs.refinement`): ``side_latent(y)`` is the free side latent (``z``, or None)
+and ``relaxed(y, side, level, rounding)`` the forward pass with every rounding replaced by
+``rounding(values, offsets)``, differentiable in ``y`` and ``side``; ``compress(y, coder, level,
+side)`` then codes the refined latents as they are.
+
 ``num_streams`` is how many byte strings :meth:`compress` writes; ``downsampling`` how much
 smaller than ``y`` its coarsest side latent is (``y``'s height and width must be multiples).
 ``level`` selects the rate of a variable-rate model (``rate_levels > 0``, :mod:`.gain`): one
@@ -53,6 +59,7 @@ class LatentEntropyModel(nn.Module):
     """Base of every latent entropy model (see the module docstring for the interface)."""
 
     registry_name: str = ""
+    refinable: bool = False
     num_streams: int = 1
     downsampling: int = 1
     rate_levels: int = 0
@@ -137,6 +144,19 @@ class QuantizeStep(LatentStep):
         if self.quantizer == "ste":
             y_hat = LatentEntropyModel.round_ste(y, means)
         return y_hat, likelihoods
+
+
+class RelaxedStep(LatentStep):
+    """Refinement pass: ``y_tilde = rounding(y, means)`` (a differentiable stand-in for rounding
+    around the means) and its likelihood."""
+
+    def __init__(self, gaussian: GaussianConditional, rounding):
+        super().__init__(gaussian)
+        self.rounding = rounding
+
+    def _group(self, y, scales, means):
+        y_tilde = self.rounding(y, means)
+        return y_tilde, self.gaussian.likelihood(y_tilde, scales, means)
 
 
 class EncodeStep(LatentStep):

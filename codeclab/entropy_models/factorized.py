@@ -181,7 +181,17 @@ class FactorizedEntropyModel(LatentEntropyModel):
         self.check_level(level)
         return quantize_factorized(self.entropy_bottleneck, y)
 
-    def compress(self, y, coder, level=None):
+    refinable = True
+
+    def side_latent(self, y):
+        return None
+
+    def relaxed(self, y, side, level, rounding):
+        self.check_level(level)
+        y_tilde = rounding(y, self.entropy_bottleneck.medians().reshape(1, -1, *([1] * (y.ndim - 2))))
+        return {"y_hat": y_tilde, "likelihoods": {"y": self.entropy_bottleneck.channel_likelihood(y_tilde)}}
+
+    def compress(self, y, coder, level=None, side=None):
         self.check_level(level)
         encoder = coder.encoder()
         y_hat = encode_factorized(self.entropy_bottleneck, y, encoder)

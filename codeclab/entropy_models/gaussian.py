@@ -67,6 +67,10 @@ class GaussianConditional(TableEntropyModel):
         lower = _standardized_cumulative((-0.5 - values) / scales)
         return upper - lower
 
+    def likelihood(self, values: Tensor, scales: Tensor, means: Tensor | None = None) -> Tensor:
+        """Bounded likelihood of ``values`` as they are (no quantisation)."""
+        return self.likelihood_lower_bound(self._likelihood(values, scales, means))
+
     def forward(self, inputs: Tensor, scales: Tensor, means: Tensor | None = None,
                 training: bool | None = None) -> tuple[Tensor, Tensor]:
         """``(y_hat, likelihood)``: ``y + U(-1/2, 1/2)`` in training, ``round(y - mu) + mu`` otherwise."""
@@ -80,8 +84,7 @@ class GaussianConditional(TableEntropyModel):
             outputs = torch.round(outputs)
             if means is not None:
                 outputs += means
-        likelihood = self.likelihood_lower_bound(self._likelihood(outputs, scales, means))
-        return outputs, likelihood
+        return outputs, self.likelihood(outputs, scales, means)
 
     def table_indexes(self, scales: Tensor) -> Tensor:
         """int32 index of the table for each scale: the smallest table scale >= ``max(scale, bound)``

@@ -31,7 +31,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..transforms import cnn
-from .base import ENTROPY_MODELS, DecodeStep, EncodeStep, LatentEntropyModel, LatentStep, QuantizeStep
+from .base import ENTROPY_MODELS, DecodeStep, EncodeStep, LatentEntropyModel, LatentStep, QuantizeStep, RelaxedStep
 from .factorized import EntropyBottleneck
 from .gain import GainBank, GainStep
 from .gaussian import SCALES_LEVELS, GaussianConditional
@@ -118,7 +118,7 @@ class HyperpriorEntropyModel(LatentEntropyModel):
     hyper_quantizer = "noise"
 
     def forward(self, y, level=None):
-        z = self.h_a(self.hyper_input(y))
+        z = self.side_latent(y)
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
         if self.training and self.hyper_quantizer == "ste":
             z_hat = z + (quantize_factorized(self.entropy_bottleneck, z) - z).detach()
@@ -129,14 +129,29 @@ class HyperpriorEntropyModel(LatentEntropyModel):
     def quantize(self, y, level=None):
         # Coding into a throw-away sink is the one way to get exactly the decoder's y_hat
         # through a context model; the symbols are never written.
-        z_hat = quantize_factorized(self.entropy_bottleneck, self.h_a(self.hyper_input(y)))
+        z_hat = quantize_factorized(self.entropy_bottleneck, self.side_latent(y))
         step = self._step(EncodeStep(self.gaussian_conditional, _NullEncoder()), level)
         y_hat, _ = self.code_latent(y, self.h_s(z_hat), step)
         return y_hat
 
-    def compress(self, y, coder, level=None):
+    refinable = True
+
+    def side_latent(self, y):
+        return self.h_a(self.hyper_input(y))
+
+    def relaxed(self, y, z, level, rounding):
+        medians = self.entropy_bottleneck.medians().reshape(1, -1, 1, 1)
+        z_tilde = rounding(z, medians)
+        z_likelihoods = self.entropy_bottleneck.channel_likelihood(z_tilde)
+        step = self._step(RelaxedStep(self.gaussian_conditional, rounding), level)
+        y_tilde, y_likelihoods = self.code_latent(y, self.h_s(z_tilde), step)
+        return {"y_hat": y_tilde, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def compress(self, y, coder, level=None, side=None):
+        """``side``: a refined ``z`` to code instead of ``h_a(y)``."""
         z_encoder, y_encoder = coder.encoder(), coder.encoder()
-        z_hat = encode_factorized(self.entropy_bottleneck, self.h_a(self.hyper_input(y)), z_encoder)
+        z = self.side_latent(y) if side is None else side
+        z_hat = encode_factorized(self.entropy_bottleneck, z, z_encoder)
         step = self._step(EncodeStep(self.gaussian_conditional, y_encoder), level)
         y_hat, _ = self.code_latent(y, self.h_s(z_hat), step)
         return [y_encoder.finish(), z_encoder.finish()], y_hat

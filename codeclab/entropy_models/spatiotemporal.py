@@ -125,6 +125,8 @@ class SpatiotemporalEntropyModel(HyperpriorEntropyModel):
     latent ``y_hat_{t-1}`` ``[B, M, h, w]`` besides ``y``; ``quantizer="noise"`` (STEM trains the
     entropy model alone, on a frozen autoencoder)."""
 
+    refinable = False  # P-frames code a residual against a reference: not refined (yet)
+
     def __init__(self, N: int, M: int, spatial: str = "masked", **options):
         if spatial not in SPATIAL_PRIORS:
             raise ValueError(f"spatial must be one of {', '.join(SPATIAL_PRIORS)}, got {spatial!r}")

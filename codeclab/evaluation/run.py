@@ -59,12 +59,12 @@ def _rate_levels(model: str) -> int:
 
 def learned_curves(cfg: DictConfig) -> list[LearnedCurve]:
     """``model=PATH`` (one point, or one curve of ``rate_points`` levels for a variable-rate model),
-    ``models=[P1,...]`` (a ladder) and ``learned=[{name,models,coder}]`` (several ladders) all
-    become ``LearnedCurve``s."""
+    ``models=[P1,...]`` (a ladder) and ``learned=[{name,models,coder,refine}]`` (several ladders) all
+    become ``LearnedCurve``s; ``refine=N`` codes with N SGA iterations per image."""
     specs = [dict(s) for s in cfg.get("learned") or []]
     ladder = ([cfg.model] if cfg.get("model") else []) + list(cfg.get("models") or [])
     if ladder:
-        specs.insert(0, {"name": cfg.get("name"), "models": ladder, "coder": cfg.get("coder")})
+        specs.insert(0, {"name": cfg.get("name"), "models": ladder, "coder": cfg.get("coder"), "refine": cfg.get("refine")})
     curves = []
     for spec in specs:
         models = [str(Path(m).expanduser()) for m in spec["models"]]
@@ -74,7 +74,8 @@ def learned_curves(cfg: DictConfig) -> list[LearnedCurve]:
         levels = {m: swept_levels(n, int(cfg.get("rate_points") or 8)) for m in models if (n := _rate_levels(m))}
         if levels and len(levels) != len(models):
             raise CodecLabError("a curve mixes fixed-rate and variable-rate models; give each its own curve")
-        curves.append(LearnedCurve(spec.get("name") or _curve_name(models), models, spec.get("coder"), levels=levels))
+        curves.append(LearnedCurve(spec.get("name") or _curve_name(models), models, spec.get("coder"), levels=levels,
+                                   refine=int(spec.get("refine") or 0)))
     return curves
 
 

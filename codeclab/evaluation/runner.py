@@ -63,6 +63,7 @@ class LearnedCurve:
     encode: Callable | None = None
     decode: Callable | None = None
     levels: dict = field(default_factory=dict)
+    refine: int = 0
     _hashes: dict = field(default_factory=dict, repr=False)
 
     def settings(self) -> list[str]:
@@ -85,7 +86,8 @@ class LearnedCurve:
         model = self.split(setting)[0]
         if model not in self._hashes:
             self._hashes[model] = hashlib.sha256(Path(model).read_bytes()).hexdigest()
-        return {"class": "learned", "model_sha256": self._hashes[model], "coder": self.coder}
+        identity = {"class": "learned", "model_sha256": self._hashes[model], "coder": self.coder}
+        return {**identity, "refine": self.refine} if self.refine else identity
 
 
 @dataclass
@@ -215,7 +217,9 @@ def evaluate(
             for job in jobs:
                 level = curve.split(job.setting)[1]
                 t0 = time.perf_counter()
-                data = curve.encode(codec, job.image.pixels) if level is None else curve.encode(codec, job.image.pixels, level)
+                options = {"refine": curve.refine} if curve.refine else {}
+                data = (curve.encode(codec, job.image.pixels, **options) if level is None
+                        else curve.encode(codec, job.image.pixels, level, **options))
                 t1 = time.perf_counter()
                 decoded = curve.decode(data, codec)
                 t2 = time.perf_counter()

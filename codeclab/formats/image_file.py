@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..codecs import Codec
+from ..codecs.refinement import SGASchedule, refine_latents
 from ..data.images import check_pixels, max_tile_pixels, to_tensor
 from ..errors import CodecLabError
 from ..measures import bits_per_pixel
@@ -121,18 +122,38 @@ def _map(function, items, threads: int):
 
 
 def encode_image(codec: Codec, image: np.ndarray, level: int | None = None, tile: int = DEFAULT_TILE,
-                 threads: int = 1) -> bytes:
+                 threads: int = 1, refine: int = 0, refine_lmbda: float | None = None) -> bytes:
     """Code ``uint8 [H, W, 3]`` into the bytes of a complete CodecLab file (``level``: the rate
-    level of a variable-rate model; ``tile``: the tile size; ``threads``: tiles coded at once)."""
+    level of a variable-rate model; ``tile``: the tile size; ``threads``: tiles coded at once;
+    ``refine``: SGA iterations per tile before coding (:mod:`codeclab.codecs.refinement`; 0: none),
+    for the level's lambda or ``refine_lmbda``)."""
     _check_image(image)
     check_level(codec, level)
+    if refine:
+        check_refinable(codec, level, refine, refine_lmbda)
     codec.ensure_tables()  # once, before any thread codes a tile
     side, blocks = _tiles(codec, image, tile)
 
     def code(block):
-        return codec.compress(codec_input(block, codec.downsampling), level).strings
+        x = codec_input(block, codec.downsampling)
+        if not refine:
+            return codec.compress(x, level).strings
+        refined = refine_latents(codec, x, level, SGASchedule.stretched(refine), refine_lmbda, size=block.shape[:2])
+        return codec.compress_latent(refined.y, x.shape[-2:], level, refined.side).strings
 
     return file_bytes(codec, image, [s for strings in _map(code, blocks, threads) for s in strings], level, side)
+
+
+def check_refinable(codec: Codec, level: int | None, iterations: int, lmbda: float | None) -> None:
+    """Refuse refinement that cannot run, before any work."""
+    if iterations < 0:
+        raise CodecLabError(f"--refine needs a number of iterations >= 0, got {iterations}")
+    if not codec.entropy_model.refinable:
+        raise CodecLabError(f"{codec.codec_id} cannot be refined: its entropy model has no relaxed pass")
+    if lmbda is None and not codec.rate_levels:
+        raise CodecLabError(f"{codec.codec_id} is a fixed-rate model: --refine needs its training lambda (--refine-lmbda)")
+    if lmbda is not None and not lmbda > 0:
+        raise CodecLabError(f"--refine-lmbda must be positive, got {lmbda}")
 
 
 def quality_level(codec: Codec, quality: float) -> int:

@@ -7,6 +7,7 @@ import pytest
 
 from codeclab.evaluation.classic import PillowCodec
 from codeclab.evaluation.runner import EvalImage, LearnedCurve, PointCache, evaluate
+from tests.conftest import ROOT
 
 
 def _images():
@@ -129,3 +130,32 @@ def test_swept_levels_spread_evenly_with_both_ends():
 
     assert swept_levels(64, 8) == [0, 9, 18, 27, 36, 45, 54, 63]
     assert swept_levels(4, 8) == [0, 1, 2, 3]
+
+
+def test_refine_reaches_the_encoder_and_the_cache_key(tmp_path, models):
+    """eval.py refine=N: each image is encoded with refine=N, and refined points never reuse plain ones."""
+    calls, seen = Calls(), []
+    curve = _fake_curve(models[:1], calls)
+    plain = curve.encode
+
+    def encode(model, image, refine=0):
+        seen.append(refine)
+        return plain(model, image)
+
+    curve.encode, curve.refine = encode, 7
+    evaluate(_images(), learned=[curve], cache=None, progress=False)
+    assert seen and set(seen) == {7}
+    assert curve.identity(curve.models[0])["refine"] == 7
+    assert "refine" not in _fake_curve(models[:1], Calls()).identity(curve.models[0])
+
+
+def test_eval_config_refine_builds_refined_curves():
+    from omegaconf import OmegaConf
+
+    from codeclab.evaluation.run import learned_curves
+
+    zoo = str(ROOT / "models" / "zoo" / "mbt2018_mean_vr.safetensors")
+    cfg = OmegaConf.create({"model": zoo, "models": [], "name": "x", "coder": None, "learned": [], "rate_points": 4, "refine": 5})
+    (curve,) = learned_curves(cfg)
+    assert curve.refine == 5 and len(curve.levels[zoo]) == 4
+    assert learned_curves(OmegaConf.merge(cfg, {"refine": 0}))[0].refine == 0
