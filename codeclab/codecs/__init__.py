@@ -4,16 +4,18 @@ codec STEM in :mod:`.stem`)."""
 
 from .base import CODECS, Codec, CompressedImage, build_codec, register_codec
 from .compressai_interop import from_compressai, load_compressai_state_dict, to_compressai
+from .mlicpp_interop import from_mlicpp, load_mlicpp_state_dict, to_mlicpp
 from .stem import VideoCodec, stem
 from .vqgan import VQGAN, load_taming_state_dict, vqgan
 from .zoo import (
     bmshj2018_factorized, bmshj2018_hyperprior, cheng2020_anchor, cheng2020_attn, compose, elic, mbt2018, mbt2018_mean,
-    s2lic, walloc,
+    mlicpp, mlicv2, s2lic, walloc,
 )
 
 __all__ = [
     "CODECS", "VQGAN", "Codec", "CompressedImage", "bmshj2018_factorized", "bmshj2018_hyperprior", "build_codec",
     "cheng2020_anchor", "cheng2020_attn", "elic",
-    "compose", "from_compressai", "load_compressai_state_dict", "load_taming_state_dict", "mbt2018", "mbt2018_mean",
-    "register_codec", "s2lic", "stem", "to_compressai", "VideoCodec", "vqgan", "walloc",
+    "compose", "from_compressai", "from_mlicpp", "load_compressai_state_dict", "load_mlicpp_state_dict",
+    "load_taming_state_dict", "mbt2018", "mbt2018_mean", "mlicpp", "mlicv2", "register_codec", "s2lic", "stem", "to_compressai",
+    "to_mlicpp", "VideoCodec", "vqgan", "walloc",
 ]

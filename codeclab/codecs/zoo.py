@@ -10,6 +10,8 @@ entropy model), under the name written into model files and bitstreams.
 | ``cheng2020-anchor``, ``-attn`` | ``cheng2020``          | ``autoregressive`` (Cheng's hyper) |
 | ``elic``                 | ``elic``                      | ``elic`` (SCCTX)                   |
 | ``s2lic``                | ``swinv2`` (or ``cnn``)       | ``acgc`` (or any hyperprior-based) |
+| ``mlicpp``               | ``mlicpp`` (GELU residual blocks) | ``mlicpp`` (multi-reference)   |
+| ``mlicv2`` (reconstruction) | ``mlicv2`` (+ token mixing)  | ``mlicv2`` (MLIC++ + 4 switches) |
 | ``walloc``               | ``walloc`` (wavelet packets)  | ``bounded`` or ``factorized``      |
 | ``vqgan``                | ``vqgan`` (taming)            | ``vq`` (:mod:`.vqgan`)             |
 | ``composed``             | any                             | any                                |
@@ -29,10 +31,14 @@ from ..entropy_models.bounded import BoundedLatentImage
 from ..entropy_models.elic import ElicEntropyModel
 from ..entropy_models.factorized import FactorizedEntropyModel
 from ..entropy_models.hyperprior import HyperpriorEntropyModel, ScaleHyperprior
+from ..entropy_models.mlicpp import MLICPlusPlusEntropyModel
+from ..entropy_models.mlicv2 import MLICv2EntropyModel
 from ..transforms import TRANSFORMS
 from ..transforms.cheng import cheng2020_transforms
 from ..transforms.cnn import cnn_transforms
 from ..transforms.elic import elic_transforms
+from ..transforms.mlicpp import mlicpp_transforms
+from ..transforms.mlicv2 import mlicv2_transforms
 from ..transforms.swin import swin_transforms
 from ..transforms.wavelet import walloc_transforms
 from .base import Codec, register_codec
@@ -114,6 +120,42 @@ def s2lic(N: int = 192, M: int = 320, transform: str = "swinv2", window: int = 8
         pair = TRANSFORMS.build(transform, N, M)
     options = dict(entropy or {"name": "acgc"})
     return _codec(pair, ENTROPY_MODELS.build(options.pop("name"), N, M, **options))
+
+
+@register_codec("mlicpp")
+def mlicpp(N: int = 192, M: int = 320, num_slices: int = 10, window: int = 5,
+           parameter_hidden: Sequence[int] = (320, 256, 128), channel_hidden: Sequence[int] = (192, 128),
+           lrp_hidden: Sequence[int] = (224, 128), quantizer: str = "ste", rate_levels: int = 0) -> Codec:
+    """MLIC++ (Jiang & Wang, ICML 2023 NCW) as the released code (JiangWeibeta/MLIC, ``MLIC++/``):
+    GELU residual-block transforms (:mod:`codeclab.transforms.mlicpp`) and the multi-reference
+    entropy model (:mod:`codeclab.entropy_models.mlicpp`; 10 slices x 32 channels, checkerboard,
+    channel + linear global inter/intra + local window contexts, LRP). Defaults are the paper's
+    (83.5M parameters); the widths are arguments for small test models. ``y``: ``[B, M, H/16, W/16]``,
+    streams ``[y, z]``; the released ``state_dict`` loads through :mod:`.mlicpp_interop`."""
+    entropy_model = MLICPlusPlusEntropyModel(
+        N, M, num_slices, window, parameter_hidden, channel_hidden, lrp_hidden, quantizer, rate_levels=rate_levels)
+    return _codec(mlicpp_transforms(N, M), entropy_model)
+
+
+@register_codec("mlicv2")
+def mlicv2(N: int = 192, M: int = 320, num_slices: int = 10, window: int = 5,
+           parameter_hidden: Sequence[int] = (320, 256, 128), channel_hidden: Sequence[int] = (192, 128),
+           lrp_hidden: Sequence[int] = (224, 128), quantizer: str = "ste", rate_levels: int = 0,
+           token_mixing: bool = True, token_mixing_depth: int = 2, hyper_global: bool = True,
+           channel_reweighting: bool = True, rope: bool = True, selective: bool = False,
+           reweighting_reduction: int = 16, rope_base: float = 10000.0, selective_threshold: float = 0.2) -> Codec:
+    """MLICv2 (Jiang et al., arXiv:2504.19119, 2025), a RECONSTRUCTION from the paper (no code is
+    released) on top of :func:`mlicpp`: token-mixing transforms (:mod:`codeclab.transforms.mlicv2`)
+    and MLIC++'s entropy model with hyperprior-guided global contexts for the first slice, channel
+    reweighting, 2D RoPE and guided selective compression (:mod:`codeclab.entropy_models.mlicv2`),
+    each a switch; every switch off is :func:`mlicpp` exactly. ``y``: ``[B, M, H/16, W/16]``,
+    streams ``[y, z]``."""
+    entropy_model = MLICv2EntropyModel(
+        N, M, num_slices, window, parameter_hidden, channel_hidden, lrp_hidden, quantizer, hyper_global=hyper_global,
+        channel_reweighting=channel_reweighting, rope=rope, selective=selective,
+        reweighting_reduction=reweighting_reduction, rope_base=rope_base, selective_threshold=selective_threshold,
+        rate_levels=rate_levels)
+    return _codec(mlicv2_transforms(N, M, token_mixing, token_mixing_depth), entropy_model)
 
 
 @register_codec("walloc")

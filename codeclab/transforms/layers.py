@@ -6,7 +6,8 @@ training stack. Each is numerically identical to compressai 1.2.8's layer of the
 * :class:`LowerBound`: ``max(x, bound)`` whose gradient passes when it pushes ``x`` up.
 * :class:`NonNegativeParametrizer`: ``x = max(p, bound)^2 - pedestal`` (Ballé et al. 2018).
 * :class:`GDN`: generalized divisive normalisation (Ballé et al., ICLR 2016), and its inverse.
-* :class:`ResidualBlock`, :class:`AttentionBlock`: Cheng et al. (CVPR 2020) blocks.
+* :class:`ResidualBlock`, :class:`AttentionBlock`: Cheng et al. (CVPR 2020) blocks (the residual
+  blocks take another activation, ``act``: MLIC++ uses GELU where compressai uses LeakyReLU).
 * :func:`conv`, :func:`deconv`: strided 5x5 (de)convolutions with "same" padding.
 """
 
@@ -116,49 +117,56 @@ def subpel_conv3x3(in_channels: int, out_channels: int, r: int) -> nn.Sequential
     return nn.Sequential(nn.Conv2d(in_channels, out_channels * r**2, 3, padding=1), nn.PixelShuffle(r))
 
 
-class ResidualBlockWithStride(nn.Module):
-    """``GDN(conv3x3(LReLU(conv3x3/s(x)))) + skip(x)`` (Cheng et al. 2020; a strided 1x1 skip)."""
+def _leaky_relu() -> nn.Module:
+    return nn.LeakyReLU(inplace=True)
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 2):
+
+class ResidualBlockWithStride(nn.Module):
+    """``GDN(conv3x3(LReLU(conv3x3/s(x)))) + skip(x)`` (Cheng et al. 2020; a strided 1x1 skip).
+    ``act``: a factory of the activation (default LeakyReLU, as compressai)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 2, act=_leaky_relu):
         super().__init__()
         self.conv1 = conv3x3(in_ch, out_ch, stride)
-        self.leaky_relu = nn.LeakyReLU(inplace=True)
+        self.activation = act()
         self.conv2 = conv3x3(out_ch, out_ch)
         self.gdn = GDN(out_ch)
         self.skip = conv1x1(in_ch, out_ch, stride) if stride != 1 or in_ch != out_ch else None
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.gdn(self.conv2(self.leaky_relu(self.conv1(x))))
+        out = self.gdn(self.conv2(self.activation(self.conv1(x))))
         return out + (x if self.skip is None else self.skip(x))
 
 
 class ResidualBlockUpsample(nn.Module):
-    """``IGDN(conv3x3(LReLU(subpel(x)))) + subpel'(x)`` (Cheng et al. 2020; ``x upsample``)."""
+    """``IGDN(conv3x3(LReLU(subpel(x)))) + subpel'(x)`` (Cheng et al. 2020; ``x upsample``;
+    ``act`` as :class:`ResidualBlockWithStride`)."""
 
-    def __init__(self, in_ch: int, out_ch: int, upsample: int = 2):
+    def __init__(self, in_ch: int, out_ch: int, upsample: int = 2, act=_leaky_relu):
         super().__init__()
         self.subpel_conv = subpel_conv3x3(in_ch, out_ch, upsample)
-        self.leaky_relu = nn.LeakyReLU(inplace=True)
+        self.activation = act()
         self.conv = conv3x3(out_ch, out_ch)
         self.igdn = GDN(out_ch, inverse=True)
         self.upsample = subpel_conv3x3(in_ch, out_ch, upsample)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.igdn(self.conv(self.leaky_relu(self.subpel_conv(x)))) + self.upsample(x)
+        return self.igdn(self.conv(self.activation(self.subpel_conv(x)))) + self.upsample(x)
 
 
 class ResidualBlock(nn.Module):
-    """``x + LReLU(conv3x3(LReLU(conv3x3(x))))``, with a 1x1 skip when the width changes."""
+    """``x + LReLU(conv3x3(LReLU(conv3x3(x))))``, with a 1x1 skip when the width changes (``act``
+    as :class:`ResidualBlockWithStride`)."""
 
-    def __init__(self, in_ch: int, out_ch: int):
+    def __init__(self, in_ch: int, out_ch: int, act=_leaky_relu):
         super().__init__()
         self.conv1 = conv3x3(in_ch, out_ch)
-        self.leaky_relu = nn.LeakyReLU(inplace=True)
+        self.activation = act()
         self.conv2 = conv3x3(out_ch, out_ch)
         self.skip = conv1x1(in_ch, out_ch) if in_ch != out_ch else None
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.leaky_relu(self.conv2(self.leaky_relu(self.conv1(x))))
+        out = self.activation(self.conv2(self.activation(self.conv1(x))))
         identity = x if self.skip is None else self.skip(x)
         return out + identity
 

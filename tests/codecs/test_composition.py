@@ -32,12 +32,12 @@ COMPRESSAI = {
 def test_registries_hold_every_part():
     assert set(CODECS) == {
         "bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "mbt2018", "cheng2020-anchor", "cheng2020-attn",
-        "elic", "s2lic", "walloc", "vqgan", "composed", "stem",
+        "elic", "s2lic", "mlicpp", "mlicv2", "walloc", "vqgan", "composed", "stem",
     }
-    assert set(TRANSFORMS) == {"cnn", "cheng2020", "elic", "swinv2", "walloc", "vqgan"}
+    assert set(TRANSFORMS) == {"cnn", "cheng2020", "elic", "mlicpp", "mlicv2", "swinv2", "walloc", "vqgan"}
     assert set(ENTROPY_MODELS) == {
         "factorized", "scale_hyperprior", "hyperprior", "autoregressive", "checkerboard", "charm", "acgc", "elic",
-        "bounded", "vq", "spatiotemporal",
+        "mlicpp", "mlicv2", "bounded", "vq", "spatiotemporal",
     }
     assert set(INDEX_MODELS) == {"uniform", "static", "transformer"}
     assert set(CODERS) == {"codeclab", "compressai"}

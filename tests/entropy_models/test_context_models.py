@@ -1,4 +1,4 @@
-"""Context entropy models (hyperprior, checkerboard, ChARM, ACGC): exact coding and pass counts."""
+"""Context entropy models (hyperprior, checkerboard, ChARM, ACGC, MLIC++, MLICv2): exact coding and pass counts."""
 
 import pytest
 import torch
@@ -21,6 +21,11 @@ ENTROPY = {
     "acgc": {"name": "acgc", "num_slices": SLICES, "hidden": 16, "attention_dim": 8, "heads": 2},
     # Latents larger than the global attention's grid: keys/values are pooled.
     "acgc-pooled": {"name": "acgc", "num_slices": SLICES, "hidden": 16, "attention_dim": 8, "heads": 2, "global_grid": 3},
+    "mlicpp": {"name": "mlicpp", "num_slices": SLICES, "parameter_hidden": [24, 16, 16], "channel_hidden": [16, 16],
+               "lrp_hidden": [16, 16]},
+    # Every MLICv2 switch on (a reconstruction; tests/entropy_models/test_mlicv2.py tests each switch).
+    "mlicv2": {"name": "mlicv2", "num_slices": SLICES, "parameter_hidden": [24, 16, 16], "channel_hidden": [16, 16],
+               "lrp_hidden": [16, 16]},
 }
 
 

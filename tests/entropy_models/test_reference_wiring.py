@@ -8,6 +8,7 @@ import torch
 from compressai.models import JointAutoregressiveHierarchicalPriors
 from torch import nn
 
+from codeclab.entropy_models.base import LatentStep
 from codeclab.entropy_models.channelwise import ChannelwiseEntropyModel
 from codeclab.entropy_models.checkerboard import CheckerboardEntropyModel
 from codeclab.entropy_models.hyperprior import HyperpriorEntropyModel
@@ -112,24 +113,26 @@ def test_acgc_wiring_and_names_follow_the_released_s2lic_file():
             "lrp_anchor", "lrp_nonanchor"} <= names
 
 
+class MaskRecordingStep(LatentStep):
+    """A decoding step that records the mask of every group, in coding order (decodes zeros)."""
+
+    def __init__(self):
+        self.masks = []
+
+    def __call__(self, y, scales, means, mask=None):
+        self.masks.append(mask.clone())
+        return torch.zeros_like(means), None
+
+    def _group(self, y, scales, means):
+        raise AssertionError
+
+
 def test_acgc_codes_anchors_at_odd_positions_first_then_the_rest():
     from codeclab.entropy_models.acgc import ACGCEntropyModel
-    from codeclab.entropy_models.base import LatentStep
-
-    class Recording(LatentStep):
-        def __init__(self):
-            self.masks = []
-
-        def __call__(self, y, scales, means, mask=None):
-            self.masks.append(mask.clone())
-            return torch.zeros_like(means), None
-
-        def _group(self, y, scales, means):
-            raise AssertionError
 
     torch.manual_seed(0)
     model = ACGCEntropyModel(8, 20, num_slices=2, hidden=8).eval()
-    step = Recording()
+    step = MaskRecordingStep()
     with torch.no_grad():
         model.code_latent(None, torch.randn(1, 40, 4, 4), step)
     rows, cols = torch.meshgrid(torch.arange(4), torch.arange(4), indexing="ij")

@@ -17,7 +17,7 @@ from codeclab.codecs import CODECS, Codec
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
 # Codecs small enough to build for real and run a forward pass in the suite.
-SMALL = {"tiny", "s2lic_tiny", "walloc_tiny", "vqgan_tiny"}
+SMALL = {"tiny", "s2lic_tiny", "mlicpp_tiny", "mlicv2_tiny", "walloc_tiny", "vqgan_tiny"}
 
 
 def options(group: str) -> list[str]:
