@@ -63,6 +63,9 @@ The switches, as reconstructed:
   which it has before decoding the group, so no side information is sent. Training: a straight-through
   mask (``hard + sigmoid(logit) - sigmoid(logit).detach()``) mixes ``y_hat`` and ``mu`` and weighs
   the rate (``likelihood ** mask``), so the rate-distortion loss itself trains the selection.
+  Off by default (the other switches are on): the paper says selective compression was
+  "investigated", and an untrained model, whose scales start near the 0.11 bound, would skip most
+  elements.
 
 What the paper leaves unspecified, and the choice made here: every width, kernel and count of the
 token-mixing block and where it goes (:mod:`codeclab.transforms.mlicv2`); the form of the hyperprior

@@ -208,3 +208,26 @@ def test_a_few_steps_of_training_lower_the_loss():
 def test_rope_needs_even_head_widths():
     with pytest.raises(ValueError, match="multiple of 4"):
         mlicv2(N=16, M=24, num_slices=4, parameter_hidden=(8, 8, 8), channel_hidden=(8, 8), lrp_hidden=(8, 8))
+
+
+@pytest.mark.parametrize("refine", ["0", "2"])
+def test_mlic_model_files_code_real_files_through_the_cli(tmp_path, photo, refine):
+    """codeclab encode/decode with MLIC++ and MLICv2 model files (and SGA): the CLI's decoded image
+    is the one this process decodes from the same file."""
+    import numpy as np
+    from PIL import Image
+
+    from codeclab.formats.image_file import decode_image
+    from codeclab.formats.model_file import export_model, load_model
+    from tests.conftest import run_cli
+    from tests.entropy_models.test_mlicpp import tiny_codec
+
+    Image.fromarray(photo).save(tmp_path / "in.png")
+    for name, codec in (("mlicpp", tiny_codec()), ("mlicv2", tiny(**{n: True for n in SWITCHES}))):
+        model, coded, out = tmp_path / f"{name}.safetensors", tmp_path / f"{name}.clab", tmp_path / f"{name}.png"
+        export_model(codec.eval(), model)
+        run_cli("encode", tmp_path / "in.png", "-m", model, "-o", coded, "--refine", refine, "--refine-lmbda", "0.01", check=True)
+        run_cli("decode", coded, "-o", out, "-m", model, check=True)
+        loaded = load_model(model)
+        assert loaded.codec_id == name
+        np.testing.assert_array_equal(np.asarray(Image.open(out)), decode_image(coded.read_bytes(), loaded))
