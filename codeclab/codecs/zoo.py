@@ -160,13 +160,15 @@ def mlicv2(N: int = 192, M: int = 320, num_slices: int = 10, window: int = 5,
 
 @register_codec("walloc")
 def walloc(levels: int = 3, latent_channels: int = 12, wavelet: str = "bior4.4", bottleneck: str = "bounded",
-           bits: int = 8, lossless_format: str = "png", encoder_hidden: int = 0, decoder_channels: int = 128,
-           decoder_blocks: int = 4, mapping: str = "walloc") -> Codec:
+           bits: int = 8, lossless_format: str = "png", encoder_hidden: int = 0, decoder_channels: int = 768,
+           decoder_blocks: int = 4, mapping: str = "walloc", decoder: str = "autoencoder_kl", decoder_groups: int = 32) -> Codec:
     """WaLLoC (Jacobellis & Yadwadkar 2024): wavelet packets + a linear encoder, and either the
     paper's bounded latent stored as a lossless image (``bottleneck="bounded"``; ``mapping``: the
     paper's ``"walloc"`` or CodecLab's first ``"legacy"`` one, :mod:`~codeclab.entropy_models.bounded`)
     or a factorized prior coded by rANS (``"factorized"``). Dimension reduction
-    ``3 * 4**levels / latent_channels``."""
+    ``3 * 4**levels / latent_channels``. ``decoder``: the official ``"autoencoder_kl"`` (width
+    ``decoder_channels`` = 768, GroupNorm of ``decoder_groups``) or CodecLab's first ``"residual"``
+    one (``decoder_channels`` wide, ``decoder_blocks`` residual blocks; its model files load with it)."""
     if bottleneck == "bounded":
         entropy_model = BoundedLatentImage(latent_channels, bits, lossless_format, mapping)
         input_bits = bits if mapping == "legacy" else None
@@ -174,7 +176,8 @@ def walloc(levels: int = 3, latent_channels: int = 12, wavelet: str = "bior4.4",
         entropy_model, input_bits = FactorizedEntropyModel(latent_channels, init_scale=10), None
     else:
         raise ValueError(f"bottleneck must be 'bounded' or 'factorized', got {bottleneck!r}")
-    pair = walloc_transforms(levels, latent_channels, wavelet, encoder_hidden, decoder_channels, decoder_blocks, input_bits)
+    pair = walloc_transforms(levels, latent_channels, wavelet, encoder_hidden, decoder_channels, decoder_blocks, input_bits,
+                             decoder, decoder_groups)
     return _codec(pair, entropy_model)
 
 

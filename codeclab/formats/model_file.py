@@ -21,7 +21,9 @@ The weight of each integer convolution is stored as what the decoder computes wi
 integers under its name and the ``int8`` shift of each output channel under ``<name>_shift``
 (the float weight is ``w * 2^-shift``, from which the layer derives the same integers).
 
-Versions: ``"3"`` (written now) may hold integer weights; ``"2"`` stores the composed codec's names (``g_a``, ``g_s``,
+Versions: ``"4"`` (written now): WaLLoC's synthesis defaults to the official AutoencoderKL
+decoder, so a WaLLoC config without ``decoder`` (versions 1-3) means ``decoder="residual"``.
+``"3"`` may hold integer weights; ``"2"`` stores the composed codec's names (``g_a``, ``g_s``,
 ``entropy_model.*``). ``"1"`` files (written before the transform/entropy-model composition)
 stored each codec's own names; they load through :data:`LEGACY_V1_KEYS`, and keep their weights
 hash, so files they wrote keep decoding (``tests/formats/test_golden.py``).
@@ -47,8 +49,8 @@ from ..errors import CodecLabError
 from ..files import write_atomically
 
 FORMAT = "codeclab-model"
-FORMAT_VERSION = "3"
-READABLE_VERSIONS = ("1", "2", "3")
+FORMAT_VERSION = "4"
+READABLE_VERSIONS = ("1", "2", "3", "4")
 # Version-1 tensor names -> version-2 names, per codec (s2lic already used the composed names).
 LEGACY_V1_KEYS: dict[str, dict[str, str]] = {
     **COMPRESSAI_KEYS,
@@ -264,8 +266,7 @@ def load_model(path: str | Path, coder: str | None = None) -> Codec:
         state = {rename_prefixes(name, keys): tensor for name, tensor in state.items()}
     try:
         config = json.loads(metadata["config"])
-        if metadata["format_version"] in ("1", "2"):
-            legacy_architectures(config)
+        legacy_architectures(config, metadata["format_version"])
         codec = build_codec(metadata["codec"], config)
         codec.load_state_dict(_float_weights(codec, state))
     except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as err:
@@ -282,9 +283,13 @@ def load_model(path: str | Path, coder: str | None = None) -> Codec:
     return codec.eval()
 
 
-def legacy_architectures(config: dict) -> None:
-    """Make a codec config from a model file before format 3 rebuild the architecture it was
-    written with, where a default has since moved to the paper's (in place)."""
+def legacy_architectures(config: dict, version: str) -> None:
+    """Make a codec config from a model file of an older format ``version`` rebuild the
+    architecture it was written with, where a default has since moved to the paper's (in place)."""
+    if version in ("1", "2", "3") and "bottleneck" in config:  # WaLLoC before the AutoencoderKL decoder
+        config.setdefault("decoder", "residual")
+    if version not in ("1", "2"):
+        return
     if config.get("bottleneck") == "bounded":  # WaLLoC
         config.setdefault("mapping", "legacy")
     if "transform" in config:  # S2LIC

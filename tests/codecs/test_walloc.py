@@ -17,7 +17,7 @@ from codeclab.formats.model_file import export_model, load_model
 from codeclab.transforms.wavelet import WaveletPacket2d
 from tests.conftest import ROOT, image_tensor
 
-TINY = {"levels": 2, "latent_channels": 6, "decoder_channels": 16, "decoder_blocks": 2}
+TINY = {"levels": 2, "latent_channels": 6, "decoder_channels": 16, "decoder_blocks": 2, "decoder_groups": 4}
 
 
 def dimension_reduction(codec) -> float:

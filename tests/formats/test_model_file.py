@@ -22,7 +22,7 @@ def exported(tmp_path):
 def test_export_load_roundtrip(exported):
     codec, path = exported
     loaded = load_model(path)
-    assert read_metadata(path)["format_version"] == FORMAT_VERSION == "3"
+    assert read_metadata(path)["format_version"] == FORMAT_VERSION == "4"
     assert read_metadata(path)["portable"] == "true"
     assert loaded.codec_id == "mbt2018-mean"
     assert loaded.config == {
@@ -149,3 +149,26 @@ def test_integer_weights_are_stored_as_int16_and_a_lying_shift_is_refused(export
     _rewrite(path, wrong_shape, lambda meta, tensors: meta.update(weights_sha256=weights_sha256(tensors)))
     with pytest.raises(CodecLabError, match="does not match codec"):
         load_model(path)
+
+
+def test_walloc_files_before_format_4_keep_their_residual_decoder(tmp_path):
+    """Format 4 moved WaLLoC's default decoder to the official AutoencoderKL one; a format-3 file,
+    whose config has no ``decoder``, is rebuilt with the residual decoder it was written with."""
+    from codeclab.codecs import walloc
+    from codeclab.transforms.kl_decoder import AutoencoderKLDecoder
+
+    torch.manual_seed(0)
+    path = tmp_path / "w.safetensors"
+    export_model(walloc(levels=2, latent_channels=6, decoder="residual", decoder_channels=16, decoder_blocks=2), path)
+    with safe_open(str(path), framework="pt") as handle:
+        state, metadata = {k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata()
+    config = json.loads(metadata["config"])
+    del config["decoder"], config["decoder_groups"]
+    old = tmp_path / "w3.safetensors"
+    save_file(state, str(old), metadata={**metadata, "format_version": "3", "config": json.dumps(config)})
+    legacy = load_model(old)
+    assert not isinstance(legacy.g_s.decoder, AutoencoderKLDecoder)
+    assert torch.equal(legacy.g_s.decoder[0].weight, load_model(path).g_s.decoder[0].weight)
+    save_file(state, str(old), metadata={**metadata, "format_version": "4", "config": json.dumps(config)})
+    with pytest.raises(CodecLabError, match="does not match codec"):
+        load_model(old)  # format 4 without 'decoder' means the AutoencoderKL decoder: these weights do not fit
