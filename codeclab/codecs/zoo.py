@@ -14,6 +14,7 @@ entropy model), under the name written into model files and bitstreams.
 | ``mlicv2`` (reconstruction) | ``mlicv2`` (+ token mixing)  | ``mlicv2`` (MLIC++ + 4 switches) |
 | ``walloc``               | ``walloc`` (wavelet packets)  | ``bounded`` or ``factorized``      |
 | ``vqgan``                | ``vqgan`` (taming)            | ``vq`` (:mod:`.vqgan`)             |
+| ``mcquic``               | ``mcquic`` (McQuic's blocks)  | ``mcquic`` (:mod:`.mcquic`)        |
 | ``composed``             | any                             | any                                |
 
 The compressai family uses compressai's published widths (``N, M = 128, 192`` for the low

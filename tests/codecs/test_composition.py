@@ -32,12 +32,12 @@ COMPRESSAI = {
 def test_registries_hold_every_part():
     assert set(CODECS) == {
         "bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "mbt2018", "cheng2020-anchor", "cheng2020-attn",
-        "elic", "s2lic", "mlicpp", "mlicv2", "walloc", "vqgan", "composed", "stem",
+        "elic", "s2lic", "mlicpp", "mlicv2", "walloc", "vqgan", "mcquic", "composed", "stem",
     }
-    assert set(TRANSFORMS) == {"cnn", "cheng2020", "elic", "mlicpp", "mlicv2", "swinv2", "walloc", "vqgan"}
+    assert set(TRANSFORMS) == {"cnn", "cheng2020", "elic", "mcquic", "mlicpp", "mlicv2", "swinv2", "walloc", "vqgan"}
     assert set(ENTROPY_MODELS) == {
         "factorized", "scale_hyperprior", "hyperprior", "autoregressive", "checkerboard", "charm", "acgc", "elic",
-        "mlicpp", "mlicv2", "bounded", "vq", "spatiotemporal",
+        "mlicpp", "mlicv2", "bounded", "vq", "mcquic", "spatiotemporal",
     }
     assert set(INDEX_MODELS) == {"uniform", "static", "transformer"}
     assert set(CODERS) == {"codeclab", "compressai"}
@@ -104,7 +104,7 @@ def test_compose_builds_any_transform_with_any_entropy_model():
 
 
 def test_every_codec_is_the_one_composition():
-    for codec_id in ("bmshj2018-factorized", "mbt2018-mean", "walloc", "vqgan"):
+    for codec_id in ("bmshj2018-factorized", "mbt2018-mean", "walloc", "vqgan", "mcquic"):
         with torch.device("meta"):
             codec = build_codec(codec_id, {})
         assert type(codec) in (Codec, *Codec.__subclasses__())

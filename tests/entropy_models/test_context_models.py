@@ -38,12 +38,12 @@ def tiny_codec(entropy: str, transform: str = "cnn") -> Codec:
 def test_every_registered_entropy_model_is_tested():
     # Every hyperprior-based (N, M) entropy model, i.e. every one an s2lic codec can use, is tested here;
     # the others are tested with their codecs (factorized: tests/codecs/test_codecs.py and
-    # test_walloc.py, bounded: test_walloc.py, vq: test_vqgan.py; spatiotemporal, which codes a
-    # latent given a reference: test_spatiotemporal.py).
+    # test_walloc.py, bounded: test_walloc.py, vq: test_vqgan.py, mcquic: test_mcquic.py; spatiotemporal,
+    # which codes a latent given a reference: test_spatiotemporal.py).
     hyperprior_based = {name for name in ENTROPY_MODELS if issubclass(ENTROPY_MODELS[name], HyperpriorEntropyModel)}
     hyperprior_based -= {"spatiotemporal"}
     assert hyperprior_based == {options["name"] for options in ENTROPY.values()}
-    assert set(ENTROPY_MODELS) - hyperprior_based == {"factorized", "bounded", "vq", "spatiotemporal"}
+    assert set(ENTROPY_MODELS) - hyperprior_based == {"factorized", "bounded", "vq", "mcquic", "spatiotemporal"}
 
 
 def test_checkerboard_masks_partition_the_grid():

@@ -17,7 +17,7 @@ from codeclab.codecs import CODECS, Codec
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
 # Codecs small enough to build for real and run a forward pass in the suite.
-SMALL = {"tiny", "s2lic_tiny", "mlicpp_tiny", "mlicv2_tiny", "walloc_tiny", "vqgan_tiny"}
+SMALL = {"tiny", "s2lic_tiny", "mlicpp_tiny", "mlicv2_tiny", "walloc_tiny", "vqgan_tiny", "mcquic_tiny"}
 
 
 def options(group: str) -> list[str]:
@@ -69,6 +69,7 @@ def test_every_option_of_the_other_groups_composes(group):
         # A Lightning module trains the codecs it was written for.
         codec = ["codec=vqgan_tiny"] if group == "module" and option.startswith("vqgan") else []
         codec = ["codec=stem"] if group == "module" and option == "stem" else codec
+        codec = ["codec=mcquic_tiny"] if group == "module" and option == "mcquic" else codec
         _check_all(_compose(f"{group}={option}", *codec), small=False)
 
 
@@ -89,6 +90,10 @@ def test_a_codec_config_selects_its_lightning_module():
     vqgan = _compose("codec=vqgan_tiny")
     assert vqgan.module._target_ == "codeclab.training.vqgan.VQGANModule" and vqgan.module.disc_start == 2
     assert _compose("codec=vqgan_tiny", "module.disc_start=9").module.disc_start == 9
+    mcquic = _compose("codec=mcquic")
+    assert mcquic.module._target_ == "codeclab.training.mcquic.McQuicModule"
+    assert mcquic.module.optimizer._target_ == "codeclab.training.lamb.Lamb" and mcquic.module.optimizer.lr == 2e-4
+    assert (mcquic.codec.m, list(mcquic.codec.k), mcquic.codec.channels) == (2, [8192, 2048, 512], 128)
 
 
 def test_stem_selects_its_module_and_data():
