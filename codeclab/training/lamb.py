@@ -2,14 +2,13 @@
 ICLR 2020), the optimiser of McQuic's released configs. For every parameter ``w`` with gradient ``g``::
 
     m = b1 m + (1 - b1) g              v = b2 v + (1 - b2) g^2
-    m_hat = m / (1 - b1^t)             v_hat = v / (1 - b2^t)          (debias=True)
+    m_hat = m / (1 - b1^t)             v_hat = v / (1 - b2^t)          (debias=True; else m, v)
     u = m_hat / (sqrt(v_hat) + eps) + weight_decay * w
     r = min(||w||, clamp) / ||u||      (1 when either norm is 0)
     w = w - lr * r * u
 
-``clamp = 10`` bounds the weight norm in the trust ratio as torch-optimizer's ``Lamb`` (which
-McQuic imports) does; torch-optimizer's default is ``debias=False``, here ``True`` by default (the paper's
-form); both are arguments.
+``clamp = 10`` bounds the weight norm in the trust ratio and ``debias=False`` is the default, as in
+torch-optimizer's ``Lamb``, which McQuic imports; ``debias=True`` is the paper's bias-corrected form.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import torch
 
 class Lamb(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 2e-4, betas=(0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.0,
-                 clamp_value: float = 10.0, debias: bool = True):
+                 clamp_value: float = 10.0, debias: bool = False):
         if lr <= 0 or eps <= 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1) or weight_decay < 0:
             raise ValueError(f"invalid Lamb settings: lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,

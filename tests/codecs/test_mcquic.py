@@ -126,19 +126,22 @@ def test_dead_codewords_take_the_most_used_ones():
     assert fraction == pytest.approx(2 / 12)
 
 
-def test_lamb_update_against_its_formula():
+@pytest.mark.parametrize("debias", [False, True])
+def test_lamb_update_against_its_formula(debias):
+    """torch-optimizer's Lamb (McQuic's): no bias correction by default; the paper's form with debias=True."""
     torch.manual_seed(3)
     w0 = torch.randn(5, 3)
     grads = [torch.randn(5, 3), torch.randn(5, 3)]
     p = torch.nn.Parameter(w0.clone())
-    opt = Lamb([p], lr=0.01, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.1)
+    opt = Lamb([p], lr=0.01, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.1, **({"debias": True} if debias else {}))
     w, m, v = w0.clone(), torch.zeros(5, 3), torch.zeros(5, 3)
     for t, g in enumerate(grads, 1):
         p.grad = g.clone()
         opt.step()
         m = 0.9 * m + 0.1 * g
         v = 0.99 * v + 0.01 * g * g
-        u = (m / (1 - 0.9**t)) / ((v / (1 - 0.99**t)).sqrt() + 1e-6) + 0.1 * w
+        m_hat, v_hat = (m / (1 - 0.9**t), v / (1 - 0.99**t)) if debias else (m, v)
+        u = m_hat / (v_hat.sqrt() + 1e-6) + 0.1 * w
         w = w - 0.01 * (w.norm().clamp(max=10) / u.norm()) * u
         assert torch.allclose(p.detach(), w, atol=1e-6)
 
