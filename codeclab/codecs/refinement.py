@@ -84,11 +84,6 @@ def sga_round(values: Tensor, offsets: Tensor | None, temperature: float, genera
     return rounded if offsets is None else rounded + offsets
 
 
-def hard_round(values: Tensor, offsets: Tensor | None) -> Tensor:
-    """The coder's rounding, ``round(v - offset) + offset``."""
-    return torch.round(values) if offsets is None else torch.round(values - offsets) + offsets
-
-
 @dataclass
 class Refinement:
     """Refined latents and the rate-distortion loss (hard rounding, estimated bits) before and after."""
@@ -132,20 +127,19 @@ def refine_latents(codec: Codec, x: Tensor, level: int | None = None, schedule: 
     was_training = codec.training
     codec.train()  # integer networks in their differentiable (quantisation-aware) form
     try:
-        with torch.no_grad():
-            initial = float(loss(y, side, hard_round))
-        variables = [y.clone().requires_grad_(True)] + ([] if side is None else [side.clone().requires_grad_(True)])
-        optimizer = torch.optim.Adam(variables, lr=LEARNING_RATE)
+        with torch.no_grad():  # the coder's rounding, round(v - offset) + offset
+            initial = float(loss(y, side, model.round_ste))
+        y = y.clone().requires_grad_(True)
+        side = None if side is None else side.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([v for v in (y, side) if v is not None], lr=LEARNING_RATE)
         for t in range(schedule.iterations):
             tau = schedule.temperature(t)
             optimizer.zero_grad(set_to_none=True)
-            loss(variables[0], variables[1] if side is not None else None,
-                 lambda v, offsets, tau=tau: sga_round(v, offsets, tau, generator)).backward()
+            loss(y, side, lambda v, offsets, tau=tau: sga_round(v, offsets, tau, generator)).backward()
             optimizer.step()
-        refined_y = variables[0].detach()
-        refined_side = None if side is None else variables[1].detach()
+        y, side = y.detach(), None if side is None else side.detach()
         with torch.no_grad():
-            final = float(loss(refined_y, refined_side, hard_round))
+            final = float(loss(y, side, model.round_ste))
     finally:
         codec.train(was_training)
-    return Refinement(refined_y, refined_side, initial, final)
+    return Refinement(y, side, initial, final)

@@ -86,6 +86,10 @@ class EntropyBottleneck(TableEntropyModel):
         """``[C, 1, 1]``: the median of each channel's density."""
         return self.quantiles[:, :, 1:2]
 
+    def broadcast_medians(self, ndim: int) -> Tensor:
+        """The medians as ``[1, C, 1, ...]``, to broadcast against an ``ndim``-D latent ``[B, C, ...]``."""
+        return self.medians().reshape(1, -1, *([1] * (ndim - 2)))
+
     def loss(self) -> Tensor:
         """Auxiliary loss pulling ``quantiles`` to the tail_mass/2, 1/2, 1 - tail_mass/2 points."""
         logits = self._logits_cumulative(self.quantiles, stop_gradient=True)
@@ -173,7 +177,7 @@ class FactorizedEntropyModel(LatentEntropyModel):
         self.check_level(level)
         y_hat, likelihoods = self.entropy_bottleneck(y)
         if self.quantizer == "ste" and self.training:
-            medians = self.entropy_bottleneck.medians().detach().reshape(1, -1, *([1] * (y.ndim - 2)))
+            medians = self.entropy_bottleneck.broadcast_medians(y.ndim).detach()
             y_hat = self.round_ste(y, medians)
         return {"y_hat": y_hat, "likelihoods": {"y": likelihoods}}
 
@@ -188,7 +192,7 @@ class FactorizedEntropyModel(LatentEntropyModel):
 
     def relaxed(self, y, side, level, rounding):
         self.check_level(level)
-        y_tilde = rounding(y, self.entropy_bottleneck.medians().reshape(1, -1, *([1] * (y.ndim - 2))))
+        y_tilde = rounding(y, self.entropy_bottleneck.broadcast_medians(y.ndim))
         return {"y_hat": y_tilde, "likelihoods": {"y": self.entropy_bottleneck.channel_likelihood(y_tilde)}}
 
     def compress(self, y, coder, level=None, side=None):

@@ -140,8 +140,7 @@ class HyperpriorEntropyModel(LatentEntropyModel):
         return self.h_a(self.hyper_input(y))
 
     def relaxed(self, y, z, level, rounding):
-        medians = self.entropy_bottleneck.medians().reshape(1, -1, 1, 1)
-        z_tilde = rounding(z, medians)
+        z_tilde = rounding(z, self.entropy_bottleneck.broadcast_medians(z.ndim))
         z_likelihoods = self.entropy_bottleneck.channel_likelihood(z_tilde)
         step = self._step(RelaxedStep(self.gaussian_conditional, rounding), level)
         y_tilde, y_likelihoods = self.code_latent(y, self.h_s(z_tilde), step)

@@ -34,8 +34,7 @@ def _channel_indexes(shape: torch.Size) -> Tensor:
 
 
 def _medians(bottleneck, shape: torch.Size) -> Tensor:
-    medians = bottleneck.quantiles[:, 0, 1].detach()
-    return medians.view(1, -1, *([1] * (len(shape) - 2))).expand(shape)
+    return bottleneck.broadcast_medians(len(shape)).detach().expand(shape)
 
 
 def quantize_factorized(bottleneck, z: Tensor) -> Tensor:

@@ -175,10 +175,6 @@ class McQuicEntropyModel(LatentEntropyModel):
         self.num_streams = len(k)
         self.downsampling = 2 ** len(k)
 
-    def fixed_rate_bits(self, height: int, width: int) -> float:
-        """Bits of uniform-table indices for a ``y`` of ``height x width``: ``sum_l m log2(K_l) h_l w_l``."""
-        return sum(self.m * math.log2(ki) * (height >> (i + 1)) * (width >> (i + 1)) for i, ki in enumerate(self.k))
-
     # Training ----------------------------------------------------------------------------
 
     @torch.no_grad()
