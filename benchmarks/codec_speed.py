@@ -6,7 +6,8 @@ Each CODEC is one of
   * ``compressai:<registry name>`` (``compressai:elic2022-official``, ``compressai:mbt2018-mean``):
     compressai's own model at random weights and with compressai's own rANS coder; zoo models
     take the N, M of ``--quality`` (default 8: N, M = 192, 320, the size of ELIC and S2LIC);
-  * a CodecLab model file (``*.safetensors``): a trained model.
+  * a CodecLab model file (``*.safetensors``): a trained model; ``MODEL.safetensors@LEVEL`` codes a
+    variable-rate model at that rate level.
 
 CodecLab codecs run with the transform settings of ``codeclab encode/decode``
 (:func:`codeclab.codecs.base.coding_transforms`; ``CODECLAB_TRANSFORMS``/``CODECLAB_LAYOUT``
@@ -17,7 +18,8 @@ What is timed: ``compress(x)`` and ``decompress(...)`` on the image, padded to t
 multiple, in eval mode without gradients, tables already built (one untimed warm-up call).
 Reading the image and writing a container are not timed. Runs alternate between the codecs
 (run 1 of every codec, then run 2, ...) so that all of them meet the same background load;
-the median over ``--runs`` is reported.
+the median over ``--runs`` is reported, in seconds and in megapixels (of the original image) per
+second.
 
 ``coding_share`` is the fraction of encode + decode wall time spent inside the entropy coder:
 every call to the stream encoder/decoder of the codec's coder (CodecLab codecs), to the
@@ -115,7 +117,7 @@ def _compose_codec(name: str):
     return hydra.utils.instantiate(cfg.codec)
 
 
-def codeclab_subject(label: str, codec) -> Subject:
+def codeclab_subject(label: str, codec, level: int | None = None) -> Subject:
     from codeclab.codecs.base import coding_transforms
 
     clock = CodingClock()
@@ -128,7 +130,7 @@ def codeclab_subject(label: str, codec) -> Subject:
         # Its bounded latents' coder is a pair of module functions (PNG/WebP packing).
         for name in ("pack_latent_image", "unpack_latent_image"):
             setattr(bounded, name, clock.timed(getattr(bounded, name)))
-    return Subject(label, codec, codec.downsampling, clock, codec.compress, codec.decompress)
+    return Subject(label, codec, codec.downsampling, clock, lambda x: codec.compress(x, level), codec.decompress)
 
 
 def compressai_subject(label: str, registry_name: str, quality: int) -> Subject:
@@ -158,10 +160,11 @@ def compressai_subject(label: str, registry_name: str, quality: int) -> Subject:
 def build_subject(spec: str, quality: int) -> Subject:
     if spec.startswith("compressai:"):
         return compressai_subject(spec, spec.split(":", 1)[1], quality)
-    if spec.endswith(".safetensors"):
+    path, _, level = spec.rpartition("@") if "@" in spec else (spec, "", "")
+    if path.endswith(".safetensors"):
         from codeclab.formats.model_file import load_model
 
-        return codeclab_subject(spec, load_model(spec))
+        return codeclab_subject(spec, load_model(path), int(level) if level else None)
     return codeclab_subject(spec, _compose_codec(spec))
 
 
@@ -216,16 +219,19 @@ def measure(subjects: list[Subject], image, runs: int) -> None:
             subject.coding_s.append((enc_coding + dec_coding) / (enc_s + dec_s))
 
 
-def summary(subjects: list[Subject]) -> dict:
-    return {
-        s.label: {
-            "enc_s": round(statistics.median(s.enc_s), 4),
-            "dec_s": round(statistics.median(s.dec_s), 4),
+def summary(subjects: list[Subject], megapixels: float) -> dict:
+    results = {}
+    for s in subjects:
+        enc_s, dec_s = statistics.median(s.enc_s), statistics.median(s.dec_s)
+        results[s.label] = {
+            "enc_s": round(enc_s, 4),
+            "dec_s": round(dec_s, 4),
+            "enc_mp_s": round(megapixels / enc_s, 4),
+            "dec_mp_s": round(megapixels / dec_s, 4),
             "coding_share": round(statistics.median(s.coding_s), 4),
             "params": s.params(),
         }
-        for s in subjects
-    }
+    return results
 
 
 def main(argv=None) -> int:
@@ -244,14 +250,15 @@ def main(argv=None) -> int:
     subjects = [build_subject(spec, args.quality) for spec in args.codecs]
     share_weights(subjects)
     measure(subjects, image, args.runs)
-    results = summary(subjects)
+    results = summary(subjects, image.shape[0] * image.shape[1] / 1e6)
     if args.json:
         print(json.dumps(results))
         return 0
     print(f"{args.image.name} {tuple(image.shape[:2])}, {torch.get_num_threads()} threads, median of {args.runs} runs")
-    print(f"{'codec':40s} {'enc s':>8s} {'dec s':>8s} {'coding':>7s} {'params':>11s}")
+    print(f"{'codec':40s} {'enc s':>8s} {'dec s':>8s} {'enc MP/s':>9s} {'dec MP/s':>9s} {'coding':>7s} {'params':>11s}")
     for label, r in results.items():
-        print(f"{label:40s} {r['enc_s']:8.3f} {r['dec_s']:8.3f} {100 * r['coding_share']:6.1f}% {r['params']:11,d}")
+        print(f"{label:40s} {r['enc_s']:8.3f} {r['dec_s']:8.3f} {r['enc_mp_s']:9.3f} {r['dec_mp_s']:9.3f} "
+              f"{100 * r['coding_share']:6.1f}% {r['params']:11,d}")
     return 0
 
 
