@@ -83,20 +83,23 @@ def mbt2018(N: int = 192, M: int = 192) -> Codec:
 
 
 @register_codec("cheng2020-anchor")
-def cheng2020_anchor(N: int = 192, components: int = 3) -> Codec:
+def cheng2020_anchor(N: int = 192, components: int = 3, mixture_layout: str = "official") -> Codec:
     """Cheng et al., CVPR 2020: residual-block transforms and the autoregressive context of
-    mbt2018 with the paper's discretized Gaussian mixture of ``components`` (3) Gaussians;
-    ``components=1`` is compressai's ``cheng2020-anchor`` (a single Gaussian; its weights load).
-    ``M = N`` (128 up to lambda = 0.0067, 192 above)."""
-    return _codec(cheng2020_transforms(N), AutoregressiveEntropyModel(N, N, hyper="cheng2020", components=components))
+    mbt2018 with the paper's discretized Gaussian mixture of ``components`` (3) Gaussians, as the
+    official code (``mixture_layout="legacy"``: CodecLab's first mixture, see
+    :mod:`codeclab.entropy_models.autoregressive`); ``components=1`` is compressai's
+    ``cheng2020-anchor`` (a single Gaussian; its weights load). ``M = N`` (128 up to
+    lambda = 0.0067, 192 above)."""
+    return _codec(cheng2020_transforms(N), AutoregressiveEntropyModel(
+        N, N, hyper="cheng2020", components=components, mixture_layout=mixture_layout))
 
 
 @register_codec("cheng2020-attn")
-def cheng2020_attn(N: int = 192, components: int = 3) -> Codec:
+def cheng2020_attn(N: int = 192, components: int = 3, mixture_layout: str = "official") -> Codec:
     """:func:`cheng2020_anchor` with simplified attention blocks in the transforms
     (``components=1``: compressai's ``cheng2020-attn``)."""
-    return _codec(cheng2020_transforms(N, attention=True),
-                  AutoregressiveEntropyModel(N, N, hyper="cheng2020", components=components))
+    return _codec(cheng2020_transforms(N, attention=True), AutoregressiveEntropyModel(
+        N, N, hyper="cheng2020", components=components, mixture_layout=mixture_layout))
 
 
 @register_codec("elic")

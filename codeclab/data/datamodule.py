@@ -30,10 +30,11 @@ class _ImageSource:
 
 
 class RandomCrops(Dataset):
-    """Random ``patch_size`` crops with random horizontal flips; smaller images are reflect-padded."""
+    """Random ``patch_size`` crops, with random horizontal flips if ``flip``; smaller images are
+    edge-padded."""
 
-    def __init__(self, source: _ImageSource, patch_size: int):
-        self.source, self.patch_size = source, patch_size
+    def __init__(self, source: _ImageSource, patch_size: int, flip: bool = True):
+        self.source, self.patch_size, self.flip = source, patch_size, flip
 
     def __len__(self):
         return len(self.source)
@@ -47,7 +48,7 @@ class RandomCrops(Dataset):
         top = int(torch.randint(0, x.shape[1] - p + 1, ()))
         left = int(torch.randint(0, x.shape[2] - p + 1, ()))
         x = x[:, top : top + p, left : left + p]
-        return torch.flip(x, dims=[2]) if torch.rand(()) < 0.5 else x
+        return torch.flip(x, dims=[2]) if self.flip and torch.rand(()) < 0.5 else x
 
 
 class CenterCrops(Dataset):
@@ -80,6 +81,7 @@ class ImageDataModule(pl.LightningDataModule):
         samples_per_epoch: crops drawn (with replacement) per epoch, so small folders give
             epochs of a useful length.
         preload: decode every training image to uint8 in memory once, at setup.
+        flip: random horizontal flips of the training crops (WaLLoC's recipe has none).
     """
 
     def __init__(
@@ -94,15 +96,16 @@ class ImageDataModule(pl.LightningDataModule):
         val_max_images: int | None = 8,
         num_workers: int = 0,
         preload: bool = False,
+        flip: bool = True,
     ):
         super().__init__()
         self.train_dir, self.val_dir, self.test_dir = train_dir, val_dir, test_dir
         self.patch_size, self.val_patch_size = patch_size, val_patch_size
         self.batch_size, self.samples_per_epoch = batch_size, samples_per_epoch
-        self.val_max_images, self.num_workers, self.preload = val_max_images, num_workers, preload
+        self.val_max_images, self.num_workers, self.preload, self.flip = val_max_images, num_workers, preload, flip
 
     def setup(self, stage: str | None = None):
-        self.train_set = RandomCrops(_ImageSource(self.train_dir, default_train_images, self.preload), self.patch_size)
+        self.train_set = RandomCrops(_ImageSource(self.train_dir, default_train_images, self.preload), self.patch_size, self.flip)
         self.val_set = CenterCrops(_ImageSource(self.val_dir, default_test_images), self.val_patch_size, self.val_max_images)
 
     def train_dataloader(self):

@@ -18,9 +18,17 @@ window of ``y_hat`` decoded so far, the ``M`` symbols of a position coded togeth
 network passes when decoding; compressai does the same).
 
 ``components = K > 1`` replaces the Gaussian by Cheng et al.'s discretized Gaussian mixture
-(:mod:`.mixture`; the entropy parameters then end in ``3 K M`` channels and ``y_hat = round(y)``),
-the paper's entropy model of cheng2020; ``components = 1`` is the single Gaussian of compressai's
-models.
+(:mod:`.mixture`; ``y_hat = round(y)``), the paper's entropy model of cheng2020;
+``components = 1`` is the single Gaussian of compressai's models. ``mixture_layout="official"``
+(the default) is the mixture model of Cheng et al.'s TensorFlow code
+(``ZhengxueCheng/Learned-Image-Compression-with-GMM-and-Attention``, ``entropy_parameter`` and
+``train`` in ``src/*_joint_gmm*.py``)::
+
+    EP: 4M -> 640 -> 640 -> 3 K M (last layer without bias), leaky ReLU
+    y = clip(y, -255, 256);   z = h_a(stop_gradient(y))    (the rate of z does not train g_a)
+
+``"legacy"`` is CodecLab's first mixture (model files before format 5): mbt2018's widths
+``10M/3, 8M/3`` with a bias, no clip, ``h_a`` trained through ``y``, and the legacy channel order.
 
 Exact on the machine and configuration that encoded (the context network is float; the model is
 not portable, see :mod:`.integer`).
@@ -36,6 +44,11 @@ from ..transforms import cheng
 from .base import ENTROPY_MODELS, EncodeStep, QuantizeStep, entropy_parameters, quantize_ste
 from .hyperprior import HyperpriorEntropyModel
 from .mixture import GaussianMixtureConditional
+
+
+# Cheng et al.'s entropy-parameter widths (fixed, whatever N) and their clip of y ("robust version").
+OFFICIAL_MIXTURE_HIDDEN = (640, 640)
+OFFICIAL_LATENT_RANGE = (-255.0, 256.0)
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -68,7 +81,7 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
     serial context is not an integer network here."""
 
     def __init__(self, N: int, M: int, quantizer: str = "noise", arithmetic: str = "float", hyper: str = "mbt2018",
-                 components: int = 1):
+                 components: int = 1, mixture_layout: str = "official"):
         if arithmetic != "float":
             raise ValueError("the autoregressive context has no integer path (arithmetic must be 'float')")
         if hyper == "cheng2020":
@@ -82,9 +95,19 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
         super().__init__(N, M, quantizer, **hyper_networks)
         self.context_prediction = MaskedConv2d(M, 2 * M, 5)
         self.components = int(components)
-        out = 2 * M if self.components == 1 else 3 * self.components * M
-        self.entropy_parameters = entropy_parameters(4 * M, (10 * M // 3, 8 * M // 3), out)
-        self.mixture = GaussianMixtureConditional(self.components) if self.components > 1 else None
+        self.mixture = GaussianMixtureConditional(self.components, mixture_layout) if self.components > 1 else None
+        if self.official_mixture:
+            self.entropy_parameters = entropy_parameters(4 * M, OFFICIAL_MIXTURE_HIDDEN, 3 * self.components * M, last_bias=False)
+        else:
+            out = 2 * M if self.mixture is None else 3 * self.components * M
+            self.entropy_parameters = entropy_parameters(4 * M, (10 * M // 3, 8 * M // 3), out)
+
+    @property
+    def official_mixture(self) -> bool:
+        return self.mixture is not None and self.mixture.layout == "official"
+
+    def hyper_input(self, y):
+        return y.detach() if self.official_mixture else y
 
     refinable = False  # a serial context: one refinement iteration would decode position by position
 
@@ -93,6 +116,8 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
         return False
 
     def code_latent(self, y, hyper, step):
+        if self.official_mixture and y is not None:
+            y = y.clamp(*OFFICIAL_LATENT_RANGE)
         if isinstance(step, QuantizeStep):
             # Parallel pass over the whole latent, as compressai's forward.
             y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y)

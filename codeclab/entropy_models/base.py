@@ -195,12 +195,13 @@ def default_hidden(M: int) -> int:
     return max(16, 7 * M // 10)
 
 
-def entropy_parameters(in_channels: int, hidden: int | tuple[int, int], out_channels: int) -> nn.Sequential:
+def entropy_parameters(in_channels: int, hidden: int | tuple[int, int], out_channels: int,
+                       last_bias: bool = True) -> nn.Sequential:
     """The 1x1-convolution network mapping context features to ``(scales, means)``; ``hidden``:
     the widths of its two hidden layers (one int: both)."""
     first, second = (hidden, hidden) if isinstance(hidden, int) else hidden
     return nn.Sequential(
         nn.Conv2d(in_channels, first, 1), nn.LeakyReLU(inplace=True),
         nn.Conv2d(first, second, 1), nn.LeakyReLU(inplace=True),
-        nn.Conv2d(second, out_channels, 1),
+        nn.Conv2d(second, out_channels, 1, bias=last_bias),
     )

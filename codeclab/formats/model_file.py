@@ -21,8 +21,10 @@ The weight of each integer convolution is stored as what the decoder computes wi
 integers under its name and the ``int8`` shift of each output channel under ``<name>_shift``
 (the float weight is ``w * 2^-shift``, from which the layer derives the same integers).
 
-Versions: ``"4"`` (written now): WaLLoC's synthesis defaults to the official AutoencoderKL
-decoder, so a WaLLoC config without ``decoder`` (versions 1-3) means ``decoder="residual"``.
+Versions: ``"5"`` (written now): cheng2020's Gaussian mixture defaults to the official code's
+(``mixture_layout``), so a cheng2020 config without it (versions 1-4) means ``"legacy"``.
+``"4"``: WaLLoC's synthesis defaults to the official AutoencoderKL decoder, so a WaLLoC config
+without ``decoder`` (versions 1-3) means ``decoder="residual"``.
 ``"3"`` may hold integer weights; ``"2"`` stores the composed codec's names (``g_a``, ``g_s``,
 ``entropy_model.*``). ``"1"`` files (written before the transform/entropy-model composition)
 stored each codec's own names; they load through :data:`LEGACY_V1_KEYS`, and keep their weights
@@ -49,8 +51,8 @@ from ..errors import CodecLabError
 from ..files import write_atomically
 
 FORMAT = "codeclab-model"
-FORMAT_VERSION = "4"
-READABLE_VERSIONS = ("1", "2", "3", "4")
+FORMAT_VERSION = "5"
+READABLE_VERSIONS = ("1", "2", "3", "4", "5")
 # Version-1 tensor names -> version-2 names, per codec (s2lic already used the composed names).
 LEGACY_V1_KEYS: dict[str, dict[str, str]] = {
     **COMPRESSAI_KEYS,
@@ -288,6 +290,8 @@ def legacy_architectures(config: dict, version: str) -> None:
     architecture it was written with, where a default has since moved to the paper's (in place)."""
     if version in ("1", "2", "3") and "bottleneck" in config:  # WaLLoC before the AutoencoderKL decoder
         config.setdefault("decoder", "residual")
+    if version in ("1", "2", "3", "4") and "components" in config:  # cheng2020 before the official mixture
+        config.setdefault("mixture_layout", "legacy")
     if version not in ("1", "2"):
         return
     if config.get("bottleneck") == "bounded":  # WaLLoC

@@ -42,7 +42,8 @@ class RateDistortionModule(pl.LightningModule):
         optimizer: callable ``params -> torch.optim.Optimizer`` (a Hydra partial); the
             quantiles are added to it as a second parameter group.
         aux_lr: learning rate of the quantiles' parameter group.
-        lr_scheduler: optional callable ``optimizer -> LRScheduler``, stepped every step.
+        lr_scheduler: optional callable ``optimizer -> LRScheduler``, stepped every step
+            (:class:`WarmupPlateau` with the step's distortion).
         grad_clip: max gradient norm of the main parameters (0 disables clipping).
         transform_dtype: ``"bfloat16"`` runs the analysis and synthesis transforms under autocast
             (about 2x faster on CPUs with AVX-512 BF16); the entropy model stays float32.
@@ -100,12 +101,20 @@ class RateDistortionModule(pl.LightningModule):
         levels = self.codec.rate_levels
         level = torch.randint(0, levels, (batch.shape[0],), device=batch.device) if levels else None
         losses = self._losses(batch, level)
+        distortion = losses["mse_loss"] if "mse_loss" in losses else 1 - losses["ms_ssim_loss"]
+        self.last_distortion = float(distortion.detach())
         aux_loss = self.codec.aux_loss()
         self.log_dict(
             {"train/loss": losses["loss"], "train/bpp": losses["bpp_loss"], "train/psnr": losses["psnr"], "train/aux": aux_loss},
             prog_bar=True, on_step=True, on_epoch=False,
         )
         return {"loss": losses["loss"] + aux_loss, "rd_loss": losses["loss"].detach()}
+
+    def lr_scheduler_step(self, scheduler, metric):
+        if isinstance(scheduler, WarmupPlateau):
+            scheduler.step(self.last_distortion)
+        else:
+            super().lr_scheduler_step(scheduler, metric)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         clip_main_gradients(optimizer, self.grad_clip)
@@ -159,6 +168,64 @@ def cosine_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ste
         return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class WarmupPlateau:
+    """WaLLoC's learning-rate schedule (Jacobellis & Yadwadkar; ``danjacobellis/walloc``,
+    ``train_rgb``, released RGB model v1.0.2): every ``update_every`` steps,
+
+    * before ``warmup_steps``: a cosine warm-up in the log domain from the optimizer's learning
+      rate ``min_lr`` to ``max_lr``: after ``k`` updates of ``K = warmup_steps // update_every``,
+      ``log10 lr = log10 min_lr + (log10 max_lr - log10 min_lr) (1 - cos(pi k / K)) / 2``;
+    * then ``ReduceLROnPlateau(factor, patience, threshold, min_lr)`` on the mean ``log10`` of the
+      distortion (MSE, or 1 - MS-SSIM) over those ``update_every`` steps.
+
+    Only the main parameter group follows it (the quantiles keep their own learning rate).
+    Call :meth:`step` once per training step with that step's distortion.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, max_lr: float, warmup_steps: int = 50000,
+                 update_every: int = 128, factor: float = 0.98, patience: int = 64, threshold: float = 1e-5):
+        groups = optimizer.param_groups
+        min_lr = groups[0]["lr"]
+        if not 0 < min_lr < max_lr:
+            raise ValueError(f"the optimizer's lr ({min_lr}) is the warm-up's start and must be in (0, max_lr={max_lr})")
+        updates = max(1, warmup_steps // update_every)
+        decades = math.log10(max_lr / min_lr)
+
+        def warmup_factor(k: int) -> float:
+            return 10 ** (0.5 * decades * (1 - math.cos(math.pi * min(k, updates) / updates)))
+
+        others = [lambda k: 1.0] * (len(groups) - 1)
+        self.optimizer, self.warmup_steps, self.update_every = optimizer, warmup_steps, update_every
+        self.warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, [warmup_factor, *others])
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=factor, patience=patience, threshold=threshold,
+            min_lr=[min_lr, *(group["lr"] for group in groups[1:])])
+        self.steps, self.window = 0, []
+
+    def step(self, distortion: float) -> None:
+        self.window.append(math.log10(max(distortion, 1e-12)))
+        self.steps += 1
+        if self.steps % self.update_every:
+            return
+        smoothed, self.window = sum(self.window) / len(self.window), []
+        if self.steps <= self.warmup_steps:
+            self.warmup.step()
+        else:
+            self.plateau.step(smoothed)
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "window": list(self.window), "warmup": self.warmup.state_dict(),
+                "plateau": self.plateau.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps, self.window = state["steps"], list(state["window"])
+        self.warmup.load_state_dict(state["warmup"])
+        self.plateau.load_state_dict(state["plateau"])
 
 
 def estimated_bpp(likelihoods: dict, batch: torch.Tensor, pixels: int) -> torch.Tensor:

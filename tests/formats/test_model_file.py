@@ -22,7 +22,7 @@ def exported(tmp_path):
 def test_export_load_roundtrip(exported):
     codec, path = exported
     loaded = load_model(path)
-    assert read_metadata(path)["format_version"] == FORMAT_VERSION == "4"
+    assert read_metadata(path)["format_version"] == FORMAT_VERSION == "5"
     assert read_metadata(path)["portable"] == "true"
     assert loaded.codec_id == "mbt2018-mean"
     assert loaded.config == {
@@ -172,3 +172,24 @@ def test_walloc_files_before_format_4_keep_their_residual_decoder(tmp_path):
     save_file(state, str(old), metadata={**metadata, "format_version": "4", "config": json.dumps(config)})
     with pytest.raises(CodecLabError, match="does not match codec"):
         load_model(old)  # format 4 without 'decoder' means the AutoencoderKL decoder: these weights do not fit
+
+
+def test_cheng2020_files_before_format_5_keep_their_legacy_mixture(tmp_path):
+    """Format 5 moved cheng2020's Gaussian mixture to the official code's (640-wide entropy
+    parameters, per-component channel order); a format-4 file, whose config has no
+    ``mixture_layout``, is rebuilt with the legacy mixture it was written with."""
+    from codeclab.codecs import cheng2020_anchor
+
+    torch.manual_seed(0)
+    path = tmp_path / "c.safetensors"
+    export_model(cheng2020_anchor(N=16, mixture_layout="legacy"), path)
+    with safe_open(str(path), framework="pt") as handle:
+        state, metadata = {k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata()
+    config = json.loads(metadata["config"])
+    del config["mixture_layout"]
+    old = tmp_path / "c4.safetensors"
+    save_file(state, str(old), metadata={**metadata, "format_version": "4", "config": json.dumps(config)})
+    assert load_model(old).entropy_model.mixture.layout == "legacy"
+    save_file(state, str(old), metadata={**metadata, "format_version": "5", "config": json.dumps(config)})
+    with pytest.raises(CodecLabError, match="does not match codec"):
+        load_model(old)  # format 5 without 'mixture_layout' means the official mixture: these weights do not fit
