@@ -4,6 +4,7 @@ checkpoint layout, adversarial training through train.py, the K-means ladder, th
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -260,20 +261,29 @@ def test_load_random_taming_checkpoint(tmp_path):
         load_taming_state_dict(vqgan(**TINY), {k: v for k, v in state.items() if k != "quant_conv.weight"})
 
 
-def test_lpips_hook_from_local_files(tmp_path):
-    from torchvision.models.vgg import cfgs, make_layers
-
+@pytest.mark.filterwarnings("ignore::UserWarning:torchvision")  # the package's 'pretrained=' call
+def test_lpips_matches_the_lpips_package_with_its_released_linear_heads(tmp_path):
+    """CodecLab's LPIPS against the reference implementation (the ``lpips`` package, v0.1 VGG):
+    the package's released linear heads (``weights/v0.1/vgg.pth``, shipped in its wheel) and its
+    VGG16 backbone at a random initialisation (the ImageNet weights are not reachable offline),
+    written to the two local files CodecLab loads."""
+    lpips = pytest.importorskip("lpips")
     from codeclab.training.losses import LPIPS
 
     torch.manual_seed(0)
-    features = make_layers(cfgs["D"])
-    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, tmp_path / "vgg16.pth")
-    channels = (64, 128, 256, 512, 512)
-    torch.save({f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(channels)}, tmp_path / "vgg.pth")
-    lpips = LPIPS(tmp_path / "vgg16.pth", tmp_path / "vgg.pth")
-    x = torch.rand(2, 3, 32, 32) * 2 - 1
-    assert torch.allclose(lpips(x, x), torch.zeros(2))
-    assert (lpips(x, x.flip(-1)) > 0).all()
+    reference = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False).eval()
+    # The package's slices keep torchvision's layer indices: slice1.0 is features.0, slice2.5 features.5.
+    backbone = {f"features.{name.split('.', 1)[1]}": value for name, value in reference.net.state_dict().items()}
+    torch.save(backbone, tmp_path / "vgg16.pth")
+    heads = Path(lpips.__file__).parent / "weights" / "v0.1" / "vgg.pth"
+    ours = LPIPS(tmp_path / "vgg16.pth", heads)
+    x = torch.rand(3, 3, 48, 40) * 2 - 1
+    y = (x + 0.3 * torch.randn_like(x)).clamp(-1, 1)
+    with torch.no_grad():
+        expected = reference(x, y).flatten()
+        assert torch.allclose(ours(x, y), expected, rtol=1e-5, atol=1e-7)
+        assert torch.allclose(ours(x, x), torch.zeros(3))
+        assert (expected > 0).all()
 
 
 @pytest.fixture(scope="module")
