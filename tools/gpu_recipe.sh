@@ -8,6 +8,8 @@
 #      model.safetensors (bf16 weights), metrics.csv (the training curve), kodak_report.md, kodak_curve.json.
 #      EVALUATE=0 stops after training, to evaluate elsewhere and keep the GPU minutes for training.
 # DATA is the data folder (kodak/ and train/bsds500/ inside; default ../shared/data).
+# EXPERIMENT picks another recipe (e.g. EXPERIMENT=walloc_paper INIT=none TRAIN_ARGS="trainer=gpu
+# trainer.max_time=00:00:08:00"), NAME its curve's name in the Kodak report.
 # TRAIN_ARGS / EVAL_ARGS add Hydra overrides (e.g. a CPU check: TRAIN_ARGS="trainer.accelerator=cpu
 # trainer.max_steps=3 data.batch_size=2 data.num_workers=0" EVAL_ARGS="max_images=1 rate_points=2").
 set -euo pipefail
@@ -15,6 +17,8 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu_run}"
 DATA="${DATA:-../shared/data}"
 INIT="${INIT:-models/zoo/mbt2018_mean_vr.safetensors}"
+EXPERIMENT="${EXPERIMENT:-mbt2018_mean_vr_gpu}"
+NAME="${NAME:-mbt2018_mean_vr}"
 mkdir -p "$OUT"
 if compgen -G ".whl/*.whl" > /dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -25,12 +29,12 @@ export WANDB_MODE=disabled PYTHONUNBUFFERED=1 PROJECT_ROOT="$PWD"
 init=()
 [ -f "$INIT" ] && init=("init_weights=$INIT")
 # shellcheck disable=SC2086
-python3 train.py experiment=mbt2018_mean_vr_gpu "${init[@]}" "paths.data_dir=$DATA" "hydra.run.dir=$OUT/run" ${TRAIN_ARGS:-}
+python3 train.py "experiment=$EXPERIMENT" "${init[@]}" "paths.data_dir=$DATA" "hydra.run.dir=$OUT/run" ${TRAIN_ARGS:-}
 cp "$OUT/run/model.safetensors" "$OUT/model.safetensors"
 cp "$OUT"/run/csv/*/metrics.csv "$OUT/metrics.csv"
 [ "${EVALUATE:-1}" = 0 ] && { echo "wrote $OUT/model.safetensors, $OUT/metrics.csv"; exit 0; }
 # shellcheck disable=SC2086
-python3 eval.py data=kodak classic=none "paths.data_dir=$DATA" "model=$OUT/model.safetensors" name=mbt2018_mean_vr \
+python3 eval.py data=kodak classic=none "paths.data_dir=$DATA" "model=$OUT/model.safetensors" "name=$NAME" \
     progress=false cache_dir=null "hydra.run.dir=$OUT/eval" ${EVAL_ARGS:-}
 cp "$OUT/eval/report.md" "$OUT/kodak_report.md"
 cp "$OUT"/eval/curves/*.json "$OUT/kodak_curve.json"
