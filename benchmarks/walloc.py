@@ -53,8 +53,7 @@ def latent_format_bpp(codec, image: np.ndarray) -> dict:
     stored = bottleneck.integers(y)[0] + bottleneck.offset
     pixels = image.shape[0] * image.shape[1]
     likelihoods = bottleneck.eval()(y)["likelihoods"].values()
-    rates = {"png_bpp": 8 * len(pack_latent_image(stored, "png")) / pixels,
-             "webp_bpp": 8 * len(pack_latent_image(stored, "webp")) / pixels}
+    rates = {f"{fmt}_bpp": 8 * len(pack_latent_image(stored, fmt)) / pixels for fmt in ("png", "webp", "webp_rgb")}
     if likelihoods:
         rates["estimate_bpp"] = sum(-torch.log2(lik).sum().item() for lik in likelihoods) / pixels
     return rates
@@ -109,7 +108,7 @@ def main(argv=None) -> int:
         if codec.codec_id == "walloc":
             summary["dimension_reduction"] = 3 * 4 ** codec.config["levels"] / codec.config["latent_channels"]
             summary["bottleneck"] = codec.config["bottleneck"]
-            for key in ("png_bpp", "webp_bpp", "estimate_bpp"):
+            for key in ("png_bpp", "webp_bpp", "webp_rgb_bpp", "estimate_bpp"):
                 if key in r[0]:
                     summary[key] = float(np.mean([x[key] for x in r]))
         results[name] = summary
@@ -129,7 +128,8 @@ def main(argv=None) -> int:
               f"{fmt(s['psnr'], '6.2f')} {fmt(s['compression_ratio'], '6.1f')} {fmt(s.get('dimension_reduction'), '7.1f')}")
         if "png_bpp" in s:
             estimate = f", rate model {s['estimate_bpp']:.3f} bpp" if "estimate_bpp" in s else ""
-            print(f"{'':24s} latents as PNG {s['png_bpp']:.3f} bpp, WebP {s['webp_bpp']:.3f} bpp{estimate}")
+            print(f"{'':24s} latents as PNG {s['png_bpp']:.3f} bpp, WebP {s['webp_bpp']:.3f} bpp, "
+                  f"WebP RGB planes {s['webp_rgb_bpp']:.3f} bpp{estimate}")
     return 0
 
 

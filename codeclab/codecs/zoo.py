@@ -164,11 +164,13 @@ def mlicv2(N: int = 192, M: int = 320, num_slices: int = 10, window: int = 5,
 
 @register_codec("walloc")
 def walloc(levels: int = 3, latent_channels: int = 12, wavelet: str = "bior4.4", bottleneck: str = "bounded",
-           bits: int = 8, lossless_format: str = "png", encoder_hidden: int = 0, decoder_channels: int = 768,
+           bits: int = 8, lossless_format: str = "webp_rgb", encoder_hidden: int = 0, decoder_channels: int = 768,
            decoder_blocks: int = 4, mapping: str = "walloc", decoder: str = "autoencoder_kl", decoder_groups: int = 32) -> Codec:
     """WaLLoC (Jacobellis & Yadwadkar 2024): wavelet packets + a linear encoder, and either the
     paper's bounded latent stored as a lossless image (``bottleneck="bounded"``; ``mapping``: the
-    paper's ``"walloc"`` or CodecLab's first ``"legacy"`` one, :mod:`~codeclab.entropy_models.bounded`)
+    paper's ``"walloc"`` or CodecLab's first ``"legacy"`` one; ``lossless_format``: the official
+    three-plane lossless WebP ``"webp_rgb"``, or a grayscale ``"png"`` / ``"webp"`` mosaic;
+    :mod:`~codeclab.entropy_models.bounded`)
     or a factorized prior coded by rANS (``"factorized"``). Dimension reduction
     ``3 * 4**levels / latent_channels``. ``decoder``: the official ``"autoencoder_kl"`` (width
     ``decoder_channels`` = 768, GroupNorm of ``decoder_groups``) or CodecLab's first ``"residual"``

@@ -15,10 +15,17 @@ the lossless image codec makes of the integers. ``mapping="legacy"`` is CodecLab
 of the noisy integers as a differentiable rate term), which model files before format 3 use.
 
 The integers of the ``M`` channels (offset to [1, 255] at b = 8 for the walloc mapping) are tiled
-into one grayscale mosaic and stored losslessly as PNG or WebP (``lossless_format``); the rate is
-the size of that image::
+into a mosaic and stored losslessly (``lossless_format``); the rate is the size of that image::
 
     y ──► round(q(y)) ──► b-bit mosaic ──► PNG / WebP ──► stream
+
+* ``"png"`` (default), ``"webp"``: one grayscale mosaic, channel ``c`` at tile row ``c // k``,
+  column ``c % k`` with ``k = ceil(sqrt(M))`` (the official ``latent_to_pil(z, bits, 1)`` pads
+  ``M`` to a square number of zero channels first; the tiles are the same);
+* ``"webp_rgb"``: the official ``latent_to_pil(z, bits, 3)`` saved as lossless WebP, the smallest
+  of the official examples: three colour planes, each an ``n x n`` mosaic of ``M / 3``
+  consecutive channels (``'(c nh nw) h w -> (nh h) (nw w) c'``), zero channels padding ``M`` to
+  ``3 n^2``.
 
 Exact: the integers round-trip bit for bit; ``y_hat`` is an elementwise function of them.
 """
@@ -38,7 +45,10 @@ from .factorized import EntropyBottleneck
 LOSSLESS_FORMATS = {
     "png": {"format": "PNG", "compress_level": 6},
     "webp": {"format": "WEBP", "lossless": True, "quality": 100, "method": 4},
+    "webp_rgb": {"format": "WEBP", "lossless": True, "quality": 100, "method": 4},
 }
+# Colour planes of each format's mosaic.
+PLANES = {"png": 1, "webp": 1, "webp_rgb": 3}
 
 
 def _mosaic_grid(channels: int) -> tuple[int, int]:
@@ -48,36 +58,51 @@ def _mosaic_grid(channels: int) -> tuple[int, int]:
 
 
 def pack_latent_image(q: Tensor, lossless_format: str = "png") -> bytes:
-    """``[M, h, w]`` integers in [0, 255] -> lossless PNG/WebP bytes of a grayscale tile mosaic.
-
-    Channel ``c`` is the tile at row ``c // columns``, column ``c % columns`` of a grid with
-    ``columns = ceil(sqrt(M))``; unused tiles are zero.
-    """
+    """``[M, h, w]`` integers in [0, 255] -> lossless bytes of the format's mosaic (module docstring)."""
     channels, height, width = q.shape
-    rows, columns = _mosaic_grid(channels)
-    tiles = torch.zeros(rows * columns, height, width, dtype=torch.uint8)
-    tiles[:channels] = q.to(torch.uint8)
-    mosaic = tiles.reshape(rows, columns, height, width).permute(0, 2, 1, 3).reshape(rows * height, columns * width)
+    q = q.to(torch.uint8)
+    if PLANES[lossless_format] == 1:
+        rows, columns = _mosaic_grid(channels)
+        tiles = torch.zeros(rows * columns, height, width, dtype=torch.uint8)
+        tiles[:channels] = q
+        mosaic, mode = tiles.reshape(rows, columns, height, width).permute(0, 2, 1, 3).reshape(rows * height, columns * width), "L"
+    else:
+        n = _plane_grid(channels)
+        tiles = torch.zeros(3 * n * n, height, width, dtype=torch.uint8)
+        tiles[:channels] = q
+        mosaic, mode = tiles.reshape(3, n, n, height, width).permute(1, 3, 2, 4, 0).reshape(n * height, n * width, 3), "RGB"
     buffer = io.BytesIO()
-    Image.fromarray(mosaic.numpy(), mode="L").save(buffer, **LOSSLESS_FORMATS[lossless_format])
+    Image.fromarray(mosaic.contiguous().numpy(), mode=mode).save(buffer, **LOSSLESS_FORMATS[lossless_format])
     return buffer.getvalue()
 
 
-def unpack_latent_image(data: bytes, shape: tuple[int, int, int]) -> Tensor:
-    """Inverse of :func:`pack_latent_image` (any of its formats): float ``[M, h, w]``; ``ValueError`` if malformed."""
+def _plane_grid(channels: int) -> int:
+    """``n``: each of the three colour planes is an ``n x n`` mosaic."""
+    return math.ceil(math.sqrt(math.ceil(channels / 3)))
+
+
+def unpack_latent_image(data: bytes, shape: tuple[int, int, int], lossless_format: str = "png") -> Tensor:
+    """Inverse of :func:`pack_latent_image`: float ``[M, h, w]``; ``ValueError`` if malformed."""
     channels, height, width = shape
-    rows, columns = _mosaic_grid(channels)
+    planes = PLANES[lossless_format]
+    if planes == 1:
+        rows, columns = _mosaic_grid(channels)
+    else:
+        rows = columns = _plane_grid(channels)
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            # WebP stores the grayscale mosaic as RGB with equal channels.
-            mosaic = image if image.mode == "L" else image.getchannel(0)
+            # WebP stores a grayscale mosaic as RGB with equal channels.
+            mosaic = (image if image.mode == "L" else image.getchannel(0)) if planes == 1 else image.convert("RGB")
     except Exception as err:  # Pillow raises many types for broken images
         raise ValueError(f"latent image does not decode ({type(err).__name__})") from None
     if mosaic.size != (columns * width, rows * height):
         raise ValueError(f"latent image is {mosaic.size[0]}x{mosaic.size[1]}, expected {columns * width}x{rows * height}")
-    tiles = torch.frombuffer(bytearray(mosaic.tobytes()), dtype=torch.uint8)
-    tiles = tiles.reshape(rows, height, columns, width).permute(0, 2, 1, 3).reshape(rows * columns, height, width)
+    pixels = torch.frombuffer(bytearray(mosaic.tobytes()), dtype=torch.uint8)
+    if planes == 1:
+        tiles = pixels.reshape(rows, height, columns, width).permute(0, 2, 1, 3).reshape(rows * columns, height, width)
+    else:
+        tiles = pixels.reshape(rows, height, columns, width, 3).permute(4, 0, 2, 1, 3).reshape(3 * rows * columns, height, width)
     return tiles[:channels].float()
 
 
@@ -91,7 +116,8 @@ class BoundedLatentImage(LatentEntropyModel):
 
     Args:
         M: latent channels.  bits: ``b`` (1..8, one byte per value in the image).
-        lossless_format: ``"png"`` or ``"webp"``.  mapping: ``"walloc"`` or ``"legacy"`` (module docstring).
+        lossless_format: ``"png"``, ``"webp"`` or ``"webp_rgb"``.  mapping: ``"walloc"`` or ``"legacy"``
+            (module docstring).
     """
 
     num_streams = 1
@@ -153,7 +179,7 @@ class BoundedLatentImage(LatentEntropyModel):
 
     def decompress(self, streams, shape, coder, level=None):
         self.check_level(level)
-        q = unpack_latent_image(streams[0], (self.M, *shape)) - self.offset
+        q = unpack_latent_image(streams[0], (self.M, *shape), self.lossless_format) - self.offset
         if q.min() < self.low or q.max() > self.high:
             raise ValueError(f"latent values outside the {self.bits}-bit range")
         return self.decoder_input(q)[None]

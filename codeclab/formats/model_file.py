@@ -22,7 +22,8 @@ integers under its name and the ``int8`` shift of each output channel under ``<n
 (the float weight is ``w * 2^-shift``, from which the layer derives the same integers).
 
 Versions: ``"5"`` (written now): cheng2020's Gaussian mixture defaults to the official code's
-(``mixture_layout``), so a cheng2020 config without it (versions 1-4) means ``"legacy"``.
+(``mixture_layout``), so a cheng2020 config without it (versions 1-4) means ``"legacy"``; WaLLoC's
+``lossless_format`` defaults to ``"webp_rgb"``, so a WaLLoC config without it means ``"png"``.
 ``"4"``: WaLLoC's synthesis defaults to the official AutoencoderKL decoder, so a WaLLoC config
 without ``decoder`` (versions 1-3) means ``decoder="residual"``.
 ``"3"`` may hold integer weights; ``"2"`` stores the composed codec's names (``g_a``, ``g_s``,
@@ -292,6 +293,8 @@ def legacy_architectures(config: dict, version: str) -> None:
         config.setdefault("decoder", "residual")
     if version in ("1", "2", "3", "4") and "components" in config:  # cheng2020 before the official mixture
         config.setdefault("mixture_layout", "legacy")
+    if version in ("1", "2", "3", "4") and "bottleneck" in config:  # WaLLoC before the WebP planes
+        config.setdefault("lossless_format", "png")
     if version not in ("1", "2"):
         return
     if config.get("bottleneck") == "bounded":  # WaLLoC

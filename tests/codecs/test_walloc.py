@@ -62,7 +62,8 @@ def test_linear_encoder_is_affine():
     assert dimension_reduction(walloc()) == 16 and dimension_reduction(walloc(latent_channels=48)) == 4
 
 
-@pytest.mark.parametrize("config", [{"bottleneck": "bounded"}, {"bottleneck": "bounded", "lossless_format": "webp"}, {"bottleneck": "factorized"}])
+@pytest.mark.parametrize("config", [{"bottleneck": "bounded"}, {"bottleneck": "bounded", "lossless_format": "webp"},
+                                    {"bottleneck": "bounded", "lossless_format": "webp_rgb"}, {"bottleneck": "factorized"}])
 def test_coded_latents_equal_encoder_latents(config, photo):
     codec = walloc(**TINY, **config).eval()
     x = image_tensor(photo)[..., :64, :96]
@@ -95,6 +96,30 @@ def test_bounded_latents_are_real_lossless_images(photo, fmt, magic):
         row, column = divmod(c, columns)
         tile = mosaic[row * 16 : (row + 1) * 16, column * 24 : (column + 1) * 24]
         assert np.array_equal(tile, q[c].numpy().astype(np.int64) + 128), c
+
+
+def test_webp_rgb_is_the_official_three_plane_mosaic(photo):
+    """``lossless_format="webp_rgb"`` stores what the official ``latent_to_pil(z, bits, 3)`` builds,
+    ``rearrange(z + 2^(b-1), 'b (c nh nw) h w -> b (nh h) (nw w) c', c=3)``, as lossless WebP;
+    written here with einops and the official pattern, read back with Pillow alone."""
+    import io
+
+    from einops import rearrange
+
+    torch.manual_seed(0)
+    codec = walloc(levels=2, latent_channels=12, decoder_channels=16, decoder_groups=4, decoder_blocks=2,
+                   lossless_format="webp_rgb").eval()
+    x = image_tensor(photo)[..., :64, :96]
+    stream = codec.compress(x).strings[0]
+    assert stream.startswith(b"RIFF") and b"VP8L" in stream[:40]  # WebP, lossless bitstream
+    with Image.open(io.BytesIO(stream)) as image:
+        assert image.mode == "RGB"
+        stored = torch.from_numpy(np.asarray(image, dtype=np.int64).copy())
+    with torch.no_grad():
+        q = codec.entropy_model.integers(codec.g_a(x)).long()  # [1, 12, 16, 24]: n = 2 per plane
+    official = rearrange(q + 128, "b (c nh nw) h w -> b (nh h) (nw w) c", c=3, nh=2, nw=2)[0]
+    assert torch.equal(stored, official)
+    assert torch.equal(codec.decode_latents(codec.compress(x).strings, x.shape[-2:]), codec.encode_latents(x))
 
 
 def _walloc_reference(y: float, bits: int = 8) -> tuple[float, float]:

@@ -193,3 +193,22 @@ def test_cheng2020_files_before_format_5_keep_their_legacy_mixture(tmp_path):
     save_file(state, str(old), metadata={**metadata, "format_version": "5", "config": json.dumps(config)})
     with pytest.raises(CodecLabError, match="does not match codec"):
         load_model(old)  # format 5 without 'mixture_layout' means the official mixture: these weights do not fit
+
+
+def test_walloc_files_before_format_5_keep_their_png_latent_image(tmp_path):
+    """Format 5 moved WaLLoC's default latent image to the official three-plane WebP; a format-4
+    config without ``lossless_format`` means the PNG mosaic it was written with."""
+    from codeclab.codecs import walloc
+
+    torch.manual_seed(0)
+    path = tmp_path / "w.safetensors"
+    export_model(walloc(levels=2, latent_channels=6, decoder_channels=16, decoder_groups=4, decoder_blocks=2,
+                        lossless_format="png"), path)
+    with safe_open(str(path), framework="pt") as handle:
+        state, metadata = {k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata()
+    config = json.loads(metadata["config"])
+    del config["lossless_format"]
+    for version, expected in (("4", "png"), ("5", "webp_rgb")):
+        old = tmp_path / f"w{version}.safetensors"
+        save_file(state, str(old), metadata={**metadata, "format_version": version, "config": json.dumps(config)})
+        assert load_model(old).entropy_model.lossless_format == expected
