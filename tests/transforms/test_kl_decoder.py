@@ -24,6 +24,14 @@ def test_paper_size_shapes_and_parameter_count():
     assert decoder.conv_norm_out.num_groups == 32 and decoder.conv_norm_out.eps == 1e-6
 
 
+def test_the_whole_codec_has_the_official_models_parameter_count():
+    """The official training notebook (train_rgb, RGB model v1.0.2: J=3, latent_dim=16, Nd=768,
+    lightweight_encode) prints 56.914384M parameters: linear encoder plus this decoder."""
+    with torch.device("meta"):
+        codec = walloc(latent_channels=16)
+    assert sum(p.numel() for p in codec.parameters()) == 56_914_384
+
+
 def test_walloc_default_is_the_official_decoder_and_residual_stays_an_option():
     with torch.device("meta"):
         official, legacy = walloc(), walloc(decoder="residual", decoder_channels=128)
