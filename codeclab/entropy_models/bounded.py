@@ -51,44 +51,34 @@ LOSSLESS_FORMATS = {
 PLANES = {"png": 1, "webp": 1, "webp_rgb": 3}
 
 
-def _mosaic_grid(channels: int) -> tuple[int, int]:
-    """(rows, columns) of the tile grid holding ``channels`` latent planes."""
-    columns = math.ceil(math.sqrt(channels))
-    return math.ceil(channels / columns), columns
+def _mosaic_grid(channels: int, planes: int) -> tuple[int, int]:
+    """(rows, columns) of the tile grid of each colour plane: ``ceil(sqrt(M))`` columns for one
+    plane, an ``n x n`` square per plane for three (the official ``latent_to_pil``)."""
+    per_plane = math.ceil(channels / planes)
+    columns = math.ceil(math.sqrt(per_plane))
+    return (math.ceil(per_plane / columns) if planes == 1 else columns), columns
 
 
 def pack_latent_image(q: Tensor, lossless_format: str = "png") -> bytes:
     """``[M, h, w]`` integers in [0, 255] -> lossless bytes of the format's mosaic (module docstring)."""
     channels, height, width = q.shape
-    q = q.to(torch.uint8)
-    if PLANES[lossless_format] == 1:
-        rows, columns = _mosaic_grid(channels)
-        tiles = torch.zeros(rows * columns, height, width, dtype=torch.uint8)
-        tiles[:channels] = q
-        mosaic, mode = tiles.reshape(rows, columns, height, width).permute(0, 2, 1, 3).reshape(rows * height, columns * width), "L"
-    else:
-        n = _plane_grid(channels)
-        tiles = torch.zeros(3 * n * n, height, width, dtype=torch.uint8)
-        tiles[:channels] = q
-        mosaic, mode = tiles.reshape(3, n, n, height, width).permute(1, 3, 2, 4, 0).reshape(n * height, n * width, 3), "RGB"
+    planes = PLANES[lossless_format]
+    rows, columns = _mosaic_grid(channels, planes)
+    tiles = torch.zeros(planes * rows * columns, height, width, dtype=torch.uint8)
+    tiles[:channels] = q.to(torch.uint8)
+    # Channel c = (plane, row, column) in that order: '(c nh nw) h w -> (nh h) (nw w) c'.
+    mosaic = tiles.reshape(planes, rows, columns, height, width).permute(1, 3, 2, 4, 0)
+    mosaic = mosaic.reshape(rows * height, columns * width, planes).squeeze(-1)
     buffer = io.BytesIO()
-    Image.fromarray(mosaic.contiguous().numpy(), mode=mode).save(buffer, **LOSSLESS_FORMATS[lossless_format])
+    Image.fromarray(mosaic.contiguous().numpy(), mode="L" if planes == 1 else "RGB").save(buffer, **LOSSLESS_FORMATS[lossless_format])
     return buffer.getvalue()
-
-
-def _plane_grid(channels: int) -> int:
-    """``n``: each of the three colour planes is an ``n x n`` mosaic."""
-    return math.ceil(math.sqrt(math.ceil(channels / 3)))
 
 
 def unpack_latent_image(data: bytes, shape: tuple[int, int, int], lossless_format: str = "png") -> Tensor:
     """Inverse of :func:`pack_latent_image`: float ``[M, h, w]``; ``ValueError`` if malformed."""
     channels, height, width = shape
     planes = PLANES[lossless_format]
-    if planes == 1:
-        rows, columns = _mosaic_grid(channels)
-    else:
-        rows = columns = _plane_grid(channels)
+    rows, columns = _mosaic_grid(channels, planes)
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
@@ -99,11 +89,8 @@ def unpack_latent_image(data: bytes, shape: tuple[int, int, int], lossless_forma
     if mosaic.size != (columns * width, rows * height):
         raise ValueError(f"latent image is {mosaic.size[0]}x{mosaic.size[1]}, expected {columns * width}x{rows * height}")
     pixels = torch.frombuffer(bytearray(mosaic.tobytes()), dtype=torch.uint8)
-    if planes == 1:
-        tiles = pixels.reshape(rows, height, columns, width).permute(0, 2, 1, 3).reshape(rows * columns, height, width)
-    else:
-        tiles = pixels.reshape(rows, height, columns, width, 3).permute(4, 0, 2, 1, 3).reshape(3 * rows * columns, height, width)
-    return tiles[:channels].float()
+    tiles = pixels.reshape(rows, height, columns, width, planes).permute(4, 0, 2, 1, 3)
+    return tiles.reshape(planes * rows * columns, height, width)[:channels].float()
 
 
 MAPPINGS = ("walloc", "legacy")

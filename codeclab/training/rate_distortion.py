@@ -101,8 +101,9 @@ class RateDistortionModule(pl.LightningModule):
         levels = self.codec.rate_levels
         level = torch.randint(0, levels, (batch.shape[0],), device=batch.device) if levels else None
         losses = self._losses(batch, level)
+        # Kept as a tensor: only WarmupPlateau reads it, and a float() here would sync the device every step.
         distortion = losses["mse_loss"] if "mse_loss" in losses else 1 - losses["ms_ssim_loss"]
-        self.last_distortion = float(distortion.detach())
+        self.last_distortion = distortion.detach()
         aux_loss = self.codec.aux_loss()
         self.log_dict(
             {"train/loss": losses["loss"], "train/bpp": losses["bpp_loss"], "train/psnr": losses["psnr"], "train/aux": aux_loss},
@@ -112,7 +113,7 @@ class RateDistortionModule(pl.LightningModule):
 
     def lr_scheduler_step(self, scheduler, metric):
         if isinstance(scheduler, WarmupPlateau):
-            scheduler.step(self.last_distortion)
+            scheduler.step(float(self.last_distortion))
         else:
             super().lr_scheduler_step(scheduler, metric)
 
