@@ -48,7 +48,7 @@ def codec_input(image: np.ndarray, multiple: int) -> torch.Tensor:
 
 def to_uint8(x_hat: torch.Tensor) -> np.ndarray:
     """``[1, 3, H, W]`` float reconstruction -> ``uint8 [H, W, 3]`` (clamped, rounded)."""
-    return x_hat[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    return x_hat[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
 
 
 def _check_image(image: np.ndarray) -> None:
