@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -15,8 +17,8 @@ class _ImageSource:
     """Images from a folder (read lazily, or all decoded to uint8 up front with ``preload``) or a
     list of arrays."""
 
-    def __init__(self, folder: str | None, bundled, preload: bool = False):
-        self.paths = list_images(folder) if folder else None
+    def __init__(self, folder: str | None, bundled, preload: bool = False, splits: Sequence[str] | None = None):
+        self.paths = list_images(folder, splits) if folder else None
         self.arrays = None if folder else [array for _, array in bundled()]
         if self.paths is not None and preload:
             # Decoding a JPEG costs more than a training crop of it; 500 BSDS500 images are 230 MB.
@@ -82,6 +84,9 @@ class ImageDataModule(pl.LightningDataModule):
             epochs of a useful length.
         preload: decode every training image to uint8 in memory once, at setup.
         flip: random horizontal flips of the training crops (WaLLoC's recipe has none).
+        train_splits, val_splits: only the images of a folder that its ``SPLITS.txt`` puts in these
+            splits (``None``: all), so one folder gives training images and held-apart
+            validation images (BSDS500: train + test for training, val to choose checkpoints).
     """
 
     def __init__(
@@ -97,16 +102,21 @@ class ImageDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         preload: bool = False,
         flip: bool = True,
+        train_splits: Sequence[str] | None = None,
+        val_splits: Sequence[str] | None = None,
     ):
         super().__init__()
         self.train_dir, self.val_dir, self.test_dir = train_dir, val_dir, test_dir
         self.patch_size, self.val_patch_size = patch_size, val_patch_size
         self.batch_size, self.samples_per_epoch = batch_size, samples_per_epoch
         self.val_max_images, self.num_workers, self.preload, self.flip = val_max_images, num_workers, preload, flip
+        self.train_splits, self.val_splits = train_splits, val_splits
 
     def setup(self, stage: str | None = None):
-        self.train_set = RandomCrops(_ImageSource(self.train_dir, default_train_images, self.preload), self.patch_size, self.flip)
-        self.val_set = CenterCrops(_ImageSource(self.val_dir, default_test_images), self.val_patch_size, self.val_max_images)
+        train = _ImageSource(self.train_dir, default_train_images, self.preload, self.train_splits)
+        self.train_set = RandomCrops(train, self.patch_size, self.flip)
+        val = _ImageSource(self.val_dir, default_test_images, splits=self.val_splits)
+        self.val_set = CenterCrops(val, self.val_patch_size, self.val_max_images)
 
     def train_dataloader(self):
         sampler = RandomSampler(self.train_set, replacement=True, num_samples=self.samples_per_epoch)

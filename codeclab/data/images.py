@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -64,14 +64,26 @@ def _stderr_notice(message: str) -> None:
     print(f"codeclab: notice: {message}", file=sys.stderr)
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name."""
+SPLITS_FILE = "SPLITS.txt"
+
+
+def list_images(folder: str | Path, splits: Sequence[str] | None = None) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name; with ``splits``, only those that the
+    folder's ``SPLITS.txt`` (lines ``<split> <file name>``, as BSDS500's) puts in one of them."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CodecLabError(f"image folder not found: {folder}")
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if splits is not None:
+        listing = folder / SPLITS_FILE
+        if not listing.is_file():
+            raise CodecLabError(f"splits {list(splits)} asked of {folder}, which has no {SPLITS_FILE}")
+        chosen = {name for split, name in (line.split(maxsplit=1) for line in listing.read_text().splitlines() if line.strip())
+                  if split in splits}
+        paths = [p for p in paths if p.name in chosen]
     if not paths:
-        raise CodecLabError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+        what = f"in splits {list(splits)} " if splits is not None else ""
+        raise CodecLabError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) {what}in {folder}")
     return paths
 
 
