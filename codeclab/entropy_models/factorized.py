@@ -168,7 +168,9 @@ class FactorizedEntropyModel(LatentEntropyModel):
     num_streams = 1
     downsampling = 1
 
-    def __init__(self, M: int, quantizer: str = "noise", **bottleneck_options):
+    def __init__(self, M: int, quantizer: str = "noise", *, N: int | None = None, **bottleneck_options):
+        # N (unused: a factorized prior has no side latent) is accepted so that an entropy config
+        # given N and M, as every hyperprior's is (codec/entropy=factorized with codec=leaderboard), composes.
         super().__init__(quantizer)
         self.M = int(M)
         self.entropy_bottleneck = EntropyBottleneck(M, **bottleneck_options)

@@ -1,0 +1,93 @@
+"""The entropy-model leaderboard (benchmarks/leaderboard.py, issue 28): every listed entropy model
+composes with the leaderboard's one transform at its width and codes exactly; the whole pipeline
+(train by wall-clock budget, skip finished models, evaluate real files, report) runs at a smoke scale."""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _leaderboard():
+    spec = importlib.util.spec_from_file_location("leaderboard", ROOT / "benchmarks" / "leaderboard.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+leaderboard = _leaderboard()
+DATA = Path(os.environ.get("CODECLAB_DATA", ROOT.parent / "shared" / "data"))
+CPU = leaderboard.budget_config("cpu", DATA)
+ENTRIES = list(CPU.leaderboard.entries)
+
+
+def test_the_budgets_share_one_transform_and_list_every_entropy_model():
+    assert set(ENTRIES) == {"factorized", "scale_hyperprior", "hyperprior", "autoregressive", "checkerboard", "charm",
+                            "elic", "mixture", "acgc", "mlicpp", "mlicv2"}
+    assert CPU.leaderboard.anchor == "hyperprior" and len(CPU.leaderboard.lambdas) == 4
+    for budget in ("cpu", "gpu", "smoke"):
+        cfg = leaderboard.budget_config(budget, DATA)
+        assert cfg.codec._target_ == "codeclab.codecs.compose" and cfg.codec.transform.name == "cnn"
+        assert cfg.trainer.max_time == cfg.leaderboard.time_per_model and cfg.trainer.limit_val_batches == 0
+        assert cfg.callbacks.checkpoint.train_time_interval is not None  # resumable by time
+        assert not cfg.leaderboard.entry_overrides  # no entropy model needs its own width
+    assert (CPU.codec.transform.N, CPU.codec.transform.M) == (96, 160)
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_every_entropy_model_codes_exactly_on_the_leaderboard_transform(entry):
+    cfg = leaderboard.compose_run("cpu", entry, 0.0067, Path("."), DATA)
+    torch.manual_seed(0)
+    codec = instantiate(cfg.codec)
+    assert codec.entropy_model.M == 160 and type(codec.entropy_model).registry_name == cfg.codec.entropy.name
+    x = torch.rand(1, 3, 64, 64)
+    codec.train()
+    out = codec(x)
+    assert out["x_hat"].shape == x.shape and all(torch.isfinite(v).all() for v in out["likelihoods"].values())
+    codec.eval()
+    compressed = codec.compress(x)
+    assert torch.equal(codec.decode_latents(compressed.strings, compressed.size), codec.encode_latents(x))
+    assert codec.decompress(compressed).shape == x.shape
+
+
+def test_bd_rate_against_the_anchor_entry():
+    anchor = {"rates": [{"bpp": b, "psnr": 25 + 4 * np.log2(b / 0.1)} for b in (0.1, 0.2, 0.4, 0.8)]}
+    test = {"rates": [{"bpp": 0.9 * r["bpp"], "psnr": r["psnr"]} for r in anchor["rates"]]}
+    assert leaderboard.bd_against(anchor, test)["cubic"] == pytest.approx(-10.0, abs=1e-6)
+
+
+def test_the_leaderboard_runs_end_to_end_at_a_smoke_scale(tmp_path):
+    kodak = tmp_path / "kodak"
+    kodak.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(kodak / "kodim01.png")
+    out = tmp_path / "board"
+    args = ["--budget", "smoke", "--entries", "factorized,hyperprior", "--out", str(out), "--kodak", str(kodak),
+            "--data", str(DATA), "data=default", "data.patch_size=64", "data.batch_size=2", "data.samples_per_epoch=4",
+            "trainer.max_steps=2", "trainer.enable_progress_bar=false", "logger=csv", "codec.transform.N=16",
+            "codec.transform.M=40", "leaderboard.lambdas=[0.002,0.02]"]
+    assert leaderboard.main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["entries"]) == ["factorized", "hyperprior"] and report["lambdas"] == [0.002, 0.02]
+    for name, row in report["entries"].items():
+        assert [t["steps"] for t in row["train"]] == [2, 2]
+        assert len(row["eval"]["rates"]) == 2 and row["eval"]["encode_s"] > 0 and row["eval"]["decode_s"] > 0
+        assert row["params"] > row["entropy_params"] > 0 and row["kmac_per_pixel"] > row["entropy_kmac_per_pixel"] > 0
+        assert "cubic" in row["bd_rate"]  # no number from two points: a warning says why
+        assert (out / "runs" / name / "lmbda_0.002" / "model.safetensors").is_file()
+    table = (out / "report.md").read_text()
+    for column in ("BD-rate cubic", "encode s", "decode s", "params", "kMAC/px"):
+        assert column in table
+    # A rerun trains nothing: finished models are skipped (no new logger version), points come from the cache.
+    info = (out / "runs" / "hyperprior" / "lmbda_0.02" / "train_info.json").read_text()
+    assert leaderboard.main(args) == 0
+    assert (out / "runs" / "hyperprior" / "lmbda_0.02" / "train_info.json").read_text() == info
+    assert not list(out.glob("runs/*/*/csv/version_1"))
