@@ -26,6 +26,7 @@ Usage::
     python3 benchmarks/leaderboard.py --budget gpu --no-eval --out $OUT/leaderboard      # train on a GPU
     python3 benchmarks/leaderboard.py --budget gpu --no-train --out DIR                  # evaluate here
     python3 benchmarks/leaderboard.py --budget smoke --entries hyperprior,checkerboard --out /tmp/lb
+    python3 benchmarks/leaderboard.py --smoke --json   # seconds: 2 entries, N/M = 16/40, 2 steps, one 64x64 image
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 DEFAULT_DATA = Path(os.environ.get("CODECLAB_DATA", ROOT.parent / "shared" / "data"))
 KMAC_SIZE = 256
+# --smoke: the whole pipeline in seconds (the tests; nothing it measures means anything).
+SMOKE_ENTRIES = "factorized,hyperprior"
+SMOKE_OVERRIDES = ["data=default", "data.patch_size=64", "data.batch_size=2", "data.samples_per_epoch=4",
+                   "trainer.max_steps=2", "trainer.enable_progress_bar=false", "logger=csv", "codec.transform.N=16",
+                   "codec.transform.M=40", "leaderboard.lambdas=[0.002,0.02]"]
 
 # Published Kodak results (MSE models; RGB PSNR), the entropy models' own papers or compressai's
 # pretrained models, each with its own transform. Curves from ``reference_rd`` where one exists
@@ -254,8 +260,25 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=None, help="Kodak images (default: the budget's; all 24 if null)")
     parser.add_argument("--no-train", dest="train", action="store_false", help="evaluate finished models only")
     parser.add_argument("--no-eval", dest="eval", action="store_false", help="train only")
+    parser.add_argument("--smoke", action="store_true", help="a tiny end-to-end run under the temp folder (tests)")
+    parser.add_argument("--json", action="store_true", help="print the report's JSON")
+    parser.add_argument("--json-file", type=Path, default=None, help="also write the report's JSON there")
     parser.add_argument("overrides", nargs="*", help="train.py overrides for every model (e.g. data.batch_size=4)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        import tempfile
+
+        import numpy as np
+        from PIL import Image
+
+        scratch = Path(tempfile.mkdtemp(prefix="leaderboard_smoke_"))
+        args.kodak = scratch / "kodak"
+        args.kodak.mkdir()
+        pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(args.kodak / "kodim01.png")
+        args.budget, args.entries = "smoke", args.entries or SMOKE_ENTRIES
+        args.out = args.out or scratch / "board"
+        args.overrides = [*SMOKE_OVERRIDES, *args.overrides]
     import torch
 
     from codeclab.training.run import quiet_third_parties
@@ -307,7 +330,9 @@ def main(argv=None) -> int:
         if base and row.get("eval"):
             row["bd_rate"] = bd_against(base, row["eval"])
     write_report(out, summary)
-    print(f"leaderboard: report in {out / 'report.md'}")
+    if args.json_file:
+        args.json_file.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2) if args.json else f"leaderboard: report in {out / 'report.md'}")
     return 0
 
 
