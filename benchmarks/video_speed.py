@@ -78,7 +78,8 @@ def learned(model: Path, clip, intra_period: int, level: int, runs: int) -> dict
 
 
 def x265(clip, intra_period: int, runs: int) -> dict:
-    from codeclab.data.video import clip_to_yuv420, ffmpeg_executable, y4m_bytes
+    from codeclab.data.video import clip_to_yuv420, y4m_bytes
+    from codeclab.ffmpeg import ffmpeg_executable
     from codeclab.evaluation.video import anchor_command
 
     times = {"encode": [], "decode": []}

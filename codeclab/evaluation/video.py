@@ -11,7 +11,7 @@ Protocol (every frame of each sequence, no cropping):
   YUV PSNR with 6:1:1 weighting (against the source 4:2:0 planes, after converting a learned
   codec's RGB output to 4:2:0 with the same matrix) and RGB MS-SSIM. An x264/x265 output is
   converted to RGB by the project with the same matrix, never by ffmpeg.
-* **Anchors.** x264 and x265 through ffmpeg (imageio-ffmpeg's build), constant QP, no B-frames,
+* **Anchors.** x264 and x265 through ffmpeg (:mod:`codeclab.ffmpeg`: a system ffmpeg, else imageio-ffmpeg's), constant QP, no B-frames,
   ``-tune zerolatency``, the same intra period as the learned codec (``-1``: one I-frame, scene
   cut off), one thread.
 """
@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from ..data.colour import rgb_to_yuv420, yuv420_to_rgb
-from ..data.video import Clip, ffmpeg_executable, frame_size_420, read_video, read_y4m_planes, split_planes, y4m_bytes, y4m_clip
+from ..data.video import Clip, frame_size_420, read_video, read_y4m_planes, split_planes, y4m_bytes, y4m_clip
+from ..ffmpeg import ffmpeg_executable
 from ..formats.image_file import to_uint8
 from ..formats.video_file import encode_video, frame_types
 from .metrics import ms_ssim_rgb, psnr_rgb
