@@ -19,18 +19,20 @@ ideal = sum(-log2 p) under the exact model: the discretised Gaussian with the tr
 (case gaussian) or the float probabilities (case categorical). table_overhead_pct is the same
 against the coded 16-bit tables for coders that use them, i.e. the coder's own loss.
 
-Usage: python benchmarks/entropy_coder.py [--json] [--repeat N] [--categorical-n N]
+Usage: python benchmarks/entropy_coder.py [--json] [--repeat N] [--categorical-n N] [--channels C] [--smoke]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
 
 def best_time(fn, repeat: int) -> tuple[float, object]:
@@ -262,16 +264,17 @@ def targets(gaussian: dict) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+def main(argv=None) -> None:
+    parser = _common.parser(__doc__)
     parser.add_argument("--repeat", type=int, default=7, help="runs per measurement (best is kept)")
     parser.add_argument("--categorical-n", type=int, default=8192, help="symbols in the categorical case")
-    args = parser.parse_args()
+    parser.add_argument("--channels", type=int, default=320, help="channels of the gaussian case's 32x48 latent")
+    args = _common.parse(parser, argv, repeat=1, categorical_n=256, channels=8)
     torch.set_num_threads(1)
-    results = {"gaussian": gaussian_case(args.repeat), "categorical": categorical_case(args.repeat, args.categorical_n)}
+    results = {"gaussian": gaussian_case(args.repeat, (1, args.channels, 32, 48)),
+               "categorical": categorical_case(args.repeat, args.categorical_n)}
     if args.json:
-        print(json.dumps(results))
+        _common.emit(args, results)
         return
     for case, coders in results.items():
         print(f"\n{case}")
