@@ -58,7 +58,7 @@ def data_dir(smoke: bool) -> Path:
 
 
 def smoke_data() -> Path:
-    """A tiny ``../shared/data``: ``kodak/`` (3 images, 96x64), ``train/bsds500/`` (4, 96x96) and
+    """A tiny ``../shared/data``: ``kodak/`` (3 images, 192x176: MS-SSIM needs 161), ``train/bsds500/`` (4, 96x96) and
     ``video/{basketballpass,vid4_city}/`` (3 frames of 64x48, a slow pan)."""
     import numpy as np
     import skimage.data
@@ -66,7 +66,7 @@ def smoke_data() -> Path:
 
     root = SMOKE_DIR / "data"
     photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea(), skimage.data.rocket()]
-    crops = {"kodak": [(f"kodim{i + 1:02d}", p[100:164, 100:196]) for i, p in enumerate(photos[:3])],
+    crops = {"kodak": [(f"kodim{i + 1:02d}", p[100:276, 100:292]) for i, p in enumerate(photos[:3])],
              "train/bsds500": [(f"{i}", p[50:146, 50:146]) for i, p in enumerate(photos)]}
     for sequence, photo in (("basketballpass", photos[0]), ("vid4_city", photos[1])):
         crops[f"video/{sequence}"] = [(f"frame_{i + 1:04d}", photo[100:148, 150 + 2 * i : 214 + 2 * i]) for i in range(3)]
