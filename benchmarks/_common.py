@@ -9,8 +9,10 @@ photographs laid out like ``../shared/data``), so no shared data or trained mode
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -78,6 +80,15 @@ def smoke_data() -> Path:
     return root
 
 
+def smoke_scratch() -> Path:
+    """This process's folder for smoke-run files (smoke runs may run side by side), removed at exit."""
+    folder = SMOKE_DIR / str(os.getpid())
+    if not folder.is_dir():
+        folder.mkdir(parents=True)
+        atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def compose_codec(name: str):
     """Instantiate ``codec=<name>`` (plus ``key=value`` overrides after commas) from the train config."""
     import hydra
@@ -96,9 +107,7 @@ def smoke_model(name: str, arithmetic: str = "integer") -> str:
 
     from codeclab.formats.model_file import export_model
 
-    folder = SMOKE_DIR / str(os.getpid())  # smoke runs may run side by side
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name.split(',')[0]}.safetensors"
+    path = smoke_scratch() / f"{name.split(',')[0]}.safetensors"
     torch.manual_seed(0)
     export_model(compose_codec(name).eval(), path, arithmetic=arithmetic)
     return str(path)

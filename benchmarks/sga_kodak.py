@@ -67,7 +67,7 @@ def main(argv=None) -> None:
     parser.add_argument("--iterations", type=int, default=500)
     parser.add_argument("--out", default=str(_common.ROOT / "reports" / "sga"))
     args = _common.parse(parser, argv, model=lambda: _common.smoke_model("mbt2018_mean_vr,codec.N=16,codec.M=24"),
-                         images="kodim01", crop="0", levels="0,63", iterations=2, out=str(_common.SMOKE_DIR / "sga"))
+                         images="kodim01", crop="0", levels="0,63", iterations=2, out=lambda: str(_common.smoke_scratch() / "sga"))
     data = _common.data_dir(args.smoke)
     torch.set_num_threads(1)
     width, height = (0, 0) if args.crop == "0" else map(int, args.crop.split("x"))

@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=_common.ROOT / "reports" / "time_to_quality")
     add_arguments(parser)
     parser.set_defaults(N=64, M=96, lr=3e-4)
-    args = _common.parse(parser, argv, minutes=0.01, snapshots=1, images=1, out=_common.SMOKE_DIR / "time_to_quality", **SMOKE)
+    args = _common.parse(parser, argv, minutes=0.01, snapshots=1, images=1, out=lambda: _common.smoke_scratch() / "time_to_quality", **SMOKE)
     torch.set_num_threads(args.threads)
     from codeclab.data.images import list_images, read_image
 

@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "logs" / "variable_rate_cost", help="finished models here are reused")
     # A smoke run trains afresh (its own folder): reused models would time nothing.
     args = _common.parse(parser, argv, steps=1, codec="tiny", lambdas=[0.0018, 0.0483], max_images=1, crop=64,
-                         out=lambda: _common.SMOKE_DIR / str(os.getpid()) / "variable_rate_cost")
+                         out=lambda: _common.smoke_scratch() / "variable_rate_cost")
     data = _common.data_dir(args.smoke)
     lambdas = sorted(args.lambdas)
     ratio = math.exp(math.log(lambdas[-1] / lambdas[0]) / (len(lambdas) - 1))
