@@ -1,5 +1,6 @@
 """What the benchmarks share: the project and data folders, ``--smoke`` and ``--json``.
 
+``--json`` prints the results as one JSON object; ``--json-file PATH`` also writes it to PATH.
 ``--smoke`` runs a benchmark on tiny inputs, once, in seconds, to check that it still works (its
 numbers mean nothing): the script's defaults are replaced by the small values it passes to
 :func:`parse`, and its data folder by :func:`smoke_data` (a few small crops of scikit-image's
@@ -23,11 +24,11 @@ SMOKE_DIR = Path(tempfile.gettempdir()) / "codeclab-benchmark-smoke"
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
-    """An argument parser with ``--smoke`` and ``--json [OUT]``; its description is ``doc``'s first paragraph."""
+    """An argument parser with ``--smoke``, ``--json`` and ``--json-file``; its description is ``doc``'s first paragraph."""
     out = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     out.add_argument("--smoke", action="store_true", help="tiny inputs, one run, seconds: checks that the benchmark runs")
-    out.add_argument("--json", nargs="?", const="-", default=None, metavar="OUT",
-                     help="print the results as one JSON object (or write them to OUT)")
+    out.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    out.add_argument("--json-file", type=Path, metavar="PATH", help="write the results as JSON to PATH too")
     return out
 
 
@@ -47,11 +48,11 @@ def parse(parser: argparse.ArgumentParser, argv=None, **smoke) -> argparse.Names
 
 
 def emit(args: argparse.Namespace, results, text: str | None = None) -> None:
-    """Print ``text`` (default: the JSON), or with ``--json`` the results as JSON (to OUT when given)."""
+    """Print ``text`` (default, and with ``--json``: the results as JSON); write the JSON to ``--json-file``."""
     dump = json.dumps(results, indent=1, default=str)
-    if args.json not in (None, "-"):
-        Path(args.json).write_text(dump + "\n")
-    print(dump if text is None or args.json == "-" else text, flush=True)
+    if args.json_file:
+        args.json_file.write_text(dump + "\n")
+    print(dump if text is None or args.json else text, flush=True)
 
 
 def data_dir(smoke: bool) -> Path:

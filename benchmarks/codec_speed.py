@@ -30,7 +30,7 @@ table indexes from scales is counted as network time, not coding time.
 Random weights give latents of arbitrary statistics, so the coding share (and bytes) of a
 random model is indicative only; pass a model file for the numbers of a trained model.
 
-Usage: python benchmarks/codec_speed.py [--json [OUT]] [--runs N] [--threads T] [--image PNG] [--smoke] CODEC...
+Usage: python benchmarks/codec_speed.py [--json] [--json-file PATH] [--runs N] [--threads T] [--image PNG] [--smoke] CODEC...
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ def main(argv=None) -> int:
     share_weights(subjects)
     measure(subjects, image, args.runs)
     results = summary(subjects, image.shape[0] * image.shape[1] / 1e6)
-    if args.json:
+    if args.json or args.json_file:
         _common.emit(args, results)
         return 0
     print(f"{args.image.name} {tuple(image.shape[:2])}, {torch.get_num_threads()} threads, median of {args.runs} runs")

@@ -273,7 +273,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     results = {"gaussian": gaussian_case(args.repeat, (1, args.channels, 32, 48)),
                "categorical": categorical_case(args.repeat, args.categorical_n)}
-    if args.json:
+    if args.json or args.json_file:
         _common.emit(args, results)
         return
     for case, coders in results.items():

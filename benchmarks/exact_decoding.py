@@ -14,7 +14,7 @@ PSNR change of decoding the *same* ``integer`` files with a bf16 instead of a fl
 (the quality cost of bf16 synthesis; target <= 0.05 dB), and the BD-rate of ``integer-bf16``
 against ``float`` (everything the default settings change). RGB PSNR of 8-bit reconstructions.
 
-Usage: python benchmarks/exact_decoding.py -m FLOAT_MODEL [--levels 0,9,...] [--images DIR] [--json [OUT]] [--smoke]
+Usage: python benchmarks/exact_decoding.py -m FLOAT_MODEL [--levels 0,9,...] [--images DIR] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ also codes as one tile: bpp and RGB PSNR with ``--tile`` tiles against one tile,
 ``--model`` should be a trained hyperprior model file (memory does not depend on the weights,
 the RD cost does).
 
-Usage: python benchmarks/large_images.py --model M.safetensors [--megapixels 24 100] [--tile 1024] [--json [OUT]] [--smoke]
+Usage: python benchmarks/large_images.py --model M.safetensors [--megapixels 24 100] [--tile 1024] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ entropy of each codebook's stored counts times the number of codes it writes, ov
 (``-sum_l sum_m n_l sum_k p_mk log2 p_mk / (H W)``), which is what an ideal coder would spend if
 the image's codes followed the training statistics. The file's bytes include the container.
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/mcquic_rate.py MODEL [--images N] [--json [OUT]] [--smoke]
+Usage: OMP_NUM_THREADS=1 python benchmarks/mcquic_rate.py MODEL [--images N] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations

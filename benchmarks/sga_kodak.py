@@ -10,7 +10,7 @@ iterations) give the reference gain over the same computation.
 Scaled for a 2-core CPU (the scale is stated in the output): ``--images`` Kodak images,
 centre-cropped to ``--crop`` (W x H; 0 keeps the full image), ``--levels`` of the model, one thread.
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/sga_kodak.py [--iterations 500] [--out reports/sga] [--json [OUT]] [--smoke]
+Usage: OMP_NUM_THREADS=1 python benchmarks/sga_kodak.py [--iterations 500] [--out reports/sga] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ at most 1 s with the current tree. ``--baseline DIR`` adds another checkout (wit
 built: ``python setup.py build_ext --inplace``), e.g. the commit before the coding path was made
 light, measured side by side in the same run.
 
-Usage: python benchmarks/startup.py [--json [OUT]] [--runs 3] [--image PNG] [--baseline DIR] [--smoke]
+Usage: python benchmarks/startup.py [--json] [--json-file PATH] [--runs 3] [--image PNG] [--baseline DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
             result["overhead_s"] = result["decode_command"] - result["import_torch"] - result["steps"]["warm_decode_s"]
             result["file_bytes"] = coded.stat().st_size
             results[name] = result
-    if args.json:
+    if args.json or args.json_file:
         _common.emit(args, results)
     else:
         for name, r in results.items():

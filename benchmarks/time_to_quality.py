@@ -10,7 +10,7 @@ Kodak images with real bytes (compressai snapshots through the documented key ma
 the same coder, which gives compressai's symbols); PSNR at 0.5 bpp is interpolated linearly in
 (log bpp, PSNR) between the two lambdas (extrapolated, and flagged, when 0.5 bpp lies outside).
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/time_to_quality.py [--minutes 8] [--snapshots 4] [--out DIR] [--json [OUT]] [--smoke]
+Usage: OMP_NUM_THREADS=1 python benchmarks/time_to_quality.py [--minutes 8] [--snapshots 4] [--out DIR] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations

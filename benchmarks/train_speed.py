@@ -15,7 +15,7 @@ Rounds alternate between the two so both meet the same background load; each rep
 median step rate over its timed steps (after ``--warmup`` steps). ``--json`` prints
 ``{"codeclab": {"steps_per_s": ...}, "compressai": {"steps_per_s": ...}, "ratio": ...}``.
 
-Usage: python benchmarks/train_speed.py [--json [OUT]] [--smoke] [--steps 40] [--rounds 2] [--batch 8] [--crop 128]
+Usage: python benchmarks/train_speed.py [--json] [--json-file PATH] [--smoke] [--steps 40] [--rounds 2] [--batch 8] [--crop 128]
        [--data DIR] [--device cpu|cuda] [--fp32]
 """
 
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     result = {name: {"steps_per_s": 1 / statistics.median(t), "timed_steps": len(t)} for name, t in times.items()}
     result["ratio"] = result["codeclab"]["steps_per_s"] / result["compressai"]["steps_per_s"]
     result["settings"] = {k: v for k, v in vars(args).items() if k != "json"}
-    if args.json:
+    if args.json or args.json_file:
         _common.emit(args, result)
     else:
         print(f"codeclab {result['codeclab']['steps_per_s']:.2f} steps/s, compressai {result['compressai']['steps_per_s']:.2f} "

@@ -11,7 +11,7 @@ Both curves are measured on Kodak with real bytes (``eval.py``); the BD-rate of 
 variable-rate curve against the fixed ladder (cubic and PCHIP, RGB PSNR) is the cost
 (target: at most 3%). Everything lands in ``--out``; ``--json`` prints the summary.
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/variable_rate_cost.py [--steps 2000] [--out DIR] [--json [OUT]] [--smoke]
+Usage: OMP_NUM_THREADS=1 python benchmarks/variable_rate_cost.py [--steps 2000] [--out DIR] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ x265: the evaluation's anchor command (:func:`codeclab.evaluation.video.anchor_c
 thread) from a Y4M file to an HEVC stream, and ffmpeg decoding it to raw 4:2:0 (one ffmpeg process
 per run, whose start-up is included: about 0.05 s).
 
-Usage: python benchmarks/video_speed.py [--model models/stem.safetensors] [--frames 12] [--json [OUT]] [--smoke]
+Usage: python benchmarks/video_speed.py [--model models/stem.safetensors] [--frames 12] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def main(argv=None) -> None:
             entry[f"{phase}_speed_vs_x265"] = round(entry["codeclab"][phase]["fps"] / entry["x265-medium"][phase]["fps"], 4)
         results["sequences"][name] = entry
         print(name, json.dumps(entry), flush=True)
-    if args.json:
+    if args.json or args.json_file:
         _common.emit(args, results)
 
 

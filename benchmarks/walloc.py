@@ -13,7 +13,7 @@ A reference given as a codec config name (``mbt2018_mean``) runs at random weigh
 seconds are meaningful, its bpp/PSNR are not (reported as null).
 
 Usage: python benchmarks/walloc.py WALLOC_MODEL [WALLOC_MODEL ...] [--reference mbt2018_mean|MODEL]
-           [--images N] [--threads T] [--json [OUT]] [--smoke]
+           [--images N] [--threads T] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     for summary in results.values():
         summary["enc_speedup_vs_reference"] = reference["enc_s"] / summary["enc_s"]
         summary["dec_speedup_vs_reference"] = reference["dec_s"] / summary["dec_s"]
-    if args.json:
+    if args.json or args.json_file:
         _common.emit(args, results)
         return 0
     print(f"{len(images)} Kodak images, {torch.get_num_threads()} threads; seconds are medians per image")

@@ -39,7 +39,7 @@ def smoke_runs(request, tmp_path_factory):
              if getattr(item, "originalname", None) == "test_benchmark_smoke" and not _skip_reason(item.callspec.params["name"])]
 
     def run(name):
-        proc = subprocess.run([sys.executable, f"benchmarks/{name}.py", "--smoke", "--json", str(out / f"{name}.json")],
+        proc = subprocess.run([sys.executable, f"benchmarks/{name}.py", "--smoke", "--json-file", str(out / f"{name}.json")],
                               cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "WANDB_MODE": "disabled"})
         return proc, out / f"{name}.json"
 
