@@ -15,12 +15,11 @@ at most 1 s with the current tree. ``--baseline DIR`` adds another checkout (wit
 built: ``python setup.py build_ext --inplace``), e.g. the commit before the coding path was made
 light, measured side by side in the same run.
 
-Usage: python benchmarks/startup.py [--json] [--runs 3] [--image PNG] [--baseline DIR]
+Usage: python benchmarks/startup.py [--json] [--json-file PATH] [--runs 3] [--image PNG] [--baseline DIR] [--smoke]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -30,8 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_IMAGE = ROOT.parent / "shared" / "data" / "kodak" / "kodim01.png"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
 # Runs inside the tree under test: writes a seeded mbt2018-mean model file.
 MAKE_MODEL = """
@@ -96,13 +95,12 @@ def _prepare(tree: Path, image: Path, work: Path) -> tuple[Path, Path]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
+    parser = _common.parser(__doc__)
+    parser.add_argument("--image", type=Path, default=_common.DATA / "kodak" / "kodim01.png")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--baseline", type=Path, default=None, help="another source tree, measured side by side")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    trees = {"codeclab": ROOT, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
+    args = _common.parse(parser, argv, image=lambda: _common.smoke_data() / "kodak" / "kodim01.png", runs=1)
+    trees = {"codeclab": _common.ROOT, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         prepared = {}
@@ -126,8 +124,8 @@ def main(argv=None) -> int:
             result["overhead_s"] = result["decode_command"] - result["import_torch"] - result["steps"]["warm_decode_s"]
             result["file_bytes"] = coded.stat().st_size
             results[name] = result
-    if args.json:
-        print(json.dumps(results, indent=2))
+    if args.json or args.json_file:
+        _common.emit(args, results)
     else:
         for name, r in results.items():
             s = r["steps"]
