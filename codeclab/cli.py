@@ -58,9 +58,8 @@ def _rate_level(codec, args) -> int | None:
 
     if args.level is not None:
         return args.level
-    if args.quality is None and codec.rate_levels:
-        return quality_level(codec, DEFAULT_QUALITY)
-    return None if args.quality is None else quality_level(codec, args.quality)
+    quality = DEFAULT_QUALITY if args.quality is None and codec.rate_levels else args.quality
+    return None if quality is None else quality_level(codec, quality)
 
 
 def _level_text(codec, level: int | None, args) -> str:

@@ -39,7 +39,7 @@ def quiet_third_parties() -> None:
 
 
 class _FirstStep(pl.Callback):
-    """The global step this fit began at (after a resumed checkpoint's is restored); None: no
+    """The global step this fit began at (after a resumed checkpoint is restored); None: no
     training ran (no batches, or the run had already reached its end)."""
 
     step: int | None = None
@@ -50,12 +50,12 @@ class _FirstStep(pl.Callback):
 
 def _zero_steps_reason(trainer: pl.Trainer) -> str:
     if trainer.num_training_batches == 0:
-        return (f"the training data gives no full batch per process ({trainer.world_size} process(es)): "
+        return (f"the training data gives no full batch per process (world size {trainer.world_size}): "
                 "lower data.batch_size or raise data.samples_per_epoch")
     return f"the run was already finished at step {trainer.global_step} (raise trainer.max_steps to continue)"
 
 
-def summary(steps: int, metrics: dict, checkpoint: str | None, model: Path | None) -> str:
+def _summary(steps: int, metrics: dict, checkpoint: str | None, model: Path | None) -> str:
     """What a finished training printed last: steps, the last validation, the files written."""
     lines = [f"trained {steps} steps"]
     if "val/bpp" in metrics:  # validation ran
@@ -93,5 +93,5 @@ def train(cfg: DictConfig) -> dict:
             module.codec.training_lmbda = training_lmbda(module.hparams)  # recorded for --refine
             export_model(module.codec.cpu(), model_path, cfg.get("export_weights_dtype") or "float32")
         checkpoint = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else None
-        print(summary(steps, metrics, checkpoint, model_path))
+        print(_summary(steps, metrics, checkpoint, model_path))
     return metrics

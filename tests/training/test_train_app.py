@@ -27,7 +27,7 @@ def test_zero_training_steps_are_an_error_and_write_no_model(trained_run, tmp_pa
     empty = _train("data.samples_per_epoch=2", "data.batch_size=4", f"hydra.run.dir={tmp_path / 'empty'}")
     assert empty.returncode == 1 and not (tmp_path / "empty" / "model.safetensors").exists()
     assert empty.stderr.splitlines()[-1] == (
-        "train.py: error: training ran 0 steps: the training data gives no full batch per process (1 process(es)): "
+        "train.py: error: training ran 0 steps: the training data gives no full batch per process (world size 1): "
         "lower data.batch_size or raise data.samples_per_epoch; no model written")
     # Resuming a run that already reached trainer.max_steps trains nothing either.
     done = _train("trainer.max_steps=40", "data.batch_size=4", "data.samples_per_epoch=20",
