@@ -16,6 +16,8 @@ whose string metadata holds:
   on (integer entropy-parameter networks, :mod:`codeclab.entropy_models.integer`), so files
   decode identically on every machine; ``"false"`` for float ones (ACGC, a transformer index
   model, ``--arithmetic float``), whose files decode only under the configuration that wrote them
+* ``lmbda`` (fixed-rate models trained for MSE by ``train.py``, or exported from its checkpoints):
+  the training lambda, which ``--refine`` optimises for when given none; absent in older files
 
 The weight of each integer convolution is stored as what the decoder computes with: ``int16``
 integers under its name and the ``int8`` shift of each output channel under ``<name>_shift``
@@ -144,6 +146,8 @@ def export_model(codec: Codec, path: str | Path, weights_dtype: str = "float32",
         "weights_dtype": weights_dtype,
         "portable": str(codec.entropy_model.portable).lower(),
     }
+    if codec.training_lmbda is not None and not codec.rate_levels:  # a variable-rate model's levels carry theirs
+        metadata["lmbda"] = repr(codec.training_lmbda)
     write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     codec.weights_hash = digest
     return codec
@@ -168,7 +172,14 @@ def load_checkpoint(path: str | Path) -> Codec:
         raise CodecLabError(f"checkpoint names unknown codec {codec_id!r}")
     codec = build_codec(codec_id, config)
     codec.load_state_dict({k.removeprefix("codec."): v for k, v in state.items() if k.startswith("codec.")})
+    codec.training_lmbda = training_lmbda(hparams)
     return codec
+
+
+def training_lmbda(hparams) -> float | None:
+    """The lambda of a training module's hyperparameters when it trained for MSE (the distortion
+    ``--refine`` optimises); None otherwise."""
+    return float(hparams["lmbda"]) if "lmbda" in hparams and hparams.get("distortion", "mse") == "mse" else None
 
 
 def load_compressai(path: str | Path, codec_id: str) -> Codec:
@@ -272,6 +283,7 @@ def load_model(path: str | Path, coder: str | None = None) -> Codec:
         legacy_architectures(config, metadata["format_version"])
         codec = build_codec(metadata["codec"], config)
         codec.load_state_dict(_float_weights(codec, state))
+        codec.training_lmbda = float(metadata["lmbda"]) if "lmbda" in metadata else None
     except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as err:
         raise CodecLabError(f"model file {path} does not match codec {metadata['codec']!r}: {str(err).splitlines()[0]}") from None
     if codec.tables_fingerprint() != metadata.get("tables_fingerprint"):

@@ -42,6 +42,7 @@ from ..data.colour import MATRICES
 from ..data.images import check_pixels, max_tile_pixels
 from ..data.video import Clip
 from ..errors import CodecLabError
+from ..progress import progress_bar
 from . import container
 from .container import ByteReader, encode_varint
 from .image_file import (
@@ -201,19 +202,20 @@ class EncodedVideo:
 
 @torch.no_grad()
 def encode_video(codec: Codec, clip: Clip, intra_period: int = DEFAULT_INTRA_PERIOD, level: int | None = None,
-                 analysed: list[torch.Tensor] | None = None) -> EncodedVideo:
+                 analysed: list[torch.Tensor] | None = None, progress: bool = False) -> EncodedVideo:
     """Code every frame of ``clip``; ``intra_period``: see :func:`frame_types`. ``analysed``: the
-    frames' ``g_a`` outputs (:func:`analyse_frames`) when the caller codes one clip many times."""
+    frames' ``g_a`` outputs (:func:`analyse_frames`) when the caller codes one clip many times;
+    ``progress``: a bar per frame on a terminal."""
     if intra_period < -1:
         raise CodecLabError(f"intra period must be a positive number of frames, or -1 (first frame only); got {intra_period}")
-    check_level(codec, level)
+    check_level(codec, level, "--quality or --level")
     height, width = clip.height, clip.width
     check_frame_size(codec, height, width, "the video's frames")
     kinds = frame_types(len(clip.frames), intra_period)
     _check_codec_for(codec, kinds)
     codec.ensure_tables()
     frames, latents, reference = [], [], None
-    for index, kind in enumerate(kinds):
+    for index, kind in progress_bar(enumerate(kinds), total=len(kinds), desc="encode", unit="frame", enabled=progress):
         y = analysed[index] if analysed is not None else codec.analyse(codec_input(clip.frames[index], codec.downsampling))
         if kind == "I":
             streams, reference = codec.entropy_model.compress(y, codec.coder, level)
@@ -281,9 +283,12 @@ def decoded_latents(data: bytes, codec: Codec, start: int = 0, stop: int | None 
 
 
 @torch.no_grad()
-def decode_video(data: bytes, codec: Codec, start: int = 0, stop: int | None = None) -> Clip:
+def decode_video(data: bytes, codec: Codec, start: int = 0, stop: int | None = None, progress: bool = False) -> Clip:
     """Frames ``start .. stop - 1`` of a video file (decoding from the last I-frame at or before
-    ``start``), as a :class:`Clip` with the source's frame rate, range and matrix."""
+    ``start``), as a :class:`Clip` with the source's frame rate, range and matrix; ``progress``: a
+    bar per frame on a terminal."""
     header, latents = decoded_latents(data, codec, start, stop)
-    frames = [to_uint8(codec.synthesize(y_hat))[: header.height, : header.width] for y_hat in latents]
+    count = len(range(len(header.records))[start:stop])
+    frames = [to_uint8(codec.synthesize(y_hat))[: header.height, : header.width]
+              for y_hat in progress_bar(latents, total=count, desc="decode", unit="frame", enabled=progress)]
     return Clip(frames, header.fps, header.colour_range, header.matrix, "y4m" if header.y4m_source else "png")
