@@ -172,14 +172,16 @@ def run(mutation: Mutation, workdir: Path, timeout: int) -> tuple[str, str, floa
     env = {**os.environ, "PYTHONPATH": str(workdir), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *mutation.tests],
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-rfE", "-p", "no:cacheprovider", *mutation.tests],
                               cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return "error", "timeout", time.perf_counter() - start
     finally:
         path.write_text(original)  # the copy is restored for the next mutation
     seconds = time.perf_counter() - start
-    tail = (done.stdout.strip().splitlines() or [""])[-1]
+    lines = done.stdout.strip().splitlines()
+    failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+    tail = failed[0] if failed else (lines or [""])[-1]
     if done.returncode == 1:
         return "killed", tail, seconds
     if done.returncode == 0:
