@@ -48,7 +48,9 @@ Dead-codeword reassignment (``reassign_rule``): ``"release"`` (default) as the r
 are, a random ``K/2`` of them are kept dead and the rest spared; each dead codeword is overwritten
 by a codeword drawn at random (``randperm``) among the ``K - dead`` most used ones, and a codeword
 counts as changed when it moved by more than ``1e-6`` (squared). ``"head"``: HEAD's deterministic
-copy of the most used codewords in order (changed: more than ``1e-4``), CodecLab's first rule.
+copy of the most used codewords in order (changed: more than ``1e-4``), CodecLab's first rule
+(the stored ``mcquic/modules/quantizer.py`` at commit 05a214a2d430984699ea835aeefc1d0c0f53e358 reads so;
+3dc1a82's rule is as issue 29's audit of that commit describes it).
 
 Deviations from the official code: the heads' blocks are McQuic's (:mod:`codeclab.transforms.mcquic`)
 from the stored version of the repository (not compared block by block with commit 3dc1a82);

@@ -108,8 +108,9 @@ class RateDistortionModule(pl.LightningModule):
         level = torch.randint(0, levels, (batch.shape[0],), device=batch.device) if levels else None
         lmbda = None
         if levels and self.global_step < self.single_rate_steps:
-            # QVRF's stage 1 (bytedance/QRAF get_scale, stage 1): a single-rate model at the largest
-            # lambda, quantised with level 0's gain (1).
+            # QVRF's stage 1 (bytedance/QRAF commit 7d8da1f, train.py train_one_epoch: s = levels - 1
+            # for the lambda; ScaleHyperprior.py forward: scale = Gain[0] detached): a single-rate
+            # model at the largest lambda, quantised with level 0's gain (1).
             level = torch.zeros_like(level)
             lmbda = self.codec.entropy_model.gain_bank.lmbdas[-1]
         losses = self._losses(batch, level, lmbda)
