@@ -23,7 +23,11 @@ The weight of each integer convolution is stored as what the decoder computes wi
 integers under its name and the ``int8`` shift of each output channel under ``<name>_shift``
 (the float weight is ``w * 2^-shift``, from which the layer derives the same integers).
 
-Versions: ``"5"`` (written now): cheng2020's Gaussian mixture defaults to the official code's
+Versions: ``"6"`` (written now): training and entropy-parameter details moved to the official
+code's (issue 29): a cheng2020 config without ``leaky_slope``/``robust_tails`` (versions 1-5) means
+``0.01``/``False``; a McQuic config without ``ema_rule``/``reassign_rule`` means ``"counts"``/``"head"``;
+a STEM config without ``residual_rate``/``context_input`` means ``"noise"`` for both.
+``"5"``: cheng2020's Gaussian mixture defaults to the official code's
 (``mixture_layout``), so a cheng2020 config without it (versions 1-4) means ``"legacy"``; WaLLoC's
 ``lossless_format`` defaults to ``"webp_rgb"``, so a WaLLoC config without it means ``"png"``.
 ``"4"``: WaLLoC's synthesis defaults to the official AutoencoderKL decoder, so a WaLLoC config
@@ -54,8 +58,8 @@ from ..errors import CodecLabError
 from ..files import write_atomically
 
 FORMAT = "codeclab-model"
-FORMAT_VERSION = "5"
-READABLE_VERSIONS = ("1", "2", "3", "4", "5")
+FORMAT_VERSION = "6"
+READABLE_VERSIONS = ("1", "2", "3", "4", "5", "6")
 # Version-1 tensor names -> version-2 names, per codec (s2lic already used the composed names).
 LEGACY_V1_KEYS: dict[str, dict[str, str]] = {
     **COMPRESSAI_KEYS,
@@ -307,6 +311,16 @@ def legacy_architectures(config: dict, version: str) -> None:
         config.setdefault("mixture_layout", "legacy")
     if version in ("1", "2", "3", "4") and "bottleneck" in config:  # WaLLoC before the WebP planes
         config.setdefault("lossless_format", "png")
+    if version in ("1", "2", "3", "4", "5"):  # before issue 29's official training details
+        if "components" in config:  # cheng2020: nn.LeakyReLU() and no robust tails
+            config.setdefault("leaky_slope", 0.01)
+            config.setdefault("robust_tails", False)
+        if "k" in config and "ema" in config:  # McQuic: the pre-April-2022 EMA, HEAD's reassignment
+            config.setdefault("ema_rule", "counts")
+            config.setdefault("reassign_rule", "head")
+        if "spatial" in config:  # STEM: noisy residual for the rate and the spatial prior
+            config.setdefault("residual_rate", "noise")
+            config.setdefault("context_input", "noise")
     if version not in ("1", "2"):
         return
     if config.get("bottleneck") == "bounded":  # WaLLoC

@@ -182,3 +182,23 @@ def test_context_models_refine_and_decode_exactly(name, photo):
     codec.ensure_tables()
     streams, y_hat = codec.entropy_model.compress(result.y, codec.coder, None, result.side)
     assert torch.equal(codec.decode_latents(streams, tuple(x.shape[-2:])), y_hat)
+
+
+def test_refinement_optimiser_is_adam_at_the_reference_learning_rate(monkeypatch):
+    """sga.py optimises the latents with ``Adam(lr=0.005)``: the optimiser refine_latents builds,
+    seen at its construction (the constant written out here, not LEARNING_RATE)."""
+    from codeclab.codecs import mbt2018_mean
+    from codeclab.codecs import refinement
+
+    built = []
+
+    class RecordingAdam(torch.optim.Adam):
+        def __init__(self, params, **kwargs):
+            built.append(kwargs)
+            super().__init__(params, **kwargs)
+
+    monkeypatch.setattr(refinement.torch.optim, "Adam", RecordingAdam)
+    torch.manual_seed(0)
+    codec = mbt2018_mean(N=8, M=12).eval()
+    refine_latents(codec, torch.rand(1, 3, 64, 64), schedule=SGASchedule.stretched(2), lmbda=0.01)
+    assert len(built) == 1 and built[0].get("lr") == 0.005 and set(built[0]) == {"lr"}

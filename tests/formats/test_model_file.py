@@ -22,12 +22,12 @@ def exported(tmp_path):
 def test_export_load_roundtrip(exported):
     codec, path = exported
     loaded = load_model(path)
-    assert read_metadata(path)["format_version"] == FORMAT_VERSION == "5"
+    assert read_metadata(path)["format_version"] == FORMAT_VERSION == "6"
     assert read_metadata(path)["portable"] == "true"
     assert loaded.codec_id == "mbt2018-mean"
     assert loaded.config == {
         "N": 16, "M": 24, "rate_levels": 0, "lmbda_min": 0.0018, "lmbda_max": 0.0483, "scale_table_levels": 64,
-        "arithmetic": "integer",
+        "arithmetic": "integer", "lmbdas": None,
     } and not loaded.training
     assert loaded.weights_hash == codec.weights_hash
     for name, tensor in codec.state_dict().items():
