@@ -154,7 +154,7 @@ def _frame_range(text: str | None) -> tuple[int, int | None]:
 def cmd_decode(args) -> None:
     from .formats import container
     from .formats.image_file import decode_image
-    from .formats.video_file import is_video_file
+    from .formats.video_container import is_video_file
 
     _refuse_overwriting(args.output, args.file, *([args.model] if args.model else []))
     data = _read_file(args.file)
@@ -170,9 +170,16 @@ def cmd_decode(args) -> None:
 
 
 def cmd_info(args) -> None:
+    # Headers only: no torch, so this answers in a fraction of a second.
     from .formats import container
-    from .formats.video_file import is_video_file, unpack_video
+    from .formats.model_header import read_header
+    from .formats.video_container import is_video_file, unpack_video
 
+    if args.file.suffix == ".safetensors":
+        info = read_header(args.file).describe()
+        info["file_bytes"] = args.file.stat().st_size
+        print(json.dumps(info, indent=2))
+        return
     data = _read_file(args.file)
     info = unpack_video(data)[0].describe() if is_video_file(data) else container.unpack(data)[0].describe()
     info["file_bytes"] = len(data)
@@ -235,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--threads", type=int, default=1, help="tiles decoded at once")
     decode.set_defaults(func=cmd_decode)
 
-    info = commands.add_parser("info", help="print a CodecLab file's header")
+    info = commands.add_parser("info", help="print the header of a CodecLab file or model file (.safetensors) as JSON")
     info.add_argument("file", type=Path)
     info.set_defaults(func=cmd_info)
 
