@@ -193,6 +193,13 @@ def cmd_export(args) -> None:
 
     _refuse_overwriting(args.output, args.source)
     codec = load_source(args.source, args.compressai)
+    if args.onnx:
+        from .formats.onnx_export import export_onnx
+
+        names = ", ".join(path.name for path in export_onnx(codec, args.output))
+        print(f"{args.output}: {names} ({codec.codec_id}, float32, dynamic batch/height/width; quantisation, gains "
+              "and entropy coding stay in CodecLab)")
+        return
     codec = export_model(codec, args.output, args.weights_dtype, args.arithmetic)
     portable = "portable" if codec.entropy_model.portable else "NOT portable (decodes only under the float configuration that wrote it)"
     print(f"{args.output}: {codec.codec_id} {json.dumps(codec.config)}, weights {codec.weights_hash[:16]}, {portable}")
@@ -246,13 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("file", type=Path)
     info.set_defaults(func=cmd_info)
 
-    export = commands.add_parser("export", help="turn a training checkpoint, a model file or a compressai state_dict into a model file")
+    export = commands.add_parser("export", help="turn a training checkpoint, a model file or a compressai state_dict into a model file "
+                                                     "(or, --onnx, ONNX networks)")
     export.add_argument("source", type=Path, help="training checkpoint (.ckpt), model file (.safetensors) or, with --compressai, a state_dict")
     export.add_argument("--compressai", default=None, metavar="ARCH",
                         help="the source is a compressai state_dict of this model (bmshj2018-hyperprior, mbt2018-mean, ...)")
     export.add_argument("--arithmetic", choices=("integer", "float"), default="integer",
                         help="entropy-parameter networks: integer (default; files decode identically on every machine) or float")
-    export.add_argument("-o", "--output", type=Path, required=True)
+    export.add_argument("-o", "--output", type=Path, required=True, help="model file, or with --onnx a folder")
+    export.add_argument("--onnx", action="store_true",
+                        help="write the transforms (and hyper networks) as ONNX files into the folder -o instead "
+                             "(bmshj2018-factorized, bmshj2018-hyperprior, mbt2018-mean)")
     export.add_argument("--weights-dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                         help="storage of the parameters (half types halve the file; the model computes with the rounded values)")
     export.set_defaults(func=cmd_export)
