@@ -54,7 +54,8 @@ def _model_search_dirs(args, bitstream_path: Path) -> list[Path]:
 
 def _rate_level(codec, args) -> int | None:
     """The level of --quality or --level; without either, a variable-rate model's default quality."""
-    from .formats.image_file import DEFAULT_QUALITY, quality_level
+    from .formats.image_file import quality_level
+    from .formats.model_header import DEFAULT_QUALITY
 
     if args.level is not None:
         return args.level
@@ -63,7 +64,7 @@ def _rate_level(codec, args) -> int | None:
 
 
 def _level_text(codec, level: int | None, args) -> str:
-    from .formats.image_file import DEFAULT_QUALITY
+    from .formats.model_header import DEFAULT_QUALITY
 
     if level is None:
         return ""
@@ -166,7 +167,7 @@ def _frame_range(text: str | None) -> tuple[int, int | None]:
 def cmd_decode(args) -> None:
     from .formats import container
     from .formats.image_file import decode_image
-    from .formats.video_file import is_video_file
+    from .formats.video_container import is_video_file
 
     _refuse_overwriting(args.output, args.file, *([args.model] if args.model else []))
     data = _read_file(args.file)
@@ -181,30 +182,16 @@ def cmd_decode(args) -> None:
     print(f"{args.output}: {image.shape[1]}x{image.shape[0]}, decoded in {seconds:.2f} s")
 
 
-def _model_info(path: Path) -> dict:
-    from .formats.image_file import DEFAULT_QUALITY, quality_level
-    from .formats.model_file import load_model, read_metadata
-
-    metadata, codec = read_metadata(path), load_model(path)
-    info = {
-        "format": "model", "format_version": metadata["format_version"], "codec": codec.codec_id, "config": codec.config,
-        "weights_sha256": codec.weights_hash, "weights_dtype": metadata.get("weights_dtype"),
-        "portable": codec.entropy_model.portable, "parameters": sum(p.numel() for p in codec.parameters()),
-    }
-    if codec.rate_levels:
-        level = quality_level(codec, DEFAULT_QUALITY)
-        info.update(rate_levels=codec.rate_levels, default_rate=f"--quality {DEFAULT_QUALITY} (level {level})")
-    else:  # null: --refine needs --refine-lmbda
-        info["training_lmbda"] = codec.training_lmbda
-    return info
-
-
 def cmd_info(args) -> None:
+    # Headers only: no torch, so this answers in a fraction of a second.
     from .formats import container
-    from .formats.video_file import is_video_file, unpack_video
+    from .formats.model_header import read_header
+    from .formats.video_container import is_video_file, unpack_video
 
     if args.file.suffix == ".safetensors":
-        print(json.dumps(_model_info(args.file), indent=2))
+        info = read_header(args.file).describe()
+        info["file_bytes"] = args.file.stat().st_size
+        print(json.dumps(info, indent=2))
         return
     data = _read_file(args.file)
     info = unpack_video(data)[0].describe() if is_video_file(data) else container.unpack(data)[0].describe()
@@ -219,6 +206,13 @@ def cmd_export(args) -> None:
 
     _refuse_overwriting(args.output, args.source)
     codec = load_source(args.source, args.compressai)
+    if args.onnx:
+        from .formats.onnx_export import export_onnx
+
+        names = ", ".join(path.name for path in export_onnx(codec, args.output))
+        print(f"{args.output}: {names} ({codec.codec_id}, float32, dynamic batch/height/width; quantisation, gains "
+              "and entropy coding stay in CodecLab)")
+        return
     codec = export_model(codec, args.output, args.weights_dtype, args.arithmetic)
     portable = "portable" if codec.entropy_model.portable else "NOT portable (decodes only under the float configuration that wrote it)"
     print(f"{args.output}: {codec.codec_id} {json.dumps(codec.config)}, weights {codec.weights_hash[:16]}, {portable}")
@@ -276,13 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("file", type=Path, help="a CodecLab file, or a model file (.safetensors)")
     info.set_defaults(func=cmd_info)
 
-    export = commands.add_parser("export", help="turn a training checkpoint, a model file or a compressai state_dict into a model file")
+    export = commands.add_parser("export", help="turn a training checkpoint, a model file or a compressai state_dict into a model file "
+                                                     "(or, --onnx, ONNX networks)")
     export.add_argument("source", type=Path, help="training checkpoint (.ckpt), model file (.safetensors) or, with --compressai, a state_dict")
     export.add_argument("--compressai", default=None, metavar="ARCH",
                         help="the source is a compressai state_dict of this model (bmshj2018-hyperprior, mbt2018-mean, ...)")
     export.add_argument("--arithmetic", choices=("integer", "float"), default="integer",
                         help="entropy-parameter networks: integer (default; files decode identically on every machine) or float")
-    export.add_argument("-o", "--output", type=Path, required=True)
+    export.add_argument("-o", "--output", type=Path, required=True, help="model file, or with --onnx a folder")
+    export.add_argument("--onnx", action="store_true",
+                        help="write the transforms (and hyper networks) as ONNX files into the folder -o instead "
+                             "(bmshj2018-factorized, bmshj2018-hyperprior, mbt2018-mean)")
     export.add_argument("--weights-dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                         help="storage of the parameters (half types halve the file; the model computes with the rounded values)")
     export.set_defaults(func=cmd_export)

@@ -23,6 +23,7 @@ from ..measures import bits_per_pixel
 from ..progress import progress_bar
 from . import container
 from .model_file import weights_sha256
+from .model_header import quality_to_level
 
 
 def model_hash(codec: Codec) -> bytes:
@@ -168,9 +169,6 @@ def check_refinable(codec: Codec, level: int | None, iterations: int, lmbda: flo
         raise CodecLabError(f"--refine-lmbda must be positive, got {lmbda}")
 
 
-# The rate of a variable-rate model when none is chosen: the middle of its range.
-DEFAULT_QUALITY = 0.5
-
 
 def quality_level(codec: Codec, quality: float) -> int:
     """The level nearest to ``quality`` in [0, 1] (0: the model's lowest rate, 1: its highest)."""
@@ -178,7 +176,7 @@ def quality_level(codec: Codec, quality: float) -> int:
         raise CodecLabError(f"{codec.codec_id} is a fixed-rate model: --quality needs a variable-rate model")
     if not 0.0 <= quality <= 1.0:
         raise CodecLabError(f"quality must be in [0, 1], got {quality}")
-    return round(quality * (codec.rate_levels - 1))
+    return quality_to_level(codec.rate_levels, quality)
 
 
 def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float, tile: int = DEFAULT_TILE,

@@ -56,10 +56,8 @@ from ..codecs.compressai_interop import COMPRESSAI_KEYS
 from ..codecs.vqgan import TAMING_KEYS
 from ..errors import CodecLabError
 from ..files import write_atomically
+from .model_header import FORMAT, FORMAT_VERSION, read_header
 
-FORMAT = "codeclab-model"
-FORMAT_VERSION = "6"
-READABLE_VERSIONS = ("1", "2", "3", "4", "5", "6")
 # Version-1 tensor names -> version-2 names, per codec (s2lic already used the composed names).
 LEGACY_V1_KEYS: dict[str, dict[str, str]] = {
     **COMPRESSAI_KEYS,
@@ -252,18 +250,7 @@ def init_weights(codec: Codec, path: str | Path) -> list[str]:
 
 def read_metadata(path: str | Path) -> dict:
     """The metadata of a model file, validated; raises :class:`CodecLabError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CodecLabError(f"model file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CodecLabError(f"not a CodecLab model file: {path} ({str(err).splitlines()[0]})") from None
-    if metadata.get("format") != FORMAT:
-        raise CodecLabError(f"not a CodecLab model file: {path} (no codeclab metadata)")
-    if metadata.get("format_version") not in READABLE_VERSIONS:
-        raise CodecLabError(f"unsupported model format version {metadata.get('format_version')!r} in {path}")
+    metadata = read_header(path).metadata
     if metadata.get("codec") not in CODECS:
         raise CodecLabError(f"unknown codec {metadata.get('codec')!r} in {path}; known: {', '.join(sorted(CODECS))}")
     return metadata
