@@ -191,13 +191,12 @@ def cmd_info(args) -> None:
     if args.file.suffix == ".safetensors":
         info = read_header(args.file).describe()
         info["file_bytes"] = args.file.stat().st_size
-        print(json.dumps(info, indent=2))
-        return
-    data = _read_file(args.file)
-    info = unpack_video(data)[0].describe() if is_video_file(data) else container.unpack(data)[0].describe()
-    info["file_bytes"] = len(data)
-    # Per frame for a video (file bytes over all frames).
-    info["bpp"] = round(bits_per_pixel(len(data), info["height"], info["width"]) / info.get("frame_count", 1), 6)
+    else:
+        data = _read_file(args.file)
+        info = unpack_video(data)[0].describe() if is_video_file(data) else container.unpack(data)[0].describe()
+        info["file_bytes"] = len(data)
+        # Per frame for a video (file bytes over all frames).
+        info["bpp"] = round(bits_per_pixel(len(data), info["height"], info["width"]) / info.get("frame_count", 1), 6)
     print(json.dumps(info, indent=2))
 
 

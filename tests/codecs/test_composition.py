@@ -112,7 +112,7 @@ def test_every_codec_is_the_one_composition():
         assert {name for name, _ in codec.named_children()} == {"g_a", "g_s", "entropy_model"}
 
 
-CODING_PATH_FORBIDDEN = ("compressai", "torchvision", "pytorch_lightning", "lightning", "hydra", "omegaconf")
+CODING_PATH_FORBIDDEN = ("compressai", "torchvision", "pytorch_lightning", "lightning", "hydra", "omegaconf", "scipy", "matplotlib")
 
 
 def test_coding_path_imports_no_training_stack(tmp_path):

@@ -37,12 +37,16 @@ def test_variable_rate_hyperprior_matches_pytorch_at_any_size(tmp_path):
         assert torch.allclose(torch.from_numpy(y), codec.g_a(other), atol=1e-4)
 
 
-def test_factorized_exports_its_transforms(tmp_path):
+def test_factorized_exports_its_transforms(tmp_path, capsys):
     torch.manual_seed(0)
     codec, folder = _export(bmshj2018_factorized(N=8, M=12), tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == ["g_a.onnx", "g_s.onnx"]
     differences = max_abs_differences(codec, folder, torch.rand(1, 3, 32, 48))
     assert max(d["max_abs_diff"] for d in differences.values()) < 1e-4
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_bytes(b"x")
+    assert main(["export", str(tmp_path / "m.safetensors"), "--onnx", "-o", str(not_a_folder)]) == 1
+    assert capsys.readouterr().err == f"codeclab: error: ONNX output {not_a_folder} exists and is not a folder\n"
 
 
 def test_context_models_are_refused_in_one_line(tmp_path, capsys):
