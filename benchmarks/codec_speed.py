@@ -30,14 +30,11 @@ table indexes from scales is counted as network time, not coding time.
 Random weights give latents of arbitrary statistics, so the coding share (and bytes) of a
 random model is indicative only; pass a model file for the numbers of a trained model.
 
-Usage: python benchmarks/codec_speed.py [--json] [--runs N] [--threads T] [--image PNG] CODEC...
+Usage: python benchmarks/codec_speed.py [--json] [--json-file PATH] [--runs N] [--threads T] [--image PNG] [--smoke] CODEC...
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import statistics
 import sys
 import time
@@ -45,7 +42,8 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
 
 class CodingClock:
@@ -105,18 +103,6 @@ class Subject:
         return sum(p.numel() for p in self.model.parameters())
 
 
-def _compose_codec(name: str):
-    """Instantiate ``codec=<name>`` (plus ``key=value`` overrides) from the project's train config."""
-    import hydra
-    from hydra import compose, initialize_config_dir
-
-    config_name, *overrides = name.split(",")
-    os.environ.setdefault("PROJECT_ROOT", str(ROOT))
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"codec={config_name}", *overrides])
-    return hydra.utils.instantiate(cfg.codec)
-
-
 def codeclab_subject(label: str, codec, level: int | None = None) -> Subject:
     from codeclab.codecs.base import coding_transforms
 
@@ -165,7 +151,7 @@ def build_subject(spec: str, quality: int) -> Subject:
         from codeclab.formats.model_file import load_model
 
         return codeclab_subject(spec, load_model(path), int(level) if level else None)
-    return codeclab_subject(spec, _compose_codec(spec))
+    return codeclab_subject(spec, _common.compose_codec(spec))
 
 
 def share_weights(subjects: list[Subject]) -> None:
@@ -235,15 +221,13 @@ def summary(subjects: list[Subject], megapixels: float) -> dict:
 
 
 def main(argv=None) -> int:
-    default_image = Path(os.environ.get("CODECLAB_DATA", ROOT.parent / "shared" / "data")) / "kodak" / "kodim01.png"
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _common.parser(__doc__)
     parser.add_argument("codecs", nargs="+", metavar="CODEC")
-    parser.add_argument("--image", type=Path, default=default_image, help="PNG to code (default: Kodak kodim01)")
+    parser.add_argument("--image", type=Path, default=_common.DATA / "kodak" / "kodim01.png", help="PNG to code (default: Kodak kodim01)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per codec (median reported)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--quality", type=int, default=8, help="quality of compressai zoo models (sets N, M)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object only")
-    args = parser.parse_args(argv)
+    args = _common.parse(parser, argv, codecs=["tiny"], runs=1, image=lambda: _common.smoke_data() / "kodak" / "kodim01.png")
     if args.threads:
         torch.set_num_threads(args.threads)
     image = load_image(args.image)
@@ -251,8 +235,8 @@ def main(argv=None) -> int:
     share_weights(subjects)
     measure(subjects, image, args.runs)
     results = summary(subjects, image.shape[0] * image.shape[1] / 1e6)
-    if args.json:
-        print(json.dumps(results))
+    if args.json or args.json_file:
+        _common.emit(args, results)
         return 0
     print(f"{args.image.name} {tuple(image.shape[:2])}, {torch.get_num_threads()} threads, median of {args.runs} runs")
     print(f"{'codec':40s} {'enc s':>8s} {'dec s':>8s} {'enc MP/s':>9s} {'dec MP/s':>9s} {'coding':>7s} {'params':>11s}")

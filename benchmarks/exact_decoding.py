@@ -14,13 +14,11 @@ PSNR change of decoding the *same* ``integer`` files with a bf16 instead of a fl
 (the quality cost of bf16 synthesis; target <= 0.05 dB), and the BD-rate of ``integer-bf16``
 against ``float`` (everything the default settings change). RGB PSNR of 8-bit reconstructions.
 
-Usage: python benchmarks/exact_decoding.py -m FLOAT_MODEL [--levels 0,9,...] [--images DIR] [--json OUT]
+Usage: python benchmarks/exact_decoding.py -m FLOAT_MODEL [--levels 0,9,...] [--images DIR] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -29,24 +27,25 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
 
 def main(argv=None) -> int:
     from codeclab.data.images import list_images, read_image
-    from codeclab.evaluation.bd_rate import bd_rate
+    from codeclab.evaluation.bd_rate import bd
     from codeclab.evaluation.metrics import psnr_rgb
     from codeclab.formats.image_file import decode_image, encode_image
     from codeclab.formats.model_file import export_model, load_model
     from codeclab.measures import bits_per_pixel
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _common.parser(__doc__)
     parser.add_argument("-m", "--model", required=True, help="a model file with float entropy-parameter networks")
-    parser.add_argument("--images", type=Path, default=ROOT.parent / "shared" / "data" / "kodak")
+    parser.add_argument("--images", type=Path, default=_common.DATA / "kodak")
     parser.add_argument("--levels", default="0,9,18,27,36,45,54,63")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
+    args = _common.parse(parser, argv, model=lambda: _common.smoke_model("mbt2018_mean_vr,codec.N=16,codec.M=24", "float"),
+                         images=lambda: _common.smoke_data() / "kodak", levels="0,21,42,63")
     torch.set_num_threads(args.threads)
     levels = [int(v) for v in args.levels.split(",")]
 
@@ -96,15 +95,13 @@ def main(argv=None) -> int:
         "model": args.model, "images": len(images), "levels": levels, "threads": args.threads,
         "fast_settings": {"dtype": str(fast_settings[0]), "channels_last": fast_settings[1]},
         "curves": {name: {"bpp": c[0], "psnr": c[1]} for name, c in curves.items()},
-        "rate_cost_bd_rate_percent": bd_rate(*curves["float"], *curves["integer"]),
+        # null when the curves allow no BD-rate (e.g. random weights)
+        "rate_cost_bd_rate_percent": bd(*curves["float"], *curves["integer"]).bd_rate,
         "bf16_synthesis_psnr_change_db": {"mean": statistics.mean(synthesis_cost), "worst": min(synthesis_cost)},
-        "default_settings_bd_rate_percent": bd_rate(*curves["float"], *curves["integer-bf16"]),
+        "default_settings_bd_rate_percent": bd(*curves["float"], *curves["integer-bf16"]).bd_rate,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    text = json.dumps(summary, indent=1)
-    if args.json:
-        args.json.write_text(text)
-    print(text)
+    _common.emit(args, summary)
     return 0
 
 

@@ -6,13 +6,12 @@ entropy of each codebook's stored counts times the number of codes it writes, ov
 (``-sum_l sum_m n_l sum_k p_mk log2 p_mk / (H W)``), which is what an ideal coder would spend if
 the image's codes followed the training statistics. The file's bytes include the container.
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/mcquic_rate.py MODEL [--images N] [--json]
+Usage: OMP_NUM_THREADS=1 python benchmarks/mcquic_rate.py MODEL [--images N] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,8 @@ from codeclab.formats.image_file import decode_image, encode_image
 from codeclab.formats.model_file import load_model
 from codeclab.measures import bits_per_pixel, psnr
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
 
 def ema_estimate_bpp(codec, height: int, width: int) -> float:
@@ -38,15 +38,14 @@ def ema_estimate_bpp(codec, height: int, width: int) -> float:
     return bits / (height * width)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None) -> None:
+    parser = _common.parser(__doc__)
     parser.add_argument("model")
     parser.add_argument("--images", type=int, default=24)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = _common.parse(parser, argv, model=lambda: _common.smoke_model("mcquic_tiny"), images=1)
     codec = load_model(args.model)
     rows = []
-    for path in sorted(DATA.glob("kodim*.png"))[: args.images]:
+    for path in sorted((_common.data_dir(args.smoke) / "kodak").glob("kodim*.png"))[: args.images]:
         image = np.asarray(Image.open(path).convert("RGB"))
         data = encode_image(codec, image)
         decoded = decode_image(data, codec)
@@ -58,7 +57,7 @@ def main() -> None:
                "bpp": float(np.mean([r["bpp"] for r in rows])),
                "ema_estimate_bpp": float(np.mean([r["ema_estimate_bpp"] for r in rows])),
                "psnr": float(np.mean([r["psnr"] for r in rows])), "per_image": rows}
-    print(json.dumps(summary if args.json else {k: v for k, v in summary.items() if k != "per_image"}, indent=1))
+    _common.emit(args, summary if args.json else {k: v for k, v in summary.items() if k != "per_image"})
 
 
 if __name__ == "__main__":

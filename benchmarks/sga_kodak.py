@@ -10,13 +10,13 @@ iterations) give the reference gain over the same computation.
 Scaled for a 2-core CPU (the scale is stated in the output): ``--images`` Kodak images,
 centre-cropped to ``--crop`` (W x H; 0 keeps the full image), ``--levels`` of the model, one thread.
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/sga_kodak.py [--iterations 500] [--out reports/sga]
+Usage: OMP_NUM_THREADS=1 python benchmarks/sga_kodak.py [--iterations 500] [--out reports/sga] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -30,8 +30,8 @@ from codeclab.formats.image_file import decode_image, encode_image
 from codeclab.formats.model_file import load_model
 from codeclab.measures import bits_per_pixel, psnr
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
 
 def _crop(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -58,22 +58,24 @@ def _summary(points: list[dict], levels: list[int], key: str) -> tuple[list[floa
     return [float(np.mean([r["bpp"] for r in row])) for row in rows], [float(np.mean([r["psnr"] for r in row])) for row in rows]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(ROOT / "models" / "zoo" / "mbt2018_mean_vr.safetensors"))
+def main(argv=None) -> None:
+    parser = _common.parser(__doc__)
+    parser.add_argument("--model", default=str(_common.ROOT / "models" / "zoo" / "mbt2018_mean_vr.safetensors"))
     parser.add_argument("--images", default="kodim01,kodim05,kodim08,kodim14,kodim19,kodim23")
     parser.add_argument("--crop", default="384x256", help="centre crop W x H (0: full images)")
     parser.add_argument("--levels", default="0,21,42,63")
     parser.add_argument("--iterations", type=int, default=500)
-    parser.add_argument("--out", default=str(ROOT / "reports" / "sga"))
-    args = parser.parse_args()
+    parser.add_argument("--out", default=str(_common.ROOT / "reports" / "sga"))
+    args = _common.parse(parser, argv, model=lambda: _common.smoke_model("mbt2018_mean_vr,codec.N=16,codec.M=24"),
+                         images="kodim01", crop="0", levels="0,63", iterations=2, out=lambda: str(_common.smoke_scratch() / "sga"))
+    data = _common.data_dir(args.smoke)
     torch.set_num_threads(1)
     width, height = (0, 0) if args.crop == "0" else map(int, args.crop.split("x"))
     levels = [int(v) for v in args.levels.split(",")]
     codec = load_model(args.model)
     points = []
     for name in args.images.split(","):
-        image = _crop(np.asarray(Image.open(DATA / "kodak" / f"{name}.png").convert("RGB")), width, height)
+        image = _crop(np.asarray(Image.open(data / "kodak" / f"{name}.png").convert("RGB")), width, height)
         for level in levels:
             row = {"image": name, "level": level, "plain": _point(codec, image, level, 0),
                    "refined": _point(codec, image, level, args.iterations)}
@@ -81,10 +83,12 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     plain, refined = _summary(points, levels, "plain"), _summary(points, levels, "refined")
     gain = {method: bd(*plain, *refined, method) for method in ("cubic", "pchip")}
-    reference_dir = DATA / "reference_rd" / "sga" / "kodak"
-    base, sga = read_curve(reference_dir / "mbt2018-psnr.csv"), read_curve(reference_dir / "sga-psnr.csv")
-    reference = {method: bd(base.bpp, base.quality("psnr-rgb"), sga.bpp, sga.quality("psnr-rgb"), method)
-                 for method in ("cubic", "pchip")}
+    reference_dir = data / "reference_rd" / "sga" / "kodak"
+    reference = {}
+    if reference_dir.is_dir():  # the published points (not in a smoke run's data)
+        base, sga = read_curve(reference_dir / "mbt2018-psnr.csv"), read_curve(reference_dir / "sga-psnr.csv")
+        reference = {method: bd(base.bpp, base.quality("psnr-rgb"), sga.bpp, sga.quality("psnr-rgb"), method)
+                     for method in ("cubic", "pchip")}
     plain_s = sum(p["plain"]["encode_s"] for p in points)
     refined_s = sum(p["refined"]["encode_s"] for p in points)
     summary = {
@@ -99,7 +103,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in summary.items() if k != "points"}, indent=1))
+    _common.emit(args, summary if args.json else {k: v for k, v in summary.items() if k != "points"})
 
 
 if __name__ == "__main__":

@@ -10,12 +10,11 @@ Kodak images with real bytes (compressai snapshots through the documented key ma
 the same coder, which gives compressai's symbols); PSNR at 0.5 bpp is interpolated linearly in
 (log bpp, PSNR) between the two lambdas (extrapolated, and flagged, when 0.5 bpp lies outside).
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/time_to_quality.py [--minutes 8] [--snapshots 4] [--out DIR] [--json]
+Usage: OMP_NUM_THREADS=1 python benchmarks/time_to_quality.py [--minutes 8] [--snapshots 4] [--out DIR] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -26,10 +25,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_speed import add_arguments, codeclab_training, compressai_training  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-KODAK = ROOT.parent / "shared" / "data" / "kodak"
+import _common  # noqa: E402
+from train_speed import SMOKE, add_arguments, codeclab_training, compressai_training  # noqa: E402
 
 
 def _snapshots(train, args, lmbda: float) -> list[tuple[float, dict]]:
@@ -71,25 +68,26 @@ def psnr_at(points: list[tuple[float, float]], target_bpp: float = 0.5) -> tuple
     """PSNR at ``target_bpp`` on the line through two (bpp, PSNR) points in (log bpp, PSNR);
     the flag says whether the target lies between them."""
     (b0, p0), (b1, p1) = sorted(points)
+    if b0 == b1:  # both lambdas at the same rate (a barely trained model): no line through them
+        return math.nan, False
     t = (math.log(target_bpp) - math.log(b0)) / (math.log(b1) - math.log(b0))
     return p0 + t * (p1 - p0), 0.0 <= t <= 1.0
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _common.parser(__doc__)
     parser.add_argument("--minutes", type=float, default=8)
     parser.add_argument("--snapshots", type=int, default=4)
     parser.add_argument("--lambdas", type=float, nargs=2, default=[0.0035, 0.013])
     parser.add_argument("--images", type=int, default=6)
-    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "time_to_quality")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", type=Path, default=_common.ROOT / "reports" / "time_to_quality")
     add_arguments(parser)
     parser.set_defaults(N=64, M=96, lr=3e-4)
-    args = parser.parse_args(argv)
+    args = _common.parse(parser, argv, minutes=0.01, snapshots=1, images=1, out=lambda: _common.smoke_scratch() / "time_to_quality", **SMOKE)
     torch.set_num_threads(args.threads)
     from codeclab.data.images import list_images, read_image
 
-    images = [read_image(p, notice=None) for p in list_images(KODAK)[: args.images]]
+    images = [read_image(p, notice=None) for p in list_images(_common.data_dir(args.smoke) / "kodak")[: args.images]]
     results: dict = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "json"}}
     for loop, train in (("codeclab", codeclab_training), ("compressai", compressai_training)):
         runs = {lmbda: _snapshots(train, args, lmbda) for lmbda in args.lambdas}
@@ -117,7 +115,7 @@ def main(argv=None) -> int:
     ax.legend()
     fig.tight_layout()
     fig.savefig(args.out / "time_to_quality.png", dpi=120)
-    print(json.dumps(results, indent=2) if args.json else (args.out / "time_to_quality.json").read_text())
+    _common.emit(args, results)
     return 0
 
 

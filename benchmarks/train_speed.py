@@ -15,14 +15,13 @@ Rounds alternate between the two so both meet the same background load; each rep
 median step rate over its timed steps (after ``--warmup`` steps). ``--json`` prints
 ``{"codeclab": {"steps_per_s": ...}, "compressai": {"steps_per_s": ...}, "ratio": ...}``.
 
-Usage: python benchmarks/train_speed.py [--json] [--steps 40] [--rounds 2] [--batch 8] [--crop 128]
+Usage: python benchmarks/train_speed.py [--json] [--json-file PATH] [--smoke] [--steps 40] [--rounds 2] [--batch 8] [--crop 128]
        [--data DIR] [--device cpu|cuda] [--fp32]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -32,8 +31,11 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "train" / "bsds500"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+# Small enough for --smoke: a few steps of a tiny model on the tiny data set.
+SMOKE = {"batch": 2, "crop": 64, "N": 16, "M": 24, "data": lambda: str(_common.smoke_data() / "train" / "bsds500")}
 
 
 class _StepHook:
@@ -148,20 +150,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--M", type=int, default=192)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder of training images")
+    parser.add_argument("--data", default=str(_common.DATA / "train" / "bsds500"), help="folder of training images")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--fp32", action="store_true", help="codeclab without bf16 and channels-last")
     parser.add_argument("--compile", action="store_true", help="codeclab with torch.compile'd transforms")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _common.parser(__doc__)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2)
     add_arguments(parser)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+    args = _common.parse(parser, argv, steps=2, warmup=1, rounds=1, **SMOKE)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     os.environ.setdefault("WANDB_MODE", "disabled")
@@ -175,8 +176,8 @@ def main(argv=None) -> int:
     result = {name: {"steps_per_s": 1 / statistics.median(t), "timed_steps": len(t)} for name, t in times.items()}
     result["ratio"] = result["codeclab"]["steps_per_s"] / result["compressai"]["steps_per_s"]
     result["settings"] = {k: v for k, v in vars(args).items() if k != "json"}
-    if args.json:
-        print(json.dumps(result, indent=2))
+    if args.json or args.json_file:
+        _common.emit(args, result)
     else:
         print(f"codeclab {result['codeclab']['steps_per_s']:.2f} steps/s, compressai {result['compressai']['steps_per_s']:.2f} "
               f"steps/s: {result['ratio']:.2f}x")

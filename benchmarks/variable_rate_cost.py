@@ -11,12 +11,11 @@ Both curves are measured on Kodak with real bytes (``eval.py``); the BD-rate of 
 variable-rate curve against the fixed ladder (cubic and PCHIP, RGB PSNR) is the cost
 (target: at most 3%). Everything lands in ``--out``; ``--json`` prints the summary.
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/variable_rate_cost.py [--steps 2000] [--out DIR] [--json]
+Usage: OMP_NUM_THREADS=1 python benchmarks/variable_rate_cost.py [--steps 2000] [--out DIR] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -25,14 +24,15 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+from _common import ROOT  # noqa: E402
 
 
-def _train(out: Path, steps: int, codec: str, extra: list[str]) -> float:
+def _train(out: Path, steps: int, codec: str, extra: list[str], data: Path, crop: int) -> float:
     cmd = [
-        sys.executable, "train.py", f"codec={codec}", "data=bsds500", f"paths.data_dir={DATA}", "data.preload=true",
-        "data.patch_size=128", "data.batch_size=8", "data.num_workers=0", "data.val_max_images=2", f"trainer.max_steps={steps}",
+        sys.executable, "train.py", f"codec={codec}", "data=bsds500", f"paths.data_dir={data}", "data.preload=true",
+        f"data.patch_size={crop}", "data.batch_size=8", "data.num_workers=0", "data.val_max_images=2", f"trainer.max_steps={steps}",
         "trainer.check_val_every_n_epoch=1000", "logger=csv", "module.transform_dtype=bfloat16", "module.channels_last=true",
         "optim.optimizer.lr=3e-4", f"hydra.run.dir={out}", *extra,
     ]
@@ -57,14 +57,17 @@ def pointwise(anchor_bpp, anchor_psnr, test_bpp, test_psnr) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _common.parser(__doc__)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--codec", default="mbt2018_mean_small")
     parser.add_argument("--lambdas", type=float, nargs="+", default=[0.0018, 0.0054, 0.0161, 0.0483])
     parser.add_argument("--max-images", type=int, default=24)
-    parser.add_argument("--out", type=Path, default=ROOT / "logs" / "variable_rate_cost")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+    parser.add_argument("--crop", type=int, default=128, help="training crop")
+    parser.add_argument("--out", type=Path, default=ROOT / "logs" / "variable_rate_cost", help="finished models here are reused")
+    # A smoke run trains afresh (its own folder): reused models would time nothing.
+    args = _common.parse(parser, argv, steps=1, codec="tiny", lambdas=[0.0018, 0.0483], max_images=1, crop=64,
+                         out=lambda: _common.smoke_scratch() / "variable_rate_cost")
+    data = _common.data_dir(args.smoke)
     lambdas = sorted(args.lambdas)
     ratio = math.exp(math.log(lambdas[-1] / lambdas[0]) / (len(lambdas) - 1))
     if any(not math.isclose(b / a, ratio, rel_tol=1e-2) for a, b in zip(lambdas, lambdas[1:])):
@@ -73,16 +76,16 @@ def main(argv=None) -> int:
     for lmbda in lambdas:
         run = args.out / f"fixed_{lmbda}"
         if not (run / "model.safetensors").is_file():
-            seconds[f"fixed_{lmbda}"] = _train(run, args.steps, args.codec, [f"lmbda={lmbda}"])
+            seconds[f"fixed_{lmbda}"] = _train(run, args.steps, args.codec, [f"lmbda={lmbda}"], data, args.crop)
         fixed.append(run / "model.safetensors")
     run = args.out / "variable"
     if not (run / "model.safetensors").is_file():
         rate = [f"+codec.rate_levels={len(lambdas)}", f"+codec.lmbda_min={lambdas[0]}", f"+codec.lmbda_max={lambdas[-1]}",
                 "+codec.scale_table_levels=256"]
-        seconds["variable"] = _train(run, args.steps, args.codec, rate)
+        seconds["variable"] = _train(run, args.steps, args.codec, rate, data, args.crop)
     learned = (f"learned=[{{name:fixed,models:[{','.join(map(str, fixed))}]}},"
                f"{{name:variable,models:[{run / 'model.safetensors'}]}}]")
-    subprocess.run([sys.executable, "eval.py", "data=kodak", f"paths.data_dir={DATA}", "classic=none", learned,
+    subprocess.run([sys.executable, "eval.py", "data=kodak", f"paths.data_dir={data}", "classic=none", learned,
                     f"rate_points={len(lambdas)}", f"max_images={args.max_images}", "progress=false",
                     f"hydra.run.dir={args.out / 'eval'}"], cwd=ROOT, check=True, capture_output=True)
     from codeclab.evaluation.bd_rate import bd
@@ -102,8 +105,8 @@ def main(argv=None) -> int:
         summary[f"bd_rate_{method}"] = result.bd_rate if result.ok else None
         summary.setdefault("warnings", []).extend(result.warnings)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2) if args.json else f"BD-rate of the variable-rate model vs the fixed ladder: "
-          f"{summary['bd_rate_cubic']} % (cubic), {summary['bd_rate_pchip']} % (PCHIP)")
+    _common.emit(args, summary, f"BD-rate of the variable-rate model vs the fixed ladder: "
+                 f"{summary['bd_rate_cubic']} % (cubic), {summary['bd_rate_pchip']} % (PCHIP)")
     return 0
 
 

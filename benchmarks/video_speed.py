@@ -13,12 +13,11 @@ x265: the evaluation's anchor command (:func:`codeclab.evaluation.video.anchor_c
 thread) from a Y4M file to an HEVC stream, and ffmpeg decoding it to raw 4:2:0 (one ffmpeg process
 per run, whose start-up is included: about 0.05 s).
 
-Usage: python benchmarks/video_speed.py [--model models/stem.safetensors] [--frames 12] [--json OUT]
+Usage: python benchmarks/video_speed.py [--model models/stem.safetensors] [--frames 12] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -30,11 +29,9 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 from codec_speed import CodingClock, TimedCoder  # noqa: E402
-
-DATA = ROOT.parent / "shared" / "data" / "video"
 
 
 def timed_method(obj, name: str, clock: CodingClock) -> None:
@@ -78,7 +75,8 @@ def learned(model: Path, clip, intra_period: int, level: int, runs: int) -> dict
 
 
 def x265(clip, intra_period: int, runs: int) -> dict:
-    from codeclab.data.video import clip_to_yuv420, ffmpeg_executable, y4m_bytes
+    from codeclab.data.video import clip_to_yuv420, y4m_bytes
+    from codeclab.ffmpeg import ffmpeg_executable
     from codeclab.evaluation.video import anchor_command
 
     times = {"encode": [], "decode": []}
@@ -99,28 +97,28 @@ def x265(clip, intra_period: int, runs: int) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "models" / "stem.safetensors")
+    parser = _common.parser(__doc__)
+    parser.add_argument("--model", type=Path, default=_common.ROOT / "models" / "stem.safetensors")
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--intra-period", type=int, default=12)
     parser.add_argument("--level", type=int, default=32)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
+    args = _common.parse(parser, argv, frames=3, intra_period=2, runs=1)
+    video = _common.data_dir(args.smoke) / "video"
     from codeclab.data.video import read_video
 
     torch.set_num_threads(1)
     results = {"threads": 1, "frames": args.frames, "intra_period": args.intra_period, "level": args.level, "sequences": {}}
     for name in ("basketballpass", "vid4_city"):
-        clip = read_video(DATA / name, max_frames=args.frames)
+        clip = read_video(video / name, max_frames=args.frames)
         entry = {"size": f"{clip.width}x{clip.height}", "codeclab": learned(args.model, clip, args.intra_period, args.level, args.runs),
                  "x265-medium": x265(clip, args.intra_period, args.runs)}
         for phase in ("encode", "decode"):
             entry[f"{phase}_speed_vs_x265"] = round(entry["codeclab"][phase]["fps"] / entry["x265-medium"][phase]["fps"], 4)
         results["sequences"][name] = entry
         print(name, json.dumps(entry), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+    if args.json or args.json_file:
+        _common.emit(args, results)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 and the lowest settings of JPEG / WebP / AVIF and a hyperprior model side by side.
 
     OMP_NUM_THREADS=1 python benchmarks/vqgan_kodak.py --models DIR --data ../shared/data/kodak \\
-        --out reports/vqgan [--hyperprior MODEL] [--anchor compressai-bmshj2018-hyperprior_mse_cpu.json]
+        --out reports/vqgan [--hyperprior MODEL] [--anchor compressai-bmshj2018-hyperprior_mse_cpu.json] [--smoke]
 
 * bpp = CodecLab file bytes (container header included) x 8 / (H x W), mean over images.
 * Every index model's stream must decode to the encoder's indices (checked), and the default
@@ -15,7 +15,6 @@ Writes ``kodak.json`` and ``report.md`` into ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
@@ -27,7 +26,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _common  # noqa: E402
 from codeclab.formats import container  # noqa: E402
 from codeclab.data.images import list_images, read_image  # noqa: E402
 from codeclab.entropy_models.index_models import INDEX_MODEL_IDS  # noqa: E402
@@ -182,8 +183,14 @@ def write_report(results: dict, out: Path) -> None:
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
+def _smoke_models() -> str:
+    """A folder with one random-weight ``vqgan_tiny`` named as the ladder names its models."""
+    path = Path(_common.smoke_model("vqgan_tiny"))
+    return str(path.rename(path.with_name("vqgan_K64.safetensors")).parent)
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _common.parser(__doc__)
     parser.add_argument("--models", required=True, help="folder of vqgan_K*.safetensors (codeclab.training.vqgan_ladder output)")
     parser.add_argument("--data", required=True, help="Kodak folder")
     parser.add_argument("--out", required=True)
@@ -193,7 +200,8 @@ def main(argv=None) -> None:
     parser.add_argument("--hyperprior", default=None, help="a hyperprior model file to measure at the same time")
     parser.add_argument("--anchor", default=None, help="CompressAI-format JSON; its lowest-rate point is listed")
     parser.add_argument("--machine", default="CPU, 1 thread")
-    args = parser.parse_args(argv)
+    args = _common.parse(parser, argv, models=_smoke_models, data=lambda: str(_common.smoke_data() / "kodak"), limit=1, lost=[0.1],
+                         out=lambda: str(_common.smoke_scratch() / "vqgan"))
     torch.set_num_threads(1)
     images = [(p.name, read_image(p, notice=None)) for p in list_images(args.data)[: args.limit]]
     out = Path(args.out)
@@ -220,7 +228,7 @@ def main(argv=None) -> None:
                                   "bpp": r["bpp"][low], "psnr-rgb": r["psnr-rgb"][low], "ms-ssim-rgb": r["ms-ssim-rgb"][low]})
     (out / "kodak.json").write_text(json.dumps(results, indent=1) + "\n")
     write_report(results, out)
-    print(f"wrote {out / 'kodak.json'} and {out / 'report.md'}")
+    _common.emit(args, results, f"wrote {out / 'kodak.json'} and {out / 'report.md'}")
 
 
 if __name__ == "__main__":

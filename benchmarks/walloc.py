@@ -13,14 +13,11 @@ A reference given as a codec config name (``mbt2018_mean``) runs at random weigh
 seconds are meaningful, its bpp/PSNR are not (reported as null).
 
 Usage: python benchmarks/walloc.py WALLOC_MODEL [WALLOC_MODEL ...] [--reference mbt2018_mean|MODEL]
-           [--images N] [--threads T] [--json]
+           [--images N] [--threads T] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import statistics
 import sys
 import time
@@ -30,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from codec_speed import ROOT, _compose_codec  # noqa: E402
+import _common  # noqa: E402
 
 
 def load(spec: str):
@@ -38,7 +35,7 @@ def load(spec: str):
 
     if spec.endswith(".safetensors"):
         return load_model(spec), True
-    return _compose_codec(spec).eval(), False
+    return _common.compose_codec(spec).eval(), False
 
 
 @torch.no_grad()
@@ -60,13 +57,12 @@ def latent_format_bpp(codec, image: np.ndarray) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _common.parser(__doc__)
     parser.add_argument("models", nargs="+", help="WaLLoC model files")
     parser.add_argument("--reference", default="mbt2018_mean", help="hyperprior model file or codec config name")
     parser.add_argument("--images", type=int, default=24, help="first N Kodak images")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+    args = _common.parse(parser, argv, models=lambda: [_common.smoke_model("walloc_tiny")], reference="tiny", images=1)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -75,7 +71,7 @@ def main(argv=None) -> int:
     from codeclab.measures import bits_per_pixel
     from codeclab.formats.image_file import decode_image, encode_image
 
-    kodak = Path(os.environ.get("CODECLAB_DATA", ROOT.parent / "shared" / "data")) / "kodak"
+    kodak = _common.data_dir(args.smoke) / "kodak"
     images = [(p.name, read_image(p, notice=None)) for p in list_images(kodak)[: args.images]]
     codecs = {Path(m).stem: load(m) for m in args.models}
     codecs[Path(args.reference).stem] = load(args.reference)
@@ -116,8 +112,8 @@ def main(argv=None) -> int:
     for summary in results.values():
         summary["enc_speedup_vs_reference"] = reference["enc_s"] / summary["enc_s"]
         summary["dec_speedup_vs_reference"] = reference["dec_s"] / summary["dec_s"]
-    if args.json:
-        print(json.dumps(results))
+    if args.json or args.json_file:
+        _common.emit(args, results)
         return 0
     print(f"{len(images)} Kodak images, {torch.get_num_threads()} threads; seconds are medians per image")
     header = f"{'codec':24s} {'enc s':>7s} {'dec s':>7s} {'enc x':>6s} {'bpp':>6s} {'PSNR':>6s} {'ratio':>6s} {'dim red':>7s}"

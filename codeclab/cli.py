@@ -52,10 +52,24 @@ def _model_search_dirs(args, bitstream_path: Path) -> list[Path]:
     return dirs + [bitstream_path.parent, Path("models"), Path("models/zoo")]
 
 
-def _rate_level(codec, args):
+def _rate_level(codec, args) -> int | None:
+    """The level of --quality or --level; without either, a variable-rate model's default quality."""
     from .formats.image_file import quality_level
+    from .formats.model_header import DEFAULT_QUALITY
 
-    return quality_level(codec, args.quality) if args.quality is not None else args.level
+    if args.level is not None:
+        return args.level
+    quality = DEFAULT_QUALITY if args.quality is None and codec.rate_levels else args.quality
+    return None if quality is None else quality_level(codec, quality)
+
+
+def _level_text(codec, level: int | None, args) -> str:
+    from .formats.model_header import DEFAULT_QUALITY
+
+    if level is None:
+        return ""
+    chosen = args.quality is not None or args.level is not None or args.target_bpp is not None
+    return f", level {level} of {codec.rate_levels}" + ("" if chosen else f", the default --quality {DEFAULT_QUALITY}")
 
 
 def cmd_encode(args) -> None:
@@ -75,16 +89,16 @@ def cmd_encode(args) -> None:
     if args.target_bpp is not None:
         if args.refine:
             raise CodecLabError("--refine with --target-bpp is not supported; choose the rate with --quality or --level")
-        data, level = encode_image_at_bpp(codec, image, args.target_bpp, args.tile)
+        data, level = encode_image_at_bpp(codec, image, args.target_bpp, args.tile, progress=not args.quiet)
     else:
         level = _rate_level(codec, args)
-        data = encode_image(codec, image, level, args.tile, args.threads, args.refine, args.refine_lmbda)
+        data = encode_image(codec, image, level, args.tile, args.threads, args.refine, args.refine_lmbda, progress=not args.quiet)
     seconds = time.perf_counter() - start
     write_atomically(args.output, lambda tmp: Path(tmp).write_bytes(data))
     height, width = image.shape[:2]
     bpp = bits_per_pixel(len(data), height, width)
-    at_level = "" if level is None else f", level {level} of {codec.rate_levels}"
-    print(f"{args.output}: {len(data)} bytes, {bpp:.4f} bpp ({width}x{height}{at_level}), encoded in {seconds:.2f} s")
+    print(f"{args.output}: {len(data)} bytes, {bpp:.4f} bpp ({width}x{height}{_level_text(codec, level, args)}), "
+          f"encoded in {seconds:.2f} s")
 
 
 def _encode_video(args) -> None:
@@ -107,13 +121,12 @@ def _encode_video(args) -> None:
     intra_period = args.intra_period if args.intra_period is not None else default_intra_period(codec)
     level = _rate_level(codec, args)
     start = time.perf_counter()
-    encoded = encode_video(codec, clip, intra_period, level)
+    encoded = encode_video(codec, clip, intra_period, level, progress=not args.quiet)
     seconds = time.perf_counter() - start
     write_atomically(args.output, lambda tmp: Path(tmp).write_bytes(encoded.data))
     bpp = bits_per_pixel(len(encoded.data), clip.height, clip.width) / len(clip.frames)
-    at_level = "" if level is None else f", level {level} of {codec.rate_levels}"
     print(f"{args.output}: {len(encoded.data)} bytes, {bpp:.4f} bpp, {len(clip.frames)} frames of {clip.width}x{clip.height} "
-          f"({encoded.kinds.count('I')} I, {encoded.kinds.count('P')} P{at_level}), encoded in {seconds:.2f} s "
+          f"({encoded.kinds.count('I')} I, {encoded.kinds.count('P')} P{_level_text(codec, level, args)}), encoded in {seconds:.2f} s "
           f"({len(clip.frames) / seconds:.2f} frames/s)")
 
 
@@ -134,7 +147,7 @@ def _decode_video(args, data: bytes) -> None:
     codec = _load_model_for(args, header.model_hash)
     start, stop = _frame_range(args.frames_range)
     began = time.perf_counter()
-    clip = decode_video(data, codec, start, stop)
+    clip = decode_video(data, codec, start, stop, progress=not args.quiet)
     seconds = time.perf_counter() - began
     write_video(args.output, clip)
     print(f"{args.output}: {len(clip.frames)} frames of {clip.width}x{clip.height}, decoded in {seconds:.2f} s "
@@ -154,7 +167,7 @@ def _frame_range(text: str | None) -> tuple[int, int | None]:
 def cmd_decode(args) -> None:
     from .formats import container
     from .formats.image_file import decode_image
-    from .formats.video_file import is_video_file
+    from .formats.video_container import is_video_file
 
     _refuse_overwriting(args.output, args.file, *([args.model] if args.model else []))
     data = _read_file(args.file)
@@ -163,21 +176,27 @@ def cmd_decode(args) -> None:
     header, _ = container.unpack(data)
     codec = _load_model_for(args, header.model_hash)
     start = time.perf_counter()
-    image = decode_image(data, codec, args.threads)
+    image = decode_image(data, codec, args.threads, progress=not args.quiet)
     seconds = time.perf_counter() - start
     _write_image(args.output, image)
     print(f"{args.output}: {image.shape[1]}x{image.shape[0]}, decoded in {seconds:.2f} s")
 
 
 def cmd_info(args) -> None:
+    # Headers only: no torch, so this answers in a fraction of a second.
     from .formats import container
-    from .formats.video_file import is_video_file, unpack_video
+    from .formats.model_header import read_header
+    from .formats.video_container import is_video_file, unpack_video
 
-    data = _read_file(args.file)
-    info = unpack_video(data)[0].describe() if is_video_file(data) else container.unpack(data)[0].describe()
-    info["file_bytes"] = len(data)
-    # Per frame for a video (file bytes over all frames).
-    info["bpp"] = round(bits_per_pixel(len(data), info["height"], info["width"]) / info.get("frame_count", 1), 6)
+    if args.file.suffix == ".safetensors":
+        info = read_header(args.file).describe()
+        info["file_bytes"] = args.file.stat().st_size
+    else:
+        data = _read_file(args.file)
+        info = unpack_video(data)[0].describe() if is_video_file(data) else container.unpack(data)[0].describe()
+        info["file_bytes"] = len(data)
+        # Per frame for a video (file bytes over all frames).
+        info["bpp"] = round(bits_per_pixel(len(data), info["height"], info["width"]) / info.get("frame_count", 1), 6)
     print(json.dumps(info, indent=2))
 
 
@@ -186,6 +205,13 @@ def cmd_export(args) -> None:
 
     _refuse_overwriting(args.output, args.source)
     codec = load_source(args.source, args.compressai)
+    if args.onnx:
+        from .formats.onnx_export import export_onnx
+
+        names = ", ".join(path.name for path in export_onnx(codec, args.output))
+        print(f"{args.output}: {names} ({codec.codec_id}, float32, dynamic batch/height/width; quantisation, gains "
+              "and entropy coding stay in CodecLab)")
+        return
     codec = export_model(codec, args.output, args.weights_dtype, args.arithmetic)
     portable = "portable" if codec.entropy_model.portable else "NOT portable (decodes only under the float configuration that wrote it)"
     print(f"{args.output}: {codec.codec_id} {json.dumps(codec.config)}, weights {codec.weights_hash[:16]}, {portable}")
@@ -201,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("-o", "--output", type=Path, required=True)
     rate = encode.add_mutually_exclusive_group()
     rate.add_argument("--quality", type=float, default=None,
-                      help="variable-rate models: 0 (lowest rate) to 1 (highest); the nearest level is used")
+                      help="variable-rate models: 0 (lowest rate) to 1 (highest); the nearest level is used "
+                           "(default 0.5 when no rate is given)")
     rate.add_argument("--level", type=int, default=None, help="variable-rate models: the rate level itself")
     rate.add_argument("--target-bpp", type=float, default=None,
                       help="variable-rate models: the highest level whose file is at most this many bits per pixel")
@@ -212,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="images: N iterations of SGA latent refinement before coding (slow; the reference uses 2000); "
                              "any decoder reads the file")
     encode.add_argument("--refine-lmbda", type=float, default=None,
-                        help="fixed-rate models: the lambda the model was trained for (variable-rate: the level's)")
+                        help="fixed-rate models: the lambda the model was trained for (default: the one its file records; "
+                             "variable-rate: the level's)")
     video = encode.add_argument_group("video")
     video.add_argument("--intra-period", type=int, default=None,
                        help="an I-frame every N frames; -1: the first only (default 12 for video models, 1 for image models)")
@@ -222,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--fps", default=None, help="frame rate N or N:D (PNG folders have none; default 25)")
     encode.add_argument("--coder", default=None,
                         help="entropy coder: codeclab (default) or compressai; decode reads it from the file")
+    encode.add_argument("--quiet", action="store_true", help="no progress bars (shown only on a terminal)")
     encode.set_defaults(func=cmd_encode)
 
     decode = commands.add_parser("decode", help="decode a CodecLab file to an image")
@@ -233,19 +262,24 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("-m", "--model", type=Path, default=None, help="model file; default: found by the file's model hash")
     decode.add_argument("--models-dir", action="append", help="folder searched for the model (repeatable; also $CODECLAB_MODELS)")
     decode.add_argument("--threads", type=int, default=1, help="tiles decoded at once")
+    decode.add_argument("--quiet", action="store_true", help="no progress bars (shown only on a terminal)")
     decode.set_defaults(func=cmd_decode)
 
-    info = commands.add_parser("info", help="print a CodecLab file's header")
-    info.add_argument("file", type=Path)
+    info = commands.add_parser("info", help="print a CodecLab file's header, or a model file's description (with its default rate)")
+    info.add_argument("file", type=Path, help="a CodecLab file, or a model file (.safetensors)")
     info.set_defaults(func=cmd_info)
 
-    export = commands.add_parser("export", help="turn a training checkpoint, a model file or a compressai state_dict into a model file")
+    export = commands.add_parser("export", help="turn a training checkpoint, a model file or a compressai state_dict into a model file "
+                                                     "(or, --onnx, ONNX networks)")
     export.add_argument("source", type=Path, help="training checkpoint (.ckpt), model file (.safetensors) or, with --compressai, a state_dict")
     export.add_argument("--compressai", default=None, metavar="ARCH",
                         help="the source is a compressai state_dict of this model (bmshj2018-hyperprior, mbt2018-mean, ...)")
     export.add_argument("--arithmetic", choices=("integer", "float"), default="integer",
                         help="entropy-parameter networks: integer (default; files decode identically on every machine) or float")
-    export.add_argument("-o", "--output", type=Path, required=True)
+    export.add_argument("-o", "--output", type=Path, required=True, help="model file, or with --onnx a folder")
+    export.add_argument("--onnx", action="store_true",
+                        help="write the transforms (and hyper networks) as ONNX files into the folder -o instead "
+                             "(bmshj2018-factorized, bmshj2018-hyperprior, mbt2018-mean)")
     export.add_argument("--weights-dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                         help="storage of the parameters (half types halve the file; the model computes with the rounded values)")
     export.set_defaults(func=cmd_export)

@@ -38,6 +38,7 @@ def trained_run(tmp_path_factory):
     env = dict(os.environ, WANDB_MODE="disabled")
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir / "stdout.txt").write_text(proc.stdout)
     return run_dir
 
 

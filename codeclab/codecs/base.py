@@ -73,6 +73,9 @@ class Codec(nn.Module):
         self.memory_format = torch.contiguous_format
         # Set when loaded from a model file (see codeclab.formats.model_file); written into bitstreams.
         self.weights_hash: str | None = None
+        # The MSE lambda a fixed-rate model was trained for (recorded in its model file): what
+        # --refine optimises when given no lambda. None: unknown, or not an MSE-trained model.
+        self.training_lmbda: float | None = None
 
     @property
     def downsampling(self) -> int:
@@ -284,7 +287,7 @@ def with_arithmetic(codec: Codec, arithmetic: str) -> Codec:
     converted = build_codec(codec.codec_id, config)
     converted.load_state_dict(codec.state_dict())
     converted.train(codec.training)
-    converted.coder, converted.transform_dtype = codec.coder, codec.transform_dtype
+    converted.coder, converted.transform_dtype, converted.training_lmbda = codec.coder, codec.transform_dtype, codec.training_lmbda
     return converted
 
 

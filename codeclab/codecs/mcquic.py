@@ -63,9 +63,12 @@ class McQuic(Codec):
 
 
 @register_codec("mcquic")
-def mcquic(channels: int = 128, m: int = 2, k: Sequence[int] = (8192, 2048, 512), ema: float = 0.9) -> McQuic:
+def mcquic(channels: int = 128, m: int = 2, k: Sequence[int] = (8192, 2048, 512), ema: float = 0.9,
+           ema_rule: str = "normalized", reassign_rule: str = "release") -> McQuic:
     """McQuic image codec: ``channels`` (128 in the paper, 192 the wider variant), ``m`` codebooks
     per level, ``k`` the codebook sizes from the finest level (``/16``) to the coarsest; any
-    ``len(k)`` gives that many levels. ``ema``: the code-frequency EMA factor."""
+    ``len(k)`` gives that many levels. ``ema``: the code-frequency EMA factor; ``ema_rule``,
+    ``reassign_rule``: the official rules or CodecLab's first ones
+    (:class:`~codeclab.entropy_models.mcquic.McQuicEntropyModel`)."""
     pair = mcquic_transforms(channels)
-    return McQuic(pair.g_a, pair.g_s, McQuicEntropyModel(channels, m, k, ema), pair.stride)
+    return McQuic(pair.g_a, pair.g_s, McQuicEntropyModel(channels, m, k, ema, ema_rule, reassign_rule), pair.stride)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..progress import progress_bar
 from .base import Codec
 
 REFERENCE_ITERATIONS = 2000
@@ -95,18 +96,23 @@ class Refinement:
 
 
 def refinement_lambda(codec: Codec, level: int | None, lmbda: float | None) -> float:
-    """The lambda to refine for: given, or the level's lambda of a variable-rate model."""
+    """The lambda to refine for: given, the level's lambda of a variable-rate model, or the
+    training lambda a fixed-rate model's file records."""
     if lmbda is not None:
         return float(lmbda)
+    if level is None and codec.training_lmbda is not None:
+        return codec.training_lmbda
     if level is None:
         raise ValueError(f"{codec.codec_id or 'this codec'} is a fixed-rate model: refinement needs its training lambda")
     return float(codec.entropy_model.gain_bank.lmbdas[level])
 
 
 def refine_latents(codec: Codec, x: Tensor, level: int | None = None, schedule: SGASchedule = SGASchedule(),
-                   lmbda: float | None = None, size: tuple[int, int] | None = None, seed: int = 0) -> Refinement:
+                   lmbda: float | None = None, size: tuple[int, int] | None = None, seed: int = 0,
+                   progress: bool = False) -> Refinement:
     """SGA over the latents of one padded image ``x`` ``[1, 3, H, W]``; the distortion counts the
-    top-left ``size`` pixels (the image before padding; default all), the rate divides by them."""
+    top-left ``size`` pixels (the image before padding; default all), the rate divides by them.
+    ``progress``: a bar per iteration on a terminal."""
     model = codec.entropy_model
     if not model.refinable:
         raise ValueError(f"{codec.codec_id or type(model).__name__} cannot be refined (its entropy model has no relaxed pass)")
@@ -132,7 +138,7 @@ def refine_latents(codec: Codec, x: Tensor, level: int | None = None, schedule: 
         y = y.clone().requires_grad_(True)
         side = None if side is None else side.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([v for v in (y, side) if v is not None], lr=LEARNING_RATE)
-        for t in range(schedule.iterations):
+        for t in progress_bar(range(schedule.iterations), desc="refine", unit="it", enabled=progress):
             tau = schedule.temperature(t)
             optimizer.zero_grad(set_to_none=True)
             loss(y, side, lambda v, offsets, tau=tau: sga_round(v, offsets, tau, generator)).backward()

@@ -66,11 +66,15 @@ def bmshj2018_hyperprior(N: int = 128, M: int = 192, arithmetic: str = "float") 
 
 @register_codec("mbt2018-mean")
 def mbt2018_mean(N: int = 128, M: int = 192, rate_levels: int = 0, lmbda_min: float = 0.0018, lmbda_max: float = 0.0483,
-                 scale_table_levels: int = 64, arithmetic: str = "float") -> Codec:
+                 scale_table_levels: int = 64, arithmetic: str = "float", lmbdas: Sequence[float] | None = None) -> Codec:
     """Minnen et al., NeurIPS 2018, mean-scale hyperprior without the autoregressive context.
-    ``rate_levels > 0``: one variable-rate model (QVRF gains, :mod:`codeclab.entropy_models.gain`).
+    ``rate_levels > 0``: one variable-rate model (QVRF gains, :mod:`codeclab.entropy_models.gain`;
+    ``lmbdas``: an explicit ladder of ``rate_levels`` lambdas instead of a log-spaced one, e.g.
+    QVRF's official 8, ``codec=mbt2018_mean_qvrf``).
     ``arithmetic="integer"``: exact hyper-synthesis (:mod:`codeclab.entropy_models.integer`)."""
     rate = dict(rate_levels=rate_levels, lmbda_min=lmbda_min, lmbda_max=lmbda_max, scale_table_levels=scale_table_levels)
+    if lmbdas is not None:
+        rate["lmbdas"] = [float(v) for v in lmbdas]
     return _codec(cnn_transforms(N, M), HyperpriorEntropyModel(N, M, arithmetic=arithmetic, **rate))
 
 
@@ -83,23 +87,29 @@ def mbt2018(N: int = 192, M: int = 192) -> Codec:
 
 
 @register_codec("cheng2020-anchor")
-def cheng2020_anchor(N: int = 192, components: int = 3, mixture_layout: str = "official") -> Codec:
+def cheng2020_anchor(N: int = 192, components: int = 3, mixture_layout: str = "official", leaky_slope: float = 0.2,
+                     robust_tails: bool = True) -> Codec:
     """Cheng et al., CVPR 2020: residual-block transforms and the autoregressive context of
     mbt2018 with the paper's discretized Gaussian mixture of ``components`` (3) Gaussians, as the
     official code (``mixture_layout="legacy"``: CodecLab's first mixture, see
     :mod:`codeclab.entropy_models.autoregressive`); ``components=1`` is compressai's
     ``cheng2020-anchor`` (a single Gaussian; its weights load). ``M = N`` (128 up to
-    lambda = 0.0067, 192 above)."""
+    lambda = 0.0067, 192 above). ``leaky_slope`` (0.2, ``tf.nn.leaky_relu``) and ``robust_tails``
+    (the official ``edge_min``/``edge_max``) for the official mixture; model files before format 6
+    keep 0.01 and no tails."""
     return _codec(cheng2020_transforms(N), AutoregressiveEntropyModel(
-        N, N, hyper="cheng2020", components=components, mixture_layout=mixture_layout))
+        N, N, hyper="cheng2020", components=components, mixture_layout=mixture_layout, leaky_slope=leaky_slope,
+        robust_tails=robust_tails))
 
 
 @register_codec("cheng2020-attn")
-def cheng2020_attn(N: int = 192, components: int = 3, mixture_layout: str = "official") -> Codec:
+def cheng2020_attn(N: int = 192, components: int = 3, mixture_layout: str = "official", leaky_slope: float = 0.2,
+                   robust_tails: bool = True) -> Codec:
     """:func:`cheng2020_anchor` with simplified attention blocks in the transforms
     (``components=1``: compressai's ``cheng2020-attn``)."""
     return _codec(cheng2020_transforms(N, attention=True), AutoregressiveEntropyModel(
-        N, N, hyper="cheng2020", components=components, mixture_layout=mixture_layout))
+        N, N, hyper="cheng2020", components=components, mixture_layout=mixture_layout, leaky_slope=leaky_slope,
+        robust_tails=robust_tails))
 
 
 @register_codec("elic")

@@ -8,7 +8,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 from .images import default_test_images, default_train_images, list_images, read_image, to_tensor
 
@@ -72,6 +72,22 @@ class CenterCrops(Dataset):
         return x[:, top : top + p, left : left + p]
 
 
+class CropDraws(Sampler):
+    """``samples`` indices drawn with replacement (a RandomSampler's). Deliberately not a
+    RandomSampler: Lightning's DDP replaces one of those by a DistributedSampler over the images,
+    so each process would get ``images / processes`` crops an epoch (zero batches for the 7
+    bundled photographs), whereas it splits these draws: ``samples / processes`` each."""
+
+    def __init__(self, dataset: Dataset, samples: int):
+        self.draws = RandomSampler(dataset, replacement=True, num_samples=samples)
+
+    def __iter__(self):
+        return iter(self.draws)
+
+    def __len__(self) -> int:
+        return len(self.draws)
+
+
 class ImageDataModule(pl.LightningDataModule):
     """Lightning data module over image folders.
 
@@ -119,7 +135,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.val_set = CenterCrops(val, self.val_patch_size, self.val_max_images)
 
     def train_dataloader(self):
-        sampler = RandomSampler(self.train_set, replacement=True, num_samples=self.samples_per_epoch)
+        sampler = CropDraws(self.train_set, self.samples_per_epoch)
         return DataLoader(
             self.train_set, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
             drop_last=True, persistent_workers=self.num_workers > 0,

@@ -1,5 +1,5 @@
 """Video files in and out: Y4M (4:2:0, 8-bit), folders of PNG frames, and any container ffmpeg
-reads (MP4, MKV, ...; through imageio-ffmpeg's bundled binary).
+reads (MP4, MKV, ...; through imageio-ffmpeg's reader).
 
 A clip is a :class:`Clip`: RGB ``uint8 [H, W, 3]`` frames plus what a faithful Y4M output needs
 (frame rate, and the range and matrix that map its 4:2:0 samples to RGB). Y4M carries the range
@@ -200,19 +200,12 @@ def read_png_folder(folder: Path, max_frames: int | None = None) -> Clip:
 # ffmpeg containers --------------------------------------------------------------------------
 
 
-def ffmpeg_executable() -> str:
-    """The ffmpeg binary bundled with imageio-ffmpeg (x264 and x265 included)."""
+def read_with_ffmpeg(path: Path, max_frames: int | None = None) -> Clip:
+    """Any container and codec ffmpeg decodes, as RGB frames (ffmpeg's own YUV->RGB conversion)."""
     try:
         import imageio_ffmpeg
     except ImportError:
         raise CodecLabError("reading this video needs imageio-ffmpeg (pip install imageio-ffmpeg)") from None
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def read_with_ffmpeg(path: Path, max_frames: int | None = None) -> Clip:
-    """Any container and codec ffmpeg decodes, as RGB frames (ffmpeg's own YUV->RGB conversion)."""
-    ffmpeg_executable()
-    import imageio_ffmpeg
 
     try:
         reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")

@@ -24,8 +24,14 @@ network passes when decoding; compressai does the same).
 (``ZhengxueCheng/Learned-Image-Compression-with-GMM-and-Attention``, ``entropy_parameter`` and
 ``train`` in ``src/*_joint_gmm*.py``)::
 
-    EP: 4M -> 640 -> 640 -> 3 K M (last layer without bias), leaky ReLU
+    EP: 4M -> 640 -> 640 -> 3 K M (last layer without bias), tf.nn.leaky_relu (slope 0.2)
     y = clip(y, -255, 256);   z = h_a(stop_gradient(y))    (the rate of z does not train g_a)
+    robust tails: at y_hat = -255 the likelihood is the mass below -254.5 (edge_min), at 256
+    the mass above 255.5 (edge_max), so the clipped values keep the whole tail
+
+``leaky_slope`` (default 0.2, the official ``tf.nn.leaky_relu``) and ``robust_tails`` (default
+on, the official ``edge_min``/``edge_max``) apply to the official mixture; cheng2020 model files
+before format 6 keep CodecLab's first 0.01 (``nn.LeakyReLU()``) and no tails.
 
 ``"legacy"`` is CodecLab's first mixture (model files before format 5): mbt2018's widths
 ``10M/3, 8M/3`` with a bias, no clip, ``h_a`` trained through ``y``, and the legacy channel order.
@@ -81,7 +87,8 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
     serial context is not an integer network here."""
 
     def __init__(self, N: int, M: int, quantizer: str = "noise", arithmetic: str = "float", hyper: str = "mbt2018",
-                 components: int = 1, mixture_layout: str = "official"):
+                 components: int = 1, mixture_layout: str = "official", leaky_slope: float = 0.2,
+                 robust_tails: bool = True):
         if arithmetic != "float":
             raise ValueError("the autoregressive context has no integer path (arithmetic must be 'float')")
         if hyper == "cheng2020":
@@ -97,7 +104,11 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
         self.components = int(components)
         self.mixture = GaussianMixtureConditional(self.components, mixture_layout) if self.components > 1 else None
         if self.official_mixture:
-            self.entropy_parameters = entropy_parameters(4 * M, OFFICIAL_MIXTURE_HIDDEN, 3 * self.components * M, last_bias=False)
+            self.leaky_slope = float(leaky_slope)
+            if robust_tails:
+                self.mixture.edges = OFFICIAL_LATENT_RANGE
+            self.entropy_parameters = entropy_parameters(4 * M, OFFICIAL_MIXTURE_HIDDEN, 3 * self.components * M,
+                                                         last_bias=False, negative_slope=self.leaky_slope)
         else:
             out = 2 * M if self.mixture is None else 3 * self.components * M
             self.entropy_parameters = entropy_parameters(4 * M, (10 * M // 3, 8 * M // 3), out)

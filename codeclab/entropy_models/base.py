@@ -196,12 +196,13 @@ def default_hidden(M: int) -> int:
 
 
 def entropy_parameters(in_channels: int, hidden: int | tuple[int, int], out_channels: int,
-                       last_bias: bool = True) -> nn.Sequential:
+                       last_bias: bool = True, negative_slope: float = 0.01) -> nn.Sequential:
     """The 1x1-convolution network mapping context features to ``(scales, means)``; ``hidden``:
-    the widths of its two hidden layers (one int: both)."""
+    the widths of its two hidden layers (one int: both); ``negative_slope``: of its leaky ReLUs
+    (0.01, PyTorch's and compressai's; 0.2 is TensorFlow's ``tf.nn.leaky_relu``)."""
     first, second = (hidden, hidden) if isinstance(hidden, int) else hidden
     return nn.Sequential(
-        nn.Conv2d(in_channels, first, 1), nn.LeakyReLU(inplace=True),
-        nn.Conv2d(first, second, 1), nn.LeakyReLU(inplace=True),
+        nn.Conv2d(in_channels, first, 1), nn.LeakyReLU(negative_slope, inplace=True),
+        nn.Conv2d(first, second, 1), nn.LeakyReLU(negative_slope, inplace=True),
         nn.Conv2d(second, out_channels, 1, bias=last_bias),
     )

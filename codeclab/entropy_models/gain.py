@@ -15,6 +15,19 @@ are learned in the log domain and rounded to the grid with a straight-through gr
 balances ``lambda * MSE`` scales as ``1 / sqrt(lambda)``), or one grid step above the level
 below where that is closer, so that every level starts with a gain of its own.
 
+With the default 64 levels over ``[0.0018, 0.0483]`` the ``sqrt`` rule applies at none of the 63
+levels: adjacent lambdas are 1.054x apart, a ``sqrt`` step of 1.027x, below one grid step (1.0309x
+with 256 tables, 1.131x with 64), so every level starts one grid step above the one below
+(gains ``1.0309^l``, up to 6.79 with 256 tables, 2327 with the default 64-entry table). The shipped
+``models/zoo/mbt2018_mean_vr.safetensors`` was trained from that start.
+
+QVRF's official ladder (bytedance/QRAF, commit 7d8da1f, ``ScaleHyperprior.py``): 8 levels,
+``lmbda = [0.0018, 0.0035, 0.0067, 0.0130, 0.025, 0.0483, 0.0932, 0.18]`` and gains initialised at
+``sqrt(lmbda_l / lmbda_0)`` = ``1.0000, 1.3944, 1.9293, 2.6874, 3.7268, 5.1801, 7.1957, 10.0000``;
+``lmbdas=`` gives such an explicit ladder (``codec=mbt2018_mean_qvrf``), where the ``sqrt`` rule
+holds at every level (to within half a grid step). Its stage 1, a single-rate pre-training at the
+largest lambda with gain 1, is ``module.single_rate_steps`` (:mod:`codeclab.training.rate_distortion`).
+
 Deviation from QVRF: QVRF draws one level per batch; here every training sample draws its own
 (the loss uses each sample's ``lambda``), which gives every batch the whole rate range.
 """
@@ -22,6 +35,7 @@ Deviation from QVRF: QVRF draws one level per batch; here every training sample 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -30,13 +44,22 @@ from torch import Tensor, nn
 class GainBank(nn.Module):
     """``levels`` gains and their lambdas; ``grid_ratio`` is the scale table's ratio ``r``."""
 
-    def __init__(self, levels: int = 64, lmbda_min: float = 0.0018, lmbda_max: float = 0.0483, grid_ratio: float = 1.0):
+    def __init__(self, levels: int = 64, lmbda_min: float = 0.0018, lmbda_max: float = 0.0483, grid_ratio: float = 1.0,
+                 lmbdas: Sequence[float] | None = None):
         super().__init__()
+        if lmbdas is not None:  # an explicit ladder (QVRF's official 8 levels)
+            lmbdas = [float(v) for v in lmbdas]
+            if any(b <= a for a, b in zip(lmbdas, lmbdas[1:])) or len(lmbdas) != levels:
+                raise ValueError(f"lmbdas must be {levels} increasing values, got {lmbdas}")
+            lmbda_min, lmbda_max = lmbdas[0], lmbdas[-1]
         if levels < 2 or not 0 < lmbda_min < lmbda_max or grid_ratio <= 1:
             raise ValueError(f"need levels >= 2, 0 < lmbda_min < lmbda_max and grid_ratio > 1; got {levels}, "
                              f"{lmbda_min}, {lmbda_max}, {grid_ratio}")
         self.levels, self.log_ratio = int(levels), math.log(grid_ratio)
-        lmbdas = torch.exp(torch.linspace(math.log(lmbda_min), math.log(lmbda_max), self.levels))
+        if lmbdas is not None:
+            lmbdas = torch.tensor(lmbdas, dtype=torch.float32)
+        else:
+            lmbdas = torch.exp(torch.linspace(math.log(lmbda_min), math.log(lmbda_max), self.levels))
         self.register_buffer("lmbdas", lmbdas)
         # Grid units (k, continuous while training) of levels 1..L-1; level 0 is fixed at k = 0.
         steps = torch.maximum(0.5 * torch.log(lmbdas[1:] / lmbdas[0]) / self.log_ratio, torch.arange(1.0, self.levels))

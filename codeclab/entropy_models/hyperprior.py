@@ -63,7 +63,7 @@ class HyperpriorEntropyModel(LatentEntropyModel):
 
     def __init__(self, N: int, M: int, quantizer: str = "noise", rate_levels: int = 0, lmbda_min: float = 0.0018,
                  lmbda_max: float = 0.0483, scale_table_levels: int = SCALES_LEVELS, arithmetic: str = "float",
-                 h_a: nn.Module | None = None, h_s: nn.Module | None = None):
+                 h_a: nn.Module | None = None, h_s: nn.Module | None = None, lmbdas: list[float] | None = None):
         super().__init__(quantizer)
         if arithmetic not in ARITHMETICS:
             raise ValueError(f"arithmetic must be one of {', '.join(ARITHMETICS)}, got {arithmetic!r}")
@@ -75,7 +75,7 @@ class HyperpriorEntropyModel(LatentEntropyModel):
         self.gaussian_conditional = GaussianConditional(scale_levels=scale_table_levels)
         self.rate_levels = int(rate_levels)
         if self.rate_levels:
-            self.gain_bank = GainBank(rate_levels, lmbda_min, lmbda_max, self.gaussian_conditional.grid_ratio)
+            self.gain_bank = GainBank(rate_levels, lmbda_min, lmbda_max, self.gaussian_conditional.grid_ratio, lmbdas)
         self.integer_networks(self.h_s)
 
     @property

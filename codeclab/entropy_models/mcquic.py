@@ -24,8 +24,12 @@ Training replaces ``q_l`` by the hard Gumbel-softmax sample of the logits (tempe
 straight-through) dotted with the codebook, exactly as the official ``_multiCodebookQuantization``.
 
 Entropy coding: no context. Each codebook has a static frequency table, tracked during training
-by the official EMA of code counts (``ema = 0.9``: a count that exceeds the average replaces it at
-once, otherwise ``f <- 0.1 count + 0.9 f``; initial 1). The float EMA is turned into integer
+by the official EMA of the normalised code counts (``ema_rule="normalized"``, the released commit
+3dc1a82 and HEAD of xiaosu-zhu/McQuic, ``mcquic/modules/entropyCoder.py``: ``p = count / sum count``,
+``f <- (1 - ema) p + ema f`` with ``ema = 0.9``, starting at ``1 / K``). ``ema_rule="counts"`` is
+the pre-April-2022 rule CodecLab first implemented (raw counts, initial 1, a count above the
+average replaces it at once, otherwise ``f <- 0.1 count + 0.9 f``); McQuic model files before
+format 6 keep it. The float EMA is turned into integer
 ``counts`` (``max(round(f / sum f * 2^16), 1)``, the official 16-bit normalisation) after every
 training step; the counts are buffers of the model, so they travel in its file. Coding order::
 
@@ -39,8 +43,17 @@ Exact: the indices round-trip bit for bit on any machine (integer tables from in
 (0.1275 at m = 2, K = 8192, 2048, 512). The restoration ``y_hat`` is a float function of the
 indices: identical on the machine configuration that encoded, as any float synthesis.
 
+Dead-codeword reassignment (``reassign_rule``): ``"release"`` (default) as the released commit
+3dc1a82: codewords whose normalised frequency is below ``1e-6`` are dead; when more than ``K/2``
+are, a random ``K/2`` of them are kept dead and the rest spared; each dead codeword is overwritten
+by a codeword drawn at random (``randperm``) among the ``K - dead`` most used ones, and a codeword
+counts as changed when it moved by more than ``1e-6`` (squared). ``"head"``: HEAD's deterministic
+copy of the most used codewords in order (changed: more than ``1e-4``), CodecLab's first rule
+(the stored ``mcquic/modules/quantizer.py`` at commit 05a214a2d430984699ea835aeefc1d0c0f53e358 reads so;
+3dc1a82's rule is as issue 29's audit of that commit describes it).
+
 Deviations from the official code: the heads' blocks are McQuic's (:mod:`codeclab.transforms.mcquic`)
-from the stored version of the repository, not verified against the paper-era commit 3dc1a82;
+from the stored version of the repository (not compared block by block with commit 3dc1a82);
 ``eps`` of the temperature's lower bound is 1e-6; tables are 16-bit as the official ones but are
 coded by the project's rANS; the permutation trick (``permutationRate``, 0 in the official
 configs) is not implemented; DDP all-reduces of the counts are left to Lightning (one process
@@ -64,9 +77,13 @@ from .base import ENTROPY_MODELS, LatentEntropyModel
 
 TABLE_PRECISION = 16
 EPS = 1e-6
+EMA_RULES = ("normalized", "counts")
+REASSIGN_RULES = ("release", "head")
+# The official temperature of the straight-through Gumbel-softmax (``_sample(x, 1.0)``).
+GUMBEL_TEMPERATURE = 1.0
 
 
-def gumbel_softmax_hard(logits: Tensor, temperature: float = 1.0) -> Tensor:
+def gumbel_softmax_hard(logits: Tensor, temperature: float = GUMBEL_TEMPERATURE) -> Tensor:
     """One-hot of ``argmax(logits + Gumbel noise)`` in the forward pass, the gradient of
     ``softmax((logits + g) / temperature)`` (straight-through), over the last dimension."""
     uniforms = torch.rand_like(logits).clamp_(EPS, 1 - EPS)
@@ -123,7 +140,7 @@ class MultiCodebookQuantizer(nn.Module):
         """``(q, indices, logits)``: the straight-through Gumbel sample's codewords ``[n, C, h, w]``,
         ``argmax(logits)`` ``[n, m, h, w]`` and the logits."""
         logits = self.logits(x)
-        return self.dequantize(gumbel_softmax_hard(logits)), logits.argmax(-1), logits
+        return self.dequantize(gumbel_softmax_hard(logits, GUMBEL_TEMPERATURE)), logits.argmax(-1), logits
 
 
 class QuantizationLevel(nn.Module):
@@ -161,17 +178,28 @@ class McQuicEntropyModel(LatentEntropyModel):
       m: codebooks per level (the paper's default 2).
       k: codebook size per level, finest first (``[8192, 2048, 512]``); ``len(k)`` is ``L``.
       ema: the official EMA factor of the code frequencies (0.9).
+      ema_rule: ``"normalized"`` (the official rule) or ``"counts"`` (the pre-April-2022 one).
+      reassign_rule: ``"release"`` (commit 3dc1a82) or ``"head"`` (the repository's HEAD).
     """
 
     refinable = False
 
-    def __init__(self, channels: int = 128, m: int = 2, k: Sequence[int] = (8192, 2048, 512), ema: float = 0.9):
+    def __init__(self, channels: int = 128, m: int = 2, k: Sequence[int] = (8192, 2048, 512), ema: float = 0.9,
+                 ema_rule: str = "normalized", reassign_rule: str = "release"):
         super().__init__("ste")
+        if ema_rule not in EMA_RULES:
+            raise ValueError(f"ema_rule must be one of {', '.join(EMA_RULES)}, got {ema_rule!r}")
+        if reassign_rule not in REASSIGN_RULES:
+            raise ValueError(f"reassign_rule must be one of {', '.join(REASSIGN_RULES)}, got {reassign_rule!r}")
+        self.ema_rule, self.reassign_rule = ema_rule, reassign_rule
         k = [int(v) for v in ([k] if isinstance(k, int) else k)]
         if not k:
             raise ValueError("k must name at least one codebook size")
         self.channels, self.m, self.k, self.ema = int(channels), int(m), k, float(ema)
         self.levels = nn.ModuleList(QuantizationLevel(self.channels, self.m, ki, i == len(k) - 1) for i, ki in enumerate(k))
+        if ema_rule == "normalized":  # the official start: uniform probabilities
+            for level in self.levels:
+                level.freq_ema.fill_(1.0 / level.quantizer.k)
         self.num_streams = len(k)
         self.downsampling = 2 ** len(k)
 
@@ -179,12 +207,16 @@ class McQuicEntropyModel(LatentEntropyModel):
 
     @torch.no_grad()
     def update_frequencies(self, codes: list[Tensor]) -> None:
-        """The official EMA of the code counts (``codes``: per level ``[n, m, h, w]``), then ``counts``."""
+        """The EMA of the code counts (``codes``: per level ``[n, m, h, w]``; ``ema_rule``), then ``counts``."""
         for level, code in zip(self.levels, codes):
             total = F.one_hot(code.permute(1, 0, 2, 3).reshape(self.m, -1), level.quantizer.k).sum(1).to(level.freq_ema)
-            decay = 1 - self.ema
-            averaged = decay * total + (1 - decay) * level.freq_ema
-            level.freq_ema.copy_(torch.where(total > level.freq_ema, total, averaged))
+            if self.ema_rule == "normalized":
+                normalized = total / total.sum(-1, keepdim=True)
+                level.freq_ema.copy_((1 - self.ema) * normalized + self.ema * level.freq_ema)
+            else:
+                decay = 1 - self.ema
+                averaged = decay * total + (1 - decay) * level.freq_ema
+                level.freq_ema.copy_(torch.where(total > level.freq_ema, total, averaged))
             level.counts.copy_(self.counts_from(level.freq_ema))
 
     @staticmethod
@@ -199,24 +231,34 @@ class McQuicEntropyModel(LatentEntropyModel):
 
     @torch.no_grad()
     def reassign_dead_codewords(self, generator: torch.Generator | None = None) -> float:
-        """The official ``reAssignCodebook``: codewords whose normalised frequency is below ``eps``
-        are overwritten by the most frequent codewords (at most ``K/2`` per codebook, picked at
-        random among the dead ones). Returns the fraction of codewords changed."""
+        """The official ``reAssignCodebook`` (``reassign_rule``, module docstring): codewords whose
+        normalised frequency is below ``1e-6`` are overwritten by frequent ones (at most ``K/2`` per
+        codebook, picked at random among the dead ones). Returns the fraction of codewords changed."""
         changed = []
+        release = self.reassign_rule == "release"
         for level, freq in zip(self.levels, self.normalized_frequencies()):
             codebook = level.quantizer.codebook
             new = codebook.detach().clone()
             k = level.quantizer.k
             for g in range(self.m):
-                dead = (freq[g] < EPS).nonzero().flatten()
-                if dead.numel() > k // 2:
-                    keep = torch.randperm(dead.numel(), generator=generator)[: k // 2]
-                    dead = dead[keep.to(dead.device)].sort().values
+                f = freq[g].clone()
+                dead = (f < EPS).nonzero().flatten()
+                cap = k // 2
+                if dead.numel() > cap:
+                    perm = torch.randperm(dead.numel(), generator=generator).to(dead.device)
+                    f[dead[perm[cap:]]] = 1.0  # spared: counted among the used ones (release)
+                    dead = dead[perm[:cap]].sort().values
                 if dead.numel() == 0:
                     continue
-                order = torch.argsort(freq[g], descending=True, stable=True)
-                new[g, dead] = codebook[g, order[: dead.numel()]]
-            changed.append((((new - codebook) ** 2).sum(-1) > 1e-4).flatten())
+                order = torch.argsort(f if release else freq[g], descending=True, stable=True)
+                if release:  # a random draw among the K - dead most used codewords
+                    pool = order[: k - dead.numel()]
+                    sources = pool[torch.randperm(pool.numel(), generator=generator)[: dead.numel()].to(pool.device)]
+                else:  # HEAD: the most used codewords in order
+                    sources = order[: dead.numel()]
+                new[g, dead] = codebook[g, sources]
+            moved = 1e-6 if release else 1e-4
+            changed.append((((new - codebook) ** 2).sum(-1) > moved).flatten())
             codebook.copy_(new)
         return float(torch.cat(changed).float().mean())
 

@@ -50,6 +50,9 @@ class GaussianMixtureConditional(nn.Module):
             raise ValueError(f"layout must be one of {sorted(LIKELIHOOD_BOUNDS)}, got {layout!r}")
         self.components, self.layout = int(components), layout
         self.likelihood_bound = LIKELIHOOD_BOUNDS[layout]
+        # (edge_min, edge_max): the official robust tails, the whole mass below edge_min + 1/2
+        # and above edge_max - 1/2 at the clip's ends; None: every value an interval of width 1.
+        self.edges: tuple[float, float] | None = None
 
     def split(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``[B, 3 K M, ...]`` -> weights (softmax over ``K``), means, scales (bounded), each ``[B, K, M, ...]``."""
@@ -67,6 +70,9 @@ class GaussianMixtureConditional(nn.Module):
         values = values.unsqueeze(1)
         upper = _standardized_cumulative((values + 0.5 - means) / scales)
         lower = _standardized_cumulative((values - 0.5 - means) / scales)
+        if self.edges is not None:  # tf.where(y <= edge_min, upper, ...), tf.where(y >= edge_max, 1 - lower, ...)
+            upper = torch.where(values >= self.edges[1], torch.ones_like(upper), upper)
+            lower = torch.where(values <= self.edges[0], torch.zeros_like(lower), lower)
         return (weights * (upper - lower)).sum(1).clamp_min(self.likelihood_bound)
 
     def _windows(self, params: Tensor) -> tuple[Tensor, int, np.ndarray]:

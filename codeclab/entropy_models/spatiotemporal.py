@@ -26,10 +26,21 @@ columns each side, bottom row from the centre on masked), coded position by posi
 from the hyper and temporal priors alone, non-anchors add a 5x5 convolution over the decoded
 anchors, as :mod:`.checkerboard`), or ``"none"`` (the paper's ablation without a spatial prior).
 
+Training, as the official code (tinyvision/IPCodec ``networks/IP_network.py``): the rate of the
+residual is the likelihood of the rounded residual (``residual_rate="rounded"``:
+``round(r - mu) + mu``, straight-through) and the spatial prior sees the rounded residual
+(``context_input="rounded"``). ``"noise"`` for either is CodecLab's first choice, additive
+uniform noise (``r + U(-1/2, 1/2)``); STEM model files before format 6 (``models/stem.safetensors``)
+keep it. Neither changes what is coded.
+
 Deviations (named in the README): the official code models the integer residual with a Laplace
 ``(mu, exp(s))``; here it is the project's Gaussian conditional with mean-offset rounding, the
 same coding as the image codec's I-frames (the frozen mbt2018-mean latents are not on an integer
-grid). Input channels of the entropy parameters are ordered ``[hyper, temporal, spatial]``
+grid). The official ``z`` prior is a per-channel ``Laplace(mu, exp(sigma))`` with learned
+``mu, sigma``; here it is Ballé's factorized density (the project's ``EntropyBottleneck``), whose
+integer tables the coder already serves exactly on every machine; a per-channel Laplace would
+need its own table builder, and the shipped ``models/stem.safetensors`` was trained with the
+factorized prior. Input channels of the entropy parameters are ordered ``[hyper, temporal, spatial]``
 (``[spatial, temporal, hyper]`` in the official code), which only permutes a 1x1 layer's weights.
 With ``rate_levels`` (the frozen image codec is variable-rate), the level's gain scales what is
 coded exactly as for the image codec's I-frames (:mod:`.gain`).
@@ -47,7 +58,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..transforms.layers import conv, deconv
-from .base import ENTROPY_MODELS, DecodeStep, EncodeStep, QuantizeStep
+from .base import ENTROPY_MODELS, DecodeStep, EncodeStep, LatentEntropyModel, QuantizeStep
 from .gain import GainStep
 from .checkerboard import CheckerboardSpatialContext, code_checkerboard
 from .hyperprior import HyperpriorEntropyModel, _NullEncoder
@@ -56,6 +67,16 @@ from .latent_coding import decode_factorized, encode_factorized, quantize_factor
 # TensorFlow's tf.nn.leaky_relu default, used by every STEM layer.
 LEAKY_SLOPE = 0.2
 SPATIAL_PRIORS = ("masked", "checkerboard", "none")
+TRAINING_INPUTS = ("rounded", "noise")
+
+
+class RoundedRateStep(QuantizeStep):
+    """Training pass of the official STEM: ``r_hat = round(r - mu) + mu`` (straight-through) and
+    the likelihood of that rounded value (no noise)."""
+
+    def _group(self, y, scales, means):
+        y_hat = LatentEntropyModel.round_ste(y, means)
+        return y_hat, self.gaussian.likelihood(y_hat, scales, means)
 
 
 def _leaky() -> nn.LeakyReLU:
@@ -127,9 +148,14 @@ class SpatiotemporalEntropyModel(HyperpriorEntropyModel):
 
     refinable = False  # P-frames code a residual against a reference: not refined (yet)
 
-    def __init__(self, N: int, M: int, spatial: str = "masked", **options):
+    def __init__(self, N: int, M: int, spatial: str = "masked", residual_rate: str = "rounded",
+                 context_input: str = "rounded", **options):
         if spatial not in SPATIAL_PRIORS:
             raise ValueError(f"spatial must be one of {', '.join(SPATIAL_PRIORS)}, got {spatial!r}")
+        for name, value in (("residual_rate", residual_rate), ("context_input", context_input)):
+            if value not in TRAINING_INPUTS:
+                raise ValueError(f"{name} must be one of {', '.join(TRAINING_INPUTS)}, got {value!r}")
+        self.residual_rate, self.context_input = residual_rate, context_input
         super().__init__(N, M, h_a=stem_hyper_analysis(N, M), h_s=stem_hyper_synthesis(N, M), **options)
         self.spatial = spatial
         self.temporal_prior = temporal_prior(M)
@@ -145,7 +171,8 @@ class SpatiotemporalEntropyModel(HyperpriorEntropyModel):
     def forward(self, y: Tensor, reference: Tensor, level=None) -> dict:
         z = self.h_a(torch.cat([y, reference], 1))
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        step = self._step(QuantizeStep(self.gaussian_conditional, self.quantizer), level)
+        rounded = self.training and self.residual_rate == "rounded"
+        step = self._step((RoundedRateStep if rounded else QuantizeStep)(self.gaussian_conditional, self.quantizer), level)
         r_hat, y_likelihoods = self.code_residual(y - reference, self.h_s(z_hat), self.temporal_prior(reference), step)
         return {"y_hat": r_hat + reference, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
@@ -179,9 +206,10 @@ class SpatiotemporalEntropyModel(HyperpriorEntropyModel):
         if self.spatial == "checkerboard":
             return code_checkerboard(r, features, step, self.entropy_parameters, self.context)
         if isinstance(step.step if isinstance(step, GainStep) else step, QuantizeStep):
-            # Parallel pass, as the autoregressive image model: the context sees r + noise in
-            # training and round(r) in evaluation (estimates only; coding is serial and exact).
-            r_tilde = r + torch.empty_like(r).uniform_(-0.5, 0.5) if self.training else torch.round(r)
+            # Parallel pass (estimates only; coding is serial and exact): the context sees round(r),
+            # as the official code, or r + noise in training (context_input="noise").
+            noisy = self.training and self.context_input == "noise"
+            r_tilde = r + torch.empty_like(r).uniform_(-0.5, 0.5) if noisy else torch.round(r)
             scales, means = self.entropy_parameters(torch.cat([features, self.context(r_tilde)], 1)).chunk(2, 1)
             return step(r, scales, means)
         return self._code_serially(r, features, step), None

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 
 from codeclab.errors import CodecLabError
-from codeclab.evaluation.bd_rate import METHODS, bd
-from codeclab.evaluation.curves import PSNR, read_curve
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -23,7 +21,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "result JSON or 'bpp, value' text files.")
     p.add_argument("curve", help="RD curve file of the codec under test")
     p.add_argument("--anchor", required=True, help="RD curve file of the reference codec")
-    p.add_argument("--method", choices=METHODS, default="cubic",
+    # No argparse choices: they would need bd_rate (numpy) to build every codeclab command's parser;
+    # bd() refuses an unknown method with a one-line error.
+    p.add_argument("--method", default="cubic",
                    help="cubic: VCEG-M33 polynomial fit; pchip/akima: JVET piecewise cubic")
     p.add_argument("--metric", default=None,
                    help="quality metric key (psnr-rgb, ms-ssim-rgb, ms-ssim-rgb-db, psnr-y); also "
@@ -36,6 +36,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _quality(path: str, metric: str | None):
+    from codeclab.evaluation.curves import PSNR, read_curve
+
     curve = read_curve(path, metric=metric.removesuffix("-db") if metric else None)
     metric = metric or PSNR
     q = curve.quality(metric)
@@ -46,6 +48,9 @@ def _quality(path: str, metric: str | None):
 
 def run(args: argparse.Namespace) -> int:
     """Compute and print; user errors raise :class:`CodecLabError` (printed by ``codeclab``)."""
+    from codeclab.evaluation.bd_rate import bd
+    from codeclab.evaluation.curves import PSNR
+
     metric = args.metric or PSNR
     anchor, qa = _quality(args.anchor, args.metric)
     test, qt = _quality(args.curve, args.metric)

@@ -23,7 +23,6 @@ import importlib
 import importlib.metadata
 import io
 import re
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, features
+
+from ..errors import CodecLabError
+from ..ffmpeg import ffmpeg_executable, ffmpeg_has
 
 # Pillow format -> (features.version name, library label) for the version record.
 _PIL_LIBS = {
@@ -157,17 +159,11 @@ class Jpeg2000Codec(PillowCodec):
         return {"quality_mode": "rates", **self.params, "quality_layers": [24.0 / float(setting)]}
 
 
-@functools.lru_cache(maxsize=None)
-def _ffmpeg_has(encoder: str) -> bool:
-    out = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True)
-    return re.search(rf"\s{re.escape(encoder)}\s", out.stdout) is not None
-
-
 def _run(cmd: list[str], data: bytes) -> bytes:
     proc = subprocess.run(cmd, input=data, capture_output=True)
     if proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
-        raise RuntimeError(f"{cmd[0]} failed: {tail[0]}")
+        raise RuntimeError(f"ffmpeg failed: {tail[0]}")
     return proc.stdout
 
 
@@ -185,15 +181,17 @@ class FFmpegHEVC(ClassicCodec):
     _SCALE = "accurate_rnd+full_chroma_int+full_chroma_inp"
 
     def available(self) -> str | None:
-        if shutil.which("ffmpeg") is None:
-            return "ffmpeg is not installed (apt-get install ffmpeg)"
-        if not _ffmpeg_has("libx265"):
+        try:
+            ffmpeg_executable()
+        except CodecLabError as err:
+            return str(err)
+        if not ffmpeg_has("libx265"):
             return "this ffmpeg has no libx265 encoder"
         return None
 
     @functools.cached_property
     def _versions(self) -> str:
-        ff = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout
+        ff = subprocess.run([ffmpeg_executable(), "-version"], capture_output=True, text=True).stdout
         ff_ver = ff.split()[2] if ff.startswith("ffmpeg version") else "?"
         # x265 prints its version only while encoding: code a tiny frame at info level.
         tiny = np.zeros((16, 16, 3), np.uint8)
@@ -211,7 +209,7 @@ class FFmpegHEVC(ClassicCodec):
 
     def _encode_cmd(self, w: int, h: int, qp: int, log: str = "error") -> list[str]:
         return [
-            "ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+            ffmpeg_executable(), "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
             "-s", f"{w}x{h}", "-i", "-",
             "-vf", f"scale=out_color_matrix=bt601:out_range=full:flags={self._SCALE}",
             "-pix_fmt", self.pix_fmt, "-c:v", "libx265", "-preset", self.preset,
@@ -226,7 +224,7 @@ class FFmpegHEVC(ClassicCodec):
         return _run(self._encode_cmd(w, h, setting), np.ascontiguousarray(image).tobytes())
 
     def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
-        raw = _run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "hevc", "-i", "-",
+        raw = _run([ffmpeg_executable(), "-hide_banner", "-loglevel", "error", "-f", "hevc", "-i", "-",
                     "-vf", f"scale=in_color_matrix=bt601:in_range=full:flags={self._SCALE}",
                     "-pix_fmt", "rgb24", "-f", "rawvideo", "-"], data)
         return np.frombuffer(raw, np.uint8).reshape(shape).copy()

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from tqdm import tqdm
 
 from codeclab.evaluation import metrics
 from codeclab.evaluation.classic import ClassicCodec
 from codeclab.measures import bits_per_pixel
+from codeclab.progress import progress_bar
 
 CACHE_VERSION = 1  # bump when what a point contains or how it is measured changes
 
@@ -199,8 +199,7 @@ def evaluate(
         ident = codec.identity()
         plan("classic", codec, lambda _s, ident=ident: ident, ident["version"], codec.ladder)
 
-    bar = tqdm(total=len(order), initial=len(results), desc="eval", unit="pt",
-               disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(order), initial=len(results), desc="eval", unit="pt", enabled=progress)
 
     def done(job: Job, rec: dict) -> None:
         cache.put(job.key, rec)

@@ -11,9 +11,11 @@ Protocol (every frame of each sequence, no cropping):
   YUV PSNR with 6:1:1 weighting (against the source 4:2:0 planes, after converting a learned
   codec's RGB output to 4:2:0 with the same matrix) and RGB MS-SSIM. An x264/x265 output is
   converted to RGB by the project with the same matrix, never by ffmpeg.
-* **Anchors.** x264 and x265 through ffmpeg (imageio-ffmpeg's build), constant QP, no B-frames,
-  ``-tune zerolatency``, the same intra period as the learned codec (``-1``: one I-frame, scene
-  cut off), one thread.
+* **Anchors.** x264 and x265 (``configs/video_anchors/``) through ffmpeg (:mod:`codeclab.ffmpeg`:
+  a system ffmpeg, else imageio-ffmpeg's), constant QP, no B-frames, ``-tune zerolatency``, the
+  same intra period as the learned codec (``-1``: one I-frame, scene cut off), one thread.
+
+:func:`run_video_eval` runs the stages of ``eval_video.py`` (``configs/eval_video.yaml``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import numpy as np
 import torch
 
 from ..data.colour import rgb_to_yuv420, yuv420_to_rgb
-from ..data.video import Clip, ffmpeg_executable, frame_size_420, read_video, read_y4m_planes, split_planes, y4m_bytes, y4m_clip
+from ..data.video import Clip, frame_size_420, read_video, read_y4m_planes, split_planes, y4m_bytes, y4m_clip
+from ..ffmpeg import ffmpeg_executable
 from ..formats.image_file import to_uint8
 from ..formats.video_file import encode_video, frame_types
 from .metrics import ms_ssim_rgb, psnr_rgb
@@ -151,3 +154,77 @@ def load_results(path: Path) -> dict:
 def save_results(path: Path, results: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1, sort_keys=True, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
+
+
+def run_video_eval(cfg) -> None:
+    """The stages of ``eval_video.py``: ``learned`` and ``anchors`` accumulate their points in
+    ``learned.json`` and ``anchors.json`` of ``cfg.output_dir`` (each stage can run on its own),
+    ``report`` writes ``summary.json``, ``tables.md`` and the plots from them."""
+    from ..errors import CodecLabError
+    from ..formats.model_file import load_model
+
+    torch.set_grad_enabled(False)
+    output, stages = Path(cfg.output_dir), list(cfg.stages)
+    unknown = set(stages) - {"learned", "anchors", "report"}
+    if unknown:
+        raise CodecLabError(f"unknown stage {sorted(unknown)[0]!r}; stages are learned, anchors, report")
+    paths = [Path(p) for p in (cfg.sequences or {}).values() if p is not None]
+    if not paths and set(stages) - {"report"}:
+        raise CodecLabError("no sequences selected (sequences=[basketballpass,...])")
+    for path in paths:
+        if not path.exists():
+            raise CodecLabError(f"sequence {path} does not exist (set paths.data_dir or CODECLAB_DATA)")
+    if "learned" in stages:
+        _learned_stage(load_model(cfg.model), Path(cfg.model).name, cfg, paths, output / "learned.json")
+    if "anchors" in stages:
+        _anchor_stage(cfg, paths, output / "anchors.json")
+    if "report" in stages:
+        from .video_report import markdown_tables, training_curve, write_report
+
+        results = {stage: load_results(output / f"{stage}.json") for stage in ("learned", "anchors")}
+        summary = write_report(results, output, Path(cfg.reference_dir))
+        (output / "tables.md").write_text(markdown_tables(summary))
+        if cfg.training_log:
+            training_curve(Path(cfg.training_log), output)
+        print(f"summary, tables and plots written to {output}")
+
+
+def _entry(results: dict, sequence: Sequence) -> dict:
+    return results.setdefault(sequence.name, {"frames": len(sequence.clip.frames), "size": [sequence.clip.width, sequence.clip.height]})
+
+
+def _learned_stage(codec, model_name: str, cfg, paths: list[Path], results_path: Path) -> None:
+    from ..formats.video_file import analyse_frames
+
+    results = load_results(results_path)
+    results["model"] = model_name
+    for path in paths:
+        sequence = load_sequence(path, cfg.frames)
+        analysed = analyse_frames(codec, sequence.clip)
+        for intra_period in [1, *cfg.intra_periods]:  # intra period 1: the same image codec, all-intra
+            system = "all-intra" if intra_period == 1 else "stem"
+            points = []
+            for level in cfg.levels:
+                points.append(learned_point(codec, sequence, intra_period, level, analysed))
+                print(f"{sequence.name} {system} ip={intra_period} level={level}: {points[-1]['bpp']:.4f} bpp, "
+                      f"{points[-1]['psnr-rgb']:.2f} dB RGB", flush=True)
+            _entry(results, sequence).setdefault(system, {})[str(intra_period)] = points
+            save_results(results_path, results)
+
+
+def _anchor_stage(cfg, paths: list[Path], results_path: Path) -> None:
+    anchors = cfg.video_anchors
+    results = load_results(results_path)
+    results["ffmpeg"] = ffmpeg_versions()
+    for path in paths:
+        sequence = load_sequence(path, cfg.frames)
+        for encoder in anchors.encoders:
+            for preset in anchors.presets:
+                for intra_period in cfg.intra_periods:
+                    points = []
+                    for qp in anchors.qps:
+                        points.append(anchor_point(sequence, encoder, preset, qp, intra_period))
+                        print(f"{sequence.name} {encoder}-{preset} ip={intra_period} qp={qp}: {points[-1]['bpp']:.4f} bpp, "
+                              f"{points[-1]['psnr-rgb']:.2f} dB RGB ({points[-1]['encode_seconds']:.1f} s)", flush=True)
+                    _entry(results, sequence).setdefault(f"{encoder}-{preset}", {})[str(intra_period)] = points
+                    save_results(results_path, results)

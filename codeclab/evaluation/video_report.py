@@ -16,7 +16,15 @@ import numpy as np
 from .bd_rate import bd
 
 QUALITIES = {"psnr-rgb": "RGB PSNR", "psnr-yuv": "YUV PSNR (6:1:1)"}
-INTRA_LABEL = {"1": "all-intra", "12": "12", "32": "32", "-1": "-1 (first frame only)"}
+
+
+def _periods(keys) -> list[str]:
+    """The P-frame intra periods among ``keys`` (any, not only 12/32/-1), ascending, -1 last."""
+    return sorted((k for k in keys if k != "1"), key=lambda k: (int(k) < 0, int(k)))
+
+
+def _label(period: str) -> str:
+    return {"1": "all-intra", "-1": "-1 (first frame only)"}.get(period, period)
 
 
 def _curve(points: list[dict], quality: str) -> tuple[np.ndarray, np.ndarray]:
@@ -37,8 +45,9 @@ def p_frame_savings(learned: dict) -> list[dict]:
     if not intra:
         return rows
     by_level = {p["level"]: p for p in intra}
-    for period in ("12", "32", "-1"):
-        for point in learned.get("stem", {}).get(period, []):
+    stem = learned.get("stem", {})
+    for period in _periods(stem):
+        for point in stem[period]:
             reference = by_level.get(point["level"])
             if reference is None or point.get("bpp_P") is None:
                 continue
@@ -58,7 +67,8 @@ def _plot(name: str, systems: dict, output: Path, references: dict) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    periods = [p for p in ("12", "32", "-1") if any(p in curves for curves in systems.values())]
+    # One panel per intra period; all-intra alone when there are none.
+    periods = _periods({p for curves in systems.values() for p in curves}) or ["1"]
     figure, axes = plt.subplots(1, len(periods), figsize=(5.5 * len(periods), 4.5), squeeze=False)
     for axis, period in zip(axes[0], periods):
         for system, curves in sorted(systems.items()):
@@ -69,7 +79,7 @@ def _plot(name: str, systems: dict, output: Path, references: dict) -> str:
             axis.plot(bpp, quality, "o-" if system in ("stem", "all-intra") else ".--", label=system)
         for label, (bpp, quality) in references.items():
             axis.plot(bpp, quality, "x:", color="grey", label=label)
-        axis.set_title(f"{name}, intra period {INTRA_LABEL[period]}")
+        axis.set_title(f"{name}, intra period {_label(period)}")
         axis.set_xlabel("bpp")
         axis.set_ylabel("RGB PSNR (dB)")
         axis.grid(alpha=0.3)
@@ -157,9 +167,8 @@ def markdown_tables(summary: dict) -> str:
             columns = sorted({c for row in table.values() for c in row}, key=lambda c: (c != "vs all-intra", c))
             lines += [f"**{name}** ({entry['frames']} frames, {entry['size'][0]}x{entry['size'][1]}), BD-rate of STEM, {label}:", "",
                       "| intra period | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-            for period in ("12", "32", "-1"):
-                if period in table:
-                    lines.append(f"| {period} | " + " | ".join(_fmt(table[period].get(c)) for c in columns) + " |")
+            for period in _periods(table):
+                lines.append(f"| {period} | " + " | ".join(_fmt(table[period].get(c)) for c in columns) + " |")
             lines.append("")
         if entry["p_frame_savings"]:
             lines += [f"P-frames of {name} against all-intra coding of the same sequence, per intra period and level:", "",

@@ -20,8 +20,10 @@ from ..codecs.refinement import SGASchedule, refine_latents
 from ..data.images import check_pixels, max_tile_pixels, to_tensor
 from ..errors import CodecLabError
 from ..measures import bits_per_pixel
+from ..progress import progress_bar
 from . import container
 from .model_file import weights_sha256
+from .model_header import quality_to_level
 
 
 def model_hash(codec: Codec) -> bytes:
@@ -59,9 +61,10 @@ def _check_image(image: np.ndarray) -> None:
         raise CodecLabError(f"image size {height}x{width} out of range")
 
 
-def check_level(codec: Codec, level: int | None) -> None:
+def check_level(codec: Codec, level: int | None, choices: str = "--quality, --level or --target-bpp") -> None:
+    """Refuse a rate level the model cannot code; ``choices``: the rate flags the caller accepts."""
     if codec.rate_levels and level is None:
-        raise CodecLabError(f"{codec.codec_id} is a variable-rate model: choose a rate with --quality, --level or --target-bpp")
+        raise CodecLabError(f"{codec.codec_id} is a variable-rate model: choose a rate with {choices}")
     if not codec.rate_levels and level is not None:
         raise CodecLabError(f"{codec.codec_id} is a fixed-rate model: it takes no rate level")
     if level is not None and not 0 <= level < codec.rate_levels:
@@ -114,19 +117,27 @@ def _tiles(codec: Codec, image: np.ndarray, tile: int) -> tuple[int | None, list
     return side, [image[top : top + h, left : left + w] for top, left, h, w in tile_grid(height, width, side)]
 
 
-def _map(function, items, threads: int):
-    if threads <= 1 or len(items) == 1:
-        return [function(item) for item in items]
-    with ThreadPoolExecutor(threads) as pool:  # torch and the coder release the GIL
-        return list(pool.map(function, items))
+def _map_tiles(function, tiles: list, threads: int, progress: bool) -> list:
+    """``function`` over ``tiles`` on ``threads`` threads, with a progress bar when there are several."""
+    with progress_bar(total=len(tiles), desc="tiles", unit="tile", enabled=progress and len(tiles) > 1) as bar:
+        def step(item):
+            result = function(item)
+            bar.update()
+            return result
+
+        if threads <= 1 or len(tiles) == 1:
+            return [step(item) for item in tiles]
+        with ThreadPoolExecutor(threads) as pool:  # torch and the coder release the GIL
+            return list(pool.map(step, tiles))
 
 
 def encode_image(codec: Codec, image: np.ndarray, level: int | None = None, tile: int = DEFAULT_TILE,
-                 threads: int = 1, refine: int = 0, refine_lmbda: float | None = None) -> bytes:
+                 threads: int = 1, refine: int = 0, refine_lmbda: float | None = None, progress: bool = False) -> bytes:
     """Code ``uint8 [H, W, 3]`` into the bytes of a complete CodecLab file (``level``: the rate
     level of a variable-rate model; ``tile``: the tile size; ``threads``: tiles coded at once;
     ``refine``: SGA iterations per tile before coding (:mod:`codeclab.codecs.refinement`; 0: none),
-    for the level's lambda or ``refine_lmbda``)."""
+    for ``refine_lmbda``, the level's lambda or the model's training lambda; ``progress``: bars
+    per tile and refinement iteration on a terminal)."""
     _check_image(image)
     check_level(codec, level)
     if refine:
@@ -138,10 +149,11 @@ def encode_image(codec: Codec, image: np.ndarray, level: int | None = None, tile
         x = codec_input(block, codec.downsampling)
         if not refine:
             return codec.compress(x, level).strings
-        refined = refine_latents(codec, x, level, SGASchedule.stretched(refine), refine_lmbda, size=block.shape[:2])
+        refined = refine_latents(codec, x, level, SGASchedule.stretched(refine), refine_lmbda, size=block.shape[:2],
+                                 progress=progress)
         return codec.compress_latent(refined.y, x.shape[-2:], level, refined.side).strings
 
-    return file_bytes(codec, image, [s for strings in _map(code, blocks, threads) for s in strings], level, side)
+    return file_bytes(codec, image, [s for strings in _map_tiles(code, blocks, threads, progress) for s in strings], level, side)
 
 
 def check_refinable(codec: Codec, level: int | None, iterations: int, lmbda: float | None) -> None:
@@ -150,10 +162,12 @@ def check_refinable(codec: Codec, level: int | None, iterations: int, lmbda: flo
         raise CodecLabError(f"--refine needs a number of iterations >= 0, got {iterations}")
     if not codec.entropy_model.refinable:
         raise CodecLabError(f"{codec.codec_id} cannot be refined: its entropy model has no relaxed pass")
-    if lmbda is None and not codec.rate_levels:
-        raise CodecLabError(f"{codec.codec_id} is a fixed-rate model: --refine needs its training lambda (--refine-lmbda)")
+    if lmbda is None and not codec.rate_levels and codec.training_lmbda is None:
+        raise CodecLabError(f"{codec.codec_id} is a fixed-rate model whose file records no training lambda: "
+                            "--refine needs it (--refine-lmbda)")
     if lmbda is not None and not lmbda > 0:
         raise CodecLabError(f"--refine-lmbda must be positive, got {lmbda}")
+
 
 
 def quality_level(codec: Codec, quality: float) -> int:
@@ -162,13 +176,14 @@ def quality_level(codec: Codec, quality: float) -> int:
         raise CodecLabError(f"{codec.codec_id} is a fixed-rate model: --quality needs a variable-rate model")
     if not 0.0 <= quality <= 1.0:
         raise CodecLabError(f"quality must be in [0, 1], got {quality}")
-    return round(quality * (codec.rate_levels - 1))
+    return quality_to_level(codec.rate_levels, quality)
 
 
-def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float, tile: int = DEFAULT_TILE) -> tuple[bytes, int]:
+def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float, tile: int = DEFAULT_TILE,
+                        progress: bool = False) -> tuple[bytes, int]:
     """The file of the highest level whose real size is at most ``target_bpp`` (the lowest level
     when none is), found by bisection over levels; ``g_a`` runs once, each probe re-runs only the
-    entropy model. Returns ``(file bytes, level)``."""
+    entropy model (``progress``: a bar per probe on a terminal). Returns ``(file bytes, level)``."""
     _check_image(image)
     if not codec.rate_levels:
         raise CodecLabError(f"{codec.codec_id} is a fixed-rate model: --target-bpp needs a variable-rate model")
@@ -178,19 +193,24 @@ def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float, tile
     # Only the latents and padded sizes are kept across probes, not the float images.
     analysed = [(x.shape[-2:], codec.analyse(x)) for x in (codec_input(block, codec.downsampling) for block in blocks)]
 
+    # The lowest level, then at most bit_length(levels) bisection probes.
+    bar = progress_bar(total=1 + codec.rate_levels.bit_length(), desc="rate search", unit="probe", enabled=progress)
+
     def file_at(level: int) -> bytes:
         strings = [s for size, y in analysed for s in codec.compress_latent(y, size, level).strings]
+        bar.update()
         return file_bytes(codec, image, strings, level, side)
 
-    low, high = 0, codec.rate_levels - 1
-    best = file_at(low), low
-    while low <= high:  # invariant: levels below `low` fit (or are the lowest), above `high` do not
-        middle = (low + high) // 2
-        data = file_at(middle)
-        if bits_per_pixel(len(data), *image.shape[:2]) <= target_bpp:
-            best, low = (data, middle), middle + 1
-        else:
-            high = middle - 1
+    with bar:
+        low, high = 0, codec.rate_levels - 1
+        best = file_at(low), low
+        while low <= high:  # invariant: levels below `low` fit (or are the lowest), above `high` do not
+            middle = (low + high) // 2
+            data = file_at(middle)
+            if bits_per_pixel(len(data), *image.shape[:2]) <= target_bpp:
+                best, low = (data, middle), middle + 1
+            else:
+                high = middle - 1
     return best
 
 
@@ -245,8 +265,9 @@ def decode_latents(data: bytes, codec: Codec) -> list[torch.Tensor]:
         return [_tile_latent(codec, header, streams, grid, index) for index in range(len(grid))]
 
 
-def decode_image(data: bytes, codec: Codec, threads: int = 1) -> np.ndarray:
-    """Decode the bytes of a CodecLab file with ``codec``; returns ``uint8 [H, W, 3]``.
+def decode_image(data: bytes, codec: Codec, threads: int = 1, progress: bool = False) -> np.ndarray:
+    """Decode the bytes of a CodecLab file with ``codec``; returns ``uint8 [H, W, 3]`` (``progress``:
+    a bar per tile on a terminal).
 
     The entropy coder is the one named in the file, whatever ``codec`` was set to. Every check
     (model, pixel limit, stream count, rate level, tile size) comes before any decoding.
@@ -261,7 +282,7 @@ def decode_image(data: bytes, codec: Codec, threads: int = 1) -> np.ndarray:
         image[top : top + height, left : left + width] = to_uint8(x_hat[..., :height, :width])
 
     with stream_errors():
-        _map(decode, list(range(len(grid))), threads)
+        _map_tiles(decode, list(range(len(grid))), threads, progress)
     return image
 
 

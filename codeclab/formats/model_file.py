@@ -16,12 +16,18 @@ whose string metadata holds:
   on (integer entropy-parameter networks, :mod:`codeclab.entropy_models.integer`), so files
   decode identically on every machine; ``"false"`` for float ones (ACGC, a transformer index
   model, ``--arithmetic float``), whose files decode only under the configuration that wrote them
+* ``lmbda`` (fixed-rate models trained for MSE by ``train.py``, or exported from its checkpoints):
+  the training lambda, which ``--refine`` optimises for when given none; absent in older files
 
 The weight of each integer convolution is stored as what the decoder computes with: ``int16``
 integers under its name and the ``int8`` shift of each output channel under ``<name>_shift``
 (the float weight is ``w * 2^-shift``, from which the layer derives the same integers).
 
-Versions: ``"5"`` (written now): cheng2020's Gaussian mixture defaults to the official code's
+Versions: ``"6"`` (written now): training and entropy-parameter details moved to the official
+code's (issue 29): a cheng2020 config without ``leaky_slope``/``robust_tails`` (versions 1-5) means
+``0.01``/``False``; a McQuic config without ``ema_rule``/``reassign_rule`` means ``"counts"``/``"head"``;
+a STEM config without ``residual_rate``/``context_input`` means ``"noise"`` for both.
+``"5"``: cheng2020's Gaussian mixture defaults to the official code's
 (``mixture_layout``), so a cheng2020 config without it (versions 1-4) means ``"legacy"``; WaLLoC's
 ``lossless_format`` defaults to ``"webp_rgb"``, so a WaLLoC config without it means ``"png"``.
 ``"4"``: WaLLoC's synthesis defaults to the official AutoencoderKL decoder, so a WaLLoC config
@@ -50,10 +56,8 @@ from ..codecs.compressai_interop import COMPRESSAI_KEYS
 from ..codecs.vqgan import TAMING_KEYS
 from ..errors import CodecLabError
 from ..files import write_atomically
+from .model_header import FORMAT, FORMAT_VERSION, read_header
 
-FORMAT = "codeclab-model"
-FORMAT_VERSION = "5"
-READABLE_VERSIONS = ("1", "2", "3", "4", "5")
 # Version-1 tensor names -> version-2 names, per codec (s2lic already used the composed names).
 LEGACY_V1_KEYS: dict[str, dict[str, str]] = {
     **COMPRESSAI_KEYS,
@@ -144,6 +148,8 @@ def export_model(codec: Codec, path: str | Path, weights_dtype: str = "float32",
         "weights_dtype": weights_dtype,
         "portable": str(codec.entropy_model.portable).lower(),
     }
+    if codec.training_lmbda is not None and not codec.rate_levels:  # a variable-rate model's levels carry theirs
+        metadata["lmbda"] = repr(codec.training_lmbda)
     write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     codec.weights_hash = digest
     return codec
@@ -168,7 +174,14 @@ def load_checkpoint(path: str | Path) -> Codec:
         raise CodecLabError(f"checkpoint names unknown codec {codec_id!r}")
     codec = build_codec(codec_id, config)
     codec.load_state_dict({k.removeprefix("codec."): v for k, v in state.items() if k.startswith("codec.")})
+    codec.training_lmbda = training_lmbda(hparams)
     return codec
+
+
+def training_lmbda(hparams) -> float | None:
+    """The lambda of a training module's hyperparameters when it trained for MSE (the distortion
+    ``--refine`` optimises); None otherwise."""
+    return float(hparams["lmbda"]) if "lmbda" in hparams and hparams.get("distortion", "mse") == "mse" else None
 
 
 def load_compressai(path: str | Path, codec_id: str) -> Codec:
@@ -237,18 +250,7 @@ def init_weights(codec: Codec, path: str | Path) -> list[str]:
 
 def read_metadata(path: str | Path) -> dict:
     """The metadata of a model file, validated; raises :class:`CodecLabError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CodecLabError(f"model file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CodecLabError(f"not a CodecLab model file: {path} ({str(err).splitlines()[0]})") from None
-    if metadata.get("format") != FORMAT:
-        raise CodecLabError(f"not a CodecLab model file: {path} (no codeclab metadata)")
-    if metadata.get("format_version") not in READABLE_VERSIONS:
-        raise CodecLabError(f"unsupported model format version {metadata.get('format_version')!r} in {path}")
+    metadata = read_header(path).metadata
     if metadata.get("codec") not in CODECS:
         raise CodecLabError(f"unknown codec {metadata.get('codec')!r} in {path}; known: {', '.join(sorted(CODECS))}")
     return metadata
@@ -272,6 +274,7 @@ def load_model(path: str | Path, coder: str | None = None) -> Codec:
         legacy_architectures(config, metadata["format_version"])
         codec = build_codec(metadata["codec"], config)
         codec.load_state_dict(_float_weights(codec, state))
+        codec.training_lmbda = float(metadata["lmbda"]) if "lmbda" in metadata else None
     except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as err:
         raise CodecLabError(f"model file {path} does not match codec {metadata['codec']!r}: {str(err).splitlines()[0]}") from None
     if codec.tables_fingerprint() != metadata.get("tables_fingerprint"):
@@ -295,6 +298,16 @@ def legacy_architectures(config: dict, version: str) -> None:
         config.setdefault("mixture_layout", "legacy")
     if version in ("1", "2", "3", "4") and "bottleneck" in config:  # WaLLoC before the WebP planes
         config.setdefault("lossless_format", "png")
+    if version in ("1", "2", "3", "4", "5"):  # before issue 29's official training details
+        if "components" in config:  # cheng2020: nn.LeakyReLU() and no robust tails
+            config.setdefault("leaky_slope", 0.01)
+            config.setdefault("robust_tails", False)
+        if "k" in config and "ema" in config:  # McQuic: the pre-April-2022 EMA, HEAD's reassignment
+            config.setdefault("ema_rule", "counts")
+            config.setdefault("reassign_rule", "head")
+        if "spatial" in config:  # STEM: noisy residual for the rate and the spatial prior
+            config.setdefault("residual_rate", "noise")
+            config.setdefault("context_input", "noise")
     if version not in ("1", "2"):
         return
     if config.get("bottleneck") == "bounded":  # WaLLoC

@@ -51,6 +51,8 @@ class RateDistortionModule(pl.LightningModule):
             faster with bf16 convolutions on this CPU).
         compile: ``torch.compile`` the analysis and synthesis transforms in place (parameter names
             unchanged; about 9% faster on this CPU after ~30 s of compilation).
+        single_rate_steps: variable-rate codecs: the first steps train one rate only, QVRF's stage 1
+            (level 0's gain at the largest lambda; bytedance/QRAF); 0: none.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class RateDistortionModule(pl.LightningModule):
         transform_dtype: str | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        single_rate_steps: int = 0,
     ):
         super().__init__()
         if distortion not in ("mse", "ms-ssim"):
@@ -80,6 +83,7 @@ class RateDistortionModule(pl.LightningModule):
         self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-4))
         self.scheduler_factory = lr_scheduler
         self.aux_lr, self.grad_clip = aux_lr, grad_clip
+        self.single_rate_steps = int(single_rate_steps)
         # Plain types only, so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters(
             {"codec_id": codec.codec_id, "codec_config": dict(codec.config), "lmbda": float(lmbda), "distortion": distortion}
@@ -88,10 +92,12 @@ class RateDistortionModule(pl.LightningModule):
     def forward(self, x, level=None):
         return self.codec(x, level)
 
-    def _losses(self, x, level: torch.Tensor | None = None) -> dict:
-        """Losses of a batch; ``level`` ``[B]`` (variable-rate codecs) picks each sample's lambda."""
+    def _losses(self, x, level: torch.Tensor | None = None, lmbda=None) -> dict:
+        """Losses of a batch; ``level`` ``[B]`` (variable-rate codecs) picks each sample's lambda
+        (unless ``lmbda`` is given)."""
         out = self.codec(x, level)
-        lmbda = self.lmbda if level is None else self.codec.entropy_model.gain_bank.lmbda(level)
+        if lmbda is None:
+            lmbda = self.lmbda if level is None else self.codec.entropy_model.gain_bank.lmbda(level)
         losses = rate_distortion_loss(out, x, lmbda, self.distortion)
         losses["psnr"] = psnr(torch.mean((out["x_hat"].clamp(0, 1) - x) ** 2))
         return losses
@@ -100,7 +106,14 @@ class RateDistortionModule(pl.LightningModule):
         batch = batch.contiguous(memory_format=self.memory_format)
         levels = self.codec.rate_levels
         level = torch.randint(0, levels, (batch.shape[0],), device=batch.device) if levels else None
-        losses = self._losses(batch, level)
+        lmbda = None
+        if levels and self.global_step < self.single_rate_steps:
+            # QVRF's stage 1 (bytedance/QRAF commit 7d8da1f, train.py train_one_epoch: s = levels - 1
+            # for the lambda; ScaleHyperprior.py forward: scale = Gain[0] detached): a single-rate
+            # model at the largest lambda, quantised with level 0's gain (1).
+            level = torch.zeros_like(level)
+            lmbda = self.codec.entropy_model.gain_bank.lmbdas[-1]
+        losses = self._losses(batch, level, lmbda)
         # Kept as a tensor: only WarmupPlateau reads it, and a float() here would sync the device every step.
         distortion = losses["mse_loss"] if "mse_loss" in losses else 1 - losses["ms_ssim_loss"]
         self.last_distortion = distortion.detach()
@@ -157,6 +170,19 @@ def validation_levels(codec: Codec) -> dict:
     codec (``"val/<metric>"`` is the middle one), or ``{"": None}`` for a fixed-rate codec."""
     levels = codec.rate_levels
     return {"": None} if not levels else {"": levels // 2, "_lowest": 0, "_highest": levels - 1}
+
+
+def epoch_multistep(optimizer: torch.optim.Optimizer, milestones, gamma: float = 0.1, steps_per_epoch: int = 1):
+    """``torch.optim.lr_scheduler.MultiStepLR`` stepped once per epoch, as a per-step schedule: the
+    learning rate is multiplied by ``gamma`` at each of the epochs ``milestones``
+    (``steps_per_epoch`` training steps each)."""
+    milestones = sorted(int(m) for m in milestones)
+
+    def factor(step: int) -> float:
+        epoch = step // max(1, int(steps_per_epoch))
+        return gamma ** sum(epoch >= m for m in milestones)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def cosine_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0, min_factor: float = 0.1):

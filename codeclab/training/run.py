@@ -10,7 +10,8 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from ..formats.model_file import export_model, init_weights
+from ..errors import CodecLabError
+from ..formats.model_file import export_model, init_weights, training_lmbda
 
 
 def _instantiate_group(group: DictConfig | None) -> list:
@@ -37,8 +38,38 @@ def quiet_third_parties() -> None:
     warnings.filterwarnings("ignore", message=r".*is deprecated.*")
 
 
+class _FirstStep(pl.Callback):
+    """The global step this fit began at (after a resumed checkpoint is restored); None: no
+    training ran (no batches, or the run had already reached its end)."""
+
+    step: int | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.step = trainer.global_step
+
+
+def _zero_steps_reason(trainer: pl.Trainer) -> str:
+    if trainer.num_training_batches == 0:
+        return (f"the training data gives no full batch per process (world size {trainer.world_size}): "
+                "lower data.batch_size or raise data.samples_per_epoch")
+    return f"the run was already finished at step {trainer.global_step} (raise trainer.max_steps to continue)"
+
+
+def _summary(steps: int, metrics: dict, checkpoint: str | None, model: Path | None) -> str:
+    """What a finished training printed last: steps, the last validation, the files written."""
+    lines = [f"trained {steps} steps"]
+    if "val/bpp" in metrics:  # validation ran
+        real = f" (real {metrics['val/real_bpp']:.4f})" if "val/real_bpp" in metrics else ""
+        psnr = f", PSNR {metrics['val/psnr']:.2f} dB" if "val/psnr" in metrics else ""
+        lines.append(f"last validation: {metrics['val/bpp']:.4f} bpp{real}{psnr}")
+    lines.append(f"last checkpoint: {checkpoint or 'none'}")
+    lines.append(f"model file: {model or 'none (export=false)'}")
+    return "\n".join(lines)
+
+
 def train(cfg: DictConfig) -> dict:
-    """Fit ``cfg.codec`` on ``cfg.data``; returns the final logged metrics (floats)."""
+    """Fit ``cfg.codec`` on ``cfg.data``; returns the final logged metrics (floats). Training that
+    runs no step is a :class:`CodecLabError` (an untrained model is never written)."""
     quiet_third_parties()
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
@@ -48,11 +79,19 @@ def train(cfg: DictConfig) -> dict:
         print(f"weights from {cfg.init_weights}; newly initialised: {', '.join(missing) or 'none'}")
     module = hydra.utils.instantiate(cfg.module, codec=codec)
     loggers = _instantiate_group(cfg.get("logger"))
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=_instantiate_group(cfg.get("callbacks")))
+    first_step = _FirstStep()
+    callbacks = [*_instantiate_group(cfg.get("callbacks")), first_step]
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    steps = 0 if first_step.step is None else trainer.global_step - first_step.step
+    if steps == 0:
+        raise CodecLabError(f"training ran 0 steps: {_zero_steps_reason(trainer)}; no model written")
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
-    if cfg.export and trainer.is_global_zero:
-        model_path = Path(cfg.paths.output_dir) / "model.safetensors"
-        export_model(module.codec.cpu(), model_path, cfg.get("export_weights_dtype") or "float32")
-        print(f"model written to {model_path}")
+    if trainer.is_global_zero:
+        model_path = Path(cfg.paths.output_dir) / "model.safetensors" if cfg.export else None
+        if model_path:
+            module.codec.training_lmbda = training_lmbda(module.hparams)  # recorded for --refine
+            export_model(module.codec.cpu(), model_path, cfg.get("export_weights_dtype") or "float32")
+        checkpoint = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else None
+        print(_summary(steps, metrics, checkpoint, model_path))
     return metrics

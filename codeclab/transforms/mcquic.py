@@ -23,8 +23,9 @@ Synthesis (mirror, sub-pixel upsampling)::
 Everything coarser than ``/8`` (the per-level stage encoders, heads and the cascaded decoder)
 belongs to the quantiser, :mod:`codeclab.entropy_models.mcquic`, as in the official code.
 
-Deviations: the blocks follow the stored version of ``mcquic/nn/blocks.py`` (SiLU, GDN); the
-paper-era commit 3dc1a82 itself was not available to compare. The image is fed in ``[0, 1]``
+Deviations: the blocks follow the stored version of ``mcquic/nn/blocks.py`` (SiLU, GDN); they were
+not compared block by block with the paper's release, commit 3dc1a82 (which is in the repository;
+issue 29 audited its quantiser, EMA and optimiser, :mod:`codeclab.entropy_models.mcquic`). The image is fed in ``[0, 1]``
 (the official code normalises to ``[-1, 1]``; a per-channel affine change the first
 convolution absorbs).
 """

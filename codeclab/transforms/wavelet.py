@@ -29,7 +29,6 @@ rounding (~1e-6 in float32 for CDF 9/7, ``bior4.4``).
 from __future__ import annotations
 
 import numpy as np
-import pywt
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,6 +49,8 @@ def _split_periodized(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarr
 
 def _packet_kernels(wavelet: str, levels: int) -> tuple[np.ndarray, int, np.ndarray, int]:
     """Analysis and synthesis kernels ``[S, L]`` of the 1D ``J``-level packet and their left offsets."""
+    import pywt  # only WaLLoC's transforms need it: kept off the other codecs' start-up
+
     dec_lo, dec_hi = (np.asarray(f, dtype=np.float64) for f in pywt.Wavelet(wavelet).filter_bank[:2])
     if len(dec_lo) % 2:
         raise ValueError(f"wavelet {wavelet!r} has an odd filter length")

@@ -1,7 +1,8 @@
 """One composition for every codec: transform pair + entropy model + coder.
 
 Pins the compressai family to compressai (training and eval passes, same random draws), the
-explicit training quantisation option, the registries, and that coding imports no training stack.
+explicit training quantisation option, the registries, that coding imports no training stack
+and that reading headers (``codeclab info``) imports no torch.
 """
 
 import ast
@@ -111,7 +112,7 @@ def test_every_codec_is_the_one_composition():
         assert {name for name, _ in codec.named_children()} == {"g_a", "g_s", "entropy_model"}
 
 
-CODING_PATH_FORBIDDEN = ("compressai", "torchvision", "pytorch_lightning", "lightning", "hydra", "omegaconf")
+CODING_PATH_FORBIDDEN = ("compressai", "torchvision", "pytorch_lightning", "lightning", "hydra", "omegaconf", "scipy", "matplotlib")
 
 
 def test_coding_path_imports_no_training_stack(tmp_path):
@@ -123,7 +124,8 @@ assert main(["encode", "{golden}/astronaut_97x131.png", "-m", "{golden}/s2lic-ac
 assert main(["decode", "{tmp_path}/a.clab", "-o", "{tmp_path}/a.png", "-m", "{golden}/s2lic-acgc.safetensors"]) == 0
 assert main(["info", "{tmp_path}/a.clab"]) == 0
 assert main(["decode", "{golden}/walloc-bounded.clab", "-o", "{tmp_path}/b.png", "-m", "{golden}/walloc-bounded.safetensors"]) == 0
-assert main(["decode", "{golden}/vqgan-transformer.clab", "-o", "{tmp_path}/c.png", "-m", "{golden}/vqgan.safetensors"]) == 0
+assert main(["encode", "{golden}/astronaut_97x131.png", "-m", "{golden}/vqgan.safetensors", "-o", "{tmp_path}/c.clab"]) == 0
+assert main(["decode", "{tmp_path}/c.clab", "-o", "{tmp_path}/c.png", "-m", "{golden}/vqgan.safetensors"]) == 0
 print(sorted({{m.split(".")[0] for m in sys.modules}} & set({CODING_PATH_FORBIDDEN!r})))
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -131,9 +133,34 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & set({CODING_PATH_FORBIDD
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_info_imports_no_torch(tmp_path):
+    from fractions import Fraction
+
+    from codeclab.formats.video_container import FrameRecord, VideoHeader, pack_video
+
+    video = tmp_path / "v.clab"
+    header = VideoHeader("stem", bytes(8), 64, 48, Fraction(25), "limited", "bt709", True, 12, 3,
+                         (FrameRecord("I", (1, 2), 0), FrameRecord("P", (3,), 0)))
+    video.write_bytes(pack_video(header, [[b"a", b"bc"], [b"def"]]))
+    golden = ROOT / "tests" / "golden"
+    files = [golden / "mbt2018-mean.clab", video, golden / "mbt2018-mean.safetensors", ROOT / "models/zoo/mbt2018_mean_vr.safetensors"]
+    script = f"""
+import sys
+from codeclab.cli import main
+for path in {[str(f) for f in files]!r}:
+    assert main(["info", path]) == 0, path
+print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"torch", "numpy"}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count('"codec": "mbt2018-mean"') == 3 and proc.stdout.count('"codec": "stem"') == 1
+    assert proc.stdout.count('"format": "model"') == 2 and '"frame_count": 2' in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
 # Layers of the package, lowest first: a module may import only from its own layer or lower ones.
 LAYERS = [
-    {"errors", "registry", "measures", "files"},
+    {"errors", "registry", "measures", "files", "ffmpeg", "progress"},
     {"coding"},
     {"transforms"},
     {"entropy_models"},
@@ -149,20 +176,21 @@ def _layer(module: str) -> int:
     return next(i for i, names in enumerate(LAYERS) if top in names)
 
 
-def _imports(path: Path, module: str):
+def _imports(path: Path, module: str, top_level: bool = False):
+    """``(module imported, names)`` of each import in ``path`` (relative ones resolved);
+    ``top_level``: only those that run when the module is imported."""
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for node in tree.body if top_level else ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 parts = package.split(".")
                 base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            if base.startswith("codeclab"):
-                yield base, [alias.name for alias in node.names]
+            yield base, [alias.name for alias in node.names]
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.startswith("codeclab"):
-                    yield alias.name, []
+                yield alias.name, []
 
 
 def test_dependencies_run_one_way_and_no_private_names_cross_modules():
@@ -172,7 +200,7 @@ def test_dependencies_run_one_way_and_no_private_names_cross_modules():
         if module == "codeclab":
             continue
         for target, names in _imports(path, module):
-            if target == "codeclab":
+            if not target.startswith("codeclab.") or target == "codeclab":
                 continue
             if _layer(target) > _layer(module):
                 problems.append(f"{module} imports {target} (a higher layer)")
@@ -180,4 +208,32 @@ def test_dependencies_run_one_way_and_no_private_names_cross_modules():
             private = [n for n in names if n.startswith("_") and not same_package]
             if private:
                 problems.append(f"{module} imports private {private} from {target}")
+    assert problems == []
+
+
+# What `codeclab info` imports: the standard library and one another only (no torch, no numpy),
+# so that reading a header takes a fraction of a second.
+HEADER_PATH = {
+    "codeclab", "codeclab.cli", "codeclab.errors", "codeclab.measures", "codeclab.evaluation.bd_rate_cli",
+    "codeclab.formats", "codeclab.formats.container", "codeclab.formats.video_container", "codeclab.formats.model_header",
+}
+
+
+def _source(module: str) -> Path | None:
+    path = ROOT / Path(*module.split("."))
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    return path if path.is_file() else None
+
+
+def test_header_path_imports_only_the_standard_library():
+    problems = []
+    for module in sorted(HEADER_PATH):
+        for target, names in _imports(_source(module), module, top_level=True):
+            top = target.split(".")[0]
+            if top != "codeclab" and top not in sys.stdlib_module_names:
+                problems.append(f"{module} imports {top}")
+            # `from . import container` imports a module too
+            for imported in [target, *(f"{target}.{n}" for n in names if _source(f"{target}.{n}"))]:
+                if imported.startswith("codeclab") and imported not in HEADER_PATH:
+                    problems.append(f"{module} imports {imported}")
     assert problems == []

@@ -101,8 +101,10 @@ def test_logits_formula():
     assert torch.allclose(q.embed(q.indices(x)), q.dequantize(torch.nn.functional.one_hot(q.indices(x), 32).float()))
 
 
-def test_frequency_ema_update():
-    model = McQuicEntropyModel(channels=4, m=1, k=[4], ema=0.9)
+def test_frequency_ema_update_of_older_files():
+    """CodecLab's first EMA (``ema_rule="counts"``, McQuic files before format 6); the official
+    normalised rule is pinned in tests/entropy_models/test_paper_details.py."""
+    model = McQuicEntropyModel(channels=4, m=1, k=[4], ema=0.9, ema_rule="counts")
     level = model.levels[0]
     level.freq_ema.copy_(torch.tensor([[5.0, 5.0, 0.5, 2.0]]))
     codes = [torch.tensor([0, 0, 0, 0, 0, 0, 0, 2, 2, 2]).reshape(1, 1, 2, 5)]  # counts 7, 0, 3, 0
@@ -113,9 +115,11 @@ def test_frequency_ema_update():
     assert torch.equal(level.counts, expected)
 
 
-def test_dead_codewords_take_the_most_used_ones():
+def test_dead_codewords_take_the_most_used_ones_with_heads_rule():
+    """``reassign_rule="head"``: the most used codewords in order (the release draws among them:
+    tests/entropy_models/test_paper_details.py)."""
     torch.manual_seed(2)
-    model = McQuicEntropyModel(channels=4, m=2, k=[6])
+    model = McQuicEntropyModel(channels=4, m=2, k=[6], reassign_rule="head")
     level = model.levels[0]
     level.freq_ema.copy_(torch.tensor([[9.0, 0.0, 4.0, 0.0, 1.0, 7.0], [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]]))
     before = level.quantizer.codebook.detach().clone()
@@ -128,7 +132,8 @@ def test_dead_codewords_take_the_most_used_ones():
 
 @pytest.mark.parametrize("debias", [False, True])
 def test_lamb_update_against_its_formula(debias):
-    """torch-optimizer's Lamb (McQuic's): no bias correction by default; the paper's form with debias=True."""
+    """torch-optimizer's Lamb (CodecLab's first McQuic optimiser, kept as an option; McQuic's own is apex's
+    FusedLAMB, tests/training/test_paper_recipes.py): no bias correction by default; debias=True: bias-corrected."""
     torch.manual_seed(3)
     w0 = torch.randn(5, 3)
     grads = [torch.randn(5, 3), torch.randn(5, 3)]

@@ -8,12 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from codeclab.codecs import build_codec
+from codeclab.cli import main
+from codeclab.codecs import build_codec, mbt2018_mean
 from codeclab.codecs.refinement import (
     LEARNING_RATE, LOGIT_CLIP, REFERENCE_ITERATIONS, SGASchedule, refine_latents, sga_round,
 )
 from codeclab.formats.image_file import codec_input, decode_image, encode_image
-from codeclab.formats.model_file import load_model
+from codeclab.formats.model_file import export_model, load_model, read_metadata
 from tests.conftest import ROOT, run_cli
 
 ZOO = ROOT / "models" / "zoo" / "mbt2018_mean_vr.safetensors"
@@ -110,6 +111,28 @@ def test_fixed_rate_refinement_needs_a_lambda(photo):
     assert result.side is None and result.y.shape == codec.analyse(x).shape
 
 
+def test_refinement_uses_the_training_lambda_a_fixed_rate_model_file_records(tmp_path, photo):
+    from PIL import Image
+
+    torch.manual_seed(0)
+    codec = mbt2018_mean(8, 12)
+    codec.training_lmbda = 0.013
+    path = tmp_path / "fixed.safetensors"
+    export_model(codec, path)
+    loaded = load_model(path)
+    assert read_metadata(path)["lmbda"] == "0.013" and loaded.training_lmbda == 0.013
+    x = codec_input(photo, loaded.downsampling)
+    recorded = refine_latents(loaded, x, None, SGASchedule.stretched(3))
+    assert torch.equal(recorded.y, refine_latents(loaded, x, None, SGASchedule.stretched(3), lmbda=0.013).y)
+    assert not torch.equal(recorded.y, refine_latents(loaded, x, None, SGASchedule.stretched(3), lmbda=0.5).y)
+    Image.fromarray(photo).save(tmp_path / "in.png")
+    assert main(["encode", str(tmp_path / "in.png"), "-m", str(path), "-o", str(tmp_path / "a.clab"), "--refine", "2"]) == 0
+    variable = mbt2018_mean(8, 12, rate_levels=4)
+    variable.training_lmbda = 0.013  # a variable-rate model's levels carry their lambdas: not recorded
+    export_model(variable, tmp_path / "vr.safetensors")
+    assert "lmbda" not in read_metadata(tmp_path / "vr.safetensors")
+
+
 def test_cli_refine(tmp_path, photo):
     from PIL import Image
 
@@ -143,7 +166,8 @@ def test_cli_refuses_refining_models_without_a_relaxed_pass(tmp_path, photo):
     Image.fromarray(photo).save(source)
     golden = ROOT / "tests" / "golden"
     fixed = run_cli("encode", source, "-m", golden / "mbt2018-mean.safetensors", "-o", tmp_path / "a.clab", "--refine", "3")
-    assert fixed.returncode == 1 and "--refine-lmbda" in fixed.stderr
+    assert fixed.returncode == 1 and fixed.stderr == (  # an older file, without a training lambda
+        "codeclab: error: mbt2018-mean is a fixed-rate model whose file records no training lambda: --refine needs it (--refine-lmbda)\n")
     vq = run_cli("encode", source, "-m", golden / "vqgan.safetensors", "-o", tmp_path / "b.clab", "--refine", "3")
     assert vq.returncode == 1 and "cannot be refined" in vq.stderr
 
@@ -158,3 +182,23 @@ def test_context_models_refine_and_decode_exactly(name, photo):
     codec.ensure_tables()
     streams, y_hat = codec.entropy_model.compress(result.y, codec.coder, None, result.side)
     assert torch.equal(codec.decode_latents(streams, tuple(x.shape[-2:])), y_hat)
+
+
+def test_refinement_optimiser_is_adam_at_the_reference_learning_rate(monkeypatch):
+    """sga.py optimises the latents with ``Adam(lr=0.005)``: the optimiser refine_latents builds,
+    seen at its construction (the constant written out here, not LEARNING_RATE)."""
+    from codeclab.codecs import mbt2018_mean
+    from codeclab.codecs import refinement
+
+    built = []
+
+    class RecordingAdam(torch.optim.Adam):
+        def __init__(self, params, **kwargs):
+            built.append(kwargs)
+            super().__init__(params, **kwargs)
+
+    monkeypatch.setattr(refinement.torch.optim, "Adam", RecordingAdam)
+    torch.manual_seed(0)
+    codec = mbt2018_mean(N=8, M=12).eval()
+    refine_latents(codec, torch.rand(1, 3, 64, 64), schedule=SGASchedule.stretched(2), lmbda=0.01)
+    assert len(built) == 1 and built[0].get("lr") == 0.005 and set(built[0]) == {"lr"}

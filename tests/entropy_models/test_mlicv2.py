@@ -65,8 +65,14 @@ def test_paper_size_parameter_counts():
         return sum(p.numel() for p in m.parameters())
 
     assert count(off) == count(reference) == 83_501_408
-    assert count(full) == 83_968_284  # this reconstruction, every switch on (the paper reports 84.3M)
-    assert count(default) == 83_905_564  # selective compression off by default
+    # The paper's number, 84.3M (MLICv2, Table of model complexity), is not the code's own output:
+    # a reconstruction (no code released) can only be checked to be near it. Within 1%:
+    paper = 84.3e6
+    assert abs(count(full) - paper) / paper < 0.01 and abs(count(default) - paper) / paper < 0.01
+    # Regression pins of this reconstruction (they move when a reconstruction choice moves; they are
+    # not paper values): every switch on, and the default (selective compression off).
+    assert count(full) == 83_968_284
+    assert count(default) == 83_905_564
     model = full.entropy_model
     s, M = 32, 320
     assert model.entropy_parameters_anchor[0].fusion[0].in_channels == 2 * M + 2 * s  # [inter, hyper]

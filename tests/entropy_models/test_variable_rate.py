@@ -24,11 +24,13 @@ def test_gain_bank_constants():
     assert k[0] == 0 and torch.equal(k, k.round()) and torch.all(k[1:] >= k[:-1])
     gains = bank.gains()
     assert gains[0] == 1
-    # Initialised at sqrt(lambda_l / lambda_0) (to within half a grid step), or one step above
-    # the level below where that is higher: every level its own gain on the 256-entry grid.
+    # The init is max(sqrt(lambda_l / lambda_0) in grid steps, l): at these 64 levels the sqrt rule
+    # asks for less than one step per level, so every level starts l steps up (documented in
+    # gain.py and the README; the sqrt rule itself is pinned on QVRF's official 8-level ladder in
+    # tests/entropy_models/test_paper_details.py).
     heuristic = 0.5 * (bank.lmbdas / bank.lmbdas[0]).log() / math.log(ratio)
-    assert torch.equal(k, torch.maximum(heuristic, torch.arange(64.0)).round())
-    assert len(set(k.tolist())) == 64 and k[-1] == 63
+    assert torch.all(heuristic[1:] < torch.arange(1.0, 64.0))
+    assert torch.equal(k, torch.arange(64.0))
 
 
 def test_gains_train_through_a_straight_through_rounding():

@@ -51,10 +51,32 @@ def test_jpeg2000_ladder_is_target_bpp():
     assert coded.nbytes * 8 / (128 * 128) == pytest.approx(1.0, rel=0.1)
 
 
-def test_missing_tools_are_skipped_with_a_notice(monkeypatch):
-    import codeclab.evaluation.classic as classic
+def _no_ffmpeg_anywhere(monkeypatch):
+    """PATH without ffmpeg and imageio-ffmpeg's binary gone too."""
+    import imageio_ffmpeg
 
-    monkeypatch.setattr(classic.shutil, "which", lambda name: None)
+    monkeypatch.setattr("codeclab.ffmpeg.shutil.which", lambda name: None)
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: (_ for _ in ()).throw(RuntimeError("no ffmpeg")))
+
+
+def test_hevc_runs_on_the_bundled_ffmpeg_without_a_system_one(tmp_path, monkeypatch):
+    """No ffmpeg on PATH: HEVC-intra falls back to imageio-ffmpeg's binary (libx265 included)."""
+    import shutil
+
+    pytest.importorskip("imageio_ffmpeg")
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    monkeypatch.setenv("PATH", str(bare))
+    assert shutil.which("ffmpeg") is None
+    hevc = FFmpegHEVC("HEVC", preset="ultrafast", ladder=[30])
+    assert hevc.available() is None
+    coded = hevc.code(_image(), 30)
+    assert coded.nbytes > 0 and metrics.psnr_rgb(_image(), coded.decoded) > 30
+    assert hevc.version().startswith("ffmpeg ") and "x265 ?" not in hevc.version()
+
+
+def test_missing_tools_are_skipped_with_a_notice(monkeypatch):
+    _no_ffmpeg_anywhere(monkeypatch)
     hevc = FFmpegHEVC("HEVC", ladder=[30])
     jxl = PillowCodec("JXL", ladder=[50], format="JXL", plugin="no_such_plugin_xyz",
                       package="no-such-plugin")

@@ -5,9 +5,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from codeclab.cli import main
 from codeclab.codecs import mbt2018_mean
 from codeclab.entropy_models.integer import integer_convolutions
 from codeclab.errors import CodecLabError
+from codeclab.formats.image_file import model_hash
 from codeclab.formats.model_file import FORMAT_VERSION, export_model, load_model, read_metadata, weights_sha256
 
 
@@ -22,12 +24,12 @@ def exported(tmp_path):
 def test_export_load_roundtrip(exported):
     codec, path = exported
     loaded = load_model(path)
-    assert read_metadata(path)["format_version"] == FORMAT_VERSION == "5"
+    assert read_metadata(path)["format_version"] == FORMAT_VERSION == "6"
     assert read_metadata(path)["portable"] == "true"
     assert loaded.codec_id == "mbt2018-mean"
     assert loaded.config == {
         "N": 16, "M": 24, "rate_levels": 0, "lmbda_min": 0.0018, "lmbda_max": 0.0483, "scale_table_levels": 64,
-        "arithmetic": "integer",
+        "arithmetic": "integer", "lmbdas": None,
     } and not loaded.training
     assert loaded.weights_hash == codec.weights_hash
     for name, tensor in codec.state_dict().items():
@@ -212,3 +214,31 @@ def test_walloc_files_before_format_5_keep_their_png_latent_image(tmp_path):
         old = tmp_path / f"w{version}.safetensors"
         save_file(state, str(old), metadata={**metadata, "format_version": version, "config": json.dumps(config)})
         assert load_model(old).entropy_model.lossless_format == expected
+
+
+def test_info_of_a_model_file(exported, capsys):
+    codec, path = exported
+    assert main(["info", str(path)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["format"], info["format_version"], info["codec"]) == ("model", FORMAT_VERSION, "mbt2018-mean")
+    assert info["config"] == codec.config and info["portable"] is True and info["weights_dtype"] == "float32"
+    assert info["weights_sha256"] == codec.weights_hash and info["model_hash"] == model_hash(codec).hex()
+    with safe_open(str(path), framework="pt") as handle:
+        tensors = [handle.get_tensor(k) for k in handle.keys()]
+    assert info["tensors"] == len(tensors)
+    assert info["tensor_bytes"] == sum(t.numel() * t.element_size() for t in tensors)
+    assert info["file_bytes"] == path.stat().st_size
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "no safetensors header"),
+    ((1 << 40).to_bytes(8, "little") + b"{}", "no safetensors header"),  # a size beyond the file
+    ((5).to_bytes(8, "little") + b"{nope", "corrupt safetensors header"),
+    ((2).to_bytes(8, "little") + b"{}", "no codeclab metadata"),
+])
+def test_info_of_a_bad_model_file_is_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(content)
+    assert main(["info", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("codeclab: error: not a CodecLab model file") and message in err and err.count("\n") == 1

@@ -142,6 +142,21 @@ def test_cli_round_trips_y4m_and_png_folders(stem_model, tmp_path):
     assert refused.returncode == 1 and "exists and is not empty" in refused.stderr and refused.stderr.count("\n") == 1
 
 
+def test_video_encode_defaults_to_the_middle_quality_and_suggests_only_video_flags(stem_model, tmp_path, capsys):
+    from codeclab.cli import main
+
+    clip = _clip(frames=2)
+    source = tmp_path / "clip.y4m"
+    source.write_bytes(y4m_bytes([rgb_to_yuv420(f) for f in clip.frames], Fraction(50), "limited"))
+    assert main(["encode", str(source), "-m", str(stem_model), "-o", str(tmp_path / "a.clab")]) == 0
+    assert "(1 I, 1 P, level 2 of 4, the default --quality 0.5)" in capsys.readouterr().out
+    assert unpack_video((tmp_path / "a.clab").read_bytes())[0].level == 2
+    assert main(["encode", str(source), "-m", str(stem_model), "-o", str(tmp_path / "b.clab"), "--target-bpp", "1"]) == 1
+    assert capsys.readouterr().err == "codeclab: error: --target-bpp is for images; choose a video's rate with --quality or --level\n"
+    with pytest.raises(CodecLabError, match=r"choose a rate with --quality or --level$"):  # no image-only flag
+        encode_video(load_model(stem_model), clip)
+
+
 def test_bad_videos_are_one_line_errors(tmp_path):
     good = y4m_bytes([rgb_to_yuv420(f) for f in _clip(frames=2).frames], Fraction(25), "limited")
     cases = {

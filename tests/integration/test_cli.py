@@ -149,8 +149,9 @@ def test_export_checkpoint(trained_run, trained_model, tmp_path):
     run_cli("export", trained_run / "checkpoints" / "last.ckpt", "-o", out, check=True)
     from codeclab.formats.model_file import read_metadata
 
-    # The checkpoint holds the same final weights that train.py exported.
+    # The checkpoint holds the same final weights that train.py exported, and its training lambda.
     assert read_metadata(out)["weights_sha256"] == read_metadata(trained_model)["weights_sha256"]
+    assert read_metadata(out)["lmbda"] == read_metadata(trained_model)["lmbda"] == "0.0067"
     # A model file re-exports to itself (its integer weights are already what they convert to).
     again = tmp_path / "again.safetensors"
     run_cli("export", trained_model, "-o", again, check=True)

@@ -48,6 +48,11 @@ def test_errors_are_one_line_and_nonzero(files, capsys, curve, message):
     assert err.startswith("codeclab: error:") and message in err and "\n" not in err
 
 
+def test_unknown_method_is_one_line(files, capsys):
+    assert cli.main(["bd-rate", str(files / "mine.txt"), "--anchor", str(files / "vtm.json"), "--method", "nope"]) == 1
+    assert capsys.readouterr().err == "codeclab: error: unknown BD method 'nope'; choose one of cubic, pchip, akima\n"
+
+
 def test_wired_into_codeclab_cli(files):
     root = Path(__file__).resolve().parents[2]
     ok = subprocess.run([sys.executable, "-m", "codeclab.cli", "bd-rate", str(files / "mine.txt"),

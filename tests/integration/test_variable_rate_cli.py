@@ -1,5 +1,7 @@
 """``codeclab encode --quality | --level | --target-bpp`` with a variable-rate model file."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -44,6 +46,25 @@ def test_quality_maps_to_the_nearest_level_and_the_level_is_in_the_header(setup)
     assert header.level == 5 and header.version == 2
 
 
+def test_without_a_rate_flag_the_default_quality_is_used_and_said(setup, capsys):
+    header, _ = _encode(setup)
+    assert header.level == round(0.5 * (LEVELS - 1)) == 4
+    assert "level 4 of 8, the default --quality 0.5)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["encode", "--help"])
+    assert "(default 0.5 when no rate is given)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_info_describes_a_model_file_with_its_default_rate(setup, capsys):
+    assert main(["info", str(setup / "vr.safetensors")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["format"], info["codec"], info["rate_levels"]) == ("model", "mbt2018-mean", LEVELS)
+    assert info["default_rate"] == "--quality 0.5 (level 4)" and "training_lmbda" not in info
+    assert main(["info", str(setup / "fixed.safetensors")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert "rate_levels" not in info and info["training_lmbda"] is None  # exported without one
+
+
 def test_target_bpp_picks_the_highest_level_that_fits(setup):
     rates = [_encode(setup, "--level", level)[1] for level in range(LEVELS)]
     assert rates == sorted(rates) and rates[-1] > rates[0]
@@ -60,7 +81,6 @@ def test_decode_reads_the_level_from_the_file(setup, tmp_path):
 
 
 @pytest.mark.parametrize("model, args, message", [
-    ("vr.safetensors", [], "is a variable-rate model: choose a rate with --quality, --level or --target-bpp"),
     ("vr.safetensors", ["--quality", "1.5"], "quality must be in [0, 1], got 1.5"),
     ("vr.safetensors", ["--level", "8"], "rate level 8 out of range [0, 8)"),
     ("fixed.safetensors", ["--quality", "0.5"], "is a fixed-rate model: --quality needs a variable-rate model"),

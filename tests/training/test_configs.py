@@ -101,7 +101,7 @@ def test_a_codec_config_selects_its_lightning_module():
     assert _compose("codec=vqgan_tiny", "module.disc_start=9").module.disc_start == 9
     mcquic = _compose("codec=mcquic")
     assert mcquic.module._target_ == "codeclab.training.mcquic.McQuicModule"
-    assert mcquic.module.optimizer._target_ == "codeclab.training.lamb.Lamb" and mcquic.module.optimizer.lr == 2e-4
+    assert mcquic.module.optimizer._target_ == "codeclab.training.lamb.FusedLamb" and mcquic.module.optimizer.lr == 2e-4
     assert (mcquic.codec.m, list(mcquic.codec.k), mcquic.codec.channels) == (2, [8192, 2048, 512], 128)
 
 

@@ -1,0 +1,90 @@
+"""A model file's header, read without torch.
+
+A safetensors file begins with the size of its header (8 bytes, little endian) and the header
+itself, JSON: each tensor's ``{"dtype", "shape", "data_offsets"}`` and, under ``"__metadata__"``,
+the string metadata :mod:`.model_file` writes (format, version, codec, config, hashes). Reading
+that JSON directly keeps torch out of ``codeclab info`` and of the search for a model by hash;
+:func:`.model_file.load_model` reads and checks the tensors themselves through safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CodecLabError
+from .container import MODEL_HASH_BYTES
+
+FORMAT = "codeclab-model"
+FORMAT_VERSION = "6"
+READABLE_VERSIONS = ("1", "2", "3", "4", "5", "6")
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+
+
+@dataclass(frozen=True)
+class ModelHeader:
+    metadata: dict[str, str]
+    tensors: int
+    tensor_bytes: int
+
+    def describe(self) -> dict:
+        meta = self.metadata
+        try:
+            config = json.loads(meta.get("config", "{}"))
+        except json.JSONDecodeError:
+            raise CodecLabError("corrupt model file: its config is not JSON") from None
+        weights = meta.get("weights_sha256", "")
+        info = {
+            "format": "model", "format_version": meta["format_version"], "codec": meta.get("codec"), "config": config,
+            "weights_sha256": weights, "model_hash": weights[: 2 * MODEL_HASH_BYTES], "tables_fingerprint": meta.get("tables_fingerprint"),
+            "weights_dtype": meta.get("weights_dtype", "float32"), "portable": meta.get("portable") == "true",
+            "tensors": self.tensors, "tensor_bytes": self.tensor_bytes,
+        }
+        levels = config_rate_levels(config)
+        if levels:
+            info.update(rate_levels=levels, default_rate=f"--quality {DEFAULT_QUALITY} (level {quality_to_level(levels, DEFAULT_QUALITY)})")
+        else:  # null: --refine needs --refine-lmbda
+            info["training_lmbda"] = float(meta["lmbda"]) if "lmbda" in meta else None
+        return info
+
+
+# The rate of a variable-rate model when none is chosen: the middle of its range.
+DEFAULT_QUALITY = 0.5
+
+
+def quality_to_level(rate_levels: int, quality: float) -> int:
+    """The level nearest to ``quality`` in [0, 1] (0: the lowest rate, 1: the highest)."""
+    return round(quality * (rate_levels - 1))
+
+
+def config_rate_levels(config: dict) -> int:
+    """Rate levels a model config asks for (top level, or its entropy model's); 0: fixed rate."""
+    entropy = config.get("entropy")
+    nested = entropy.get("rate_levels") if isinstance(entropy, dict) else None
+    return int(config.get("rate_levels") or nested or 0)
+
+
+def read_header(path: str | Path) -> ModelHeader:
+    """The header of a CodecLab model file (format and version checked); raises :class:`CodecLabError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CodecLabError(f"model file not found: {path}")
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        size = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else -1
+        if not 0 < size <= min(MAX_HEADER_BYTES, path.stat().st_size - 8):
+            raise CodecLabError(f"not a CodecLab model file: {path} (no safetensors header)")
+        raw = handle.read(size)
+    try:
+        header = json.loads(raw)
+        metadata = header.pop("__metadata__", None) or {}
+        tensor_bytes = sum(int(end) - int(begin) for begin, end in (t["data_offsets"] for t in header.values()))
+    except (ValueError, TypeError, KeyError, AttributeError):  # JSON, UTF-8 or structure
+        raise CodecLabError(f"not a CodecLab model file: {path} (corrupt safetensors header)") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise CodecLabError(f"not a CodecLab model file: {path} (no codeclab metadata)")
+    if metadata.get("format_version") not in READABLE_VERSIONS:
+        raise CodecLabError(f"unsupported model format version {metadata.get('format_version')!r} in {path}")
+    return ModelHeader(metadata, len(header), tensor_bytes)

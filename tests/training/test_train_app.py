@@ -1,0 +1,37 @@
+"""``train.py`` end to end: the closing summary, and training that runs no step writes no model."""
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+TINY = ["codec=tiny", "logger=csv", "data.patch_size=64", "data.val_patch_size=64", "data.val_max_images=2"]
+
+
+def _train(*overrides):
+    env = dict(os.environ, WANDB_MODE="disabled")
+    return subprocess.run([sys.executable, "train.py", *TINY, *map(str, overrides)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env=env)
+
+
+def test_train_ends_with_a_summary(trained_run):
+    lines = (trained_run / "stdout.txt").read_text().splitlines()[-4:]
+    assert lines[0] == "trained 40 steps"
+    assert lines[1].startswith("last validation: ") and " bpp (real " in lines[1] and lines[1].endswith(" dB")
+    assert lines[2:] == [f"last checkpoint: {trained_run / 'checkpoints' / 'last.ckpt'}", f"model file: {trained_run / 'model.safetensors'}"]
+
+
+def test_zero_training_steps_are_an_error_and_write_no_model(trained_run, tmp_path):
+    # 2 crops an epoch in batches of 4 (full batches only): no batch at all.
+    empty = _train("data.samples_per_epoch=2", "data.batch_size=4", f"hydra.run.dir={tmp_path / 'empty'}")
+    assert empty.returncode == 1 and not (tmp_path / "empty" / "model.safetensors").exists()
+    assert empty.stderr.splitlines()[-1] == (
+        "train.py: error: training ran 0 steps: the training data gives no full batch per process (world size 1): "
+        "lower data.batch_size or raise data.samples_per_epoch; no model written")
+    # Resuming a run that already reached trainer.max_steps trains nothing either.
+    done = _train("trainer.max_steps=40", "data.batch_size=4", "data.samples_per_epoch=20",
+                  f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'done'}")
+    assert done.returncode == 1 and not (tmp_path / "done" / "model.safetensors").exists()
+    assert done.stderr.splitlines()[-1] == ("train.py: error: training ran 0 steps: the run was already finished at step 40 "
+                                            "(raise trainer.max_steps to continue); no model written")
