@@ -31,7 +31,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -42,9 +41,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+ROOT = _common.ROOT
 CONFIGS = ROOT / "configs"
-DEFAULT_DATA = Path(os.environ.get("CODECLAB_DATA", ROOT.parent / "shared" / "data"))
 KMAC_SIZE = 256
 # --smoke: the whole pipeline in seconds (the tests; nothing it measures means anything).
 SMOKE_ENTRIES = "factorized,hyperprior"
@@ -251,18 +252,15 @@ def write_report(out: Path, summary: dict) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _common.parser(__doc__)
     parser.add_argument("--budget", default="cpu", help="configs/leaderboard/<budget>.yaml: cpu, gpu, smoke")
     parser.add_argument("--entries", default=None, help="comma-separated entropy models (default: the budget's)")
     parser.add_argument("--out", type=Path, default=None, help="default: logs/leaderboard/<budget>")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder (kodak/, train/bsds500/)")
+    parser.add_argument("--data", type=Path, default=_common.DATA, help="the shared data folder (kodak/, train/bsds500/)")
     parser.add_argument("--kodak", type=Path, default=None, help="the evaluation images (default: DATA/kodak)")
     parser.add_argument("--images", type=int, default=None, help="Kodak images (default: the budget's; all 24 if null)")
     parser.add_argument("--no-train", dest="train", action="store_false", help="evaluate finished models only")
     parser.add_argument("--no-eval", dest="eval", action="store_false", help="train only")
-    parser.add_argument("--smoke", action="store_true", help="a tiny end-to-end run under the temp folder (tests)")
-    parser.add_argument("--json", action="store_true", help="print the report's JSON")
-    parser.add_argument("--json-file", type=Path, default=None, help="also write the report's JSON there")
     parser.add_argument("overrides", nargs="*", help="train.py overrides for every model (e.g. data.batch_size=4)")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -330,9 +328,7 @@ def main(argv=None) -> int:
         if base and row.get("eval"):
             row["bd_rate"] = bd_against(base, row["eval"])
     write_report(out, summary)
-    if args.json_file:
-        args.json_file.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2) if args.json else f"leaderboard: report in {out / 'report.md'}")
+    _common.emit(args, summary, f"leaderboard: report in {out / 'report.md'}")
     return 0
 
 
