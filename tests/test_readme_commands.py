@@ -146,6 +146,16 @@ def options(args: str):
     return change
 
 
+def main_args(script: str, hydra: str, argparse: str):
+    """Hydra overrides if ``script`` is a Hydra main, else argparse options."""
+
+    def change(cmd: Command, match: re.Match) -> None:
+        is_hydra = "@hydra.main" in (ROOT / script).read_text()
+        (hydra_args(hydra) if is_hydra else options(argparse))(cmd, match)
+
+    return change
+
+
 def replace(old: str, new: str):
     """Replace a word (or part of one) of the command; ``@RUN@`` in ``new`` is the first training run
     made by an earlier command (``logs/train/runs/<timestamp>``)."""
@@ -188,9 +198,9 @@ OVERRIDES = [
     (r"train\.py.*codec=s2lic\b", hydra_args("codec.N=16 codec.M=40 codec.window=4 codec.depths=[1,1,1] codec.heads=[1,2,2]"),
      "s2lic at s2lic_tiny's width"),
     (r"train\.py.*experiment=stem",
-     hydra_args("trainer.max_steps=2 trainer.log_every_n_steps=1 data.sequences=[] data.synthetic=1 data.synthetic_frames=2 "
-                "data.crop=4 data.val_frames=2 data.val_samples=2 data.samples_per_epoch=4 data.batch_size=2"),
-     "STEM: latents of one 2-frame synthetic clip instead of Vid4"),
+     hydra_args("trainer.max_steps=2 trainer.log_every_n_steps=1 data.sequences=[../tiny_clip] data.synthetic=0 data.crop=4 "
+                "data.val_frames=2 data.val_samples=2 data.samples_per_epoch=4 data.batch_size=2"),
+     "STEM: latents of a 4-frame 64x64 clip (made by the fixture) instead of Vid4 and 300 synthetic clips"),
     (r"tools/gpu_recipe\.sh",
      env(TRAIN_ARGS=f"{{TRAIN_ARGS}} trainer.accelerator=cpu {TINY_TRAIN}", EVALUATE="0"),
      "the GPU recipe on the CPU, a few steps; its evaluation is the eval.py lines' (and tests/integration/test_gpu_recipe.py's)"),
@@ -198,8 +208,10 @@ OVERRIDES = [
     (r"\beval\.py\b", hydra_args(TINY_EVAL), "evaluation: one image, two rate points"),
     (r"\beval\.py.*classic=kodak", hydra_args("classic=short"), "the short classic ladders"),
     (r"\beval_video\.py\b",
-     options("--sequences ../shared/data/video/parkjoy_480x270.y4m --frames 2 --intra-periods 2 --levels 32 --encoders x264 "
-             "--presets medium --qps 32 --output reports_video"),
+     main_args("eval_video.py",
+               hydra="sequences=[parkjoy] frames=2 intra_periods=[12] levels=[32] video_anchors=fast output_dir=reports_video",
+               argparse="--sequences ../shared/data/video/parkjoy_480x270.y4m --frames 2 --intra-periods 12 --levels 32 "
+                        "--encoders x264 --presets medium --qps 32 --output reports_video"),
      "video report: 2 frames of one sequence, one point per codec, written into the scratch folder"),
     (r"^codeclab encode \S+(\.y4m|/basketballpass) ", options("--frames 2"), "video: 2 frames"),
     (r"--refine \d+", options("--refine 2"), "SGA: 2 iterations"),
@@ -251,6 +263,16 @@ def prepare(cmd: Command) -> Command:
     return out
 
 
+def _checkout_changes() -> list[str]:
+    """``git status`` lines of the real checkout (none where git is unavailable)."""
+    try:
+        proc = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return proc.stdout.splitlines() if proc.returncode == 0 else []
+
+
 def _argv(cmd: Command) -> list[str]:
     argv = list(cmd.argv)
     if argv[0] == "codeclab":
@@ -270,6 +292,7 @@ def scratch(tmp_path_factory):
     repo.mkdir()
     shared.mkdir()
     (shared / "data").symlink_to(DATA.resolve())
+    _tiny_clip(root / "tiny_clip")
     copied = {p.name for pattern in COPIED for p in ROOT.glob(pattern)}
     for entry in ROOT.iterdir():
         if entry.name in NOT_LINKED:
@@ -285,6 +308,16 @@ def scratch(tmp_path_factory):
         lines = [f"{w:7.1f} s {c:7.1f} s CPU  {t[:100]}" for w, c, t in sorted(TIMES, reverse=True)]
         total = f"{sum(w for w, _, _ in TIMES):7.1f} s {sum(c for _, c, _ in TIMES):7.1f} s CPU  all {len(TIMES)} commands"
         print("\nREADME commands:\n" + "\n".join([*lines, total]), file=sys.stderr)
+
+
+def _tiny_clip(folder: Path, frames: int = 4, size: int = 64) -> None:
+    """A small panning clip (PNG frames) cut from a Kodak image."""
+    from PIL import Image
+
+    folder.mkdir()
+    image = Image.open(DATA / "kodak" / "kodim01.png").convert("RGB")
+    for t in range(frames):
+        image.crop((300 + 4 * t, 200, 300 + 4 * t + size, 200 + size)).save(folder / f"frame_{t:04d}.png")
 
 
 def _id(cmd: Command) -> str:
@@ -310,6 +343,7 @@ def test_readme_command(index, scratch, request):
     environment.update(cmd.env)
     stdin = open(scratch / cmd.stdin, "rb") if cmd.stdin else subprocess.DEVNULL
     stdout = open(scratch / cmd.stdout, "wb") if cmd.stdout else subprocess.PIPE
+    changed = set(_checkout_changes())
     start, cpu = time.perf_counter(), _children_cpu()
     try:
         proc = subprocess.run(_argv(cmd), cwd=scratch, env=environment, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
@@ -319,6 +353,7 @@ def test_readme_command(index, scratch, request):
             if hasattr(f, "close"):
                 f.close()
     seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu
+    wrote = sorted(set(_checkout_changes()) - changed)
     TIMES.append((seconds, cpu, readme.text))
     out = (proc.stdout or b"").decode(errors="replace")
     err = proc.stderr.decode(errors="replace")
@@ -326,6 +361,9 @@ def test_readme_command(index, scratch, request):
         f"README command failed (exit {proc.returncode}, {seconds:.1f} s, {cpu:.1f} s CPU)\n  README: {readme.text}\n  ran:    {cmd.render()}\n"
         f"--- stdout (tail) ---\n{out[-1500:]}\n--- stderr (tail) ---\n{err[-3000:]}"
     )
+    # Outputs belong in the scratch folder: a command that writes through a link (reports/, models/)
+    # would change the checkout.
+    assert not wrote, f"README command changed the checkout: {wrote}\n  ran: {cmd.render()}"
 
 
 def test_every_command_is_run_or_skipped_with_a_reason():
