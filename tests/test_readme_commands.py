@@ -246,6 +246,8 @@ TIMES: list[tuple[float, float, str]] = []  # (wall s, CPU s of the command's pr
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
 COMMANDS = readme_commands((ROOT / "README.md").read_text())
 
 
@@ -264,13 +266,16 @@ def prepare(cmd: Command) -> Command:
 
 
 def _checkout_changes() -> list[str]:
-    """``git status`` lines of the real checkout (none where git is unavailable)."""
+    """New files in the real checkout, and changes under reports/ and models/: what a command
+    writing through a link would leave (``git status`` lines; none where git is unavailable).
+    Edits of the sources while the test runs are not reported."""
     try:
         proc = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True, text=True,
                               timeout=60)
     except (OSError, subprocess.SubprocessError):
         return []
-    return proc.stdout.splitlines() if proc.returncode == 0 else []
+    lines = proc.stdout.splitlines() if proc.returncode == 0 else []
+    return [line for line in lines if line.startswith("??") or line[3:].startswith(("reports/", "models/"))]
 
 
 def _argv(cmd: Command) -> list[str]:
@@ -359,6 +364,7 @@ def test_readme_command(index, scratch, request):
     err = proc.stderr.decode(errors="replace")
     assert proc.returncode == 0, (
         f"README command failed (exit {proc.returncode}, {seconds:.1f} s, {cpu:.1f} s CPU)\n  README: {readme.text}\n  ran:    {cmd.render()}\n"
+        f"  overrides: {'; '.join(r for p, _, r in OVERRIDES if re.search(p, readme.text)) or 'none'}\n"
         f"--- stdout (tail) ---\n{out[-1500:]}\n--- stderr (tail) ---\n{err[-3000:]}"
     )
     # Outputs belong in the scratch folder: a command that writes through a link (reports/, models/)
