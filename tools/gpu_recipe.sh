@@ -31,7 +31,8 @@ init=()
 # shellcheck disable=SC2086
 python3 train.py "experiment=$EXPERIMENT" "${init[@]}" "paths.data_dir=$DATA" "hydra.run.dir=$OUT/run" ${TRAIN_ARGS:-}
 cp "$OUT/run/model.safetensors" "$OUT/model.safetensors"
-cp "$OUT"/run/csv/*/metrics.csv "$OUT/metrics.csv"
+# The newest CSV log: a second run into the same OUT adds csv/version_1, ...
+cp "$(ls -td "$OUT"/run/csv/*/ | head -1)metrics.csv" "$OUT/metrics.csv"
 [ "${EVALUATE:-1}" = 0 ] && { echo "wrote $OUT/model.safetensors, $OUT/metrics.csv"; exit 0; }
 # shellcheck disable=SC2086
 python3 eval.py data=kodak classic=none "paths.data_dir=$DATA" "model=$OUT/model.safetensors" "name=$NAME" \
