@@ -133,7 +133,7 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & set({CODING_PATH_FORBIDD
 
 # Layers of the package, lowest first: a module may import only from its own layer or lower ones.
 LAYERS = [
-    {"errors", "registry", "measures", "files"},
+    {"errors", "registry", "measures", "files", "progress"},
     {"coding"},
     {"transforms"},
     {"entropy_models"},
