@@ -215,12 +215,17 @@ OVERRIDES = [
      "video report: 2 frames of one sequence, one point per codec, written into the scratch folder"),
     (r"^codeclab encode \S+(\.y4m|/basketballpass) ", options("--frames 2"), "video: 2 frames"),
     (r"--refine \d+", options("--refine 2"), "SGA: 2 iterations"),
+    (r"tools/gpu_checks\.py", replace(r"kodim0\{1,2,3,4\}", "kodim01"), "GPU checks: one Kodak image"),
+    (r"tools/gpu_checks\.py device", options("--frame 64x64"), "the timed frame 64x64, not 1080p, on the CPU"),
+    (r"eval_video\.py model=M\.safetensors", replace(r"^model=M\.safetensors$", "model=models/stem.safetensors"),
+     "M.safetensors: the shipped video model"),
 ]
 
 SKIPS = [
     (r"pip install", "installs the package (this suite runs on the installed package)"),
     (r"^python3 -m pytest$", "the test suite itself"),
     (r"num_nodes=", "multi-node DDP: needs several machines"),
+    (r"leaderboard\.py --budget cpu", "the 13-hour background CPU leaderboard; its --smoke runs in tests/integration/test_benchmarks.py"),
 ]
 
 # Commands known to fail on this branch: (regex, reason), marked xfail (strict: a pass fails the
