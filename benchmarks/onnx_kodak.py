@@ -5,31 +5,29 @@ Prints, per image and rate level, the largest absolute difference of each networ
 (and the largest absolute output, for scale); ``h_s_vs_integer`` compares ``h_s.onnx`` with the
 exact integer ``h_s`` that decoding uses.
 
-Usage: python benchmarks/onnx_kodak.py [--model M] [--images kodim01 kodim05 ...] [--levels 0 63] [--json]
+Usage: python benchmarks/onnx_kodak.py [--model M] [--images kodim01 kodim05 ...] [--levels 0 63] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-KODAK = Path(os.environ.get("CODECLAB_DATA", ROOT.parent / "shared" / "data")) / "kodak"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "models" / "zoo" / "mbt2018_mean_vr.safetensors")
+    parser = _common.parser(__doc__)
+    parser.add_argument("--model", type=Path, default=_common.ROOT / "models" / "zoo" / "mbt2018_mean_vr.safetensors")
     parser.add_argument("--images", nargs="+", default=["kodim01", "kodim05", "kodim15", "kodim20"])
     parser.add_argument("--levels", nargs="+", type=int, default=[0, 63], help="rate levels of y_hat (variable-rate models)")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+    args = _common.parse(parser, argv, model=lambda: Path(_common.smoke_model("tiny")), images=["kodim01"])
+    kodak = _common.data_dir(args.smoke) / "kodak"
 
-    from codeclab.data.images import read_image, to_tensor
+    from codeclab.data.images import read_image
+    from codeclab.formats.image_file import codec_input
     from codeclab.formats.model_file import load_model
     from codeclab.formats.onnx_export import export_onnx, max_abs_differences
 
@@ -39,13 +37,12 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         export_onnx(codec, folder)
         for image in args.images:
-            x = to_tensor(read_image(KODAK / f"{image}.png"))[None]
+            x = codec_input(read_image(kodak / f"{image}.png"), codec.downsampling)  # padded as for coding
             for level in levels:
                 rows.append({"image": image, "level": level, "networks": max_abs_differences(codec, folder, x, level)})
-                if not args.json:
-                    cells = ", ".join(f"{k} {v['max_abs_diff']:.2e} (of {v['max_abs_value']:.3g})" for k, v in rows[-1]["networks"].items())
-                    print(f"{image} level {level}: {cells}", flush=True)
-    print(json.dumps({"model": str(args.model), "rows": rows}, indent=2) if args.json else "")
+    lines = [f"{r['image']} level {r['level']}: " + ", ".join(f"{k} {v['max_abs_diff']:.2e} (of {v['max_abs_value']:.3g})"
+                                                             for k, v in r["networks"].items()) for r in rows]
+    _common.emit(args, {"model": str(args.model), "rows": rows}, "\n".join(lines))
     return 0
 
 

@@ -195,6 +195,8 @@ OVERRIDES = [
     (r"train\.py -m lmbda=", hydra_args("lmbda=0.0018,0.0067"), "multirun: 2 lambdas instead of 4"),
     (r"train\.py.*\bckpt_path=", hydra_args("trainer.max_steps=3"), "resume: one step past the checkpoint"),
     (r"train\.py.*experiment=mbt2018_mean_vr_cpu", hydra_args("module.compile=false"), "torch.compile costs a minute"),
+    (r"train\.py.*experiment=leaderboard", hydra_args("callbacks.checkpoint.train_time_interval=null"),
+     "checkpoints by step, not every 2 minutes (Lightning takes one or the other)"),
     (r"train\.py.*codec=s2lic\b", hydra_args("codec.N=16 codec.M=40 codec.window=4 codec.depths=[1,1,1] codec.heads=[1,2,2]"),
      "s2lic at s2lic_tiny's width"),
     (r"train\.py.*experiment=stem",
