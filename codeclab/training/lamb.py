@@ -16,20 +16,29 @@ from __future__ import annotations
 import torch
 
 
+def _check_settings(name: str, lr: float, betas, eps: float, weight_decay: float) -> None:
+    if lr <= 0 or eps <= 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1) or weight_decay < 0:
+        raise ValueError(f"invalid {name} settings: lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}")
+
+
+def _evaluate(closure):
+    """The loss of an optimiser's ``closure`` (with gradients on), or None."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class Lamb(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 2e-4, betas=(0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.0,
                  clamp_value: float = 10.0, debias: bool = False):
-        if lr <= 0 or eps <= 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1) or weight_decay < 0:
-            raise ValueError(f"invalid Lamb settings: lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}")
+        _check_settings("Lamb", lr, betas, eps, weight_decay)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       clamp_value=clamp_value, debias=debias))
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             b1, b2 = group["betas"]
             for p in group["params"]:
@@ -73,17 +82,13 @@ class FusedLamb(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float = 2e-4, betas=(0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.01,
                  bias_correction: bool = True, max_grad_norm: float = 1.0):
-        if lr <= 0 or eps <= 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1) or weight_decay < 0:
-            raise ValueError(f"invalid FusedLamb settings: lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}")
+        _check_settings("FusedLamb", lr, betas, eps, weight_decay)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       bias_correction=bias_correction, max_grad_norm=max_grad_norm))
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
             return loss

@@ -21,6 +21,7 @@ from codeclab.entropy_models.mixture import GaussianMixtureConditional
 from codeclab.entropy_models.mlicpp import LatentResidualPrediction
 from codeclab.entropy_models.mlicv2 import MLICv2EntropyModel, SelectionNetwork
 from codeclab.entropy_models.spatiotemporal import SpatiotemporalEntropyModel
+from tests.entropy_models.test_mlicv2 import _rotate_directly
 
 MLIC_TINY = dict(N=16, M=32, num_slices=4, parameter_hidden=(32, 24, 16), channel_hidden=(16, 16), lrp_hidden=(16, 16))
 
@@ -100,18 +101,6 @@ def test_mlicpp_lrp_is_half_tanh():
 
 # MLICv2 (a reconstruction; the constants its docstring states) ------------------------------
 
-def _rotate(x, row, col, base):
-    d = x.shape[0]
-    pairs = d // 2
-    px, py = (pairs + 1) // 2, pairs // 2
-    out = torch.empty_like(x)
-    for p in range(pairs):
-        angle = col * base ** (-p / px) if p < px else row * base ** (-(p - px) / py)
-        c, s = math.cos(angle), math.sin(angle)
-        out[2 * p], out[2 * p + 1] = c * x[2 * p] - s * x[2 * p + 1], s * x[2 * p] + c * x[2 * p + 1]
-    return out
-
-
 @pytest.mark.parametrize("build", ["codec", "entropy_model"])
 def test_mlicv2_rope_base_is_10000_by_default(build):
     torch.manual_seed(0)
@@ -121,7 +110,7 @@ def test_mlicv2_rope_base_is_10000_by_default(build):
         model = MLICv2EntropyModel(**MLIC_TINY)
     x = torch.randn(8, dtype=torch.float64)
     out = model.rotary(x[None], torch.tensor([5.0]), torch.tensor([7.0]))[0]
-    torch.testing.assert_close(out, _rotate(x, 5, 7, 10000.0))
+    torch.testing.assert_close(out, _rotate_directly(x, 5, 7, 10000.0))
 
 
 def test_mlicv2_selection_guide_is_four_log_scale_over_threshold():
