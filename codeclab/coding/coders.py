@@ -28,6 +28,12 @@ import numpy as np
 from ..registry import Registry
 
 
+CDF_TOTAL = 1 << 16
+# Symbols are int32 and coded as ``symbol - offset``: offsets this small keep that in range for
+# every symbol a latent of magnitude below 2^30 produces.
+OFFSET_LIMIT = 1 << 30
+
+
 @dataclass(frozen=True)
 class CdfTables:
     """Integer CDF tables in compressai's layout (see the module docstring)."""
@@ -40,12 +46,39 @@ class CdfTables:
     def num_tables(self) -> int:
         return int(self.lengths.shape[0])
 
+    def check(self) -> None:
+        """``ValueError`` (one line) unless every table is a 16-bit CDF of length in
+        ``[2, max_len]`` that starts at 0, ends at ``1 << 16`` and has no zero-frequency symbol:
+        the rules the C++ coder enforces on its own, for coders that trust their tables."""
+        cdfs, lengths, offsets = (np.asarray(a) for a in (self.cdfs, self.lengths, self.offsets))
+        if cdfs.ndim != 2 or lengths.ndim != 1 or offsets.ndim != 1:
+            raise ValueError("cdfs must be 2-D [n_tables, max_length], lengths and offsets 1-D")
+        if not len(cdfs) == len(lengths) == len(offsets) or not len(cdfs):
+            raise ValueError(f"lengths and offsets must have one entry per cdf table ({len(cdfs)}), and there must be one")
+        if any(a.dtype.kind not in "iu" for a in (cdfs, lengths, offsets)):
+            raise ValueError("cdf tables must be integer arrays")
+        if lengths.min() < 2 or lengths.max() > cdfs.shape[1]:
+            raise ValueError(f"a cdf table's length is outside [2, {cdfs.shape[1]}]")
+        if np.abs(offsets.astype(np.int64)).max() > OFFSET_LIMIT:
+            raise ValueError(f"a cdf table's offset is outside +-{OFFSET_LIMIT}")
+        rows = np.arange(len(cdfs))
+        if (cdfs[:, 0] != 0).any() or (cdfs[rows, lengths - 1] != CDF_TOTAL).any():
+            raise ValueError(f"cdf tables must start at 0 and end at {CDF_TOTAL}")
+        inside = np.arange(1, cdfs.shape[1]) < lengths[:, None]
+        if (np.diff(cdfs.astype(np.int64), axis=1)[inside] <= 0).any():
+            raise ValueError("a cdf table is not strictly increasing (non-monotone or zero-frequency symbol)")
+
 
 class StreamEncoder(ABC):
     """Accumulates groups of symbols, then writes one byte string."""
 
     @abstractmethod
-    def encode(self, symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables) -> None: ...
+    def encode(self, symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables) -> None:
+        """Appends ``symbols`` coded with the tables ``indexes`` points at."""
+
+    @abstractmethod
+    def encode_categorical(self, symbols: np.ndarray, freqs: np.ndarray) -> None:
+        """Appends ``symbols[i]`` coded with the counts ``freqs[i]`` (VQ indexes, mixture components)."""
 
     @abstractmethod
     def finish(self) -> bytes: ...
@@ -60,6 +93,14 @@ class StreamDecoder(ABC):
 
     @abstractmethod
     def decode(self, indexes: np.ndarray, tables: CdfTables) -> np.ndarray: ...
+
+    @abstractmethod
+    def decode_categorical(self, freqs: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def at_end(self) -> bool:
+        """``False`` when the stream provably did not end where the encoder began (a damaged
+        stream, or other tables than the encoder's); a coder that cannot tell answers ``True``."""
 
 
 class EntropyCoder(ABC):
@@ -86,45 +127,6 @@ class EntropyCoder(ABC):
         return self.decoder(data).decode(indexes, tables)
 
 
-def _as_list(array: np.ndarray) -> list[int]:
-    return np.asarray(array, dtype=np.int32).reshape(-1).tolist()
-
-
-class _CompressaiStreamEncoder(StreamEncoder):
-    def __init__(self):
-        from compressai.ans import BufferedRansEncoder
-
-        self._encoder = BufferedRansEncoder()
-
-    def encode(self, symbols, indexes, tables):
-        self._encoder.encode_with_indexes(
-            _as_list(symbols), _as_list(indexes), tables.cdfs.tolist(), _as_list(tables.lengths), _as_list(tables.offsets)
-        )
-
-    def finish(self) -> bytes:
-        return self._encoder.flush()
-
-
-class _CompressaiStreamDecoder(StreamDecoder):
-    def __init__(self, data: bytes):
-        from compressai.ans import RansDecoder
-
-        from .native import is_codeclab_stream
-
-        # compressai's decoder has no checks: a stream of the other coder would decode to garbage.
-        if is_codeclab_stream(data):
-            raise ValueError("the stream was written by the codeclab coder, not compressai's")
-
-        self._decoder = RansDecoder()
-        self._decoder.set_stream(data)
-
-    def decode(self, indexes, tables):
-        values = self._decoder.decode_stream(
-            _as_list(indexes), tables.cdfs.tolist(), _as_list(tables.lengths), _as_list(tables.offsets)
-        )
-        return np.asarray(values, dtype=np.int32).reshape(np.shape(indexes))
-
-
 CODERS = Registry("entropy coder")
 DEFAULT_CODER = "codeclab"
 
@@ -132,19 +134,3 @@ DEFAULT_CODER = "codeclab"
 def get_coder(name: str | None = None) -> EntropyCoder:
     """A new instance of the coder registered under ``name`` (default: :data:`DEFAULT_CODER`)."""
     return CODERS.build(name or DEFAULT_CODER)
-
-
-@CODERS.register("compressai")
-class CompressaiCoder(EntropyCoder):
-    """compressai's rANS coder (``compressai.ans``), kept for comparison.
-
-    It has no checks of its own against hostile streams; the container's checksum
-    (:mod:`codeclab.formats.container`) is what keeps corrupted files away from it.
-    """
-
-    def encoder(self) -> StreamEncoder:
-        return _CompressaiStreamEncoder()
-
-    def decoder(self, data: bytes) -> StreamDecoder:
-        return _CompressaiStreamDecoder(data)
-

@@ -362,7 +362,7 @@ class McQuicEntropyModel(LatentEntropyModel):
             size = (shape[0] >> (i + 1), shape[1] >> (i + 1))
             decoder = coder.decoder(stream)
             symbols = decoder.decode(self._group_indexes(size), self.tables(i))
-            if hasattr(decoder, "at_end") and not decoder.at_end():
+            if not decoder.at_end():
                 raise ValueError(f"corrupt McQuic stream: data left after the last index of level {i}")
             code = torch.from_numpy(np.asarray(symbols, dtype=np.int64)).reshape(1, self.m, *size)
             if code.min() < 0 or code.max() >= self.k[i]:

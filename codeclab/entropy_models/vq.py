@@ -134,7 +134,7 @@ class VQEntropyModel(LatentEntropyModel):
             raise ValueError("corrupt VQ stream: unknown index model byte")
         decoder = coder.decoder(stream[1:])
         indices = self.index_models[INDEX_MODEL_IDS[stream[0]]].decode(decoder, shape)
-        if hasattr(decoder, "at_end") and not decoder.at_end():
+        if not decoder.at_end():
             raise ValueError("corrupt VQ stream: data left after the last index")
         return indices
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..codecs import Codec
 from ..codecs.refinement import SGASchedule, refine_latents
+from ..coding import get_coder
 from ..data.images import check_pixels, max_tile_pixels, to_tensor
 from ..errors import CodecLabError
 from ..measures import bits_per_pixel
@@ -219,8 +220,6 @@ def _checked_file(data: bytes, codec: Codec) -> tuple[container.Header, list[byt
     pixel limit, stream count, rate level, tile size) comes before any decoding."""
     header, streams = container.unpack(data)
     check_model(header, codec)
-    if header.coder != codec.coder.name:
-        codec.set_coder(header.coder)
     check_pixels(header.height, header.width, "the image in the file")
     if header.tile is not None and header.tile % codec.downsampling:
         raise CodecLabError(f"corrupt file: tile size {header.tile} is not a multiple of {codec.downsampling}")
@@ -241,7 +240,7 @@ def _checked_file(data: bytes, codec: Codec) -> tuple[container.Header, list[byt
 def _tile_latent(codec: Codec, header: container.Header, streams: list[bytes], grid, index: int) -> torch.Tensor:
     """``y_hat`` of tile ``index``; ValueError unless every stream ended where its encoder began."""
     n = codec.num_streams
-    checked = CheckedCoder(codec.coder)
+    checked = CheckedCoder(get_coder(header.coder))  # the file's coder; the codec's own stays as it is
     size = padded_size(*grid[index][2:], codec.downsampling)
     y_hat = codec.decode_latents(streams[n * index : n * (index + 1)], size, header.level, coder=checked)
     checked.check_all_ended()
@@ -304,7 +303,7 @@ class CheckedCoder:
         return decoder
 
     def check_all_ended(self) -> None:
-        if any(hasattr(d, "at_end") and not d.at_end() for d in self.decoders):
+        if not all(d.at_end() for d in self.decoders):
             raise ValueError("decoding did not end where the encoder began (a damaged file, another model or coder "
                              "wrote it, or a model with float entropy parameters decoded under another configuration)")
 

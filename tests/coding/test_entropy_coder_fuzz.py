@@ -1,5 +1,6 @@
 """CodecLab's rANS coder on hostile input: malformed tables, bad arguments and corrupt streams
-must raise ValueError (one line), never crash, read out of bounds or hang."""
+must raise ValueError (one line), never crash, read out of bounds or hang. compressai's rANS,
+which checks nothing itself, gets the same table and index checks from its adapter."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codeclab.coding.coders import CdfTables
+from codeclab.coding.compressai_coder import CompressaiCoder
+from codeclab.errors import CodecLabError
 from codeclab.coding.native import CodecLabCoder, CodecLabStreamDecoder, CodecLabStreamEncoder
 
 TABLES = CdfTables(
@@ -64,14 +67,35 @@ def with_table(cdf_row, length, offset=0):
         (CdfTables(np.zeros((2, 3), np.int32), np.array([3], np.int32), np.array([0], np.int32)), "one entry per"),
     ],
 )
-def test_malformed_tables(tables, message):
-    data = valid_stream()
+@pytest.mark.parametrize("coder", [CodecLabCoder(), CompressaiCoder()], ids=["codeclab", "compressai"])
+def test_malformed_tables(tables, message, coder):
+    data = coder.encode_with_indexes(SYMBOLS % 16, INDEXES, TABLES)
     for call in (
-        lambda: CodecLabCoder().encode_with_indexes(np.zeros(3, np.int32), np.zeros(3, np.int32), tables),
-        lambda: CodecLabStreamDecoder(data).decode(np.zeros(3, np.int32), tables),
+        lambda: coder.encode_with_indexes(np.zeros(3, np.int32), np.zeros(3, np.int32), tables),
+        lambda: coder.decoder(data).decode(np.zeros(3, np.int32), tables),
     ):
         with pytest.raises(ValueError, match=message.replace("[", r"\[")):
             call()
+
+
+def test_compressai_adapter_checks_indexes_and_refuses_what_compressai_cannot_do():
+    coder, symbols = CompressaiCoder(), SYMBOLS % 2**20  # escapes up to 2^20
+    data = coder.encode_with_indexes(symbols, INDEXES, TABLES)
+    assert np.array_equal(coder.decode_with_indexes(data, INDEXES, TABLES), symbols)
+    with pytest.raises(ValueError, match="too far from their tables"):  # compressai itself would loop forever
+        coder.encode_with_indexes(SYMBOLS, INDEXES, TABLES)
+    for bad in (INDEXES + 2, -INDEXES - 1):  # compressai itself would read out of bounds
+        with pytest.raises(ValueError, match=r"table indexes outside \[0, 2\)"):
+            coder.encode_with_indexes(symbols, bad, TABLES)
+        with pytest.raises(ValueError, match=r"table indexes outside \[0, 2\)"):
+            coder.decode_with_indexes(data, bad, TABLES)
+    with pytest.raises(ValueError, match="offset is outside"):
+        coder.encode_with_indexes(SYMBOLS[:1], INDEXES[:1], with_table([0, 30000, 65536], 3, offset=2**31 - 1))
+    with pytest.raises(CodecLabError, match="cannot code categorical symbols.*--coder codeclab"):
+        coder.encoder().encode_categorical(CATS, FREQS)
+    with pytest.raises(CodecLabError, match="cannot code categorical symbols"):
+        coder.decoder(data).decode_categorical(FREQS)
+    assert coder.decoder(data).at_end()  # it cannot tell
 
 
 @pytest.mark.parametrize(

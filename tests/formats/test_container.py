@@ -46,3 +46,21 @@ def test_unknown_version_and_magic():
 def test_trailing_garbage_rejected():
     with pytest.raises(CodecLabError, match="corrupt file"):
         container.unpack(packed() + b"x")
+
+
+def test_decoding_a_file_of_another_coder_leaves_the_codec_as_it_was():
+    """The header's coder decodes the file; the codec's own coder (what it encodes with) stays."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from codeclab.formats.image_file import decode_image, encode_image
+    from codeclab.formats.model_file import load_model
+
+    golden = Path(__file__).resolve().parents[1] / "golden"
+    codec = load_model(golden / "mbt2018-mean.safetensors")
+    decode_image((golden / "mbt2018-mean.compressai.clab").read_bytes(), codec)
+    assert codec.coder.name == "codeclab"
+    image = np.asarray(Image.open(golden / "astronaut_97x131.png").convert("RGB"))
+    assert encode_image(codec, image) == (golden / "mbt2018-mean.clab").read_bytes()
