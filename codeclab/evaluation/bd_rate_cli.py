@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from codeclab.arguments import number
 from codeclab.errors import CodecLabError
 
 
@@ -29,7 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="quality metric key (psnr-rgb, ms-ssim-rgb, ms-ssim-rgb-db, psnr-y); also "
                         "the meaning of a text file's second column (default: psnr-rgb, or as "
                         "the text file's folder says, e.g. MS-SSIM_sRGB_RGB)")
-    p.add_argument("--min-overlap", type=float, default=0.5,
+    p.add_argument("--min-overlap", type=number(0.0, 1.0), default=0.5,
                    help="smallest quality overlap, as a share of the shorter curve's range")
     p.set_defaults(func=run)
     return p

@@ -124,14 +124,18 @@ def read_curve(path, name: str | None = None, metric: str | None = None) -> RDCu
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise CodecLabError(f"cannot read curve {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise CodecLabError(f"{path}: not UTF-8 text (an RD curve is JSON or 'bpp, value' text)") from None
     if text.lstrip().startswith(("{", "[")):
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as err:
             raise CodecLabError(f"{path}: invalid JSON ({err.msg}, line {err.lineno})") from None
+        except RecursionError:
+            raise CodecLabError(f"{path}: JSON nested too deeply for an RD curve") from None
         return _from_json(doc, path, name).sorted()
     return _from_text(text, path, name, metric).sorted()
 

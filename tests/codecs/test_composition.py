@@ -160,7 +160,7 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"torch", "numpy"}}))
 
 # Layers of the package, lowest first: a module may import only from its own layer or lower ones.
 LAYERS = [
-    {"errors", "registry", "measures", "files", "ffmpeg", "progress"},
+    {"errors", "registry", "measures", "files", "ffmpeg", "progress", "arguments"},
     {"coding"},
     {"transforms"},
     {"entropy_models"},

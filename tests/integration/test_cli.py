@@ -1,6 +1,9 @@
 """The command line end to end, through subprocesses, with a model trained by train.py."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -189,3 +192,20 @@ def test_export_converts_a_compressai_state_dict_to_a_portable_model(tmp_path):
                        "no compressai conversion")
     _assert_user_error(run_cli("export", out, "--compressai", "mbt2018-mean", "-o", tmp_path / "x.safetensors"),
                        "not a compressai")
+
+
+def test_a_reader_that_leaves_early_is_no_traceback(trained_model):
+    """``codeclab info ... | head -1``: the pipe is closed before anything is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    proc = subprocess.run([sys.executable, "-m", "codeclab.cli", "info", str(trained_model)], stdout=write_end,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write_end)
+    assert proc.returncode == 141 and proc.stderr == ""
+
+
+@pytest.mark.parametrize("flag", ["--refine-lmbda", "--target-bpp"])
+def test_rate_settings_must_be_positive_and_finite(trained_model, tmp_path, flag):
+    for value in ("nan", "inf", "0"):
+        proc = run_cli("encode", "x.png", "-m", trained_model, "-o", tmp_path / "o.clab", flag, value)
+        assert proc.returncode == 2 and f"argument {flag}: must be" in proc.stderr and not (tmp_path / "o.clab").exists()

@@ -22,6 +22,8 @@ def files(tmp_path):
     (tmp_path / "vtm.json").write_text(json.dumps(ANCHOR))
     (tmp_path / "mine.txt").write_text(TEXT)
     (tmp_path / "three.txt").write_text("0.1, 27\n0.2, 29\n0.4, 32\n")
+    (tmp_path / "deep.json").write_text("[" * 100_000)
+    (tmp_path / "utf16.json").write_text(json.dumps(ANCHOR), encoding="utf-16")
     return tmp_path
 
 
@@ -41,11 +43,20 @@ def test_prints_bd_rate_last_line(files, capsys, method):
 @pytest.mark.parametrize("curve, message", [
     ("missing.json", "cannot read curve"),
     ("three.txt", "at least 4"),
+    ("deep.json", "nested too deeply"),
+    ("utf16.json", "not UTF-8 text"),
 ])
 def test_errors_are_one_line_and_nonzero(files, capsys, curve, message):
     assert cli.main(["bd-rate", str(files / curve), "--anchor", str(files / "vtm.json")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("codeclab: error:") and message in err and "\n" not in err
+
+
+@pytest.mark.parametrize("value, message", [("nan", "must be finite"), ("inf", "must be finite"), ("1.5", "must be in")])
+def test_min_overlap_must_be_a_share(files, capsys, value, message):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bd-rate", str(files / "mine.txt"), "--anchor", str(files / "vtm.json"), "--min-overlap", value])
+    assert exit_.value.code == 2 and f"argument --min-overlap: {message}" in capsys.readouterr().err
 
 
 def test_unknown_method_is_one_line(files, capsys):
