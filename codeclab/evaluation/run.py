@@ -71,7 +71,7 @@ def learned_curves(cfg: DictConfig) -> list[LearnedCurve]:
         for m in models:
             if not Path(m).is_file():
                 raise CodecLabError(f"model file {m} does not exist")
-        levels = {m: swept_levels(n, int(cfg.get("rate_points") or 8)) for m in models if (n := _rate_levels(m))}
+        levels = {m: swept_levels(n, cfg.get("rate_points", 8)) for m in models if (n := _rate_levels(m))}
         if levels and len(levels) != len(models):
             raise CodecLabError("a curve mixes fixed-rate and variable-rate models; give each its own curve")
         curves.append(LearnedCurve(spec.get("name") or _curve_name(models), models, spec.get("coder"), levels=levels,
@@ -100,6 +100,10 @@ def run_eval(cfg: DictConfig) -> dict:
     """Measure and write the report into the Hydra run directory; returns the report dict."""
     out_dir = Path(cfg.paths.output_dir)
     t0 = time.perf_counter()
+    for key, lowest in (("rate_points", 2), ("max_images", 1)):
+        value = cfg.get(key)
+        if value is not None and (not isinstance(value, int) or value < lowest):
+            raise CodecLabError(f"{key}={value} must be an integer >= {lowest}" + (" or null" if key == "max_images" else ""))
     images = load_images(cfg.test_dir, cfg.get("max_images"))
     classic = [instantiate(c, _convert_="all") for c in (cfg.classic.codecs or {}).values()
                if c is not None]

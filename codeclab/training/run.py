@@ -8,6 +8,7 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig
 
 from ..errors import CodecLabError
@@ -67,6 +68,24 @@ def _summary(steps: int, metrics: dict, checkpoint: str | None, model: Path | No
     return "\n".join(lines)
 
 
+def check_patch_size(patch_size: int, codec) -> None:
+    """Training crops the transforms can take (checked before the first step, not in it)."""
+    if patch_size < codec.downsampling or patch_size % codec.downsampling:
+        raise CodecLabError(f"data.patch_size={patch_size} must be a positive multiple of {codec.codec_id}'s "
+                            f"downsampling {codec.downsampling}")
+
+
+def check_checkpoint(path: str) -> None:
+    """A checkpoint Lightning can resume from, loaded without arbitrary pickles (``weights_only``)."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        raise CodecLabError(f"ckpt_path {path} does not exist") from None
+    except Exception as err:  # noqa: BLE001  (any unreadable file is the same one-line refusal)
+        first_line = (str(err).splitlines() or [type(err).__name__])[0]
+        raise CodecLabError(f"ckpt_path {path} is not a checkpoint this version loads safely: {first_line[:200]}") from None
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit ``cfg.codec`` on ``cfg.data``; returns the final logged metrics (floats). Training that
     runs no step is a :class:`CodecLabError` (an untrained model is never written)."""
@@ -77,6 +96,9 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("init_weights"):
         missing = init_weights(codec, cfg.init_weights)
         print(f"weights from {cfg.init_weights}; newly initialised: {', '.join(missing) or 'none'}")
+    check_patch_size(datamodule.patch_size, codec)
+    if cfg.ckpt_path:
+        check_checkpoint(cfg.ckpt_path)
     module = hydra.utils.instantiate(cfg.module, codec=codec)
     loggers = _instantiate_group(cfg.get("logger"))
     first_step = _FirstStep()

@@ -69,3 +69,14 @@ def test_missing_or_empty_image_folder_is_a_one_line_error(tmp_path):
         load_images(str(tmp_path / "none"))
     with pytest.raises(CodecLabError, match="no images"):
         load_images(str(tmp_path))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("rate_points=0", "rate_points=0 must be an integer >= 2"),
+    ("max_images=0", "max_images=0 must be an integer >= 1 or null"),
+])
+def test_settings_that_would_measure_nothing_are_refused(tmp_path, override, message):
+    proc = subprocess.run([sys.executable, "eval.py", "classic=none", override, f"hydra.run.dir={tmp_path}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == f"eval.py: error: {message}"
+    assert not (tmp_path / "report.md").exists()

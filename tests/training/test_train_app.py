@@ -1,6 +1,7 @@
 """``train.py`` end to end: the closing summary, and training that runs no step writes no model."""
 
 import os
+import pickle
 import subprocess
 import sys
 
@@ -35,3 +36,15 @@ def test_zero_training_steps_are_an_error_and_write_no_model(trained_run, tmp_pa
     assert done.returncode == 1 and not (tmp_path / "done" / "model.safetensors").exists()
     assert done.stderr.splitlines()[-1] == ("train.py: error: training ran 0 steps: the run was already finished at step 40 "
                                             "(raise trainer.max_steps to continue); no model written")
+
+
+def test_bad_settings_are_refused_before_the_first_step(tmp_path):
+    small = _train("data.patch_size=3", "trainer.max_steps=1", f"hydra.run.dir={tmp_path / 'small'}")
+    assert small.returncode == 1 and small.stderr.splitlines()[-1] == (
+        "train.py: error: data.patch_size=3 must be a positive multiple of mbt2018-mean's downsampling 64")
+    evil = tmp_path / "evil.ckpt"
+    evil.write_bytes(pickle.dumps(os.system))  # would run a command if unpickled
+    refused = _train(f"ckpt_path={evil}", f"hydra.run.dir={tmp_path / 'evil'}")
+    assert refused.returncode == 1 and refused.stderr.splitlines()[-1].startswith(
+        f"train.py: error: ckpt_path {evil} is not a checkpoint this version loads safely: ")
+    assert not (tmp_path / "evil" / "model.safetensors").exists()
