@@ -40,7 +40,6 @@ from ..transforms.cnn import cnn_transforms
 from ..transforms.elic import elic_transforms
 from ..transforms.mlicpp import mlicpp_transforms
 from ..transforms.mlicv2 import mlicv2_transforms
-from ..transforms.swin import swin_transforms
 from ..transforms.wavelet import walloc_transforms
 from .base import Codec, register_codec
 
@@ -121,19 +120,19 @@ def elic(N: int = 192, M: int = 320, groups: Sequence[int] | None = None, arithm
 
 
 @register_codec("s2lic")
-def s2lic(N: int = 192, M: int = 320, transform: str = "swinv2", window: int = 8, depths: Sequence[int] = (1, 2, 3),
-          heads: Sequence[int] = (4, 8, 16), growth: int = 32, entropy: Mapping | None = None,
-          layout: str = "s2lic") -> Codec:
+def s2lic(N: int = 192, M: int = 320, transform: str | Mapping = "swinv2", window: int = 8,
+          depths: Sequence[int] = (1, 2, 3), heads: Sequence[int] = (4, 8, 16), entropy: Mapping | None = None) -> Codec:
     """S2LIC (Wang et al.): SwinV2 transforms + the ACGC entropy model, or any transform
-    (``transform="cnn"``) with any hyperprior-based entropy model (``entropy={"name": ..., **options}``).
-    Defaults are the paper's; ``layout``: the released code's transforms or the ``"legacy"`` ones
-    (:func:`~codeclab.transforms.swin.swin_transforms`); ``y``: ``[B, M, H/16, W/16]``, streams ``[y, z]``."""
-    if transform == "swinv2":
-        pair = swin_transforms(N, M, window, depths, heads, growth, layout)
-    else:
-        pair = TRANSFORMS.build(transform, N, M)
-    options = dict(entropy or {"name": "acgc"})
-    return _codec(pair, ENTROPY_MODELS.build(options.pop("name"), N, M, **options))
+    (``transform="cnn"``, or ``{"name": ..., **options}``) with any hyperprior-based entropy model
+    (``entropy={"name": ..., **options}``). Defaults are the paper's; a SwinV2 transform
+    (``swinv2``, ``swinv2_v1``) also takes ``window``, ``depths``, ``heads``. ``y``:
+    ``[B, M, H/16, W/16]``, streams ``[y, z]``."""
+    options = dict(transform) if isinstance(transform, Mapping) else {"name": transform}
+    name = options.pop("name")
+    if name.startswith("swinv2"):
+        options.update(window=window, depths=depths, heads=heads)
+    entropy = dict(entropy or {"name": "acgc"})
+    return _codec(TRANSFORMS.build(name, N, M, **options), ENTROPY_MODELS.build(entropy.pop("name"), N, M, **entropy))
 
 
 @register_codec("mlicpp")

@@ -1,0 +1,70 @@
+"""First versions of transforms whose live builder has since moved to its paper's code, kept so
+that the model files written with them keep decoding (the package docstring says when)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..transforms.base import TRANSFORMS, TransformPair
+from ..transforms.layers import conv, deconv
+from ..transforms.swin import ResidualSwinV2Stage, check_stages
+
+
+class DenseFeatureEnhancement(nn.Module):
+    """Dense block with local feature fusion and a skip, ``[B, C, H, W] -> [B, C, H, W]``.
+
+    ``f_l = LeakyReLU(Conv3x3([x, f_1, ..., f_{l-1}]))`` (``growth`` channels each), then
+    ``y = x + Conv1x1([x, f_1, ..., f_L])`` (the residual dense block of Zhang et al. 2018, used
+    by S2LIC to enrich the features at the image end of the analysis and synthesis transforms).
+    """
+
+    def __init__(self, channels: int, growth: int = 32, layers: int = 3):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(channels + i * growth, growth, 3, padding=1), nn.LeakyReLU(inplace=True))
+            for i in range(layers)
+        )
+        self.fuse = nn.Conv2d(channels + layers * growth, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for layer in self.layers:
+            features.append(layer(torch.cat(features, dim=1)))
+        return x + self.fuse(torch.cat(features, dim=1))
+
+
+
+
+def swin_analysis(N: int, M: int, window: int, depths: Sequence[int], heads: Sequence[int], growth: int = 32) -> nn.Sequential:
+    """``g_a``: conv/2 -> dense enhancement -> [SwinV2 stage -> conv/2] x 3 (``[B,3,H,W] -> [B,M,H/16,W/16]``).
+
+    ``depths``/``heads`` are listed from the image side toward the latent (S2LIC: 1/2/3, 4/8/16).
+    """
+    check_stages(depths, heads)
+    layers: list[nn.Module] = [conv(3, N), DenseFeatureEnhancement(N, growth)]
+    for i, (depth, head) in enumerate(zip(depths, heads)):
+        layers += [ResidualSwinV2Stage(N, depth, head, window), conv(N, M if i == 2 else N)]
+    return nn.Sequential(*layers)
+
+
+def swin_synthesis(N: int, M: int, window: int, depths: Sequence[int], heads: Sequence[int], growth: int = 32) -> nn.Sequential:
+    """``g_s``, the mirror of :func:`swin_analysis`: [deconv*2 -> SwinV2 stage] x 3 -> dense
+    enhancement -> deconv*2 (``[B,M,H/16,W/16] -> [B,3,H,W]``); stages run from the latent side."""
+    check_stages(depths, heads)
+    layers: list[nn.Module] = []
+    for i, (depth, head) in enumerate(zip(reversed(depths), reversed(heads))):
+        layers += [deconv(M if i == 0 else N, N), ResidualSwinV2Stage(N, depth, head, window)]
+    layers += [DenseFeatureEnhancement(N, growth), deconv(N, 3)]
+    return nn.Sequential(*layers)
+
+
+@TRANSFORMS.register("swinv2_v1")
+def swin_v1_transforms(N: int, M: int, window: int = 8, depths: Sequence[int] = (1, 2, 3),
+                       heads: Sequence[int] = (4, 8, 16), growth: int = 32) -> TransformPair:
+    """CodecLab's first S2LIC transforms (model files before format 3; stride 16): 5x5
+    convolutions throughout, a dense block of ``growth`` at H/2 (:func:`swin_analysis`)."""
+    return TransformPair(swin_analysis(N, M, window, depths, heads, growth),
+                         swin_synthesis(N, M, window, depths, heads, growth), 16)
