@@ -4,12 +4,16 @@ so that the model files written with them keep decoding (the package docstring s
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from ..entropy_models.autoregressive import AutoregressiveEntropyModel
 from ..entropy_models.acgc import ACGCEntropyModel, ChannelAttentionContext, GlobalInterAttention
+from ..entropy_models.bounded import BoundedLatentImage
 from ..entropy_models.base import ENTROPY_MODELS, default_hidden, entropy_parameters
 from ..entropy_models.channelwise import ChannelwiseEntropyModel, LatentResidualPrediction
 from ..entropy_models.checkerboard import CheckerboardSpatialContext, code_checkerboard
+from ..entropy_models.factorized import EntropyBottleneck
+from ..entropy_models.mixture import GaussianMixtureConditional
 
 
 @ENTROPY_MODELS.register("acgc_v1")
@@ -74,3 +78,57 @@ class ChannelwiseEntropyModelV1(ChannelwiseEntropyModel):
     def slice_widths(M: int, hidden: int | None) -> tuple[int, int]:
         width = hidden or default_hidden(M)
         return width, width // 2
+
+
+class GaussianMixtureConditionalV1(GaussianMixtureConditional):
+    """CodecLab's first mixture order (model files before format 5): weight logits, means, scales,
+    each ``[B, K M, ...]`` with component ``k`` in channels ``k M .. (k + 1) M``; compressai's
+    likelihood bound."""
+
+    likelihood_bound = 1e-9
+
+    def split(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        shape = (params.shape[0], self.components, -1, *params.shape[2:])
+        return self.bounded(*(t.reshape(shape) for t in params.chunk(3, 1)))
+
+
+@ENTROPY_MODELS.register("autoregressive_v1")
+class AutoregressiveEntropyModelV1(AutoregressiveEntropyModel):
+    """CodecLab's first Gaussian mixture of cheng2020 (model files before format 5): mbt2018's
+    parameter widths ``10M/3, 8M/3`` with a bias, no clip of ``y``, ``h_a`` trained through ``y``,
+    and :class:`GaussianMixtureConditionalV1`'s order (``leaky_slope``, ``robust_tails``: unused)."""
+
+    def __init__(self, N: int, M: int, quantizer: str = "noise", arithmetic: str = "float", hyper: str = "mbt2018",
+                 components: int = 1, leaky_slope: float = 0.2, robust_tails: bool = True):
+        super().__init__(N, M, quantizer, arithmetic, hyper)  # the single Gaussian's networks
+        self.components = int(components)
+        if self.components > 1:
+            self.mixture = GaussianMixtureConditionalV1(self.components)
+            self.entropy_parameters = entropy_parameters(4 * M, (10 * M // 3, 8 * M // 3), 3 * self.components * M)
+
+    def hyper_input(self, y):
+        return y
+
+    def clipped(self, y: Tensor) -> Tensor:
+        return y
+
+
+@ENTROPY_MODELS.register("bounded_v1")
+class BoundedLatentImageV1(BoundedLatentImage):
+    """CodecLab's first WaLLoC mapping (model files before format 3): ``q = Phi(y) (2^b - 1)`` in
+    [0, 255], what the synthesis sees rescaled linearly to [-1, 1], and a factorized density of
+    the noisy integers as a differentiable rate term."""
+
+    def __init__(self, M: int, bits: int = 8, lossless_format: str = "png"):
+        super().__init__(M, bits, lossless_format)
+        self.low, self.high, self.offset = 0, 2**bits - 1, 0
+        self.entropy_bottleneck = EntropyBottleneck(M, init_scale=self.high)
+
+    def bounded(self, y: Tensor) -> Tensor:
+        return torch.special.ndtr(y) * self.high
+
+    def decoder_input(self, q: Tensor) -> Tensor:
+        return q * (2 / self.high) - 1.0
+
+    def rate(self, q: Tensor) -> dict:
+        return {"y": self.entropy_bottleneck.channel_likelihood(q)}

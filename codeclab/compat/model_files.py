@@ -38,10 +38,10 @@ TENSOR_NAMES_V1: dict[str, dict[str, str]] = {
 # codec -> (last format without the key, key, the value it had then)
 DEFAULTS: dict[str, list[tuple[int, str, object]]] = {
     # WaLLoC: a grayscale PNG mosaic before the official three-plane WebP (format 5)
-    "walloc": [(4, "lossless_format", "png"), (3, "decoder", "residual"), (2, "mapping", "legacy")],
+    "walloc": [(4, "lossless_format", "png")],
     # cheng2020 before issue 29 (format 6): nn.LeakyReLU() and no robust tails
-    "cheng2020-anchor": [(5, "leaky_slope", 0.01), (5, "robust_tails", False), (4, "mixture_layout", "legacy")],
-    "cheng2020-attn": [(5, "leaky_slope", 0.01), (5, "robust_tails", False), (4, "mixture_layout", "legacy")],
+    "cheng2020-anchor": [(5, "leaky_slope", 0.01), (5, "robust_tails", False)],
+    "cheng2020-attn": [(5, "leaky_slope", 0.01), (5, "robust_tails", False)],
     # McQuic: the pre-April-2022 EMA and HEAD's reassignment
     "mcquic": [(5, "ema_rule", "counts"), (5, "reassign_rule", "head")],
     # STEM: the noisy residual for the rate and the spatial prior
@@ -89,7 +89,26 @@ def _composed(version: int, config: dict) -> None:
     config["entropy"] = _entropy(version, config["entropy"], config["entropy"]["M"])
 
 
+def _cheng2020(version: int, config: dict) -> None:
+    """The official mixture since format 5 (``mixture_layout`` chose it in formats 5-6)."""
+    if config.pop("mixture_layout", "legacy" if version <= 4 else None) == "legacy":
+        config["entropy"] = "autoregressive_v1"
+
+
+def _walloc(version: int, config: dict) -> None:
+    """The official mapping since format 3 (``mapping`` chose it in formats 3-6), the AutoencoderKL
+    decoder since format 4 (``decoder`` chose it in formats 4-6)."""
+    if config.pop("mapping", "legacy" if version <= 2 else None) == "legacy" and config["bottleneck"] == "bounded":
+        config["bottleneck"] = "bounded_v1"
+    blocks = config.pop("decoder_blocks", 4)
+    if config.pop("decoder", "residual" if version <= 3 else None) == "residual":
+        config["transform"] = {"name": "walloc_v1", "decoder_blocks": blocks}
+
+
 ARCHITECTURES: dict[str, Callable[[int, dict], None]] = {
+    "walloc": _walloc,
+    "cheng2020-anchor": _cheng2020,
+    "cheng2020-attn": _cheng2020,
     "s2lic": _s2lic,
     "composed": _composed,
 }

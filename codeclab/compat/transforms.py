@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from ..transforms.base import TRANSFORMS, TransformPair
-from ..transforms.layers import conv, deconv
+from ..transforms.layers import AttentionBlock, ResidualBlock, conv, deconv
 from ..transforms.swin import ResidualSwinV2Stage, check_stages
+from ..transforms.wavelet import WaLLoCAnalysis, WaLLoCSynthesis, WaveletPacket2d
 
 
 class DenseFeatureEnhancement(nn.Module):
@@ -68,3 +69,29 @@ def swin_v1_transforms(N: int, M: int, window: int = 8, depths: Sequence[int] = 
     convolutions throughout, a dense block of ``growth`` at H/2 (:func:`swin_analysis`)."""
     return TransformPair(swin_analysis(N, M, window, depths, heads, growth),
                          swin_synthesis(N, M, window, depths, heads, growth), 16)
+
+
+class WaLLoCSynthesisV1(WaLLoCSynthesis):
+    """CodecLab's first WaLLoC decoder (model files before format 4): a 1x1 projection to
+    ``channels``, ``blocks`` residual blocks around an attention block, a 1x1 projection back to
+    the packets."""
+
+    def __init__(self, wpt: WaveletPacket2d, latent_channels: int, channels: int = 128, blocks: int = 4):
+        nn.Module.__init__(self)  # only forward is shared: no AutoencoderKL decoder to build
+        self.wpt, half = wpt, blocks // 2
+        self.decoder = nn.Sequential(
+            nn.Conv2d(latent_channels, channels, 1),
+            *[ResidualBlock(channels, channels) for _ in range(half)],
+            AttentionBlock(channels),
+            *[ResidualBlock(channels, channels) for _ in range(blocks - half)],
+            nn.Conv2d(channels, 3 * wpt.bands**2, 1),
+        )
+
+
+@TRANSFORMS.register("walloc_v1")
+def walloc_v1_transforms(levels: int = 3, latent_channels: int = 12, wavelet: str = "bior4.4", encoder_hidden: int = 0,
+                         decoder_channels: int = 128, decoder_blocks: int = 4) -> TransformPair:
+    """WaLLoC's analysis with :class:`WaLLoCSynthesisV1`, stride ``2**levels``."""
+    wpt = WaveletPacket2d(wavelet, levels)
+    return TransformPair(WaLLoCAnalysis(wpt, latent_channels, encoder_hidden),
+                         WaLLoCSynthesisV1(wpt, latent_channels, decoder_channels, decoder_blocks), 2**levels)

@@ -38,16 +38,16 @@ def test_registries_hold_every_part():
     }
     assert set(TRANSFORMS) == {
         "cnn", "cheng2020", "elic", "mcquic", "mlicpp", "mlicv2", "swinv2", "walloc", "vqgan",
-        "swinv2_v1",  # codeclab.compat: first versions, which older model files build
+        "swinv2_v1", "walloc_v1",  # codeclab.compat: first versions, which older model files build
     }
     assert set(ENTROPY_MODELS) == {
         "factorized", "scale_hyperprior", "hyperprior", "autoregressive", "checkerboard", "charm", "acgc", "elic",
         "mlicpp", "mlicv2", "bounded", "vq", "mcquic", "spatiotemporal",
-        "acgc_v1", "charm_v1",  # codeclab.compat
+        "acgc_v1", "autoregressive_v1", "bounded_v1", "charm_v1",  # codeclab.compat
     }
     assert set(INDEX_MODELS) == {"uniform", "static", "transformer"}
     assert set(CODERS) == {"codeclab", "compressai"}
-    with pytest.raises(UnknownName, match="unknown entropy model 'nope'; available: acgc, acgc_v1, autoregressive"):
+    with pytest.raises(UnknownName, match="unknown entropy model 'nope'; available: acgc, acgc_v1, autoregressive, autoregressive_v1, bounded"):
         ENTROPY_MODELS["nope"]
 
 

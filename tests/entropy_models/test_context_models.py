@@ -45,9 +45,11 @@ def test_every_registered_entropy_model_is_tested():
     # test_walloc.py, bounded: test_walloc.py, vq: test_vqgan.py, mcquic: test_mcquic.py; spatiotemporal,
     # which codes a latent given a reference: test_spatiotemporal.py).
     hyperprior_based = {name for name in ENTROPY_MODELS if issubclass(ENTROPY_MODELS[name], HyperpriorEntropyModel)}
-    hyperprior_based -= {"spatiotemporal"}
+    # autoregressive_v1 (cheng2020's first mixture): tests/entropy_models/test_mixture.py.
+    hyperprior_based -= {"spatiotemporal", "autoregressive_v1"}
     assert hyperprior_based == {options["name"] for options in ENTROPY.values()}
-    assert set(ENTROPY_MODELS) - hyperprior_based == {"factorized", "bounded", "vq", "mcquic", "spatiotemporal"}
+    assert set(ENTROPY_MODELS) - hyperprior_based == {
+        "factorized", "bounded", "bounded_v1", "vq", "mcquic", "spatiotemporal", "autoregressive_v1"}
 
 
 def test_checkerboard_masks_partition_the_grid():

@@ -154,7 +154,7 @@ def test_a_bounded_walloc_trains_under_the_schedule(photo):
     from codeclab.data.images import to_tensor
 
     torch.manual_seed(0)
-    codec = walloc(levels=2, latent_channels=6, decoder_channels=16, decoder_groups=4, decoder_blocks=2)
+    codec = walloc(levels=2, latent_channels=6, decoder_channels=16, decoder_groups=4)
     schedule = functools.partial(WarmupPlateau, max_lr=3e-3, warmup_steps=40, update_every=4)
     module = RateDistortionModule(codec, lmbda=1 / 255**2, grad_clip=0.0, lr_scheduler=schedule,
                                   optimizer=functools.partial(torch.optim.AdamW, lr=3e-4, weight_decay=0.0))
