@@ -19,10 +19,9 @@ from ..codecs.base import rename_prefixes
 from ..codecs.compressai_interop import COMPRESSAI_KEYS
 from ..codecs.vqgan import TAMING_KEYS
 
-# Format-1 tensor names -> format-2 names, per codec (s2lic already used the composed names).
+# Format-1 tensor names -> format-2 names, per codec (the others already used the composed names).
 TENSOR_NAMES_V1: dict[str, dict[str, str]] = {
     **COMPRESSAI_KEYS,
-    "s2lic": {},
     "walloc": {
         "encoder.": "g_a.encoder.",
         "decoder.": "g_s.decoder.",
@@ -129,4 +128,4 @@ def migrate_tensors(codec: str, version: int, state: dict) -> dict:
     """The tensors of a format-``version`` file under the names of the current modules."""
     if version > 1:
         return state
-    return {rename_prefixes(name, TENSOR_NAMES_V1[codec]): tensor for name, tensor in state.items()}
+    return {rename_prefixes(name, TENSOR_NAMES_V1.get(codec, {})): tensor for name, tensor in state.items()}
