@@ -1,14 +1,16 @@
 """What a model file of an older format means now: its tensor names and its codec's arguments,
 declared per codec and dispatched on ``metadata["codec"]`` and the format version alone.
 
-Two kinds of change, one table each:
+Two kinds of change, a table each:
 
 * :data:`DEFAULTS`: an argument added with a new default. A config of format ``<= last`` without
   it was written before it existed, so it means the value the builder computed then.
-* :data:`ARCHITECTURES`: a part that moved to its paper's code. The config names the part (a
-  registry name); a file of format ``<= last`` without a newer key, or with the switch that
-  chose the first version while it lived in the live class (formats 3-6), names the compat part
-  instead, and the switch leaves the config (format 7 dropped them).
+* :data:`FIRST_VERSIONS`: a part that moved to its paper's code. A current config names its parts
+  (registry names); a file of format ``<= last`` without the switch, or with the switch set to
+  the first version (formats 3-6, when it lived in the live class), names the compat part
+  instead, and the switch leaves the config (format 7 dropped them). :data:`ARCHITECTURES`
+  says, per codec, where its config holds parts (nested ``entropy`` and ``transform`` specs
+  included).
 """
 
 from __future__ import annotations
@@ -48,60 +50,72 @@ DEFAULTS: dict[str, list[tuple[int, str, object]]] = {
 }
 
 
+# The format from which configs name their parts and hold no switch back to a first version.
+PARTS_NAMED = 7
+
+# Parts whose first version is the compat class ``<name>_v1``: (the switch that chose between the
+# two while both lived in the live class, in formats 3-6, with its first-version values; the
+# last format all of whose files used the first version; the arguments only the first version
+# takes; those only the live one takes). ``input_bits`` left both: bounded_v1 rescales itself.
+FIRST_VERSIONS: dict[str, tuple[str, tuple[str, ...], int, tuple[str, ...], tuple[str, ...]]] = {
+    "acgc": ("architecture", ("legacy",), 2, ("attention_dim", "heads"), ()),
+    "charm": ("architecture", ("legacy",), 2, (), ()),
+    "swinv2": ("layout", ("legacy",), 2, ("growth",), ()),
+    "bounded": ("mapping", ("legacy",), 2, (), ()),
+    "autoregressive": ("mixture_layout", ("legacy",), 4, (), ()),
+    "walloc": ("decoder", ("residual",), 3, ("decoder_blocks", "input_bits"), ("decoder_groups", "input_bits")),
+}
+
+
+def migrate_part(version: int, spec: dict) -> dict:
+    """A part ``{"name", **options}`` (a transform or an entropy model) of a format-``version``
+    file, now: its compat class where the file used the first version, without the switch."""
+    name, spec = spec["name"], dict(spec)
+    if name not in FIRST_VERSIONS:
+        return spec
+    switch, first_values, last, first_only, live_only = FIRST_VERSIONS[name]
+    value = spec.pop(switch, None)
+    first = value in first_values or (value is None and version <= last)
+    dropped = live_only if first else first_only
+    return {**{k: v for k, v in spec.items() if k not in dropped}, **({"name": f"{name}_v1"} if first else {})}
+
+
+def _popped(config: dict, *keys: str) -> dict:
+    return {key: config.pop(key) for key in keys if key in config}
+
+
 def _entropy(version: int, entropy: dict, M: int) -> dict:
-    """An entropy-model spec ``{"name", **options}`` of a format-``version`` file, now."""
-    entropy, name = dict(entropy), entropy["name"]
-    if name in ("charm", "acgc"):  # ChARM and ACGC moved to the official wiring in format 3
-        if entropy.pop("architecture", "legacy" if version <= 2 else None) == "legacy":
-            entropy["name"] = f"{name}_v1"
-        elif name == "acgc":  # sizes of the first version's attention only
-            entropy.pop("attention_dim", None)
-            entropy.pop("heads", None)
-    if name == "checkerboard" and version <= 2 and entropy.get("hidden") is None:
+    entropy = migrate_part(version, entropy)
+    if entropy["name"] == "checkerboard" and version <= 2 and entropy.get("hidden") is None:
         entropy["hidden"] = 8 * M // 3  # one width for both layers
     return entropy
 
 
-def _swin(version: int, transform: dict) -> str | dict:
-    """A SwinV2 transform spec of a format-``version`` file: the first layout before format 3."""
-    transform = dict(transform)
-    growth = transform.pop("growth", None)
-    if transform.pop("layout", "legacy" if version <= 2 else None) != "legacy":
-        return transform
-    return {**transform, "name": "swinv2_v1", **({} if growth is None else {"growth": growth})}
+def _named(spec: dict) -> str | dict:
+    """A spec as a codec argument: its name alone when it has no options."""
+    return spec if len(spec) > 1 else spec["name"]
 
 
 def _s2lic(version: int, config: dict) -> None:
-    transform = {"name": config.pop("transform", "swinv2"), "layout": config.pop("layout", None),
-                 "growth": config.pop("growth", None)}
-    if transform["name"] == "swinv2":
-        transform = _swin(version, {k: v for k, v in transform.items() if v is not None})
-        config["transform"] = transform if len(transform) > 1 else transform["name"]
-    else:
-        config["transform"] = transform["name"]
+    name, swin = config.pop("transform", "swinv2"), _popped(config, "layout", "growth")
+    config["transform"] = _named(migrate_part(version, {"name": name, **(swin if name == "swinv2" else {})}))
     config["entropy"] = _entropy(version, config.get("entropy") or {"name": "acgc"}, config.get("M", 320))
 
 
 def _composed(version: int, config: dict) -> None:
-    if config["transform"]["name"] == "swinv2":
-        config["transform"] = _swin(version, config["transform"])
+    config["transform"] = migrate_part(version, config["transform"])
     config["entropy"] = _entropy(version, config["entropy"], config["entropy"]["M"])
 
 
 def _cheng2020(version: int, config: dict) -> None:
-    """The official mixture since format 5 (``mixture_layout`` chose it in formats 5-6)."""
-    if config.pop("mixture_layout", "legacy" if version <= 4 else None) == "legacy":
-        config["entropy"] = "autoregressive_v1"
+    config["entropy"] = migrate_part(version, {"name": "autoregressive", **_popped(config, "mixture_layout")})["name"]
 
 
 def _walloc(version: int, config: dict) -> None:
-    """The official mapping since format 3 (``mapping`` chose it in formats 3-6), the AutoencoderKL
-    decoder since format 4 (``decoder`` chose it in formats 4-6)."""
-    if config.pop("mapping", "legacy" if version <= 2 else None) == "legacy" and config["bottleneck"] == "bounded":
-        config["bottleneck"] = "bounded_v1"
-    blocks = config.pop("decoder_blocks", 4)
-    if config.pop("decoder", "residual" if version <= 3 else None) == "residual":
-        config["transform"] = {"name": "walloc_v1", "decoder_blocks": blocks}
+    bottleneck = {"name": config["bottleneck"], **_popped(config, "mapping")}
+    config["bottleneck"] = migrate_part(version, bottleneck)["name"]
+    transform = {"name": "walloc", **_popped(config, "decoder", "decoder_blocks")}
+    config["transform"] = _named(migrate_part(version, transform))
 
 
 ARCHITECTURES: dict[str, Callable[[int, dict], None]] = {
@@ -119,7 +133,7 @@ def migrate_config(codec: str, version: int, config: dict) -> dict:
     for last, key, value in DEFAULTS.get(codec, ()):
         if version <= last:
             config.setdefault(key, value)
-    if codec in ARCHITECTURES:
+    if codec in ARCHITECTURES and version < PARTS_NAMED:
         ARCHITECTURES[codec](version, config)
     return config
 

@@ -58,7 +58,9 @@ def test_migration_dispatches_on_codec_and_format_not_on_config_keys():
                    "transform": {"name": "walloc_v1", "decoder_blocks": 2}}
     assert migrate_config("walloc", 3, {"bottleneck": "bounded", "decoder_blocks": 2, "mapping": "walloc"})["bottleneck"] == "bounded"
     assert migrate_config("cheng2020-attn", 4, {"N": 16})["entropy"] == "autoregressive_v1"
-    assert "entropy" not in migrate_config("cheng2020-attn", 5, {"N": 16, "mixture_layout": "official"})
+    assert migrate_config("cheng2020-attn", 5, {"N": 16, "mixture_layout": "official"})["entropy"] == "autoregressive"
+    first = {"levels": 2, "bottleneck": "bounded_v1", "transform": {"name": "walloc_v1", "decoder_blocks": 2}}
+    assert migrate_config("walloc", 7, first) == first  # a re-exported old model keeps its parts
     s2 = migrate_config("s2lic", 2, {"M": 24, "transform": "swinv2", "growth": 4, "entropy": {"name": "checkerboard"}})
     assert s2 == {"M": 24, "transform": {"name": "swinv2_v1", "growth": 4}, "entropy": {"name": "checkerboard", "hidden": 64}}
     s6 = migrate_config("s2lic", 6, {"M": 24, "transform": "swinv2", "growth": 32, "layout": "s2lic",

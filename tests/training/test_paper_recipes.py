@@ -123,7 +123,7 @@ def test_files_before_format_6_keep_their_training_details():
     # cheng2020's format-5 files: the official mixture (the switch that chose it left in format 7).
     config = {"N": 192, "components": 3, "mixture_layout": "official"}
     assert migrate_config("cheng2020-anchor", 5, config) == {"N": 192, "components": 3, "leaky_slope": 0.01,
-                                                             "robust_tails": False}
+                                                             "robust_tails": False, "entropy": "autoregressive"}
     # The shipped STEM model (format 3) keeps the noisy training it had.
     model = load_model(ROOT / "models" / "stem.safetensors").temporal_model
     assert (model.residual_rate, model.context_input) == ("noise", "noise")
