@@ -1,16 +1,9 @@
-"""What a model file of an older format means now: its tensor names and its codec's arguments,
-declared per codec and dispatched on ``metadata["codec"]`` and the format version alone.
-
-Two kinds of change, a table each:
-
-* :data:`DEFAULTS`: an argument added with a new default. A config of format ``<= last`` without
-  it was written before it existed, so it means the value the builder computed then.
-* :data:`FIRST_VERSIONS`: a part that moved to its paper's code. A current config names its parts
-  (registry names); a file of format ``<= last`` without the switch, or with the switch set to
-  the first version (formats 3-6, when it lived in the live class), names the compat part
-  instead, and the switch leaves the config (format 7 dropped them). :data:`ARCHITECTURES`
-  says, per codec, where its config holds parts (nested ``entropy`` and ``transform`` specs
-  included).
+"""What a model file of an older format means now, per codec, dispatched on ``metadata["codec"]``
+and the format version alone: :data:`TENSOR_NAMES_V1` renames format-1 tensors; :data:`DEFAULTS`
+gives an argument added since (absent from a file of format ``<= last``: written before it
+existed, so the value the builder had then); :data:`FIRST_VERSIONS` maps a part that moved to
+its paper's code to its compat class, and :data:`ARCHITECTURES` says where each codec's config
+holds parts (flat arguments or nested ``entropy``/``transform`` specs).
 """
 
 from __future__ import annotations
