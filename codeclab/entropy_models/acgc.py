@@ -140,8 +140,8 @@ class ACGCEntropyModel(HyperpriorEntropyModel):
         self.build_contexts(M // num_slices, hidden or default_hidden(M), global_grid)
 
     def build_contexts(self, s: int, hidden: int, global_grid: int) -> None:
-        """The context, parameter and LRP networks of ``S`` slices of ``s`` channels (``hidden``
-        wide), registered in the order their weights are named in model files."""
+        """The context, parameter and LRP networks of the slices of ``s`` channels, ``hidden`` wide
+        (the first version, :mod:`codeclab.compat`, builds its own)."""
         M, lrp = self.M, (hidden, hidden // 2)
         self.channel_wise_context = nn.ModuleList(
             ChannelAttentionContext(s * i, 2 * s, _heads(s * i)) if i else None for i in range(self.num_slices))

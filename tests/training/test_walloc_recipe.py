@@ -125,7 +125,7 @@ def test_walloc_paper_experiment_holds_the_official_constants():
     assert (data.patch_size, data.batch_size, data.flip) == (256, 64, False)
     assert data.samples_per_epoch // data.batch_size == 1327 and cfg.trainer.max_steps == 150 * 1327
     assert cfg.lmbda * 255**2 == pytest.approx(1.0)  # the loss is the MSE itself
-    assert (cfg.codec.bottleneck, cfg.codec.decoder, cfg.codec.decoder_channels) == ("bounded", "autoencoder_kl", 768)
+    assert (cfg.codec.bottleneck, cfg.codec.transform, cfg.codec.decoder_channels) == ("bounded", "walloc", 768)
 
 
 def test_crops_without_flips_are_windows_of_the_image(photo):
