@@ -37,38 +37,23 @@ class DenseFeatureEnhancement(nn.Module):
         return x + self.fuse(torch.cat(features, dim=1))
 
 
-
-
-def swin_analysis(N: int, M: int, window: int, depths: Sequence[int], heads: Sequence[int], growth: int = 32) -> nn.Sequential:
-    """``g_a``: conv/2 -> dense enhancement -> [SwinV2 stage -> conv/2] x 3 (``[B,3,H,W] -> [B,M,H/16,W/16]``).
-
-    ``depths``/``heads`` are listed from the image side toward the latent (S2LIC: 1/2/3, 4/8/16).
-    """
-    check_stages(depths, heads)
-    layers: list[nn.Module] = [conv(3, N), DenseFeatureEnhancement(N, growth)]
-    for i, (depth, head) in enumerate(zip(depths, heads)):
-        layers += [ResidualSwinV2Stage(N, depth, head, window), conv(N, M if i == 2 else N)]
-    return nn.Sequential(*layers)
-
-
-def swin_synthesis(N: int, M: int, window: int, depths: Sequence[int], heads: Sequence[int], growth: int = 32) -> nn.Sequential:
-    """``g_s``, the mirror of :func:`swin_analysis`: [deconv*2 -> SwinV2 stage] x 3 -> dense
-    enhancement -> deconv*2 (``[B,M,H/16,W/16] -> [B,3,H,W]``); stages run from the latent side."""
-    check_stages(depths, heads)
-    layers: list[nn.Module] = []
-    for i, (depth, head) in enumerate(zip(reversed(depths), reversed(heads))):
-        layers += [deconv(M if i == 0 else N, N), ResidualSwinV2Stage(N, depth, head, window)]
-    layers += [DenseFeatureEnhancement(N, growth), deconv(N, 3)]
-    return nn.Sequential(*layers)
-
-
 @TRANSFORMS.register("swinv2_v1")
 def swin_v1_transforms(N: int, M: int, window: int = 8, depths: Sequence[int] = (1, 2, 3),
                        heads: Sequence[int] = (4, 8, 16), growth: int = 32) -> TransformPair:
-    """CodecLab's first S2LIC transforms (model files before format 3; stride 16): 5x5
-    convolutions throughout, a dense block of ``growth`` at H/2 (:func:`swin_analysis`)."""
-    return TransformPair(swin_analysis(N, M, window, depths, heads, growth),
-                         swin_synthesis(N, M, window, depths, heads, growth), 16)
+    """CodecLab's first S2LIC transforms (model files before format 3; stride 16), 5x5 convolutions
+    throughout, ``depths``/``heads`` listed from the image side toward the latent::
+
+        g_a: conv/2 -> dense enhancement (growth) -> [SwinV2 stage -> conv/2] x 3
+        g_s: [deconv*2 -> SwinV2 stage] x 3 (from the latent side) -> dense enhancement -> deconv*2
+    """
+    check_stages(depths, heads)
+    g_a: list[nn.Module] = [conv(3, N), DenseFeatureEnhancement(N, growth)]
+    for i, (depth, head) in enumerate(zip(depths, heads)):
+        g_a += [ResidualSwinV2Stage(N, depth, head, window), conv(N, M if i == 2 else N)]
+    g_s: list[nn.Module] = []
+    for i, (depth, head) in enumerate(zip(reversed(depths), reversed(heads))):
+        g_s += [deconv(M if i == 0 else N, N), ResidualSwinV2Stage(N, depth, head, window)]
+    return TransformPair(nn.Sequential(*g_a), nn.Sequential(*g_s, DenseFeatureEnhancement(N, growth), deconv(N, 3)), 16)
 
 
 class WaLLoCSynthesisV1(WaLLoCSynthesis):

@@ -17,7 +17,7 @@ from codeclab.data.images import read_image
 from codeclab.formats.container import unpack
 from codeclab.formats.image_file import decode_image, encode_image
 from codeclab.formats.model_file import export_model, load_model, read_metadata
-from codeclab.compat.transforms import swin_analysis, swin_synthesis
+from codeclab.compat.transforms import swin_v1_transforms
 from codeclab.transforms.swin import SwinV2Block, WindowAttentionV2
 from tests.conftest import ROOT, run_cli
 
@@ -25,8 +25,7 @@ from tests.conftest import ROOT, run_cli
 @pytest.mark.parametrize("size", [(512, 768), (768, 512), (80, 112)])
 def test_swin_transforms_any_size(size):
     torch.manual_seed(0)
-    g_a = swin_analysis(8, 12, window=4, depths=[1, 2, 1], heads=[1, 2, 2])
-    g_s = swin_synthesis(8, 12, window=4, depths=[1, 2, 1], heads=[1, 2, 2])
+    g_a, g_s, _ = swin_v1_transforms(8, 12, window=4, depths=[1, 2, 1], heads=[1, 2, 2], growth=4)
     with torch.no_grad():
         y = g_a(torch.rand(1, 3, *size))
         x_hat = g_s(y)
