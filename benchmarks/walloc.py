@@ -40,8 +40,8 @@ def load(spec: str):
 
 @torch.no_grad()
 def latent_format_bpp(codec, image: np.ndarray) -> dict:
-    """bpp of the bounded latents as PNG and as WebP, and the rate model's estimate (the legacy
-    mapping trains one; the paper's mapping has none)."""
+    """bpp of the bounded latents as PNG and as WebP, and the rate model's estimate (the first
+    mapping, bounded_v1, trains one; the paper's mapping has none)."""
     from codeclab.entropy_models.bounded import pack_latent_image
     from codeclab.formats.image_file import codec_input
 

@@ -138,11 +138,12 @@ MUTATIONS = [
     Mutation("MLIC++ MultiStepLR milestones [80, 100] -> [80, 120]", "configs/optim/mlic.yaml",
              "milestones: [80, 100]", "milestones: [80, 120]",
              (f"{RECIPES}::test_mlic_paper_uses_the_released_multistep_schedule",)),
-    Mutation("Format 6 migration: STEM files before 6 lose their noisy training", "codeclab/formats/model_file.py",
-             'config.setdefault("residual_rate", "noise")', "pass",
+    Mutation("Format 6 migration: STEM files before 6 lose their noisy training", "codeclab/compat/model_files.py",
+             '"stem": [(5, "residual_rate", "noise"), (5, "context_input", "noise")],', '"stem": [],',
              (f"{RECIPES}::test_files_before_format_6_keep_their_training_details",)),
-    Mutation("Format 6 migration: cheng2020 files before 6 lose slope 0.01", "codeclab/formats/model_file.py",
-             'config.setdefault("leaky_slope", 0.01)', "pass",
+    Mutation("Format 6 migration: cheng2020 files before 6 lose slope 0.01", "codeclab/compat/model_files.py",
+             '"cheng2020-anchor": [(5, "leaky_slope", 0.01), (5, "robust_tails", False)],',
+             '"cheng2020-anchor": [(5, "robust_tails", False)],',
              (f"{RECIPES}::test_files_before_format_6_keep_their_training_details",)),
 ]
 

@@ -28,7 +28,6 @@ from collections.abc import Mapping, Sequence
 
 from ..entropy_models import ENTROPY_MODELS
 from ..entropy_models.autoregressive import AutoregressiveEntropyModel
-from ..entropy_models.bounded import BoundedLatentImage
 from ..entropy_models.elic import ElicEntropyModel
 from ..entropy_models.factorized import FactorizedEntropyModel
 from ..entropy_models.hyperprior import HyperpriorEntropyModel, ScaleHyperprior
@@ -40,13 +39,17 @@ from ..transforms.cnn import cnn_transforms
 from ..transforms.elic import elic_transforms
 from ..transforms.mlicpp import mlicpp_transforms
 from ..transforms.mlicv2 import mlicv2_transforms
-from ..transforms.swin import swin_transforms
-from ..transforms.wavelet import walloc_transforms
 from .base import Codec, register_codec
 
 
 def _codec(pair, entropy_model) -> Codec:
     return Codec(pair.g_a, pair.g_s, entropy_model, pair.stride)
+
+
+def _spec(part: str | Mapping) -> tuple[str, dict]:
+    """A part given as a registry name or as ``{"name": ..., **options}``: ``(name, options)``."""
+    options = dict(part) if isinstance(part, Mapping) else {"name": part}
+    return options.pop("name"), options
 
 
 @register_codec("bmshj2018-factorized")
@@ -87,29 +90,30 @@ def mbt2018(N: int = 192, M: int = 192) -> Codec:
 
 
 @register_codec("cheng2020-anchor")
-def cheng2020_anchor(N: int = 192, components: int = 3, mixture_layout: str = "official", leaky_slope: float = 0.2,
-                     robust_tails: bool = True) -> Codec:
+def cheng2020_anchor(N: int = 192, components: int = 3, leaky_slope: float = 0.2, robust_tails: bool = True,
+                     entropy: str = "autoregressive") -> Codec:
     """Cheng et al., CVPR 2020: residual-block transforms and the autoregressive context of
     mbt2018 with the paper's discretized Gaussian mixture of ``components`` (3) Gaussians, as the
-    official code (``mixture_layout="legacy"``: CodecLab's first mixture, see
-    :mod:`codeclab.entropy_models.autoregressive`); ``components=1`` is compressai's
-    ``cheng2020-anchor`` (a single Gaussian; its weights load). ``M = N`` (128 up to
-    lambda = 0.0067, 192 above). ``leaky_slope`` (0.2, ``tf.nn.leaky_relu``) and ``robust_tails``
-    (the official ``edge_min``/``edge_max``) for the official mixture; model files before format 6
-    keep 0.01 and no tails."""
-    return _codec(cheng2020_transforms(N), AutoregressiveEntropyModel(
-        N, N, hyper="cheng2020", components=components, mixture_layout=mixture_layout, leaky_slope=leaky_slope,
-        robust_tails=robust_tails))
+    official code; ``components=1`` is compressai's ``cheng2020-anchor`` (a single Gaussian; its
+    weights load). ``M = N`` (128 up to lambda = 0.0067, 192 above). ``leaky_slope`` (0.2,
+    ``tf.nn.leaky_relu``) and ``robust_tails`` (the official ``edge_min``/``edge_max``) for the
+    mixture. ``entropy``: the registered entropy model (older model files name CodecLab's first
+    mixture, ``autoregressive_v1``)."""
+    return _codec(cheng2020_transforms(N), _cheng2020_entropy(N, components, leaky_slope, robust_tails, entropy))
 
 
 @register_codec("cheng2020-attn")
-def cheng2020_attn(N: int = 192, components: int = 3, mixture_layout: str = "official", leaky_slope: float = 0.2,
-                   robust_tails: bool = True) -> Codec:
+def cheng2020_attn(N: int = 192, components: int = 3, leaky_slope: float = 0.2, robust_tails: bool = True,
+                   entropy: str = "autoregressive") -> Codec:
     """:func:`cheng2020_anchor` with simplified attention blocks in the transforms
     (``components=1``: compressai's ``cheng2020-attn``)."""
-    return _codec(cheng2020_transforms(N, attention=True), AutoregressiveEntropyModel(
-        N, N, hyper="cheng2020", components=components, mixture_layout=mixture_layout, leaky_slope=leaky_slope,
-        robust_tails=robust_tails))
+    return _codec(cheng2020_transforms(N, attention=True),
+                  _cheng2020_entropy(N, components, leaky_slope, robust_tails, entropy))
+
+
+def _cheng2020_entropy(N: int, components: int, leaky_slope: float, robust_tails: bool, entropy: str):
+    return ENTROPY_MODELS.build(entropy, N, N, hyper="cheng2020", components=components, leaky_slope=leaky_slope,
+                                robust_tails=robust_tails)
 
 
 @register_codec("elic")
@@ -121,19 +125,18 @@ def elic(N: int = 192, M: int = 320, groups: Sequence[int] | None = None, arithm
 
 
 @register_codec("s2lic")
-def s2lic(N: int = 192, M: int = 320, transform: str = "swinv2", window: int = 8, depths: Sequence[int] = (1, 2, 3),
-          heads: Sequence[int] = (4, 8, 16), growth: int = 32, entropy: Mapping | None = None,
-          layout: str = "s2lic") -> Codec:
+def s2lic(N: int = 192, M: int = 320, transform: str | Mapping = "swinv2", window: int = 8,
+          depths: Sequence[int] = (1, 2, 3), heads: Sequence[int] = (4, 8, 16), entropy: Mapping | None = None) -> Codec:
     """S2LIC (Wang et al.): SwinV2 transforms + the ACGC entropy model, or any transform
-    (``transform="cnn"``) with any hyperprior-based entropy model (``entropy={"name": ..., **options}``).
-    Defaults are the paper's; ``layout``: the released code's transforms or the ``"legacy"`` ones
-    (:func:`~codeclab.transforms.swin.swin_transforms`); ``y``: ``[B, M, H/16, W/16]``, streams ``[y, z]``."""
-    if transform == "swinv2":
-        pair = swin_transforms(N, M, window, depths, heads, growth, layout)
-    else:
-        pair = TRANSFORMS.build(transform, N, M)
-    options = dict(entropy or {"name": "acgc"})
-    return _codec(pair, ENTROPY_MODELS.build(options.pop("name"), N, M, **options))
+    (``transform="cnn"``, or ``{"name": ..., **options}``) with any hyperprior-based entropy model
+    (``entropy={"name": ..., **options}``). Defaults are the paper's; a SwinV2 transform
+    (``swinv2``, ``swinv2_v1``) also takes ``window``, ``depths``, ``heads``. ``y``:
+    ``[B, M, H/16, W/16]``, streams ``[y, z]``."""
+    name, options = _spec(transform)
+    if name.startswith("swinv2"):
+        options.update(window=window, depths=depths, heads=heads)
+    entropy_name, entropy_options = _spec(entropy or "acgc")
+    return _codec(TRANSFORMS.build(name, N, M, **options), ENTROPY_MODELS.build(entropy_name, N, M, **entropy_options))
 
 
 @register_codec("mlicpp")
@@ -175,26 +178,26 @@ def mlicv2(N: int = 192, M: int = 320, num_slices: int = 10, window: int = 5,
 @register_codec("walloc")
 def walloc(levels: int = 3, latent_channels: int = 12, wavelet: str = "bior4.4", bottleneck: str = "bounded",
            bits: int = 8, lossless_format: str = "webp_rgb", encoder_hidden: int = 0, decoder_channels: int = 768,
-           decoder_blocks: int = 4, mapping: str = "walloc", decoder: str = "autoencoder_kl", decoder_groups: int = 32) -> Codec:
+           decoder_groups: int = 32, transform: str | Mapping = "walloc") -> Codec:
     """WaLLoC (Jacobellis & Yadwadkar 2024): wavelet packets + a linear encoder, and either the
-    paper's bounded latent stored as a lossless image (``bottleneck="bounded"``; ``mapping``: the
-    paper's ``"walloc"`` or CodecLab's first ``"legacy"`` one; ``lossless_format``: the official
-    three-plane lossless WebP ``"webp_rgb"``, or a grayscale ``"png"`` / ``"webp"`` mosaic;
-    :mod:`~codeclab.entropy_models.bounded`)
-    or a factorized prior coded by rANS (``"factorized"``). Dimension reduction
-    ``3 * 4**levels / latent_channels``. ``decoder``: the official ``"autoencoder_kl"`` (width
-    ``decoder_channels`` = 768, GroupNorm of ``decoder_groups``) or CodecLab's first ``"residual"``
-    one (``decoder_channels`` wide, ``decoder_blocks`` residual blocks; its model files load with it)."""
-    if bottleneck == "bounded":
-        entropy_model = BoundedLatentImage(latent_channels, bits, lossless_format, mapping)
-        input_bits = bits if mapping == "legacy" else None
-    elif bottleneck == "factorized":
-        entropy_model, input_bits = FactorizedEntropyModel(latent_channels, init_scale=10), None
+    paper's bounded latent stored as a lossless image (``bottleneck="bounded"``, or another
+    registered entropy model of ``(latent_channels, bits, lossless_format)``; ``lossless_format``:
+    the official three-plane lossless WebP ``"webp_rgb"``, or a grayscale ``"png"`` / ``"webp"``
+    mosaic; :mod:`~codeclab.entropy_models.bounded`) or a factorized prior coded by rANS
+    (``"factorized"``). Dimension reduction ``3 * 4**levels / latent_channels``. ``transform``: a
+    registered transform name or ``{"name": ..., **options}``, given ``levels`` ... ``decoder_channels``;
+    the official ``"walloc"`` (diffusers' AutoencoderKL decoder, width ``decoder_channels`` = 768)
+    also takes ``decoder_groups`` (its GroupNorm). Older model files name CodecLab's first parts
+    (``bounded_v1``, ``walloc_v1``)."""
+    if bottleneck == "factorized":
+        entropy_model = FactorizedEntropyModel(latent_channels, init_scale=10)
     else:
-        raise ValueError(f"bottleneck must be 'bounded' or 'factorized', got {bottleneck!r}")
-    pair = walloc_transforms(levels, latent_channels, wavelet, encoder_hidden, decoder_channels, decoder_blocks, input_bits,
-                             decoder, decoder_groups)
-    return _codec(pair, entropy_model)
+        entropy_model = ENTROPY_MODELS.build(bottleneck, latent_channels, bits, lossless_format)
+    name, options = _spec(transform)
+    if name == "walloc":
+        options["decoder_groups"] = decoder_groups
+    return _codec(TRANSFORMS.build(name, levels, latent_channels, wavelet, encoder_hidden, decoder_channels, **options),
+                  entropy_model)
 
 
 @register_codec("composed")
@@ -202,5 +205,5 @@ def compose(transform: Mapping, entropy: Mapping) -> Codec:
     """Any registered transform with any registered entropy model, both given as
     ``{"name": ..., **arguments}`` (e.g. ``transform={"name": "cnn", "N": 128, "M": 192}``,
     ``entropy={"name": "charm", "N": 128, "M": 192}``)."""
-    transform, entropy = dict(transform), dict(entropy)
-    return _codec(TRANSFORMS.build(transform.pop("name"), **transform), ENTROPY_MODELS.build(entropy.pop("name"), **entropy))
+    (transform, transform_options), (entropy, entropy_options) = _spec(transform), _spec(entropy)
+    return _codec(TRANSFORMS.build(transform, **transform_options), ENTROPY_MODELS.build(entropy, **entropy_options))

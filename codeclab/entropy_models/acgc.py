@@ -2,7 +2,7 @@
 "S2LIC: Learned Image Compression with the SwinV2 Block, Adaptive Channel-wise and
 Global-inter Attention Context").
 
-``architecture="s2lic"`` (default) is the wiring of the released ``code/s2lic.py``
+The wiring of the released ``code/s2lic.py``
 (wyq2021/S2LIC), with its parameter names. ``y`` ``[B, M, h, w]`` is split into ``S`` slices
 (10 x 32 channels); slice ``i`` (``s`` channels) is coded as a checkerboard, anchors at
 ``(i + j)`` odd, from ``F_i = [ACCTX_i(y_hat_<i) (2s), AGCTX_i(y_hat_<i) (s), h_s(z_hat) (2M)]``
@@ -21,10 +21,8 @@ context of the decoded anchors), through separate networks; the attention contex
 (:class:`ChannelAttentionContext`, :class:`GlobalInterAttention`) and CodecLab's 1x1 parameter
 and 3x3 LRP networks.
 
-``architecture="legacy"`` is CodecLab's first version, which model files before format 3 use:
-shared anchor/non-anchor parameters with a 5x5 spatial context of the decoded anchors (anchors at
-``(i + j)`` even), global attention queried from the hyperprior with ``2s`` outputs, one LRP per
-slice over ``[F_i, y_hat_i]``, noisy ``z``.
+CodecLab's first version, which model files before format 3 use, is
+:class:`codeclab.compat.entropy_models.ACGCEntropyModelV1`.
 
 Deviation from the paper: S2LIC computes the global-inter context with *deformable*
 attention (each query attends to ``K`` points sampled at learned offsets). Here it is
@@ -48,7 +46,6 @@ from torch import nn
 from .base import ENTROPY_MODELS, checkerboard_masks, default_hidden, entropy_parameters
 from .hyperprior import HyperpriorEntropyModel
 from .channelwise import LatentResidualPrediction
-from .checkerboard import CheckerboardSpatialContext, code_checkerboard
 
 
 class ChannelAttentionContext(nn.Module):
@@ -111,9 +108,6 @@ class GlobalInterAttention(nn.Module):
         return self.proj(out.transpose(-2, -1).reshape(b, -1, h, w))
 
 
-ARCHITECTURES = ("s2lic", "legacy")
-
-
 def _heads(channels: int) -> int:
     """S2LIC's ``channels // 32`` attention heads (at least 1, and a divisor of ``channels``)."""
     heads = max(1, channels // 32)
@@ -124,68 +118,49 @@ def _heads(channels: int) -> int:
 
 @ENTROPY_MODELS.register("acgc")
 class ACGCEntropyModel(HyperpriorEntropyModel):
-    """S2LIC's entropy model: slices x checkerboard, channel-wise + global-inter attention, LRP.
+    """S2LIC's entropy model: ``S`` slices, each a checkerboard, with channel-wise and global-inter
+    attention contexts and separate anchor/non-anchor parameter and LRP networks (module docstring).
 
-    Slice ``i`` (``s = M/S`` channels), with ``F_i = [h_s(z_hat), CA_i(y_hat_<i), GA_i(h_s(z_hat), y_hat_<i)]``
-    (only ``h_s(z_hat)`` for the first slice; each context has ``2s`` channels):
-
-    * anchors: ``(sigma, mu) = EP_i([F_i, 0])``;
-    * non-anchors: ``(sigma, mu) = EP_i([F_i, Conv5x5(y_hat_i anchors)])``;
-    * ``y_hat_i += 0.5 tanh(LRP_i([F_i, y_hat_i]))``.
-
-    Decoding runs ``EP_i`` exactly twice per slice (``2S`` passes), the attention contexts once
-    per slice. ``hidden`` (default ``7M/10``) is the width of ``EP_i`` and ``LRP_i``;
-    ``attention_dim`` (default ``M/5``), ``heads`` and ``global_grid`` (the most key regions per
-    side) size the global-inter attention, ``heads`` also the channel attention.
+    Decoding runs the parameter networks twice per slice, the attention contexts once per slice.
+    ``hidden`` (default ``7M/10``) is the width of the parameter and LRP networks; ``global_grid``
+    the most key regions per side of the global-inter attention.
     """
 
-    def __init__(
-        self, N: int, M: int, num_slices: int = 10, hidden: int | None = None, attention_dim: int | None = None,
-        heads: int = 4, global_grid: int = 16, quantizer: str = "ste", architecture: str = "s2lic", **rate_options,
-    ):
+    hyper_quantizer = "ste"
+
+    def __init__(self, N: int, M: int, num_slices: int = 10, hidden: int | None = None, global_grid: int = 16,
+                 quantizer: str = "ste", **rate_options):
         if rate_options.get("arithmetic", "float") != "float":
             raise ValueError("the acgc attention contexts have no integer path (arithmetic must be 'float'; "
                              "its files decode only under the floating-point configuration that wrote them)")
         super().__init__(N, M, quantizer, **rate_options)
         if M % num_slices:
             raise ValueError(f"M={M} is not divisible into {num_slices} slices")
-        if architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
-        self.num_slices, self.architecture = num_slices, architecture
-        s, hidden = M // num_slices, hidden or default_hidden(M)
-        lrp = (hidden, hidden // 2)
-        if architecture == "s2lic":
-            self.hyper_quantizer = "ste"
-            self.channel_wise_context = nn.ModuleList(
-                ChannelAttentionContext(s * i, 2 * s, _heads(s * i)) if i else None for i in range(num_slices))
-            self.global_inter_context = nn.ModuleList(
-                GlobalInterAttention(s * i, s * i, s, s * i, _heads(s * i), global_grid) if i else None
-                for i in range(num_slices))
-            inputs = [2 * M + (3 * s if i else 0) for i in range(num_slices)]
-            self.entropy_parameters_anchor = nn.ModuleList(entropy_parameters(c, hidden, 2 * s) for c in inputs)
-            self.entropy_parameters_nonanchor = nn.ModuleList(entropy_parameters(c, hidden, 2 * s) for c in inputs)
-            self.lrp_anchor = nn.ModuleList(
-                LatentResidualPrediction(M + (i + 1) * s, lrp, s, (3, 3, 3)) for i in range(num_slices))
-            self.lrp_nonanchor = nn.ModuleList(
-                LatentResidualPrediction(M + (i + 1) * s, lrp, s, (3, 3, 3)) for i in range(num_slices))
-            return
-        attention_dim = attention_dim or M // 5
-        features = [2 * M + (4 * s if i else 0) for i in range(num_slices)]
-        self.channel_contexts = nn.ModuleList(ChannelAttentionContext(i * s, 2 * s, heads) for i in range(1, num_slices))
-        self.global_contexts = nn.ModuleList(
-            GlobalInterAttention(2 * M, i * s, 2 * s, attention_dim, heads, global_grid) for i in range(1, num_slices)
-        )
-        self.spatial_contexts = nn.ModuleList(CheckerboardSpatialContext(s, 2 * s) for _ in range(num_slices))
-        self.entropy_parameters = nn.ModuleList(entropy_parameters(f + 2 * s, hidden, 2 * s) for f in features)
-        self.lrp_transforms = nn.ModuleList(LatentResidualPrediction(f + s, lrp, s, (3, 3, 3)) for f in features)
+        self.num_slices = num_slices
+        self.build_contexts(M // num_slices, hidden or default_hidden(M), global_grid)
+
+    def build_contexts(self, s: int, hidden: int, global_grid: int) -> None:
+        """The context, parameter and LRP networks of the slices of ``s`` channels, ``hidden`` wide
+        (the first version, :mod:`codeclab.compat`, builds its own)."""
+        M, lrp = self.M, (hidden, hidden // 2)
+        self.channel_wise_context = nn.ModuleList(
+            ChannelAttentionContext(s * i, 2 * s, _heads(s * i)) if i else None for i in range(self.num_slices))
+        self.global_inter_context = nn.ModuleList(
+            GlobalInterAttention(s * i, s * i, s, s * i, _heads(s * i), global_grid) if i else None
+            for i in range(self.num_slices))
+        inputs = [2 * M + (3 * s if i else 0) for i in range(self.num_slices)]
+        self.entropy_parameters_anchor = nn.ModuleList(entropy_parameters(c, hidden, 2 * s) for c in inputs)
+        self.entropy_parameters_nonanchor = nn.ModuleList(entropy_parameters(c, hidden, 2 * s) for c in inputs)
+        self.lrp_anchor = nn.ModuleList(
+            LatentResidualPrediction(M + (i + 1) * s, lrp, s, (3, 3, 3)) for i in range(self.num_slices))
+        self.lrp_nonanchor = nn.ModuleList(
+            LatentResidualPrediction(M + (i + 1) * s, lrp, s, (3, 3, 3)) for i in range(self.num_slices))
 
     @property
     def portable(self) -> bool:
         return False
 
     def code_latent(self, y, hyper, step):
-        if self.architecture == "legacy":
-            return self._code_legacy(y, hyper, step)
         slices = y.chunk(self.num_slices, 1) if y is not None else [None] * self.num_slices
         hyper_means = hyper.chunk(2, 1)[1]
         anchor, non_anchor = checkerboard_masks(*hyper.shape[-2:], hyper.device, anchor_parity=1)
@@ -205,18 +180,4 @@ class ACGCEntropyModel(HyperpriorEntropyModel):
             y_hat = y_hat + non_anchor * self.lrp_nonanchor[i](torch.cat([hyper_means, *y_hats, y_hat], dim=1))
             y_hats.append(y_hat)
             likelihoods.append(None if lik_anchor is None else torch.where(anchor, lik_anchor, lik_non_anchor))
-        return torch.cat(y_hats, dim=1), (None if likelihoods[0] is None else torch.cat(likelihoods, dim=1))
-
-    def _code_legacy(self, y, hyper, step):
-        slices = y.chunk(self.num_slices, 1) if y is not None else [None] * self.num_slices
-        y_hats, likelihoods = [], []
-        for i, y_slice in enumerate(slices):
-            features = [hyper]
-            if i:
-                decoded = torch.cat(y_hats, dim=1)
-                features += [self.channel_contexts[i - 1](decoded), self.global_contexts[i - 1](hyper, decoded)]
-            features = torch.cat(features, dim=1)
-            y_hat, lik = code_checkerboard(y_slice, features, step, self.entropy_parameters[i], self.spatial_contexts[i])
-            y_hats.append(y_hat + self.lrp_transforms[i](torch.cat([features, y_hat], dim=1)))
-            likelihoods.append(lik)
         return torch.cat(y_hats, dim=1), (None if likelihoods[0] is None else torch.cat(likelihoods, dim=1))

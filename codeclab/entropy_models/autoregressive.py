@@ -19,8 +19,7 @@ network passes when decoding; compressai does the same).
 
 ``components = K > 1`` replaces the Gaussian by Cheng et al.'s discretized Gaussian mixture
 (:mod:`.mixture`; ``y_hat = round(y)``), the paper's entropy model of cheng2020;
-``components = 1`` is the single Gaussian of compressai's models. ``mixture_layout="official"``
-(the default) is the mixture model of Cheng et al.'s TensorFlow code
+``components = 1`` is the single Gaussian of compressai's models. The mixture model is Cheng et al.'s TensorFlow code's
 (``ZhengxueCheng/Learned-Image-Compression-with-GMM-and-Attention``, ``entropy_parameter`` and
 ``train`` in ``src/*_joint_gmm*.py``)::
 
@@ -30,11 +29,9 @@ network passes when decoding; compressai does the same).
     the mass above 255.5 (edge_max), so the clipped values keep the whole tail
 
 ``leaky_slope`` (default 0.2, the official ``tf.nn.leaky_relu``) and ``robust_tails`` (default
-on, the official ``edge_min``/``edge_max``) apply to the official mixture; cheng2020 model files
-before format 6 keep CodecLab's first 0.01 (``nn.LeakyReLU()``) and no tails.
-
-``"legacy"`` is CodecLab's first mixture (model files before format 5): mbt2018's widths
-``10M/3, 8M/3`` with a bias, no clip, ``h_a`` trained through ``y``, and the legacy channel order.
+on, the official ``edge_min``/``edge_max``) apply to the mixture; cheng2020 model files of format 5
+keep CodecLab's first 0.01 (``nn.LeakyReLU()``) and no tails. CodecLab's first mixture (model
+files before format 5) is :class:`codeclab.compat.entropy_models.AutoregressiveEntropyModelV1`.
 
 Exact on the machine and configuration that encoded (the context network is float; the model is
 not portable, see :mod:`.integer`).
@@ -87,8 +84,7 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
     serial context is not an integer network here."""
 
     def __init__(self, N: int, M: int, quantizer: str = "noise", arithmetic: str = "float", hyper: str = "mbt2018",
-                 components: int = 1, mixture_layout: str = "official", leaky_slope: float = 0.2,
-                 robust_tails: bool = True):
+                 components: int = 1, leaky_slope: float = 0.2, robust_tails: bool = True):
         if arithmetic != "float":
             raise ValueError("the autoregressive context has no integer path (arithmetic must be 'float')")
         if hyper == "cheng2020":
@@ -102,23 +98,22 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
         super().__init__(N, M, quantizer, **hyper_networks)
         self.context_prediction = MaskedConv2d(M, 2 * M, 5)
         self.components = int(components)
-        self.mixture = GaussianMixtureConditional(self.components, mixture_layout) if self.components > 1 else None
-        if self.official_mixture:
+        self.mixture = GaussianMixtureConditional(self.components) if self.components > 1 else None
+        if self.mixture is not None:
             self.leaky_slope = float(leaky_slope)
             if robust_tails:
                 self.mixture.edges = OFFICIAL_LATENT_RANGE
             self.entropy_parameters = entropy_parameters(4 * M, OFFICIAL_MIXTURE_HIDDEN, 3 * self.components * M,
                                                          last_bias=False, negative_slope=self.leaky_slope)
         else:
-            out = 2 * M if self.mixture is None else 3 * self.components * M
-            self.entropy_parameters = entropy_parameters(4 * M, (10 * M // 3, 8 * M // 3), out)
-
-    @property
-    def official_mixture(self) -> bool:
-        return self.mixture is not None and self.mixture.layout == "official"
+            self.entropy_parameters = entropy_parameters(4 * M, (10 * M // 3, 8 * M // 3), 2 * M)
 
     def hyper_input(self, y):
-        return y.detach() if self.official_mixture else y
+        return y if self.mixture is None else y.detach()
+
+    def clipped(self, y: Tensor) -> Tensor:
+        """``y`` as the mixture codes it: clipped to the official range (the Gaussian: as it is)."""
+        return y if self.mixture is None else y.clamp(*OFFICIAL_LATENT_RANGE)
 
     refinable = False  # a serial context: one refinement iteration would decode position by position
 
@@ -127,8 +122,8 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
         return False
 
     def code_latent(self, y, hyper, step):
-        if self.official_mixture and y is not None:
-            y = y.clamp(*OFFICIAL_LATENT_RANGE)
+        if y is not None:
+            y = self.clipped(y)
         if isinstance(step, QuantizeStep):
             # Parallel pass over the whole latent, as compressai's forward.
             y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y)

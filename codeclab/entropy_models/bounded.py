@@ -1,8 +1,7 @@
 """WaLLoC's bounded latent, stored as a lossless image (Jacobellis & Yadwadkar, "Learned
 Compression for Compressed Learning", 2024).
 
-``mapping="walloc"`` (default; the paper and its official code), with ``Phi`` the standard
-normal CDF and ``b`` bits::
+The mapping of the paper and its official code, with ``Phi`` the standard normal CDF and ``b`` bits::
 
     s = (2^(b-1) - 1) / 1.85,   L = 2^(b-1) - 1/2 - 10^-3
     q = 2 L (Phi(y / s) - 1/2)                       in (-L, L); rounded: integers in [-127, 127] at b = 8
@@ -10,11 +9,10 @@ normal CDF and ``b`` bits::
 
 with ``U(-1/2, 1/2)`` noise on ``q`` in training and rounding at test time. The official loss is
 MSE only, so this mapping has no rate model: the likelihoods are empty and the rate is whatever
-the lossless image codec makes of the integers. ``mapping="legacy"`` is CodecLab's first version
-(``q = Phi(y) (2^b - 1)`` in [0, 255], the synthesis rescaling linearly, and a factorized density
-of the noisy integers as a differentiable rate term), which model files before format 3 use.
+the lossless image codec makes of the integers. CodecLab's first mapping, which model files
+before format 3 use, is :class:`codeclab.compat.entropy_models.BoundedLatentImageV1`.
 
-The integers of the ``M`` channels (offset to [1, 255] at b = 8 for the walloc mapping) are tiled
+The integers of the ``M`` channels (offset to [1, 255] at b = 8) are tiled
 into a mosaic and stored losslessly (``lossless_format``); the rate is the size of that image::
 
     y ──► round(q(y)) ──► b-bit mosaic ──► PNG / WebP ──► stream
@@ -40,7 +38,6 @@ from PIL import Image
 from torch import Tensor
 
 from .base import ENTROPY_MODELS, LatentEntropyModel
-from .factorized import EntropyBottleneck
 
 LOSSLESS_FORMATS = {
     "png": {"format": "PNG", "compress_level": 6},
@@ -93,7 +90,6 @@ def unpack_latent_image(data: bytes, shape: tuple[int, int, int], lossless_forma
     return tiles.reshape(planes * rows * columns, height, width)[:channels].float()
 
 
-MAPPINGS = ("walloc", "legacy")
 SCALE_DIVISOR, LIMIT_MARGIN, CLIP = 1.85, 1e-3, 1e-4
 
 
@@ -103,41 +99,29 @@ class BoundedLatentImage(LatentEntropyModel):
 
     Args:
         M: latent channels.  bits: ``b`` (1..8, one byte per value in the image).
-        lossless_format: ``"png"``, ``"webp"`` or ``"webp_rgb"``.  mapping: ``"walloc"`` or ``"legacy"``
-            (module docstring).
+        lossless_format: ``"png"``, ``"webp"`` or ``"webp_rgb"`` (module docstring).
     """
 
     num_streams = 1
 
-    def __init__(self, M: int, bits: int = 8, lossless_format: str = "png", mapping: str = "walloc"):
+    def __init__(self, M: int, bits: int = 8, lossless_format: str = "png"):
         super().__init__("noise")
         if lossless_format not in LOSSLESS_FORMATS:
             raise ValueError(f"lossless_format must be one of {tuple(LOSSLESS_FORMATS)}, got {lossless_format!r}")
         if not 2 <= bits <= 8:
             raise ValueError(f"bits must be in 2..8, got {bits}")
-        if mapping not in MAPPINGS:
-            raise ValueError(f"mapping must be one of {', '.join(MAPPINGS)}, got {mapping!r}")
-        self.M, self.bits, self.lossless_format, self.mapping = int(M), int(bits), lossless_format, mapping
+        self.M, self.bits, self.lossless_format = int(M), int(bits), lossless_format
         half = 2 ** (bits - 1)
-        if mapping == "walloc":
-            self.scale, self.limit = (half - 1) / SCALE_DIVISOR, half - 0.5 - LIMIT_MARGIN
-            self.low, self.high, self.offset = -(half - 1), half - 1, half  # stored byte: q + offset
-        else:
-            self.low, self.high, self.offset = 0, 2**bits - 1, 0
-            # The rate model of the integers in [0, 2**b - 1].
-            self.entropy_bottleneck = EntropyBottleneck(M, init_scale=self.high)
+        self.scale, self.limit = (half - 1) / SCALE_DIVISOR, half - 0.5 - LIMIT_MARGIN
+        self.low, self.high, self.offset = -(half - 1), half - 1, half  # stored byte: q + offset
 
     def bounded(self, y: Tensor) -> Tensor:
         """The continuous ``q`` before rounding."""
-        if self.mapping == "walloc":
-            return 2 * self.limit * (torch.special.ndtr(y / self.scale) - 0.5)
-        return torch.special.ndtr(y) * self.high
+        return 2 * self.limit * (torch.special.ndtr(y / self.scale) - 0.5)
 
     def decoder_input(self, q: Tensor) -> Tensor:
         """What the synthesis sees for (noisy or integer) ``q``."""
-        if self.mapping == "walloc":
-            return self.scale * torch.special.ndtri((q / (2 * self.limit) + 0.5).clamp(CLIP, 1 - CLIP))
-        return q
+        return self.scale * torch.special.ndtri((q / (2 * self.limit) + 0.5).clamp(CLIP, 1 - CLIP))
 
     def integers(self, y: Tensor) -> Tensor:
         return torch.round(self.bounded(y)).clamp_(self.low, self.high)
@@ -149,13 +133,14 @@ class BoundedLatentImage(LatentEntropyModel):
     def forward(self, y, level=None):
         self.check_level(level)
         if not self.training:
-            return {"y_hat": self.quantize(y), "likelihoods": self._rate(self.integers(y))}
+            return {"y_hat": self.quantize(y), "likelihoods": self.rate(self.integers(y))}
         q = self.bounded(y)
         q = q + torch.empty_like(q).uniform_(-0.5, 0.5)
-        return {"y_hat": self.decoder_input(q), "likelihoods": self._rate(q)}
+        return {"y_hat": self.decoder_input(q), "likelihoods": self.rate(q)}
 
-    def _rate(self, q: Tensor) -> dict:
-        return {} if self.mapping == "walloc" else {"y": self.entropy_bottleneck.channel_likelihood(q)}
+    def rate(self, q: Tensor) -> dict:
+        """The likelihoods of noisy or integer ``q``: none (the official loss is MSE only)."""
+        return {}
 
     def compress(self, y, coder, level=None):
         self.check_level(level)

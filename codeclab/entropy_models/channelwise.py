@@ -7,14 +7,14 @@ Entropy Models for Learned Image Compression", ICIP 2020).
 latent residual prediction (LRP): ``y_hat_i += 0.5 * tanh(LRP_i([mu_hyper, y_hat_<i, y_hat_i]))``,
 which predicts part of the quantisation error from information the decoder has.
 
-``architecture="ms2020"`` (default) is the official code (tensorflow/compression
+The networks are the official code's (tensorflow/compression
 ``models/ms2020.py``): separate mean and scale hyper-synthesis networks (``N -> N -> 4M/5 -> M``,
 5x5 up, 5x5 up, 3x3, ReLU after each), slice networks ``5x5 (7M/10) -> 5x5 (2M/5) -> 3x3``
 (224 and 128 at ``M = 320``) with ReLU, and ``z`` rounded with a straight-through gradient
-for the hyper-synthesis in training. ``"legacy"`` is CodecLab's first version (one shared
-mean-scale ``h_s``, 3x3 slice networks ``hidden -> hidden/2``, noisy ``z``), which model files
-written before format 3 use. Both keep ms2020's ``max_support_slices = 5`` and its LRP input
-``[mu_hyper, y_hat_<i, y_hat_i]``. Not followed: ms2020's scale networks predict a continuous
+for the hyper-synthesis in training; ``max_support_slices = 5`` and the LRP input
+``[mu_hyper, y_hat_<i, y_hat_i]`` are ms2020's too. CodecLab's first version, which model files
+written before format 3 use, is :class:`codeclab.compat.entropy_models.ChannelwiseEntropyModelV1`.
+Not followed: ms2020's scale networks predict a continuous
 index into its scale table, CodecLab's predict the scale.
 """
 
@@ -24,16 +24,13 @@ import torch
 from torch import nn
 
 from ..transforms.layers import deconv
-from .base import ENTROPY_MODELS, default_hidden
+from .base import ENTROPY_MODELS
 from .hyperprior import HyperpriorEntropyModel
 from .integer import HalfTanh
 
-ARCHITECTURES = ("ms2020", "legacy")
-
-
 def slice_transform(in_channels: int, hidden: tuple[int, int], out_channels: int, kernels=(5, 5, 3)) -> nn.Sequential:
     """A per-slice convolution stack ``in -> hidden[0] -> hidden[1] -> out`` with ReLUs; kernel
-    sizes ``kernels`` (ms2020: 5, 5, 3; the legacy version: 3, 3, 3)."""
+    sizes ``kernels`` (ms2020: 5, 5, 3)."""
     widths = (in_channels, *hidden, out_channels)
     layers = []
     for i, k in enumerate(kernels):
@@ -81,34 +78,37 @@ class ChannelwiseEntropyModel(HyperpriorEntropyModel):
     ``sigma_i = g_i([sigma_hyper, y_hat_support])``, where ``(sigma_hyper, mu_hyper)`` are the
     two halves of ``h_s(z_hat)`` and the support is the first ``min(i, max_support)`` decoded
     slices (``max_support < 0``: all). One network pass per slice when decoding. ``hidden``: the
-    widths of the slice networks (default ``7M/10, 2M/5``: ms2020's 224, 128 at ``M = 320``; the
-    legacy architecture takes one int ``h`` for ``h, h/2``, default ``7M/10``).
+    widths of the slice networks (default ``7M/10, 2M/5``: ms2020's 224, 128 at ``M = 320``; one
+    int ``h``: ``h, h``).
     """
 
+    hyper_quantizer = "ste"
+    kernels = (5, 5, 3)
+
     def __init__(self, N: int, M: int, num_slices: int = 10, max_support: int = 5,
-                 hidden: int | tuple[int, int] | None = None, quantizer: str = "ste", architecture: str = "ms2020",
-                 **rate_options):
-        if architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
-        h_s = SplitHyperSynthesis(N, M) if architecture == "ms2020" else None
-        super().__init__(N, M, quantizer, h_s=h_s, **rate_options)
+                 hidden: int | tuple[int, int] | None = None, quantizer: str = "ste", **rate_options):
+        super().__init__(N, M, quantizer, h_s=self.hyper_synthesis(N, M), **rate_options)
         if M % num_slices:
             raise ValueError(f"M={M} is not divisible into {num_slices} slices")
-        self.num_slices, self.max_support, self.architecture = num_slices, max_support, architecture
-        s = M // num_slices
-        if architecture == "ms2020":
-            self.hyper_quantizer = "ste"
-            if hidden is None:
-                hidden = (7 * M // 10, 2 * M // 5)
-            hidden, kernels = (hidden, hidden) if isinstance(hidden, int) else tuple(hidden), (5, 5, 3)
-        else:
-            width = hidden or default_hidden(M)
-            hidden, kernels = (width, width // 2), (3, 3, 3)
+        self.num_slices, self.max_support = num_slices, max_support
+        s, hidden = M // num_slices, self.slice_widths(M, hidden)
         support = [s * (i if max_support < 0 else min(i, max_support)) for i in range(num_slices)]
-        self.mean_transforms = nn.ModuleList(slice_transform(M + c, hidden, s, kernels) for c in support)
-        self.scale_transforms = nn.ModuleList(slice_transform(M + c, hidden, s, kernels) for c in support)
-        self.lrp_transforms = nn.ModuleList(LatentResidualPrediction(M + c + s, hidden, s, kernels) for c in support)
+        self.mean_transforms = nn.ModuleList(slice_transform(M + c, hidden, s, self.kernels) for c in support)
+        self.scale_transforms = nn.ModuleList(slice_transform(M + c, hidden, s, self.kernels) for c in support)
+        self.lrp_transforms = nn.ModuleList(LatentResidualPrediction(M + c + s, hidden, s, self.kernels) for c in support)
         self.integer_networks(self.mean_transforms, self.scale_transforms, self.lrp_transforms)
+
+    @staticmethod
+    def hyper_synthesis(N: int, M: int) -> nn.Module | None:
+        """ms2020's split mean and scale hyper-synthesis."""
+        return SplitHyperSynthesis(N, M)
+
+    @staticmethod
+    def slice_widths(M: int, hidden: int | tuple[int, int] | None) -> tuple[int, int]:
+        """The two hidden widths of the slice networks (class docstring)."""
+        if hidden is None:
+            return 7 * M // 10, 2 * M // 5
+        return (hidden, hidden) if isinstance(hidden, int) else tuple(hidden)
 
     def code_latent(self, y, hyper, step):
         hyper_scales, hyper_means = hyper.chunk(2, 1)

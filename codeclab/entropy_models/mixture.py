@@ -2,11 +2,10 @@
 Compression with Discretized Gaussian Mixture Likelihoods and Attention Modules", CVPR 2020).
 
 Each element of ``y`` gets ``K`` (paper: 3) weights, means and scales from the entropy-parameter
-network, ``3 K`` channels per latent channel. ``layout="official"`` orders them as Cheng et al.'s
-TensorFlow code (``tf.split(params, 9)`` into ``prob0, mean0, scale0, prob1, ...``): chunk
-``3 k + {0, 1, 2}`` of ``M`` channels holds component ``k``'s weight logit, mean and scale.
-``layout="legacy"`` (CodecLab's first order, model files before format 5): weight logits, means,
-scales, each ``[B, K M, h, w]`` with component ``k`` in channels ``k M .. (k + 1) M``::
+network, ``3 K`` channels per latent channel, ordered as Cheng et al.'s TensorFlow code
+(``tf.split(params, 9)`` into ``prob0, mean0, scale0, prob1, ...``): chunk ``3 k + {0, 1, 2}`` of
+``M`` channels holds component ``k``'s weight logit, mean and scale (CodecLab's first order, of
+model files before format 5: :class:`codeclab.compat.entropy_models.GaussianMixtureConditionalV1`)::
 
     p(y_hat) = sum_k softmax(w)_k [Phi((y_hat + 1/2 - mu_k) / sigma_k) - Phi((y_hat - 1/2 - mu_k) / sigma_k)]
 
@@ -29,9 +28,6 @@ from ..coding.coders import CdfTables
 from .gaussian import _standardized_cumulative
 
 SCALE_BOUND = 0.11
-# The official code's lower bound on the mixture likelihood in training (tf.maximum(..., 1e-6));
-# CodecLab's first one was compressai's 1e-9.
-LIKELIHOOD_BOUNDS = {"official": 1e-6, "legacy": 1e-9}
 MAX_RADIUS = 64
 FREQUENCY_BITS = 16
 # One table with a single value and the escape: every int32 is coded exactly through the escape.
@@ -42,25 +38,25 @@ _RAW_VALUES = CdfTables(np.array([[0, 1, 2**16]], dtype=np.int32), np.array([3],
 class GaussianMixtureConditional(nn.Module):
     """The discretized Gaussian mixture of ``components`` components (see the module docstring)."""
 
-    def __init__(self, components: int = 3, layout: str = "official"):
+    likelihood_bound = 1e-6  # the official code's lower bound in training (tf.maximum(..., 1e-6))
+
+    def __init__(self, components: int = 3):
         super().__init__()
         if components < 1:
             raise ValueError(f"need at least one mixture component, got {components}")
-        if layout not in LIKELIHOOD_BOUNDS:
-            raise ValueError(f"layout must be one of {sorted(LIKELIHOOD_BOUNDS)}, got {layout!r}")
-        self.components, self.layout = int(components), layout
-        self.likelihood_bound = LIKELIHOOD_BOUNDS[layout]
+        self.components = int(components)
         # (edge_min, edge_max): the official robust tails, the whole mass below edge_min + 1/2
         # and above edge_max - 1/2 at the clip's ends; None: every value an interval of width 1.
         self.edges: tuple[float, float] | None = None
 
     def split(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``[B, 3 K M, ...]`` -> weights (softmax over ``K``), means, scales (bounded), each ``[B, K, M, ...]``."""
-        shape = (params.shape[0], self.components, 3, -1, *params.shape[2:])
-        if self.layout == "official":
-            logits, means, scales = params.reshape(shape).unbind(2)
-        else:
-            logits, means, scales = (t.reshape(shape[:2] + shape[3:]) for t in params.chunk(3, 1))
+        logits, means, scales = params.reshape(params.shape[0], self.components, 3, -1, *params.shape[2:]).unbind(2)
+        return self.bounded(logits, means, scales)
+
+    @staticmethod
+    def bounded(logits: Tensor, means: Tensor, scales: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Softmax weights over ``K`` (dim 1), the means, the scales bounded below."""
         weights = torch.softmax(logits, dim=1)
         return weights, means, scales.abs().clamp_min(SCALE_BOUND)
 

@@ -6,12 +6,12 @@ name), every position is replaced by its nearest codeword::
 
     i(p) = argmin_k ||z(p) - E_k||^2,      z_q(p) = E_{i(p)}
 
-Training loss, with ``beta_on="codebook"`` (default: taming's ``VectorQuantizer2(legacy=True)``,
-which trained the published VQGAN checkpoints and Mao et al.'s fine-tuning)::
+Training loss, with ``beta_on="codebook"`` (default: taming's ``VectorQuantizer2`` as its default
+flag has it, which trained the published VQGAN checkpoints and Mao et al.'s fine-tuning)::
 
     L_vq = mean((z - sg[z_q])^2) + beta * mean((sg[z] - z_q)^2)     commitment x 1, codebook x beta
 
-``beta_on="commitment"`` is van den Oord et al.'s form (taming's ``legacy=False``):
+``beta_on="commitment"`` is van den Oord et al.'s form (taming's flag set the other way):
 ``mean((sg[z] - z_q)^2) + beta * mean((z - sg[z_q])^2)``.
 
 and gradients reach the encoder by the straight-through estimator ``z + sg[z_q - z]``.

@@ -23,19 +23,17 @@ The weight of each integer convolution is stored as what the decoder computes wi
 integers under its name and the ``int8`` shift of each output channel under ``<name>_shift``
 (the float weight is ``w * 2^-shift``, from which the layer derives the same integers).
 
-Versions: ``"6"`` (written now): training and entropy-parameter details moved to the official
-code's (issue 29): a cheng2020 config without ``leaky_slope``/``robust_tails`` (versions 1-5) means
-``0.01``/``False``; a McQuic config without ``ema_rule``/``reassign_rule`` means ``"counts"``/``"head"``;
-a STEM config without ``residual_rate``/``context_input`` means ``"noise"`` for both.
-``"5"``: cheng2020's Gaussian mixture defaults to the official code's
-(``mixture_layout``), so a cheng2020 config without it (versions 1-4) means ``"legacy"``; WaLLoC's
-``lossless_format`` defaults to ``"webp_rgb"``, so a WaLLoC config without it means ``"png"``.
-``"4"``: WaLLoC's synthesis defaults to the official AutoencoderKL decoder, so a WaLLoC config
-without ``decoder`` (versions 1-3) means ``decoder="residual"``.
-``"3"`` may hold integer weights; ``"2"`` stores the composed codec's names (``g_a``, ``g_s``,
-``entropy_model.*``). ``"1"`` files (written before the transform/entropy-model composition)
-stored each codec's own names; they load through :data:`LEGACY_V1_KEYS`, and keep their weights
-hash, so files they wrote keep decoding (``tests/formats/test_golden.py``).
+Versions: ``"7"`` (written now): the live classes lost their switches back to CodecLab's first
+architectures, which became classes of :mod:`codeclab.compat` (registered names such as
+``acgc_v1``, ``swinv2_v1``). ``"6"``: training and entropy-parameter details of cheng2020, McQuic and
+STEM moved to the official code's (issue 29). ``"5"``: cheng2020's Gaussian mixture and WaLLoC's
+lossless format moved to the official code's. ``"4"``: WaLLoC's synthesis moved to the official
+AutoencoderKL decoder. ``"3"`` may hold integer weights, and S2LIC, ChARM and WaLLoC's mapping
+moved to the official wiring. ``"2"`` stores the composed codec's names (``g_a``, ``g_s``,
+``entropy_model.*``); ``"1"`` files (written before the transform/entropy-model composition)
+stored each codec's own names. What each older format means now is declared per codec in
+:mod:`codeclab.compat.model_files`; files keep their weights hash, so the bitstreams they wrote
+keep decoding (``tests/formats/test_golden.py``).
 """
 
 from __future__ import annotations
@@ -50,30 +48,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..codecs import CODECS, Codec, build_codec
-from ..codecs.base import coding_transforms, rename_prefixes, with_arithmetic
+from ..codecs.base import coding_transforms, with_arithmetic
 from ..entropy_models.integer import IntegerConvMixin, integer_convolutions
-from ..codecs.compressai_interop import COMPRESSAI_KEYS
-from ..codecs.vqgan import TAMING_KEYS
+from ..compat import migrate_config, migrate_tensors
 from ..errors import CodecLabError
 from ..files import write_atomically
 from .model_header import FORMAT, FORMAT_VERSION, read_header
-
-# Version-1 tensor names -> version-2 names, per codec (s2lic already used the composed names).
-LEGACY_V1_KEYS: dict[str, dict[str, str]] = {
-    **COMPRESSAI_KEYS,
-    "s2lic": {},
-    "walloc": {
-        "encoder.": "g_a.encoder.",
-        "decoder.": "g_s.decoder.",
-        "entropy_bottleneck.": "entropy_model.entropy_bottleneck.",
-    },
-    "vqgan": {
-        **TAMING_KEYS,
-        "static_model.": "entropy_model.index_models.static.",
-        "prior.": "entropy_model.index_models.transformer.",
-    },
-}
-
 
 def weights_sha256(codec_or_state: Codec | dict) -> str:
     """SHA-256 over every tensor of a state_dict (or a codec's), in name order (names, dtypes,
@@ -266,13 +246,10 @@ def load_model(path: str | Path, coder: str | None = None) -> Codec:
         raise CodecLabError(f"model file {path} is corrupt: {str(err).splitlines()[0]}") from None
     if weights_sha256(state) != metadata.get("weights_sha256"):
         raise CodecLabError(f"model file {path} is corrupt: weights hash mismatch")
-    if metadata["format_version"] == "1":
-        keys = LEGACY_V1_KEYS[metadata["codec"]]
-        state = {rename_prefixes(name, keys): tensor for name, tensor in state.items()}
+    version = int(metadata["format_version"])
+    state = migrate_tensors(metadata["codec"], version, state)
     try:
-        config = json.loads(metadata["config"])
-        legacy_architectures(config, metadata["format_version"])
-        codec = build_codec(metadata["codec"], config)
+        codec = build_codec(metadata["codec"], migrate_config(metadata["codec"], version, json.loads(metadata["config"])))
         codec.load_state_dict(_float_weights(codec, state))
         codec.training_lmbda = float(metadata["lmbda"]) if "lmbda" in metadata else None
     except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as err:
@@ -287,42 +264,6 @@ def load_model(path: str | Path, coder: str | None = None) -> Codec:
     except ValueError as err:
         raise CodecLabError(str(err)) from None
     return codec.eval()
-
-
-def legacy_architectures(config: dict, version: str) -> None:
-    """Make a codec config from a model file of an older format ``version`` rebuild the
-    architecture it was written with, where a default has since moved to the paper's (in place)."""
-    if version in ("1", "2", "3") and "bottleneck" in config:  # WaLLoC before the AutoencoderKL decoder
-        config.setdefault("decoder", "residual")
-    if version in ("1", "2", "3", "4") and "components" in config:  # cheng2020 before the official mixture
-        config.setdefault("mixture_layout", "legacy")
-    if version in ("1", "2", "3", "4") and "bottleneck" in config:  # WaLLoC before the WebP planes
-        config.setdefault("lossless_format", "png")
-    if version in ("1", "2", "3", "4", "5"):  # before issue 29's official training details
-        if "components" in config:  # cheng2020: nn.LeakyReLU() and no robust tails
-            config.setdefault("leaky_slope", 0.01)
-            config.setdefault("robust_tails", False)
-        if "k" in config and "ema" in config:  # McQuic: the pre-April-2022 EMA, HEAD's reassignment
-            config.setdefault("ema_rule", "counts")
-            config.setdefault("reassign_rule", "head")
-        if "spatial" in config:  # STEM: noisy residual for the rate and the spatial prior
-            config.setdefault("residual_rate", "noise")
-            config.setdefault("context_input", "noise")
-    if version not in ("1", "2"):
-        return
-    if config.get("bottleneck") == "bounded":  # WaLLoC
-        config.setdefault("mapping", "legacy")
-    if "transform" in config:  # S2LIC
-        config.setdefault("layout", "legacy")
-        if config.get("entropy") is None:  # its default entropy model
-            config["entropy"] = {"name": "acgc"}
-    entropy = config.get("entropy")
-    if not isinstance(entropy, dict):
-        return
-    if entropy.get("name") in ("charm", "acgc"):
-        entropy.setdefault("architecture", "legacy")
-    if entropy.get("name") == "checkerboard" and entropy.get("hidden") is None:
-        entropy["hidden"] = 8 * int(entropy.get("M", config.get("M"))) // 3  # one width for both layers
 
 
 def _float_weights(codec: Codec, state: dict) -> dict:

@@ -18,8 +18,8 @@ from ..errors import CodecLabError
 from .container import MODEL_HASH_BYTES
 
 FORMAT = "codeclab-model"
-FORMAT_VERSION = "6"
-READABLE_VERSIONS = ("1", "2", "3", "4", "5", "6")
+FORMAT_VERSION = "7"
+READABLE_VERSIONS = ("1", "2", "3", "4", "5", "6", "7")
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 
 

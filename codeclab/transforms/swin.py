@@ -3,8 +3,7 @@
 Shapes (``x``: ``[B, 3, H, W]``, H and W multiples of 16; any size inside the stages):
   * :class:`SwinV2Block`: ``[B, H, W, C] -> [B, H, W, C]`` (tokens last).
   * :class:`ResidualSwinV2Stage`: ``[B, C, H, W] -> [B, C, H, W]``.
-  * :class:`DenseFeatureEnhancement`: ``[B, C, H, W] -> [B, C, H, W]``.
-  * :func:`swin_analysis`: ``[B, 3, H, W] -> [B, M, H/16, W/16]``; :func:`swin_synthesis`: the inverse map.
+  * :func:`s2lic_analysis`: ``[B, 3, H, W] -> [B, M, H/16, W/16]``; :func:`s2lic_synthesis`: the inverse map.
 
 References: Liu et al., "Swin Transformer V2: Scaling Up Capacity and Resolution", CVPR 2022
 (scaled cosine attention, log-spaced continuous position bias, residual post-norm);
@@ -195,29 +194,6 @@ class ResidualSwinV2Stage(nn.Module):
         return x + self.conv(self.blocks(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
 
 
-class DenseFeatureEnhancement(nn.Module):
-    """Dense block with local feature fusion and a skip, ``[B, C, H, W] -> [B, C, H, W]``.
-
-    ``f_l = LeakyReLU(Conv3x3([x, f_1, ..., f_{l-1}]))`` (``growth`` channels each), then
-    ``y = x + Conv1x1([x, f_1, ..., f_L])`` (the residual dense block of Zhang et al. 2018, used
-    by S2LIC to enrich the features at the image end of the analysis and synthesis transforms).
-    """
-
-    def __init__(self, channels: int, growth: int = 32, layers: int = 3):
-        super().__init__()
-        self.layers = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(channels + i * growth, growth, 3, padding=1), nn.LeakyReLU(inplace=True))
-            for i in range(layers)
-        )
-        self.fuse = nn.Conv2d(channels + layers * growth, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = [x]
-        for layer in self.layers:
-            features.append(layer(torch.cat(features, dim=1)))
-        return x + self.fuse(torch.cat(features, dim=1))
-
-
 class DenseBlock(nn.Module):
     """Five 3x3 convolutions with dense connections (growth 32, leaky ReLU 0.2), the last one
     mapping to ``out_channels``; the first four start Xavier-normal x 0.1, the last at zero
@@ -260,32 +236,10 @@ class EnhancementBlock(nn.Module):
         return x + self.layers(x) * self.RESIDUAL_SCALE
 
 
-def _check(depths: Sequence[int], heads: Sequence[int]) -> None:
+def check_stages(depths: Sequence[int], heads: Sequence[int]) -> None:
+    """Three stages: S2LIC's transforms have three SwinV2 stages on each side."""
     if len(depths) != 3 or len(heads) != 3:
         raise ValueError(f"need 3 stage depths and 3 head counts, got {list(depths)} and {list(heads)}")
-
-
-def swin_analysis(N: int, M: int, window: int, depths: Sequence[int], heads: Sequence[int], growth: int = 32) -> nn.Sequential:
-    """``g_a``: conv/2 -> dense enhancement -> [SwinV2 stage -> conv/2] x 3 (``[B,3,H,W] -> [B,M,H/16,W/16]``).
-
-    ``depths``/``heads`` are listed from the image side toward the latent (S2LIC: 1/2/3, 4/8/16).
-    """
-    _check(depths, heads)
-    layers: list[nn.Module] = [conv(3, N), DenseFeatureEnhancement(N, growth)]
-    for i, (depth, head) in enumerate(zip(depths, heads)):
-        layers += [ResidualSwinV2Stage(N, depth, head, window), conv(N, M if i == 2 else N)]
-    return nn.Sequential(*layers)
-
-
-def swin_synthesis(N: int, M: int, window: int, depths: Sequence[int], heads: Sequence[int], growth: int = 32) -> nn.Sequential:
-    """``g_s``, the mirror of :func:`swin_analysis`: [deconv*2 -> SwinV2 stage] x 3 -> dense
-    enhancement -> deconv*2 (``[B,M,H/16,W/16] -> [B,3,H,W]``); stages run from the latent side."""
-    _check(depths, heads)
-    layers: list[nn.Module] = []
-    for i, (depth, head) in enumerate(zip(reversed(depths), reversed(heads))):
-        layers += [deconv(M if i == 0 else N, N), ResidualSwinV2Stage(N, depth, head, window)]
-    layers += [DenseFeatureEnhancement(N, growth), deconv(N, 3)]
-    return nn.Sequential(*layers)
 
 
 def drop_path_rates(depths: Sequence[int], rate: float) -> tuple[list[list[float]], list[list[float]]]:
@@ -308,7 +262,7 @@ def s2lic_analysis(N: int, M: int, window: int, depths: Sequence[int], heads: Se
                    enhancement: int = 64) -> nn.Sequential:
     """``g_a`` of the released ``code/s2lic.py``: enhancement on RGB -> conv 5x5/2 -> stage ->
     [conv 3x3/2 -> stage] x 2 -> conv 3x3/2 to ``M``."""
-    _check(depths, heads)
+    check_stages(depths, heads)
     rates = drop_path_rates(depths, drop_path)[0]
     layers: list[nn.Module] = [EnhancementBlock(enhancement), conv(3, N, 5)]
     for i, (depth, head) in enumerate(zip(depths, heads)):
@@ -320,7 +274,7 @@ def s2lic_synthesis(N: int, M: int, window: int, depths: Sequence[int], heads: S
                     enhancement: int = 64) -> nn.Sequential:
     """``g_s`` of the released file: [deconv 3x3/2 -> stage] x 3 (stages from the latent side) ->
     sub-pixel 3x3 convolution x2 to RGB -> the reverse enhancement block."""
-    _check(depths, heads)
+    check_stages(depths, heads)
     rates = drop_path_rates(depths, drop_path)[1]
     layers: list[nn.Module] = []
     for i, (depth, head) in enumerate(zip(reversed(depths), reversed(heads))):
@@ -329,22 +283,12 @@ def s2lic_synthesis(N: int, M: int, window: int, depths: Sequence[int], heads: S
     return nn.Sequential(*layers)
 
 
-LAYOUTS = ("s2lic", "legacy")
-
-
 @TRANSFORMS.register("swinv2")
 def swin_transforms(N: int, M: int, window: int = 8, depths: Sequence[int] = (1, 2, 3), heads: Sequence[int] = (4, 8, 16),
-                    growth: int = 32, layout: str = "s2lic", drop_path: float = 0.1) -> TransformPair:
-    """S2LIC's transforms (stride 16). ``layout="s2lic"``: the released ``code/s2lic.py``
-    (:func:`s2lic_analysis`, :func:`s2lic_synthesis`; SwinV2 initialisation, drop-path
-    ``drop_path``); ``"legacy"``: CodecLab's first version (:func:`swin_analysis`,
-    :func:`swin_synthesis`: 5x5 convolutions throughout, a dense block of ``growth`` at H/2),
-    which model files before format 3 use."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    if layout == "legacy":
-        return TransformPair(swin_analysis(N, M, window, depths, heads, growth),
-                             swin_synthesis(N, M, window, depths, heads, growth), 16)
+                    drop_path: float = 0.1) -> TransformPair:
+    """S2LIC's transforms (stride 16) as the released ``code/s2lic.py`` (:func:`s2lic_analysis`,
+    :func:`s2lic_synthesis`; SwinV2 initialisation, drop-path ``drop_path``). CodecLab's first
+    version, which model files before format 3 use, is :func:`codeclab.compat.transforms.swin_v1_transforms`."""
     pair = TransformPair(s2lic_analysis(N, M, window, depths, heads, drop_path),
                          s2lic_synthesis(N, M, window, depths, heads, drop_path), 16)
     for module in (*pair.g_a.modules(), *pair.g_s.modules()):

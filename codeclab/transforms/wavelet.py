@@ -35,7 +35,6 @@ from torch import nn
 
 from .base import TRANSFORMS, TransformPair
 from .kl_decoder import AutoencoderKLDecoder
-from .layers import AttentionBlock, ResidualBlock
 
 
 def _split_periodized(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -173,55 +172,26 @@ class WaLLoCAnalysis(nn.Module):
         return self.encoder(self.wpt(x - 0.5))
 
 
-DECODERS = ("autoencoder_kl", "residual")
-
-
 class WaLLoCSynthesis(nn.Module):
-    """WaLLoC's decoder: ``WPT_J^-1(D(y_hat)) + 1/2``. ``decoder="autoencoder_kl"`` (the official
-    code): ``D`` is diffusers' AutoencoderKL decoder with one block of width ``channels``
-    (:mod:`.kl_decoder`: GroupNorm(``groups``), SiLU, a mid-block attention, no upsampling).
-    ``decoder="residual"`` (CodecLab's first version, kept for its model files): a 1x1 projection,
-    ``blocks`` residual blocks around an attention block and a 1x1 projection back to the packets.
-    ``input_scale``, ``input_shift`` map the latent's range first (``2/(2**b - 1)``, ``-1`` for
-    b-bit integers)."""
+    """WaLLoC's decoder as the official code: ``WPT_J^-1(D(y_hat)) + 1/2``, ``D`` diffusers'
+    AutoencoderKL decoder with one block of width ``channels`` (:mod:`.kl_decoder`:
+    GroupNorm(``groups``), SiLU, a mid-block attention, no upsampling). CodecLab's first decoder,
+    which model files before format 4 use, is :class:`codeclab.compat.transforms.WaLLoCSynthesisV1`."""
 
-    def __init__(self, wpt: WaveletPacket2d, latent_channels: int, channels: int = 768, blocks: int = 4,
-                 input_scale: float = 1.0, input_shift: float = 0.0, decoder: str = "autoencoder_kl", groups: int = 32):
+    def __init__(self, wpt: WaveletPacket2d, latent_channels: int, channels: int = 768, groups: int = 32):
         super().__init__()
-        if decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
         self.wpt = wpt
-        self.input_scale, self.input_shift = float(input_scale), float(input_shift)
-        packets = 3 * wpt.bands**2
-        if decoder == "autoencoder_kl":
-            self.decoder = AutoencoderKLDecoder(latent_channels, packets, (channels,), norm_num_groups=groups)
-            return
-        half = blocks // 2
-        self.decoder = nn.Sequential(
-            nn.Conv2d(latent_channels, channels, 1),
-            *[ResidualBlock(channels, channels) for _ in range(half)],
-            AttentionBlock(channels),
-            *[ResidualBlock(channels, channels) for _ in range(blocks - half)],
-            nn.Conv2d(channels, packets, 1),
-        )
+        self.decoder = AutoencoderKLDecoder(latent_channels, 3 * wpt.bands**2, (channels,), norm_num_groups=groups)
 
     def forward(self, y_hat):
-        if self.input_scale != 1.0 or self.input_shift:
-            y_hat = y_hat * self.input_scale + self.input_shift
         return self.wpt.inverse(self.decoder(y_hat)) + 0.5
 
 
 @TRANSFORMS.register("walloc")
 def walloc_transforms(levels: int = 3, latent_channels: int = 12, wavelet: str = "bior4.4", encoder_hidden: int = 0,
-                      decoder_channels: int = 768, decoder_blocks: int = 4, input_bits: int | None = None,
-                      decoder: str = "autoencoder_kl", decoder_groups: int = 32) -> TransformPair:
-    """WaLLoC's transforms (Jacobellis & Yadwadkar 2024), stride ``2**levels``. ``input_bits``:
-    the synthesis takes ``b``-bit integers (the bounded bottleneck) and maps them to [-1, 1];
-    ``decoder``, ``decoder_channels``, ``decoder_blocks``, ``decoder_groups``: see :class:`WaLLoCSynthesis`."""
+                      decoder_channels: int = 768, decoder_groups: int = 32) -> TransformPair:
+    """WaLLoC's transforms (Jacobellis & Yadwadkar 2024), stride ``2**levels``; ``decoder_channels``,
+    ``decoder_groups``: see :class:`WaLLoCSynthesis`."""
     wpt = WaveletPacket2d(wavelet, levels)
-    scale, shift = (2 / (2**input_bits - 1), -1.0) if input_bits else (1.0, 0.0)
-    return TransformPair(
-        WaLLoCAnalysis(wpt, latent_channels, encoder_hidden),
-        WaLLoCSynthesis(wpt, latent_channels, decoder_channels, decoder_blocks, scale, shift, decoder, decoder_groups),
-        2**levels,
-    )
+    return TransformPair(WaLLoCAnalysis(wpt, latent_channels, encoder_hidden),
+                         WaLLoCSynthesis(wpt, latent_channels, decoder_channels, decoder_groups), 2**levels)

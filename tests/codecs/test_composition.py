@@ -15,6 +15,7 @@ import compressai.models as cm
 import pytest
 import torch
 
+import codeclab.compat  # noqa: F401  (registers the first versions older model files build)
 from codeclab.codecs import CODECS, Codec, build_codec, compose, load_compressai_state_dict, to_compressai
 from codeclab.coding import CODERS
 from codeclab.entropy_models import ENTROPY_MODELS, INDEX_MODELS
@@ -35,14 +36,18 @@ def test_registries_hold_every_part():
         "bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "mbt2018", "cheng2020-anchor", "cheng2020-attn",
         "elic", "s2lic", "mlicpp", "mlicv2", "walloc", "vqgan", "mcquic", "composed", "stem",
     }
-    assert set(TRANSFORMS) == {"cnn", "cheng2020", "elic", "mcquic", "mlicpp", "mlicv2", "swinv2", "walloc", "vqgan"}
+    assert set(TRANSFORMS) == {
+        "cnn", "cheng2020", "elic", "mcquic", "mlicpp", "mlicv2", "swinv2", "walloc", "vqgan",
+        "swinv2_v1", "walloc_v1",  # codeclab.compat: first versions, which older model files build
+    }
     assert set(ENTROPY_MODELS) == {
         "factorized", "scale_hyperprior", "hyperprior", "autoregressive", "checkerboard", "charm", "acgc", "elic",
         "mlicpp", "mlicv2", "bounded", "vq", "mcquic", "spatiotemporal",
+        "acgc_v1", "autoregressive_v1", "bounded_v1", "charm_v1",  # codeclab.compat
     }
     assert set(INDEX_MODELS) == {"uniform", "static", "transformer"}
     assert set(CODERS) == {"codeclab", "compressai"}
-    with pytest.raises(UnknownName, match="unknown entropy model 'nope'; available: acgc, autoregressive, bounded"):
+    with pytest.raises(UnknownName, match="unknown entropy model 'nope'; available: acgc, acgc_v1, autoregressive, autoregressive_v1, bounded"):
         ENTROPY_MODELS["nope"]
 
 
@@ -165,6 +170,7 @@ LAYERS = [
     {"transforms"},
     {"entropy_models"},
     {"codecs"},
+    {"compat"},
     {"data"},
     {"formats"},
     {"cli", "evaluation", "training"},

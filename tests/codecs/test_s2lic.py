@@ -17,15 +17,15 @@ from codeclab.data.images import read_image
 from codeclab.formats.container import unpack
 from codeclab.formats.image_file import decode_image, encode_image
 from codeclab.formats.model_file import export_model, load_model, read_metadata
-from codeclab.transforms.swin import SwinV2Block, WindowAttentionV2, swin_analysis, swin_synthesis
+from codeclab.compat.transforms import swin_v1_transforms
+from codeclab.transforms.swin import SwinV2Block, WindowAttentionV2
 from tests.conftest import ROOT, run_cli
 
 
 @pytest.mark.parametrize("size", [(512, 768), (768, 512), (80, 112)])
 def test_swin_transforms_any_size(size):
     torch.manual_seed(0)
-    g_a = swin_analysis(8, 12, window=4, depths=[1, 2, 1], heads=[1, 2, 2], growth=4)
-    g_s = swin_synthesis(8, 12, window=4, depths=[1, 2, 1], heads=[1, 2, 2], growth=4)
+    g_a, g_s, _ = swin_v1_transforms(8, 12, window=4, depths=[1, 2, 1], heads=[1, 2, 2], growth=4)
     with torch.no_grad():
         y = g_a(torch.rand(1, 3, *size))
         x_hat = g_s(y)
@@ -97,8 +97,8 @@ def test_scaled_cosine_attention_follows_swinv2():
 
 def test_config_is_json_and_rebuilds_the_codec(tmp_path):
     torch.manual_seed(0)
-    codec = s2lic(N=16, M=40, window=4, depths=[1, 1, 1], heads=[1, 2, 2], growth=8,
-                  entropy={"name": "acgc", "num_slices": 2, "hidden": 16, "attention_dim": 8, "heads": 2}).eval()
+    codec = s2lic(N=16, M=40, window=4, depths=[1, 1, 1], heads=[1, 2, 2],
+                  entropy={"name": "acgc", "num_slices": 2, "hidden": 16}).eval()
     assert json.loads(json.dumps(codec.config)) == codec.config
     rebuilt = build_codec("s2lic", codec.config)
     assert [k for k in rebuilt.state_dict()] == [k for k in codec.state_dict()]

@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from codeclab.codecs import walloc
+from codeclab.compat.entropy_models import BoundedLatentImageV1
 from codeclab.data.images import read_image
 from codeclab.entropy_models.bounded import BoundedLatentImage
 from codeclab.entropy_models.factorized import FactorizedEntropyModel
@@ -17,7 +18,7 @@ from codeclab.formats.model_file import export_model, load_model
 from codeclab.transforms.wavelet import WaveletPacket2d
 from tests.conftest import ROOT, image_tensor
 
-TINY = {"levels": 2, "latent_channels": 6, "decoder_channels": 16, "decoder_blocks": 2, "decoder_groups": 4}
+TINY = {"levels": 2, "latent_channels": 6, "decoder_channels": 16, "decoder_groups": 4}
 
 
 def dimension_reduction(codec) -> float:
@@ -107,7 +108,7 @@ def test_webp_rgb_is_the_official_three_plane_mosaic(photo):
     from einops import rearrange
 
     torch.manual_seed(0)
-    codec = walloc(levels=2, latent_channels=12, decoder_channels=16, decoder_groups=4, decoder_blocks=2,
+    codec = walloc(levels=2, latent_channels=12, decoder_channels=16, decoder_groups=4,
                    lossless_format="webp_rgb").eval()
     x = image_tensor(photo)[..., :64, :96]
     stream = codec.compress(x).strings[0]
@@ -148,12 +149,11 @@ def test_walloc_mapping_matches_the_official_formula_at_chosen_points():
     assert model(torch.randn(1, 4, 2, 2))["likelihoods"] == {}  # the official loss is MSE only
 
 
-def test_legacy_mapping_is_kept_for_older_files():
-    legacy = BoundedLatentImage(4, bits=8, mapping="legacy").eval()
+def test_first_mapping_is_kept_for_older_files():
+    first = BoundedLatentImageV1(4, bits=8).eval()
     y = torch.tensor([-3.0, 0.0, 0.3, 3.0])
-    assert torch.equal(legacy.quantize(y), torch.round(torch.special.ndtr(y) * 255))
-    with pytest.raises(ValueError, match="mapping"):
-        BoundedLatentImage(4, mapping="mulaw")
+    assert torch.equal(first.integers(y), torch.round(torch.special.ndtr(y) * 255))
+    assert torch.equal(first.quantize(y), first.integers(y) * (2 / 255) - 1.0)  # the synthesis' [-1, 1]
 
 
 def test_corrupt_latent_streams_raise_value_error(photo):

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import codeclab.compat  # noqa: F401  (registers the first versions older model files build)
 from codeclab.codecs import Codec, s2lic
 from codeclab.entropy_models import ENTROPY_MODELS
 from codeclab.entropy_models.base import checkerboard_masks
@@ -18,9 +19,12 @@ ENTROPY = {
     "checkerboard": {"name": "checkerboard", "hidden": 24},
     "elic": {"name": "elic", "groups": [4, 4, 8, 16]},
     "charm": {"name": "charm", "num_slices": SLICES, "max_support": 1, "hidden": 16},
-    "acgc": {"name": "acgc", "num_slices": SLICES, "hidden": 16, "attention_dim": 8, "heads": 2},
+    "acgc": {"name": "acgc", "num_slices": SLICES, "hidden": 16},
+    # CodecLab's first versions (codeclab.compat), which older model files build.
+    "charm_v1": {"name": "charm_v1", "num_slices": SLICES, "max_support": 1, "hidden": 16},
+    "acgc_v1": {"name": "acgc_v1", "num_slices": SLICES, "hidden": 16, "attention_dim": 8, "heads": 2},
     # Latents larger than the global attention's grid: keys/values are pooled.
-    "acgc-pooled": {"name": "acgc", "num_slices": SLICES, "hidden": 16, "attention_dim": 8, "heads": 2, "global_grid": 3},
+    "acgc-pooled": {"name": "acgc", "num_slices": SLICES, "hidden": 16, "global_grid": 3},
     "mlicpp": {"name": "mlicpp", "num_slices": SLICES, "parameter_hidden": [24, 16, 16], "channel_hidden": [16, 16],
                "lrp_hidden": [16, 16]},
     # Every MLICv2 switch on (a reconstruction; tests/entropy_models/test_mlicv2.py tests each switch).
@@ -31,7 +35,7 @@ ENTROPY = {
 
 def tiny_codec(entropy: str, transform: str = "cnn") -> Codec:
     torch.manual_seed(0)
-    return s2lic(N=16, M=32, transform=transform, window=4, depths=[1, 1, 1], heads=[1, 2, 2], growth=8,
+    return s2lic(N=16, M=32, transform=transform, window=4, depths=[1, 1, 1], heads=[1, 2, 2],
                  entropy=ENTROPY[entropy])
 
 
@@ -41,9 +45,11 @@ def test_every_registered_entropy_model_is_tested():
     # test_walloc.py, bounded: test_walloc.py, vq: test_vqgan.py, mcquic: test_mcquic.py; spatiotemporal,
     # which codes a latent given a reference: test_spatiotemporal.py).
     hyperprior_based = {name for name in ENTROPY_MODELS if issubclass(ENTROPY_MODELS[name], HyperpriorEntropyModel)}
-    hyperprior_based -= {"spatiotemporal"}
+    # autoregressive_v1 (cheng2020's first mixture): tests/entropy_models/test_mixture.py.
+    hyperprior_based -= {"spatiotemporal", "autoregressive_v1"}
     assert hyperprior_based == {options["name"] for options in ENTROPY.values()}
-    assert set(ENTROPY_MODELS) - hyperprior_based == {"factorized", "bounded", "vq", "mcquic", "spatiotemporal"}
+    assert set(ENTROPY_MODELS) - hyperprior_based == {
+        "factorized", "bounded", "bounded_v1", "vq", "mcquic", "spatiotemporal", "autoregressive_v1"}
 
 
 def test_checkerboard_masks_partition_the_grid():

@@ -1,5 +1,6 @@
 """Cheng et al.'s discretized Gaussian mixture: the likelihood formula, normalisation, the
-entropy-parameter layout of the official TensorFlow code (and CodecLab's legacy one), and exact
+entropy-parameter layout of the official TensorFlow code (and CodecLab's first one, in
+codeclab.compat), and exact
 coding including values far outside the window."""
 
 import math
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 from codeclab.codecs import cheng2020_anchor
+from codeclab.compat.entropy_models import GaussianMixtureConditionalV1
 from codeclab.entropy_models.mixture import MAX_RADIUS, GaussianMixtureConditional
 
 
@@ -24,13 +26,13 @@ def _papers_likelihood(value: float) -> float:
                for w, m, s in zip(weights, MEANS, SCALES))
 
 
-@pytest.mark.parametrize("layout, channels, bound", [
+@pytest.mark.parametrize("mixture_class, channels, bound", [
     # tf.split(params, 9) -> prob0, mean0, scale0, prob1, mean1, scale1, ... (Cheng et al.'s code)
-    ("official", [v for k in range(3) for v in (LOGITS[k], MEANS[k], SCALES[k])], 1e-6),
-    ("legacy", LOGITS + MEANS + SCALES, 1e-9),
+    (GaussianMixtureConditional, [v for k in range(3) for v in (LOGITS[k], MEANS[k], SCALES[k])], 1e-6),
+    (GaussianMixtureConditionalV1, LOGITS + MEANS + SCALES, 1e-9),
 ])
-def test_likelihood_is_the_papers_formula_in_each_channel_layout(layout, channels, bound):
-    mixture = GaussianMixtureConditional(3, layout)
+def test_likelihood_is_the_papers_formula_in_each_channel_layout(mixture_class, channels, bound):
+    mixture = mixture_class(3)
     params = torch.tensor(channels).view(1, 9, 1, 1)
     for value in (-4.0, 0.0, 1.0, 7.0, 60.0):
         got = mixture.likelihood(torch.tensor(value).view(1, 1, 1, 1), params).item()
@@ -45,7 +47,7 @@ def test_official_entropy_parameters_hyper_gradient_and_clip():
     official = cheng2020_anchor(N=24).entropy_model
     widths = [(c.in_channels, c.out_channels, c.bias is not None) for c in official.entropy_parameters if isinstance(c, torch.nn.Conv2d)]
     assert widths == [(96, 640, True), (640, 640, True), (640, 216, False)]
-    legacy = cheng2020_anchor(N=24, mixture_layout="legacy").entropy_model
+    legacy = cheng2020_anchor(N=24, entropy="autoregressive_v1").entropy_model
     widths = [(c.in_channels, c.out_channels, c.bias is not None) for c in legacy.entropy_parameters if isinstance(c, torch.nn.Conv2d)]
     assert widths == [(96, 80, True), (80, 64, True), (64, 216, True)]
     assert cheng2020_anchor(N=24, components=1).entropy_model.entropy_parameters[-1].out_channels == 48

@@ -8,6 +8,7 @@ import torch
 from compressai.models import JointAutoregressiveHierarchicalPriors
 from torch import nn
 
+from codeclab.compat.entropy_models import ChannelwiseEntropyModelV1
 from codeclab.entropy_models.base import LatentStep
 from codeclab.entropy_models.channelwise import ChannelwiseEntropyModel
 from codeclab.entropy_models.checkerboard import CheckerboardEntropyModel
@@ -47,13 +48,11 @@ def test_charm_layers_are_ms2020s_at_its_sizes():
     assert model.hyper_quantizer == "ste" and model.quantizer == "ste"
 
 
-def test_legacy_charm_keeps_the_first_architecture():
+def test_charm_v1_keeps_the_first_architecture():
     with torch.device("meta"):
-        model = ChannelwiseEntropyModel(16, 40, num_slices=4, hidden=8, architecture="legacy")
+        model = ChannelwiseEntropyModelV1(16, 40, num_slices=4, hidden=8)
     assert _conv_shapes(model.mean_transforms[1]) == [(8, 50, 3, 3), (4, 8, 3, 3), (10, 4, 3, 3)]
     assert model.hyper_quantizer == "noise" and not hasattr(model.h_s, "mean")
-    with pytest.raises(ValueError, match="architecture"):
-        ChannelwiseEntropyModel(16, 40, num_slices=4, architecture="ms2021")
 
 
 def test_charm_support_limit_and_lrp_bound_in_the_coding_loop():

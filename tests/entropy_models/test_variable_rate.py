@@ -9,7 +9,7 @@ from codeclab.codecs import mbt2018_mean, s2lic
 from codeclab.entropy_models.gain import GainBank
 from codeclab.entropy_models.gaussian import GaussianConditional
 
-TINY_S2LIC = dict(N=8, M=20, window=4, depths=[1, 1, 1], heads=[1, 1, 2], growth=4)
+TINY_S2LIC = dict(N=8, M=20, window=4, depths=[1, 1, 1], heads=[1, 1, 2])
 
 
 def test_gain_bank_constants():

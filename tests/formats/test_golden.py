@@ -1,5 +1,6 @@
-"""Files written before the transform/entropy-model composition (model format 1, container 1)
-still load, decode to the same pixels, and re-encode to the same bytes (tests/golden/README.md)."""
+"""Files written by older versions (model format 1, container 1, before the transform/entropy-model
+composition; and one model file per later format, each written by the commit of its format) still
+load, decode to the same pixels, and re-encode to the same bytes (tests/golden/README.md)."""
 
 import hashlib
 import json
@@ -13,6 +14,7 @@ from PIL import Image
 from codeclab.errors import CodecLabError
 from codeclab.formats.image_file import decode_image, encode_image
 from codeclab.formats.model_file import load_model, read_metadata
+from codeclab.formats.model_header import FORMAT_VERSION, READABLE_VERSIONS
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
@@ -42,7 +44,10 @@ def test_golden_file_decodes_to_the_same_pixels_and_reencodes_to_the_same_bytes(
         return
     decoded = decode_image(data, load_model(model_path))
     assert decoded.shape == (97, 131, 3)
-    assert hashlib.sha256(decoded.tobytes()).hexdigest() == record.get("decoded_sha256_by_cpu", {}).get(CPU, record["decoded_sha256"])
+    # The files of formats 2-6 were written on an AVX2 CPU: their pixels elsewhere are not recorded.
+    expected = record.get("decoded_sha256_by_cpu", {}).get(CPU, record.get("decoded_sha256"))
+    if expected is not None:
+        assert hashlib.sha256(decoded.tobytes()).hexdigest() == expected
     coder = "compressai" if ".compressai." in name else None
     model = load_model(model_path, coder=coder)
     index_model = name.removesuffix(".clab").rsplit("-", 1)[-1] if name.startswith("vqgan-") else None
@@ -51,6 +56,6 @@ def test_golden_file_decodes_to_the_same_pixels_and_reencodes_to_the_same_bytes(
     assert encode_image(model, _image()) == data
 
 
-def test_golden_models_are_format_version_1():
+def test_every_older_model_format_has_a_golden_file():
     versions = {read_metadata(GOLDEN / record["model"])["format_version"] for record in MANIFEST.values()}
-    assert versions == {"1"}
+    assert versions == set(READABLE_VERSIONS) - {FORMAT_VERSION}

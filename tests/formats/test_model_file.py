@@ -24,7 +24,7 @@ def exported(tmp_path):
 def test_export_load_roundtrip(exported):
     codec, path = exported
     loaded = load_model(path)
-    assert read_metadata(path)["format_version"] == FORMAT_VERSION == "6"
+    assert read_metadata(path)["format_version"] == FORMAT_VERSION == "7"
     assert read_metadata(path)["portable"] == "true"
     assert loaded.codec_id == "mbt2018-mean"
     assert loaded.config == {
@@ -155,43 +155,47 @@ def test_integer_weights_are_stored_as_int16_and_a_lying_shift_is_refused(export
 
 def test_walloc_files_before_format_4_keep_their_residual_decoder(tmp_path):
     """Format 4 moved WaLLoC's default decoder to the official AutoencoderKL one; a format-3 file,
-    whose config has no ``decoder``, is rebuilt with the residual decoder it was written with."""
+    whose config has no ``decoder``, is rebuilt with the residual decoder it was written with
+    (codeclab.compat's ``walloc_v1``)."""
     from codeclab.codecs import walloc
-    from codeclab.transforms.kl_decoder import AutoencoderKLDecoder
+    from codeclab.compat.transforms import WaLLoCSynthesisV1
 
     torch.manual_seed(0)
     path = tmp_path / "w.safetensors"
-    export_model(walloc(levels=2, latent_channels=6, decoder="residual", decoder_channels=16, decoder_blocks=2), path)
+    export_model(walloc(levels=2, latent_channels=6, decoder_channels=16,
+                        transform={"name": "walloc_v1", "decoder_blocks": 2}), path)
     with safe_open(str(path), framework="pt") as handle:
         state, metadata = {k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata()
     config = json.loads(metadata["config"])
-    del config["decoder"], config["decoder_groups"]
+    del config["transform"], config["decoder_groups"]
+    config["decoder_blocks"] = 2  # format 3's own argument
     old = tmp_path / "w3.safetensors"
     save_file(state, str(old), metadata={**metadata, "format_version": "3", "config": json.dumps(config)})
-    legacy = load_model(old)
-    assert not isinstance(legacy.g_s.decoder, AutoencoderKLDecoder)
-    assert torch.equal(legacy.g_s.decoder[0].weight, load_model(path).g_s.decoder[0].weight)
+    first = load_model(old)
+    assert type(first.g_s) is WaLLoCSynthesisV1
+    assert torch.equal(first.g_s.decoder[0].weight, load_model(path).g_s.decoder[0].weight)
     save_file(state, str(old), metadata={**metadata, "format_version": "4", "config": json.dumps(config)})
     with pytest.raises(CodecLabError, match="does not match codec"):
         load_model(old)  # format 4 without 'decoder' means the AutoencoderKL decoder: these weights do not fit
 
 
-def test_cheng2020_files_before_format_5_keep_their_legacy_mixture(tmp_path):
+def test_cheng2020_files_before_format_5_keep_their_first_mixture(tmp_path):
     """Format 5 moved cheng2020's Gaussian mixture to the official code's (640-wide entropy
     parameters, per-component channel order); a format-4 file, whose config has no
-    ``mixture_layout``, is rebuilt with the legacy mixture it was written with."""
+    ``mixture_layout``, is rebuilt with the first mixture it was written with (codeclab.compat)."""
     from codeclab.codecs import cheng2020_anchor
+    from codeclab.compat.entropy_models import AutoregressiveEntropyModelV1
 
     torch.manual_seed(0)
     path = tmp_path / "c.safetensors"
-    export_model(cheng2020_anchor(N=16, mixture_layout="legacy"), path)
+    export_model(cheng2020_anchor(N=16, entropy="autoregressive_v1"), path)
     with safe_open(str(path), framework="pt") as handle:
         state, metadata = {k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata()
     config = json.loads(metadata["config"])
-    del config["mixture_layout"]
+    del config["entropy"]
     old = tmp_path / "c4.safetensors"
     save_file(state, str(old), metadata={**metadata, "format_version": "4", "config": json.dumps(config)})
-    assert load_model(old).entropy_model.mixture.layout == "legacy"
+    assert type(load_model(old).entropy_model) is AutoregressiveEntropyModelV1
     save_file(state, str(old), metadata={**metadata, "format_version": "5", "config": json.dumps(config)})
     with pytest.raises(CodecLabError, match="does not match codec"):
         load_model(old)  # format 5 without 'mixture_layout' means the official mixture: these weights do not fit
@@ -204,7 +208,7 @@ def test_walloc_files_before_format_5_keep_their_png_latent_image(tmp_path):
 
     torch.manual_seed(0)
     path = tmp_path / "w.safetensors"
-    export_model(walloc(levels=2, latent_channels=6, decoder_channels=16, decoder_groups=4, decoder_blocks=2,
+    export_model(walloc(levels=2, latent_channels=6, decoder_channels=16, decoder_groups=4,
                         lossless_format="png"), path)
     with safe_open(str(path), framework="pt") as handle:
         state, metadata = {k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata()

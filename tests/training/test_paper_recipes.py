@@ -2,7 +2,6 @@
 epoch MultiStepLR, MLICv2's selective switch, QVRF's stage 1, and the format-6 migration that keeps
 older model files on the behaviour they were trained with (tools/mutation_check.py)."""
 
-import json
 import math
 
 import torch
@@ -11,7 +10,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from codeclab.codecs import mbt2018_mean
-from codeclab.formats.model_file import legacy_architectures, load_model
+from codeclab.compat import migrate_config
+from codeclab.formats.model_file import load_model
 from codeclab.training.lamb import FusedLamb
 from codeclab.training.rate_distortion import RateDistortionModule
 from tests.conftest import ROOT
@@ -112,20 +112,18 @@ def test_qvrf_stage_one_trains_level_zero_at_the_largest_lambda():
 def test_files_before_format_6_keep_their_training_details():
     olds = {
         "stem": {"N": 128, "M": 192, "spatial": "checkerboard"},
-        "cheng2020": {"N": 192, "components": 3, "mixture_layout": "official"},
         "mcquic": {"channels": 128, "m": 2, "k": [8192], "ema": 0.9},
     }
     expected = {"stem": {"residual_rate": "noise", "context_input": "noise"},
-                "cheng2020": {"leaky_slope": 0.01, "robust_tails": False},
                 "mcquic": {"ema_rule": "counts", "reassign_rule": "head"}}
     for name, config in olds.items():
-        for version in ("3", "5"):
-            migrated = json.loads(json.dumps(config))
-            legacy_architectures(migrated, version)
-            assert migrated == {**config, **expected[name]}, (name, version)
-        current = json.loads(json.dumps(config))
-        legacy_architectures(current, "6")
-        assert current == config
+        for version in (3, 5):
+            assert migrate_config(name, version, config) == {**config, **expected[name]}, (name, version)
+        assert migrate_config(name, 6, config) == config
+    # cheng2020's format-5 files: the official mixture (the switch that chose it left in format 7).
+    config = {"N": 192, "components": 3, "mixture_layout": "official"}
+    assert migrate_config("cheng2020-anchor", 5, config) == {"N": 192, "components": 3, "leaky_slope": 0.01,
+                                                             "robust_tails": False, "entropy": "autoregressive"}
     # The shipped STEM model (format 3) keeps the noisy training it had.
     model = load_model(ROOT / "models" / "stem.safetensors").temporal_model
     assert (model.residual_rate, model.context_input) == ("noise", "noise")

@@ -125,7 +125,7 @@ def test_walloc_paper_experiment_holds_the_official_constants():
     assert (data.patch_size, data.batch_size, data.flip) == (256, 64, False)
     assert data.samples_per_epoch // data.batch_size == 1327 and cfg.trainer.max_steps == 150 * 1327
     assert cfg.lmbda * 255**2 == pytest.approx(1.0)  # the loss is the MSE itself
-    assert (cfg.codec.bottleneck, cfg.codec.decoder, cfg.codec.decoder_channels) == ("bounded", "autoencoder_kl", 768)
+    assert (cfg.codec.bottleneck, cfg.codec.transform, cfg.codec.decoder_channels) == ("bounded", "walloc", 768)
 
 
 def test_crops_without_flips_are_windows_of_the_image(photo):
@@ -154,7 +154,7 @@ def test_a_bounded_walloc_trains_under_the_schedule(photo):
     from codeclab.data.images import to_tensor
 
     torch.manual_seed(0)
-    codec = walloc(levels=2, latent_channels=6, decoder_channels=16, decoder_groups=4, decoder_blocks=2)
+    codec = walloc(levels=2, latent_channels=6, decoder_channels=16, decoder_groups=4)
     schedule = functools.partial(WarmupPlateau, max_lr=3e-3, warmup_steps=40, update_every=4)
     module = RateDistortionModule(codec, lmbda=1 / 255**2, grad_clip=0.0, lr_scheduler=schedule,
                                   optimizer=functools.partial(torch.optim.AdamW, lr=3e-4, weight_decay=0.0))

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from codeclab.codecs import walloc
+from codeclab.compat.transforms import WaLLoCSynthesisV1
 from codeclab.transforms.kl_decoder import AutoencoderKLDecoder
 
 # The configuration in WaLLoC's official code (Decoder(in_channels=latent_dim,
@@ -32,14 +33,14 @@ def test_the_whole_codec_has_the_official_models_parameter_count():
     assert sum(p.numel() for p in codec.parameters()) == 56_914_384
 
 
-def test_walloc_default_is_the_official_decoder_and_residual_stays_an_option():
+def test_walloc_default_is_the_official_decoder_and_the_first_one_is_the_compat_transform():
     with torch.device("meta"):
-        official, legacy = walloc(), walloc(decoder="residual", decoder_channels=128)
+        official, first = walloc(), walloc(decoder_channels=128, transform="walloc_v1")
     assert isinstance(official.g_s.decoder, AutoencoderKLDecoder)
     assert official.g_s.decoder.conv_in.out_channels == 768
-    assert not isinstance(legacy.g_s.decoder, AutoencoderKLDecoder)
-    with pytest.raises(ValueError, match="decoder must be one of"):
-        walloc(decoder="unet")
+    assert type(first.g_s) is WaLLoCSynthesisV1 and first.g_s.decoder[0].out_channels == 128
+    with pytest.raises(ValueError, match="unknown transform 'unet'"):
+        walloc(transform="unet")
 
 
 @pytest.mark.parametrize("blocks", [(32,), (32, 64)])
