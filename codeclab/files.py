@@ -37,7 +37,7 @@ def check_input(path: str | Path, what: str = "file", folder: bool = False) -> P
     except OSError as err:
         raise CodecLabError(f"cannot read {path}: {err.strerror or type(err).__name__}") from None
     if stat.S_ISDIR(mode) and not folder:
-        raise CodecLabError(f"{what} not found: {path} is a folder")
+        raise CodecLabError(f"cannot read {path}: it is a folder")
     kind = _special_kind(mode)
     if kind is not None:
         raise CodecLabError(f"cannot read {path}: it is {kind}, not a regular file")
