@@ -14,8 +14,10 @@ import atexit
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,3 +114,16 @@ def smoke_model(name: str, arithmetic: str = "integer") -> str:
     torch.manual_seed(0)
     export_model(compose_codec(name).eval(), path, arithmetic=arithmetic)
     return str(path)
+
+
+def run_cli(*args: str) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (GB, the kernel's ``ru_maxrss``) of ``codeclab ARGS``
+    in its own process (this checkout's code), on one thread; a failure ends the benchmark with its error."""
+    python_path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", "import resource, sys; from codeclab.cli import main; code = main(sys.argv[1:]);"
+                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)", *args],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": python_path})
+    if proc.returncode:
+        raise SystemExit(proc.stderr)
+    return time.perf_counter() - start, int(proc.stdout.strip().splitlines()[-1]) / 2**20

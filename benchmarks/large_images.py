@@ -16,11 +16,8 @@ Usage: python benchmarks/large_images.py --model M.safetensors [--megapixels 24 
 from __future__ import annotations
 
 import math
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -48,17 +45,6 @@ def mosaic(megapixels: float, kodak: Path) -> np.ndarray:
     return np.ascontiguousarray(out[:height, :width])
 
 
-def run(*args: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GB) of ``codeclab ARGS`` in its own process."""
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", "import resource, sys; from codeclab.cli import main; code = main(sys.argv[1:]);"
-                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)", *args],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if proc.returncode:
-        raise SystemExit(proc.stderr)
-    return time.perf_counter() - start, int(proc.stdout.strip().splitlines()[-1]) / 2**20
-
-
 def main(argv=None) -> int:
     parser = _common.parser(__doc__)
     parser.add_argument("--model", type=Path, required=True)
@@ -77,9 +63,9 @@ def main(argv=None) -> int:
         for megapixels in args.megapixels:
             image = mosaic(megapixels, kodak)
             Image.fromarray(image).save(work / "in.png", compress_level=1)
-            enc_s, enc_gb = run("encode", str(work / "in.png"), "-m", str(args.model), "-o", str(work / "in.clab"),
+            enc_s, enc_gb = _common.run_cli("encode", str(work / "in.png"), "-m", str(args.model), "-o", str(work / "in.clab"),
                                 "--tile", str(args.tile), *rate)
-            dec_s, dec_gb = run("decode", str(work / "in.clab"), "-o", str(work / "out.png"), "-m", str(args.model))
+            dec_s, dec_gb = _common.run_cli("decode", str(work / "in.clab"), "-o", str(work / "out.png"), "-m", str(args.model))
             decoded = np.asarray(Image.open(work / "out.png"))
             results["sizes"].append({
                 "megapixels": image.shape[0] * image.shape[1] / 1e6, "size": list(image.shape[:2]),
@@ -91,8 +77,8 @@ def main(argv=None) -> int:
             Image.fromarray(crop).save(work / "crop.png")
             cost = {}
             for name, tile in (("tiled", args.tile), ("one_tile", args.crop)):
-                run("encode", str(work / "crop.png"), "-m", str(args.model), "-o", str(work / f"{name}.clab"), "--tile", str(tile), *rate)
-                run("decode", str(work / f"{name}.clab"), "-o", str(work / f"{name}.png"), "-m", str(args.model))
+                _common.run_cli("encode", str(work / "crop.png"), "-m", str(args.model), "-o", str(work / f"{name}.clab"), "--tile", str(tile), *rate)
+                _common.run_cli("decode", str(work / f"{name}.clab"), "-o", str(work / f"{name}.png"), "-m", str(args.model))
                 cost[name] = {"bpp": 8 * (work / f"{name}.clab").stat().st_size / crop.shape[0] / crop.shape[1],
                               "psnr": psnr_rgb(crop, np.asarray(Image.open(work / f"{name}.png")))}
             cost["bpp_increase_pct"] = 100 * (cost["tiled"]["bpp"] / cost["one_tile"]["bpp"] - 1)

@@ -5,8 +5,10 @@ MP4/MKV/... input is coded as a video (:mod:`codeclab.formats.video_file`); a vi
 to ``.y4m`` or to a folder of PNG frames.
 
 User errors (missing or unreadable files, corrupt streams, the wrong model, unsupported
-images) print one line ``codeclab: error: ...`` and exit with status 1; no output file is left
-behind. Anything else is a bug and keeps its traceback.
+images, an output that is a device or FIFO, a full disk) print one line ``codeclab: error: ...``
+and exit with status 1; no output file is left behind. Ctrl-C, SIGTERM and SIGHUP remove any
+partly written output too, print one line and exit with 128 + the signal number. Anything else
+is a bug and keeps its traceback. Videos are coded and decoded one frame at a time.
 """
 
 from __future__ import annotations
@@ -34,17 +36,21 @@ def _write_image(path: Path, image) -> None:
     write_atomically(path, lambda tmp: Image.fromarray(image).save(tmp, format=fmt))
 
 
-def _refuse_overwriting(output: Path, *inputs: Path) -> None:
-    """An output that is one of the inputs (under any path) would destroy it: refuse."""
+def _check_output(output: Path, *inputs: Path, folder: bool = False) -> None:
+    """Before any work: refuse an output that is one of the inputs (under any path), which would
+    destroy it, or that is not a regular file (or, with ``folder``, a folder) or a new path."""
+    from .files import check_output
+
+    check_output(output, folder)
     for source in inputs:
         if output.exists() and source.exists() and os.path.samefile(output, source):
             raise CodecLabError(f"output {output} is the input {source}: refusing to overwrite it")
 
 
 def _read_file(path: Path) -> bytes:
-    if not path.is_file():
-        raise CodecLabError(f"file not found: {path}")
-    return path.read_bytes()
+    from .files import check_input
+
+    return check_input(path).read_bytes()
 
 
 def _model_search_dirs(args, bitstream_path: Path) -> list[Path]:
@@ -83,7 +89,7 @@ def cmd_encode(args) -> None:
     from .files import write_atomically
     from .formats.model_file import load_model
 
-    _refuse_overwriting(args.output, args.image, args.model)
+    _check_output(args.output, args.image, args.model)
     image = read_image(args.image)
     codec = load_model(args.model, coder=args.coder)
     start = time.perf_counter()
@@ -103,7 +109,7 @@ def cmd_encode(args) -> None:
 
 
 def _encode_video(args) -> None:
-    from .data.video import parse_frame_rate, read_video
+    from .data.video import open_video, parse_frame_rate
     from .files import write_atomically
     from .formats.model_file import load_model
     from .formats.video_file import default_intra_period, encode_video
@@ -112,8 +118,8 @@ def _encode_video(args) -> None:
         raise CodecLabError("--target-bpp is for images; choose a video's rate with --quality or --level")
     if args.refine:
         raise CodecLabError("--refine is for images; video frames are coded unrefined")
-    _refuse_overwriting(args.output, args.image, args.model)
-    clip = read_video(args.image, args.matrix, args.frames)
+    _check_output(args.output, args.image, args.model)
+    clip = open_video(args.image, args.matrix, args.frames)
     if args.fps is not None:
         clip.fps = parse_frame_rate(args.fps)
     if args.range is not None:
@@ -125,10 +131,11 @@ def _encode_video(args) -> None:
     encoded = encode_video(codec, clip, intra_period, level, progress=not args.quiet)
     seconds = time.perf_counter() - start
     write_atomically(args.output, lambda tmp: Path(tmp).write_bytes(encoded.data))
-    bpp = bits_per_pixel(len(encoded.data), clip.height, clip.width) / len(clip.frames)
-    print(f"{args.output}: {len(encoded.data)} bytes, {bpp:.4f} bpp, {len(clip.frames)} frames of {clip.width}x{clip.height} "
+    count = len(encoded.kinds)
+    bpp = bits_per_pixel(len(encoded.data), clip.height, clip.width) / count
+    print(f"{args.output}: {len(encoded.data)} bytes, {bpp:.4f} bpp, {count} frames of {clip.width}x{clip.height} "
           f"({encoded.kinds.count('I')} I, {encoded.kinds.count('P')} P{_level_text(codec, level, args)}), encoded in {seconds:.2f} s "
-          f"({len(clip.frames) / seconds:.2f} frames/s)")
+          f"({count / seconds:.2f} frames/s)")
 
 
 def _load_model_for(args, model_hash: bytes):
@@ -142,17 +149,17 @@ def _load_model_for(args, model_hash: bytes):
 
 def _decode_video(args, data: bytes) -> None:
     from .data.video import write_video
-    from .formats.video_file import decode_video, unpack_video
+    from .formats.video_file import decode_frames, unpack_video
 
     header, _ = unpack_video(data)
     codec = _load_model_for(args, header.model_hash)
     start, stop = _frame_range(args.frames_range)
     began = time.perf_counter()
-    clip = decode_video(data, codec, start, stop, progress=not args.quiet)
+    video = decode_frames(data, codec, start, stop, progress=not args.quiet)
+    write_video(args.output, video)  # each frame written as it is decoded
     seconds = time.perf_counter() - began
-    write_video(args.output, clip)
-    print(f"{args.output}: {len(clip.frames)} frames of {clip.width}x{clip.height}, decoded in {seconds:.2f} s "
-          f"({len(clip.frames) / seconds:.2f} frames/s)")
+    print(f"{args.output}: {video.count} frames of {video.width}x{video.height}, decoded and written in {seconds:.2f} s "
+          f"({video.count / seconds:.2f} frames/s)")
 
 
 def _frame_range(text: str | None) -> tuple[int, int | None]:
@@ -170,7 +177,8 @@ def cmd_decode(args) -> None:
     from .formats.image_file import decode_image
     from .formats.video_container import is_video_file
 
-    _refuse_overwriting(args.output, args.file, *([args.model] if args.model else []))
+    # No suffix: a video's folder of PNG frames (an image output needs a suffix anyway).
+    _check_output(args.output, args.file, *([args.model] if args.model else []), folder=not args.output.suffix)
     data = _read_file(args.file)
     if is_video_file(data):
         return _decode_video(args, data)
@@ -204,7 +212,7 @@ def cmd_info(args) -> None:
 def cmd_export(args) -> None:
     from .formats.model_file import export_model, load_source
 
-    _refuse_overwriting(args.output, args.source)
+    _check_output(args.output, args.source, folder=args.onnx)
     codec = load_source(args.source, args.compressai)
     if args.onnx:
         from .formats.onnx_export import export_onnx
@@ -292,12 +300,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .files import Terminated, terminations_raise
+
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with terminations_raise():
+            args.func(args)
     except CodecLabError as err:
         print(f"codeclab: error: {err}", file=sys.stderr)
         return 1
+    except Terminated as stop:
+        print(f"codeclab: error: stopped by {stop}", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -12,6 +12,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import CodecLabError
+from ..files import check_input
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 # Largest image read or decoded (pixels), checked before any pixel is decoded or allocated:
@@ -96,9 +97,7 @@ def read_image(path: str | Path, notice: Callable[[str], None] | None = _stderr_
     EXIF orientation is applied; each change is reported through ``notice``. The size is
     checked against :func:`max_pixels` from the header, before any pixel is decoded.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CodecLabError(f"image not found: {path}")
+    path = check_input(path, "image")
     bomb_limit = Image.MAX_IMAGE_PIXELS
     try:
         Image.MAX_IMAGE_PIXELS = None  # the project's own limit, with its own message, replaces Pillow's
@@ -120,6 +119,21 @@ def read_image(path: str | Path, notice: Callable[[str], None] | None = _stderr_
         Image.MAX_IMAGE_PIXELS = bomb_limit
 
 
+_STRIP_ROWS = 256  # rows converted at once: a strip's temporaries stay a few MB on any width
+
+
+def sixteen_bit_gray_to_rgb8(img: Image.Image) -> np.ndarray:
+    """A 16-bit (or 32-bit integer) grayscale image as ``uint8 [H, W, 3]``: ``round(v / 257)``
+    clipped to 0..255, in integers and a strip of rows at a time, so a huge image needs no
+    float64 copy. ``v / 257`` is never half-way between integers (257 is odd), so on ``v``
+    clipped to 0..65535 ``(v + 128) // 257`` is exactly that rounding."""
+    rgb = np.empty((img.height, img.width, 3), dtype=np.uint8)
+    for top in range(0, img.height, _STRIP_ROWS):
+        strip = np.asarray(img.crop((0, top, img.width, min(top + _STRIP_ROWS, img.height)))).astype(np.int32)
+        rgb[top : top + _STRIP_ROWS] = ((np.clip(strip, 0, 65535) + 128) // 257)[:, :, None]
+    return rgb
+
+
 def to_rgb8(img: Image.Image, name: str, notice: Callable[[str], None] | None) -> np.ndarray:
     """Convert a PIL image to ``uint8 [H, W, 3]`` (see :func:`read_image`)."""
     say = notice or (lambda _message: None)
@@ -127,10 +141,8 @@ def to_rgb8(img: Image.Image, name: str, notice: Callable[[str], None] | None) -
         raise CodecLabError(f"{name} has no pixels")
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I"):
-        samples = np.asarray(img, dtype=np.float64)
         say(f"{name}: 16-bit grayscale converted to 8-bit RGB")
-        gray = np.clip(np.round(samples / 257.0), 0, 255).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2)
+        return sixteen_bit_gray_to_rgb8(img)
     if mode == "F":
         raise CodecLabError(f"{name}: floating-point images are not supported")
     if mode != "RGB":

@@ -9,14 +9,15 @@ with the same matrix and range.
 
 Bad input (a missing file, a damaged or truncated Y4M, an unsupported chroma format, a size over
 the pixel limit) raises :class:`~codeclab.errors.CodecLabError` with one line, before allocating
-more than one frame.
+more than one frame. :func:`open_video` reads frames as they are consumed (a :class:`VideoStream`),
+so coding a long video holds one frame at a time; :func:`read_video` holds them all (a :class:`Clip`).
 """
 
 from __future__ import annotations
 
+import os
 import re
-import shutil
-import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -25,7 +26,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import CodecLabError
-from ..files import write_atomically
+from ..files import check_input, write_atomically, write_folder_atomically
 from .colour import rgb_to_yuv420, yuv420_to_rgb
 from .images import check_pixels
 
@@ -39,7 +40,7 @@ MAX_HEADER_BYTES = 1024
 
 @dataclass
 class Clip:
-    """RGB frames and the description a decoder needs to write them back."""
+    """RGB frames in memory and the description a decoder needs to write them back."""
 
     frames: list[np.ndarray]
     fps: Fraction = DEFAULT_FPS
@@ -56,24 +57,52 @@ class Clip:
     def width(self) -> int:
         return self.frames[0].shape[1]
 
+    @property
+    def count(self) -> int:
+        return len(self.frames)
+
+
+@dataclass
+class VideoStream:
+    """A video read (or decoded) one frame at a time, so memory does not grow with its length:
+    the :class:`Clip` description, the frame size known before any frame is read, and an
+    iterator of RGB frames to be consumed once. Coding and writing take either kind."""
+
+    frames: Iterator[np.ndarray]
+    width: int
+    height: int
+    count: int | None  # frames to come, when known before reading them
+    fps: Fraction = DEFAULT_FPS
+    colour_range: str = "limited"
+    matrix: str = "bt601"
+    source: str = "png"
+
+    def clip(self) -> Clip:
+        """Every frame read into memory."""
+        return Clip(list(self.frames), self.fps, self.colour_range, self.matrix, self.source)
+
 
 def is_video_path(path: Path) -> bool:
     """Whether ``path`` names a video: a Y4M file, an ffmpeg container or a folder of frames."""
     return path.suffix.lower() == ".y4m" or path.suffix.lower() in FFMPEG_SUFFIXES or path.is_dir()
 
 
-def read_video(path: Path, matrix: str = "bt601", max_frames: int | None = None) -> Clip:
-    """Read a clip; ``matrix`` interprets Y4M samples (Y4M does not say)."""
-    path = Path(path)
-    if not path.exists():
-        raise CodecLabError(f"file not found: {path}")
+def open_video(path: Path, matrix: str = "bt601", max_frames: int | None = None) -> VideoStream:
+    """A video's frames, read as they are consumed; ``matrix`` interprets Y4M samples (Y4M does
+    not say). The header (and, for Y4M, every frame marker) is checked here, before any frame is read."""
+    path = check_input(path, folder=True)
     if path.is_dir():
-        return read_png_folder(path, max_frames)
+        return open_png_folder(path, max_frames)
     if path.suffix.lower() == ".y4m":
-        return read_y4m(path, matrix, max_frames)
+        return open_y4m(path, matrix, max_frames)
     if path.suffix.lower() in FFMPEG_SUFFIXES:
-        return read_with_ffmpeg(path, max_frames)
+        return open_with_ffmpeg(path, max_frames)
     raise CodecLabError(f"not a video: {path} (use .y4m, a folder of PNG frames, or {', '.join(sorted(FFMPEG_SUFFIXES))})")
+
+
+def read_video(path: Path, matrix: str = "bt601", max_frames: int | None = None) -> Clip:
+    """Every frame of a video in memory (see :func:`open_video`)."""
+    return open_video(path, matrix, max_frames).clip()
 
 
 # Y4M ----------------------------------------------------------------------------------------
@@ -117,29 +146,55 @@ def frame_size_420(height: int, width: int) -> int:
     return height * width + 2 * ((height + 1) // 2) * ((width + 1) // 2)
 
 
-def read_y4m_planes(path: Path, max_frames: int | None = None) -> tuple[dict, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-    """``(header info, frames)`` of an 8-bit 4:2:0 Y4M file, each frame its raw ``(Y, U, V)`` planes."""
+def _y4m_frame_start(handle, path: Path, index: int, frame_bytes: int) -> bool:
+    """Read frame ``index``'s FRAME marker: ``False`` at the end of the file; checks that its
+    ``frame_bytes`` follow, without reading them."""
+    marker = handle.readline(MAX_HEADER_BYTES)
+    if not marker:
+        return False
+    if not marker.startswith(b"FRAME"):
+        raise CodecLabError(f"corrupt Y4M file {path}: frame {index + 1} has no FRAME marker")
+    present = os.fstat(handle.fileno()).st_size - handle.tell()
+    if present < frame_bytes:
+        raise CodecLabError(f"truncated Y4M file {path}: frame {index + 1} has {present} of {frame_bytes} bytes")
+    return True
+
+
+def y4m_planes(path: Path, max_frames: int | None = None) -> tuple[dict, int, Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """``(header info, frame count, frames)`` of an 8-bit 4:2:0 Y4M file, each frame its raw
+    ``(Y, U, V)`` planes, read as the iterator is consumed. The header and every frame marker are
+    checked first (seeking past the samples), so a damaged or truncated file fails here."""
+    path = check_input(path)
     with open(path, "rb") as handle:
         line = handle.readline(MAX_HEADER_BYTES)
         if not line.endswith(b"\n"):
             raise CodecLabError(f"not a Y4M file: {path}" if not line.startswith(Y4M_MAGIC) else f"corrupt Y4M header in {path}")
         info = _parse_y4m_header(line.rstrip(b"\n"), path)
-        width, height = info["width"], info["height"]
-        frame_bytes = frame_size_420(height, width)
-        frames = []
-        while max_frames is None or len(frames) < max_frames:
-            marker = handle.readline(MAX_HEADER_BYTES)
-            if not marker:
-                break
-            if not marker.startswith(b"FRAME"):
-                raise CodecLabError(f"corrupt Y4M file {path}: frame {len(frames) + 1} has no FRAME marker")
-            data = handle.read(frame_bytes)
-            if len(data) < frame_bytes:
-                raise CodecLabError(f"truncated Y4M file {path}: frame {len(frames) + 1} has {len(data)} of {frame_bytes} bytes")
-            frames.append(split_planes(data, height, width))
-    if not frames:
+        height, width = info["height"], info["width"]
+        frame_bytes, first = frame_size_420(height, width), handle.tell()
+        count = 0
+        while (max_frames is None or count < max_frames) and _y4m_frame_start(handle, path, count, frame_bytes):
+            handle.seek(frame_bytes, os.SEEK_CUR)
+            count += 1
+    if not count:
         raise CodecLabError(f"Y4M file {path} has no frames")
-    return info, frames
+
+    def frames():
+        with open(path, "rb") as handle:
+            handle.seek(first)
+            for index in range(count):
+                data = handle.read(frame_bytes) if _y4m_frame_start(handle, path, index, frame_bytes) else b""
+                if len(data) < frame_bytes:  # the file changed since it was checked
+                    raise CodecLabError(f"truncated Y4M file {path}: frame {index + 1} has {len(data)} of {frame_bytes} bytes")
+                yield split_planes(data, height, width)
+
+    return info, count, frames()
+
+
+def read_y4m_planes(path: Path, max_frames: int | None = None) -> tuple[dict, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """``(header info, frames)`` of :func:`y4m_planes`, every frame in memory."""
+    info, _, frames = y4m_planes(path, max_frames)
+    return info, list(frames)
 
 
 def y4m_clip(info: dict, frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]], matrix: str) -> Clip:
@@ -147,21 +202,28 @@ def y4m_clip(info: dict, frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     return Clip([yuv420_to_rgb(*planes, matrix, info["range"]) for planes in frames], info["fps"], info["range"], matrix, "y4m")
 
 
-def read_y4m(path: Path, matrix: str = "bt601", max_frames: int | None = None) -> Clip:
-    """An 8-bit 4:2:0 Y4M file, converted to RGB with ``matrix`` and the file's range."""
-    return y4m_clip(*read_y4m_planes(path, max_frames), matrix)
+def open_y4m(path: Path, matrix: str = "bt601", max_frames: int | None = None) -> VideoStream:
+    """An 8-bit 4:2:0 Y4M file, converted to RGB with ``matrix`` and the file's range frame by frame."""
+    info, count, planes = y4m_planes(path, max_frames)
+    frames = (yuv420_to_rgb(*frame, matrix, info["range"]) for frame in planes)
+    return VideoStream(frames, info["width"], info["height"], count, info["fps"], info["range"], matrix, "y4m")
+
+
+def y4m_header(width: int, height: int, fps: Fraction, colour_range: str) -> bytes:
+    """The stream header of an 8-bit 4:2:0 Y4M file."""
+    rng = "FULL" if colour_range == "full" else "LIMITED"
+    return f"YUV4MPEG2 W{width} H{height} F{fps.numerator}:{fps.denominator} Ip A1:1 C420jpeg XYSCSS=420JPEG XCOLORRANGE={rng}\n".encode("ascii")
+
+
+def y4m_frame(planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bytes:
+    """One Y4M frame: the marker and the 8-bit ``(Y, U, V)`` planes."""
+    return b"FRAME\n" + b"".join(np.ascontiguousarray(p, dtype=np.uint8).tobytes() for p in planes)
 
 
 def y4m_bytes(frames_yuv: list[tuple[np.ndarray, np.ndarray, np.ndarray]], fps: Fraction, colour_range: str) -> bytes:
     """A Y4M file of 8-bit 4:2:0 planes ``(Y, U, V)``."""
     height, width = frames_yuv[0][0].shape
-    rng = "FULL" if colour_range == "full" else "LIMITED"
-    header = f"YUV4MPEG2 W{width} H{height} F{fps.numerator}:{fps.denominator} Ip A1:1 C420jpeg XYSCSS=420JPEG XCOLORRANGE={rng}\n"
-    parts = [header.encode("ascii")]
-    for planes in frames_yuv:
-        parts.append(b"FRAME\n")
-        parts.extend(np.ascontiguousarray(p, dtype=np.uint8).tobytes() for p in planes)
-    return b"".join(parts)
+    return y4m_header(width, height, fps, colour_range) + b"".join(map(y4m_frame, frames_yuv))
 
 
 def clip_to_yuv420(clip: Clip) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -177,31 +239,51 @@ def list_frames(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() == ".png")
 
 
-def read_png_folder(folder: Path, max_frames: int | None = None) -> Clip:
-    """A folder of PNG frames (sorted by name; all the same size). No frame rate is stored in
-    PNG, so the clip has :data:`DEFAULT_FPS`."""
+def _png_frame(path: Path, size: tuple[int, int] | None) -> np.ndarray | tuple[int, int]:
+    """Frame ``path`` as RGB, checked to be ``size`` (height, width); with ``size`` None, only
+    its size, read from the header."""
+    try:
+        with Image.open(check_input(path, "frame")) as image:
+            check_pixels(image.height, image.width, str(path))
+            if size is None:
+                return image.height, image.width
+            if (image.height, image.width) != size:
+                raise CodecLabError(f"frame {path} is {image.width}x{image.height}, the first frame {size[1]}x{size[0]}")
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as err:
+        raise CodecLabError(f"cannot read frame {path}: {str(err).splitlines()[0]}") from None
+
+
+def open_png_folder(folder: Path, max_frames: int | None = None) -> VideoStream:
+    """A folder of PNG frames (sorted by name; all the same size, checked as they are read). No
+    frame rate is stored in PNG, so the video has :data:`DEFAULT_FPS`."""
     paths = list_frames(folder)[:max_frames]
     if not paths:
         raise CodecLabError(f"no PNG frames in {folder}")
-    frames = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                check_pixels(image.height, image.width, str(path))
-                frames.append(np.asarray(image.convert("RGB")))
-        except (UnidentifiedImageError, OSError) as err:
-            raise CodecLabError(f"cannot read frame {path}: {str(err).splitlines()[0]}") from None
-        if frames[-1].shape != frames[0].shape:
-            raise CodecLabError(f"frame {path} is {frames[-1].shape[1]}x{frames[-1].shape[0]}, "
-                                f"the first frame {frames[0].shape[1]}x{frames[0].shape[0]}")
-    return Clip(frames, source="png")
+    height, width = _png_frame(paths[0], None)
+    frames = (_png_frame(path, (height, width)) for path in paths)
+    return VideoStream(frames, width, height, len(paths), source="png")
+
+
+def read_png_folder(folder: Path, max_frames: int | None = None) -> Clip:
+    """Every frame of :func:`open_png_folder` in memory."""
+    return open_png_folder(folder, max_frames).clip()
 
 
 # ffmpeg containers --------------------------------------------------------------------------
 
 
-def read_with_ffmpeg(path: Path, max_frames: int | None = None) -> Clip:
-    """Any container and codec ffmpeg decodes, as RGB frames (ffmpeg's own YUV->RGB conversion)."""
+def _ffmpeg_error(path: Path, err: Exception) -> CodecLabError:
+    text = str(err).strip()
+    return CodecLabError(f"cannot read video {path}: {text.splitlines()[0] if text else type(err).__name__}")
+
+
+_FFMPEG_ERRORS = (OSError, RuntimeError, StopIteration, KeyError, ValueError)
+
+
+def open_with_ffmpeg(path: Path, max_frames: int | None = None) -> VideoStream:
+    """Any container and codec ffmpeg decodes, as RGB frames (ffmpeg's own YUV->RGB conversion),
+    decoded by an ffmpeg process as they are consumed."""
     try:
         import imageio_ffmpeg
     except ImportError:
@@ -211,50 +293,56 @@ def read_with_ffmpeg(path: Path, max_frames: int | None = None) -> Clip:
         reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         meta = next(reader)
         width, height = meta["size"]
-        check_pixels(height, width, f"a frame of {path}")
-        frames = []
-        for buffer in reader:
-            frames.append(np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3))
-            if max_frames is not None and len(frames) >= max_frames:
-                reader.close()
-                break
-    except (OSError, RuntimeError, StopIteration, KeyError, ValueError) as err:
-        raise CodecLabError(f"cannot read video {path}: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}") from None
-    if not frames:
-        raise CodecLabError(f"video {path} has no frames")
+    except _FFMPEG_ERRORS as err:
+        raise _ffmpeg_error(path, err) from None
+    check_pixels(height, width, f"a frame of {path}")
+
+    def frames():
+        count = 0
+        try:
+            while max_frames is None or count < max_frames:
+                try:
+                    buffer = next(reader, None)
+                except _FFMPEG_ERRORS as err:
+                    raise _ffmpeg_error(path, err) from None
+                if buffer is None:
+                    break
+                count += 1
+                yield np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
+        finally:
+            reader.close()
+        if not count:
+            raise CodecLabError(f"video {path} has no frames")
+
     fps = Fraction(meta.get("fps") or DEFAULT_FPS).limit_denominator(1001)
-    return Clip(frames, fps, source="ffmpeg")
+    return VideoStream(frames(), width, height, None, fps, source="ffmpeg")
 
 
 # Writing ------------------------------------------------------------------------------------
 
 
-def write_video(path: Path, clip: Clip) -> None:
-    """Write ``clip`` as Y4M (``.y4m``) or as a new folder of PNG frames (any other path), atomically."""
+def write_video(path: Path, clip: Clip | VideoStream) -> None:
+    """Write ``clip`` as Y4M (``.y4m``) or as a new folder of PNG frames (any other path),
+    atomically, one frame at a time (a :class:`VideoStream` is consumed as it is written)."""
     path = Path(path)
     if path.suffix.lower() == ".y4m":
-        data = y4m_bytes(clip_to_yuv420(clip), clip.fps, clip.colour_range)
-        write_atomically(path, lambda tmp: Path(tmp).write_bytes(data))
+        def write_y4m(tmp: str) -> None:
+            with open(tmp, "wb") as handle:
+                handle.write(y4m_header(clip.width, clip.height, clip.fps, clip.colour_range))
+                for frame in clip.frames:
+                    handle.write(y4m_frame(rgb_to_yuv420(frame, clip.matrix, clip.colour_range)))
+
+        write_atomically(path, write_y4m)
         return
     if path.suffix:
         raise CodecLabError(f"unknown video output {path.suffix!r}: use .y4m or a folder name (PNG frames)")
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise CodecLabError(f"output folder {path} exists and is not empty")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    except OSError as err:
-        raise CodecLabError(f"cannot write {path}: {err.strerror or type(err).__name__}") from None
-    try:
-        digits = max(4, len(str(len(clip.frames))))
+    digits = max(4, len(str(clip.count)))
+
+    def write_pngs(folder: Path) -> None:
         for index, frame in enumerate(clip.frames, 1):
-            Image.fromarray(frame).save(staging / f"frame_{index:0{digits}d}.png")
-        if path.exists():
-            path.rmdir()
-        staging.rename(path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            Image.fromarray(frame).save(folder / f"frame_{index:0{digits}d}.png")
+
+    write_folder_atomically(path, write_pngs)
 
 
 def parse_frame_rate(text: str) -> Fraction:

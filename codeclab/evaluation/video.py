@@ -91,7 +91,7 @@ def summarise(sequence: Sequence, kinds: list[str], frame_bytes: list[int], tota
 @torch.no_grad()
 def learned_point(codec, sequence: Sequence, intra_period: int, level: int | None, analysed: list[torch.Tensor]) -> dict:
     """Code the sequence with a CodecLab model (real file bytes) and measure the decoder's frames."""
-    encoded = encode_video(codec, sequence.clip, intra_period, level, analysed=analysed)
+    encoded = encode_video(codec, sequence.clip, intra_period, level, analysed=analysed, keep_latents=True)
     metrics = []
     for index, latent in enumerate(encoded.latents):
         rgb = to_uint8(codec.synthesize(latent))[: sequence.clip.height, : sequence.clip.width]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CodecLabError
+from ..files import check_input
 from .container import MODEL_HASH_BYTES
 
 FORMAT = "codeclab-model"
@@ -68,9 +69,7 @@ def config_rate_levels(config: dict) -> int:
 
 def read_header(path: str | Path) -> ModelHeader:
     """The header of a CodecLab model file (format and version checked); raises :class:`CodecLabError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CodecLabError(f"model file not found: {path}")
+    path = check_input(path, "model file")
     with path.open("rb") as handle:
         prefix = handle.read(8)
         size = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else -1

@@ -45,9 +45,10 @@ _FULL_RANGE, _Y4M_SOURCE, _HAS_LEVEL = 1, 8, 1
 # The colour byte's matrix codes: fixed by the format (data.colour's table may grow in any order).
 MATRIX_CODES = ("bt601", "bt709")
 MAX_FRAMES = 1 << 20
+LISTED_FRAMES = 1000  # frames `codeclab info` lists one by one
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: an index of MAX_FRAMES records stays ~100 MB
 class FrameRecord:
     kind: str  # "I" or "P"
     stream_lengths: tuple[int, ...]
@@ -70,17 +71,20 @@ class VideoHeader:
     coder: str = "codeclab"
 
     def describe(self) -> dict:
+        """The header as JSON-ready values; the frame index lists the first :data:`LISTED_FRAMES`
+        frames (``frames_not_listed`` counts the rest), so a file of a million frames prints a page."""
         offset, frames = 0, []
-        for index, record in enumerate(self.records):
+        for index, record in enumerate(self.records[:LISTED_FRAMES]):
             size = sum(record.stream_lengths)
             frames.append({"frame": index, "type": record.kind, "bytes": size, "offset": offset})
             offset += size
+        unlisted = {"frames_not_listed": len(self.records) - LISTED_FRAMES} if len(self.records) > LISTED_FRAMES else {}
         return {
             "format": "video", "format_version": VIDEO_FORMAT_VERSION, "codec": self.codec_id,
             "model_hash": self.model_hash.hex(), "coder": self.coder, "width": self.width, "height": self.height,
             "frame_count": len(self.records), "fps": f"{self.fps.numerator}:{self.fps.denominator}",
             "range": self.colour_range, "matrix": self.matrix, "intra_period": self.intra_period or -1,
-            "rate_level": self.level, "frames": frames,
+            "rate_level": self.level, "frames": frames, **unlisted,
         }
 
 

@@ -17,7 +17,7 @@ import torch
 from ..codecs import Codec
 from ..codecs.stem import VideoCodec
 from ..data.images import check_pixels, max_tile_pixels
-from ..data.video import Clip
+from ..data.video import Clip, VideoStream
 from ..errors import CodecLabError
 from ..progress import progress_bar
 from .image_file import (
@@ -38,9 +38,14 @@ def check_frame_size(codec: Codec, height: int, width: int, what: str) -> tuple[
     return size
 
 
+def frame_type(index: int, intra_period: int) -> str:
+    """``"I"`` or ``"P"``: an I-frame every ``intra_period`` frames (0 or -1: the first only)."""
+    return "I" if index == 0 or (intra_period > 0 and index % intra_period == 0) else "P"
+
+
 def frame_types(count: int, intra_period: int) -> list[str]:
-    """``"I"``/``"P"`` of each frame: an I-frame every ``intra_period`` frames (0 or -1: the first only)."""
-    return ["I" if t == 0 or (intra_period > 0 and t % intra_period == 0) else "P" for t in range(count)]
+    """:func:`frame_type` of each of ``count`` frames."""
+    return [frame_type(t, intra_period) for t in range(count)]
 
 
 def default_intra_period(codec: Codec) -> int:
@@ -58,32 +63,40 @@ class EncodedVideo:
     data: bytes
     kinds: list[str]
     frame_bytes: list[int]
-    latents: list[torch.Tensor]  # y_hat of every frame (what the decoder will reconstruct from)
+    latents: list[torch.Tensor]  # y_hat of every frame (what the decoder reconstructs from), when kept
 
 
 @torch.no_grad()
-def encode_video(codec: Codec, clip: Clip, intra_period: int = DEFAULT_INTRA_PERIOD, level: int | None = None,
-                 analysed: list[torch.Tensor] | None = None, progress: bool = False) -> EncodedVideo:
-    """Code every frame of ``clip``; ``intra_period``: see :func:`frame_types`. ``analysed``: the
-    frames' ``g_a`` outputs (:func:`analyse_frames`) when the caller codes one clip many times;
-    ``progress``: a bar per frame on a terminal."""
+def encode_video(codec: Codec, clip: Clip | VideoStream, intra_period: int = DEFAULT_INTRA_PERIOD, level: int | None = None,
+                 analysed: list[torch.Tensor] | None = None, progress: bool = False, keep_latents: bool = False) -> EncodedVideo:
+    """Code every frame of ``clip``, reading each only when it is coded (a :class:`VideoStream`
+    is consumed once), so memory holds one frame, its reference and the coded bytes; the frame
+    size is checked before the first frame is read. ``intra_period``: see :func:`frame_type`.
+    ``analysed``: the frames' ``g_a`` outputs (:func:`analyse_frames`) when the caller codes one
+    clip many times; ``progress``: a bar per frame on a terminal; ``keep_latents``: return every
+    frame's ``y_hat`` (for measuring the decoder's frames without decoding the file)."""
     if intra_period < -1:
         raise CodecLabError(f"intra period must be a positive number of frames, or -1 (first frame only); got {intra_period}")
     check_level(codec, level, "--quality or --level")
     height, width = clip.height, clip.width
     check_frame_size(codec, height, width, "the video's frames")
-    kinds = frame_types(len(clip.frames), intra_period)
-    _check_codec_for(codec, kinds)
     codec.ensure_tables()
-    frames, latents, reference = [], [], None
-    for index, kind in progress_bar(enumerate(kinds), total=len(kinds), desc="encode", unit="frame", enabled=progress):
-        y = analysed[index] if analysed is not None else codec.analyse(codec_input(clip.frames[index], codec.downsampling))
+    if analysed is None:
+        analysed = (codec.analyse(codec_input(frame, codec.downsampling)) for frame in clip.frames)
+    kinds, frames, latents, reference = [], [], [], None
+    for index, y in enumerate(progress_bar(analysed, total=clip.count, desc="encode", unit="frame", enabled=progress)):
+        kind = frame_type(index, intra_period)
+        _check_codec_for(codec, [kind])
         if kind == "I":
             streams, reference = codec.entropy_model.compress(y, codec.coder, level)
         else:
             streams, reference = codec.compress_p(y, reference, level)
+        kinds.append(kind)
         frames.append(streams)
-        latents.append(reference)
+        if keep_latents:
+            latents.append(reference)
+    if not frames:
+        raise CodecLabError("the video has no frames")
     header = VideoHeader(codec.codec_id, model_hash(codec), width, height, clip.fps, clip.colour_range, clip.matrix,
                          clip.source == "y4m", max(intra_period, 0), level,
                          tuple(FrameRecord(k, tuple(map(len, s)), 0) for k, s in zip(kinds, frames)), codec.coder.name)
@@ -143,13 +156,23 @@ def decoded_latents(data: bytes, codec: Codec, start: int = 0, stop: int | None 
     return header, frames()
 
 
-@torch.no_grad()
-def decode_video(data: bytes, codec: Codec, start: int = 0, stop: int | None = None, progress: bool = False) -> Clip:
+def decode_frames(data: bytes, codec: Codec, start: int = 0, stop: int | None = None, progress: bool = False) -> VideoStream:
     """Frames ``start .. stop - 1`` of a video file (decoding from the last I-frame at or before
-    ``start``), as a :class:`Clip` with the source's frame rate, range and matrix; ``progress``: a
-    bar per frame on a terminal."""
+    ``start``), decoded one at a time as the stream is consumed, with the source's frame rate,
+    range and matrix; every check of the file comes first. ``progress``: a bar per frame on a terminal."""
     header, latents = decoded_latents(data, codec, start, stop)
     count = len(range(len(header.records))[start:stop])
-    frames = [to_uint8(codec.synthesize(y_hat))[: header.height, : header.width]
-              for y_hat in progress_bar(latents, total=count, desc="decode", unit="frame", enabled=progress)]
-    return Clip(frames, header.fps, header.colour_range, header.matrix, "y4m" if header.y4m_source else "png")
+
+    def frames():
+        for y_hat in progress_bar(latents, total=count, desc="decode", unit="frame", enabled=progress):
+            with torch.no_grad():  # not across the yield: the consumer's grad mode stays its own
+                frame = to_uint8(codec.synthesize(y_hat))[: header.height, : header.width]
+            yield frame
+
+    return VideoStream(frames(), header.width, header.height, count, header.fps, header.colour_range, header.matrix,
+                       "y4m" if header.y4m_source else "png")
+
+
+def decode_video(data: bytes, codec: Codec, start: int = 0, stop: int | None = None, progress: bool = False) -> Clip:
+    """Every frame of :func:`decode_frames` in memory, as a :class:`Clip`."""
+    return decode_frames(data, codec, start, stop, progress).clip()

@@ -220,7 +220,8 @@ def test_dependencies_run_one_way_and_no_private_names_cross_modules():
 # What `codeclab info` imports: the standard library and one another only (no torch, no numpy),
 # so that reading a header takes a fraction of a second.
 HEADER_PATH = {
-    "codeclab", "codeclab.cli", "codeclab.arguments", "codeclab.errors", "codeclab.measures", "codeclab.evaluation.bd_rate_cli",
+    "codeclab", "codeclab.cli", "codeclab.arguments", "codeclab.errors", "codeclab.files", "codeclab.measures",
+    "codeclab.evaluation.bd_rate_cli",
     "codeclab.formats", "codeclab.formats.container", "codeclab.formats.video_container", "codeclab.formats.model_header",
 }
 

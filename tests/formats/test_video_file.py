@@ -1,7 +1,11 @@
 """Video files: exact latent round trips through real files, seeking, the container's checks, the
 CLI (Y4M and PNG folders in and out), and Y4M/MP4 reading."""
 
+import json
+import signal
 import subprocess
+import sys
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -10,12 +14,12 @@ import torch
 
 from codeclab.codecs import mbt2018_mean, stem
 from codeclab.data.colour import rgb_to_yuv420
-from codeclab.data.video import Clip, read_video, y4m_bytes
+from codeclab.data.video import Clip, VideoStream, open_video, read_video, write_video, y4m_bytes
 from codeclab.errors import CodecLabError
 from codeclab.formats.image_file import to_uint8
 from codeclab.formats.model_file import export_model, load_model
-from codeclab.formats.video_file import decode_video, encode_video, frame_types, unpack_video
-from tests.conftest import run_cli
+from codeclab.formats.video_file import decode_frames, decode_video, encode_video, frame_types, unpack_video
+from tests.conftest import ROOT, run_cli
 
 
 def _clip(frames=5, height=50, width=70, seed=0) -> Clip:
@@ -44,7 +48,7 @@ def test_frame_types():
 def test_decoded_latents_equal_the_encoders_through_a_real_file(stem_model):
     codec = load_model(stem_model)
     clip = _clip()
-    encoded = encode_video(codec, clip, intra_period=3, level=2)
+    encoded = encode_video(codec, clip, intra_period=3, level=2, keep_latents=True)
     assert encoded.kinds == list("IPPIP") and len(encoded.data) > sum(encoded.frame_bytes)
     decoded = decode_video(encoded.data, load_model(stem_model))
     assert len(decoded.frames) == 5 and decoded.fps == 50 and decoded.colour_range == "limited"
@@ -200,3 +204,96 @@ def test_mp4_through_ffmpeg(tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     with pytest.raises(CodecLabError, match="cannot read video"):
         read_video(tmp_path / "broken.mp4")
+
+
+def test_encoding_reads_each_frame_only_when_it_is_coded(stem_model, tmp_path):
+    """Frame k is read only after frame k - 1 was coded, and the bytes equal coding the whole clip."""
+    codec, clip = load_model(stem_model), _clip(frames=7)
+    coded = []
+    for owner, name in ((codec.entropy_model, "compress"), (codec, "compress_p")):
+        method = getattr(owner, name)
+        setattr(owner, name, lambda *args, _method=method, **kwargs: coded.append(1) or _method(*args, **kwargs))
+
+    def frames():
+        for index, frame in enumerate(clip.frames):
+            assert len(coded) == index, f"frame {index} read with {len(coded)} frames coded"
+            yield frame
+
+    stream = VideoStream(frames(), clip.width, clip.height, clip.count, clip.fps, clip.colour_range, clip.matrix, clip.source)
+    assert encode_video(codec, stream, intra_period=3, level=2).data == encode_video(load_model(stem_model), clip, 3, 2).data
+    source = tmp_path / "clip.y4m"
+    source.write_bytes(y4m_bytes([rgb_to_yuv420(f) for f in clip.frames], Fraction(50), "limited"))
+    from_file = encode_video(codec, open_video(source), 3, 2)
+    assert from_file.data == encode_video(codec, read_video(source), 3, 2).data and from_file.latents == []
+
+
+def test_the_frame_size_is_checked_before_any_frame_is_read(stem_model):
+    def unreadable():
+        raise AssertionError("a frame was read")
+        yield
+
+    with pytest.raises(CodecLabError, match="over the per-frame limit"):
+        encode_video(load_model(stem_model), VideoStream(unreadable(), 4096, 4096, 1), level=0)
+
+
+@pytest.mark.parametrize("output", ["out.y4m", "frames"])
+def test_decoding_writes_each_frame_before_decoding_the_next(stem_model, tmp_path, monkeypatch, output):
+    from codeclab.data import video
+
+    codec = load_model(stem_model)
+    data = encode_video(codec, _clip(frames=5), intra_period=3, level=1).data
+    expected = decode_video(data, codec)
+    synthesised, written = [], []
+    synthesize, convert = codec.synthesize, video.rgb_to_yuv420
+    monkeypatch.setattr(codec, "synthesize", lambda y: synthesised.append(1) or synthesize(y))
+
+    def write(frame, *args):
+        written.append(1)
+        assert len(synthesised) == len(written), "a frame was decoded before the previous one was written"
+        return convert(frame, *args)
+
+    monkeypatch.setattr(video, "rgb_to_yuv420", write)
+    monkeypatch.setattr(video.Image, "fromarray", lambda frame, _original=video.Image.fromarray: write(frame) and _original(frame))
+    write_video(tmp_path / output, decode_frames(data, codec))
+    assert len(written) == 5
+    monkeypatch.undo()
+    write_video(tmp_path / "whole" / output, expected)  # the same frames written from memory
+    streamed, whole = read_video(tmp_path / output).frames, read_video(tmp_path / "whole" / output).frames
+    assert len(streamed) == 5 and all(np.array_equal(a, b) for a, b in zip(streamed, whole))
+
+
+_SLOW_DECODE = """import sys, time
+import codeclab.formats.video_file as video_file
+convert = video_file.to_uint8
+video_file.to_uint8 = lambda x: (time.sleep(0.3), convert(x))[1]
+from codeclab.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("signum, output", [(signal.SIGTERM, "out.y4m"), (signal.SIGHUP, "frames")])
+def test_a_termination_signal_removes_the_partly_written_output(stem_model, tmp_path, signum, output):
+    coded = tmp_path / "clip.clab"
+    coded.write_bytes(encode_video(load_model(stem_model), _clip(frames=20), intra_period=-1, level=0).data)
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_DECODE, "decode", str(coded), "-m", str(stem_model), "-o",
+                             str(tmp_path / output)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(f".{output}.") for p in tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # a frame or two written
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum and err == f"codeclab: error: stopped by {signal.Signals(signum).name}\n", err
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.clab"]
+
+
+def test_info_lists_a_page_of_frames_of_a_long_video(tmp_path, capsys):
+    from codeclab.cli import main
+    from codeclab.formats.video_container import LISTED_FRAMES, FrameRecord, VideoHeader, pack_video
+
+    count = LISTED_FRAMES + 500
+    header = VideoHeader("stem", bytes(8), 64, 48, Fraction(25), "limited", "bt601", True, 0, None, (FrameRecord("I", (), 0),) * count)
+    (tmp_path / "long.clab").write_bytes(pack_video(header, [[]] * count))
+    assert main(["info", str(tmp_path / "long.clab")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["frame_count"], len(info["frames"]), info["frames_not_listed"]) == (count, LISTED_FRAMES, 500)

@@ -25,7 +25,7 @@ if sys.argv[2] == "encode":
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (70, 120, 3)).astype(np.uint8)
     clip = Clip([np.ascontiguousarray(base[3 * t % 5 : 3 * t % 5 + 64, 2 * t : 2 * t + 96]) for t in range(5)], Fraction(25))
-    encoded = encode_video(codec, clip, intra_period=3, level=2)
+    encoded = encode_video(codec, clip, intra_period=3, level=2, keep_latents=True)
     open(sys.argv[4], "wb").write(encoded.data)
     np.save(sys.argv[5], torch.cat(encoded.latents).numpy())
 else:

@@ -1,9 +1,15 @@
 """Hostile files, huge images and user mistakes: one-line errors, no allocation from a lying
 header, no garbage from a swapped coder, never an overwritten input (issue 14's cases)."""
 
+import errno
+import os
 import shutil
+import stat
 import struct
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,6 +137,71 @@ def test_sixteen_bit_colour_is_announced(tmp_path, capsys):
     (tmp_path / "deep.png").write_bytes(png + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
     assert (read_image(tmp_path / "deep.png") == 0x12).all()
     assert "16-bit colour reduced to 8 bits" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I"])
+def test_sixteen_bit_grayscale_converts_in_integers_exactly_as_round_v_over_257(mode):
+    from codeclab.data.images import sixteen_bit_gray_to_rgb8
+
+    rng = np.random.default_rng(0)
+    wide = (0, 1 << 16) if mode == "I;16" else (-(1 << 31), (1 << 31) - 1)
+    samples = rng.integers(*wide, (600, 37)).astype(np.uint16 if mode == "I;16" else np.int32)
+    samples[0, :6] = [0, 128, 129, 385, 386, 65535]  # either side of every rounding boundary
+    image = Image.fromarray(samples)
+    assert image.mode == mode
+    old = np.clip(np.round(np.asarray(image, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)  # the float64 formula it replaces
+    assert np.array_equal(sixteen_bit_gray_to_rgb8(image), np.repeat(old[:, :, None], 3, axis=2))
+
+
+def _special_outputs(tmp_path):
+    fifo = tmp_path / "fifo.clab"
+    os.mkfifo(fifo)
+    null_link = tmp_path / "null.clab"
+    null_link.symlink_to(os.devnull)
+    return fifo, null_link
+
+
+def _identity(path):
+    """What replacing ``path`` would change (its atime changes on a mere look)."""
+    return os.lstat(path).st_ino, os.lstat(path).st_mode, os.readlink(path) if path.is_symlink() else None
+
+
+def test_outputs_onto_a_fifo_or_a_link_to_a_device_are_refused_and_left_alone(tmp_path, capsys):
+    for output in _special_outputs(tmp_path):
+        before = _identity(output)
+        code, _, err = _run(capsys, "encode", GOLDEN / "astronaut_97x131.png", "-m", MODEL, "-o", output)
+        _one_line_error(code, err, f"cannot write {output}: it is a")
+        code, _, err = _run(capsys, "decode", GOLDEN / "mbt2018-mean.clab", "-m", MODEL, "-o", output)
+        _one_line_error(code, err, "outputs are regular files or new paths")
+        assert _identity(output) == before
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.clab", "null.clab"]
+
+
+def test_fifo_and_device_inputs_are_refused_without_blocking(tmp_path):
+    """Subprocesses with a timeout: opening a FIFO for reading would block until a writer came."""
+    fifo = tmp_path / "x.y4m"
+    os.mkfifo(fifo)
+    for args in (("encode", fifo, "-m", MODEL, "-o", tmp_path / "x.clab"), ("decode", fifo, "-o", tmp_path / "x.png"),
+                 ("info", "/dev/zero"), ("encode", GOLDEN / "astronaut_97x131.png", "-m", fifo, "-o", tmp_path / "y.clab")):
+        proc = subprocess.run([sys.executable, "-m", "codeclab.cli", *map(str, args)], capture_output=True, text=True,
+                              cwd=ROOT, timeout=120)
+        assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "not a regular file" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.y4m"]
+
+
+def test_a_full_disk_is_a_one_line_error_that_leaves_nothing(tmp_path, capsys, monkeypatch):
+    def no_space(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_bytes", no_space)
+    code, _, err = _run(capsys, "encode", GOLDEN / "astronaut_97x131.png", "-m", MODEL, "-o", tmp_path / "x.clab")
+    _one_line_error(code, err, f"cannot write {tmp_path / 'x.clab'}: No space left on device")
+    monkeypatch.setattr(Image.Image, "save", no_space)
+    code, _, err = _run(capsys, "decode", GOLDEN / "mbt2018-mean.clab", "-m", MODEL, "-o", tmp_path / "x.png")
+    _one_line_error(code, err, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_one_pixel_image_codes_without_warnings(tmp_path, capsys, recwarn):
