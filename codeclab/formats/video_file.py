@@ -16,6 +16,7 @@ import torch
 
 from ..codecs import Codec
 from ..codecs.stem import VideoCodec
+from ..coding import get_coder
 from ..data.images import check_pixels, max_tile_pixels
 from ..data.video import Clip, VideoStream
 from ..errors import CodecLabError
@@ -115,8 +116,7 @@ def decoded_latents(data: bytes, codec: Codec, start: int = 0, stop: int | None 
     from the last I-frame at or before ``start``; every check comes before the first frame."""
     header, offset = unpack_video(data)
     check_model(header, codec)  # the video header has the same codec id and model hash fields
-    if header.coder != codec.coder.name:
-        codec.set_coder(header.coder)
+    coder = get_coder(header.coder)  # the file's coder; the codec's own stays as it is
     size = check_frame_size(codec, header.height, header.width, "the file's frames")
     check_file_level(codec, header.level)
     kinds = [r.kind for r in header.records]
@@ -143,7 +143,7 @@ def decoded_latents(data: bytes, codec: Codec, start: int = 0, stop: int | None 
             if len(record.stream_lengths) != expected:
                 raise CodecLabError(f"corrupt file: frame {t} has {len(record.stream_lengths)} streams, expected {expected}")
             streams = [s.tobytes() for s in np.split(np.frombuffer(chunk, dtype=np.uint8), np.cumsum(record.stream_lengths)[:-1])]
-            checked = CheckedCoder(codec.coder)
+            checked = CheckedCoder(coder)
             with torch.no_grad(), stream_errors():
                 if record.kind == "I":
                     reference = codec.entropy_model.decompress(streams, latent_shape, checked, header.level)
