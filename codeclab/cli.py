@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-from .arguments import number
 from .errors import CodecLabError
 from .measures import bits_per_pixel
 
@@ -239,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="variable-rate models: 0 (lowest rate) to 1 (highest); the nearest level is used "
                            "(default 0.5 when no rate is given)")
     rate.add_argument("--level", type=int, default=None, help="variable-rate models: the rate level itself")
-    rate.add_argument("--target-bpp", type=number(positive=True), default=None,
+    rate.add_argument("--target-bpp", type=float, default=None,
                       help="variable-rate models: the highest level whose file is at most this many bits per pixel")
     encode.add_argument("--tile", type=int, default=1024,
                         help="images larger than this (pixels, either side) are coded as independent tiles of this size")
@@ -247,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--refine", type=int, default=0, metavar="N",
                         help="images: N iterations of SGA latent refinement before coding (slow; the reference uses 2000); "
                              "any decoder reads the file")
-    encode.add_argument("--refine-lmbda", type=number(positive=True), default=None,
+    encode.add_argument("--refine-lmbda", type=float, default=None,
                         help="fixed-rate models: the lambda the model was trained for (default: the one its file records; "
                              "variable-rate: the level's)")
     video = encode.add_argument_group("video")

@@ -8,6 +8,7 @@ threads. Smaller images (Kodak's 768x512 among them) are one tile and written as
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -166,8 +167,8 @@ def check_refinable(codec: Codec, level: int | None, iterations: int, lmbda: flo
     if lmbda is None and not codec.rate_levels and codec.training_lmbda is None:
         raise CodecLabError(f"{codec.codec_id} is a fixed-rate model whose file records no training lambda: "
                             "--refine needs it (--refine-lmbda)")
-    if lmbda is not None and not lmbda > 0:
-        raise CodecLabError(f"--refine-lmbda must be positive, got {lmbda}")
+    if lmbda is not None and not 0 < lmbda < math.inf:
+        raise CodecLabError(f"--refine-lmbda must be positive and finite, got {lmbda}")
 
 
 
@@ -188,8 +189,8 @@ def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float, tile
     _check_image(image)
     if not codec.rate_levels:
         raise CodecLabError(f"{codec.codec_id} is a fixed-rate model: --target-bpp needs a variable-rate model")
-    if not target_bpp > 0:
-        raise CodecLabError(f"target bpp must be positive, got {target_bpp}")
+    if not 0 < target_bpp < math.inf:
+        raise CodecLabError(f"target bpp must be positive and finite, got {target_bpp}")
     side, blocks = _tiles(codec, image, tile)
     # Only the latents and padded sizes are kept across probes, not the float images.
     analysed = [(x.shape[-2:], codec.analyse(x)) for x in (codec_input(block, codec.downsampling) for block in blocks)]

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from codeclab.data.images import read_image
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -204,8 +204,12 @@ def test_a_reader_that_leaves_early_is_no_traceback(trained_model):
     assert proc.returncode == 141 and proc.stderr == ""
 
 
-@pytest.mark.parametrize("flag", ["--refine-lmbda", "--target-bpp"])
-def test_rate_settings_must_be_positive_and_finite(trained_model, tmp_path, flag):
+@pytest.mark.parametrize("flags, message", [(["--refine", "2", "--refine-lmbda"], "--refine-lmbda must be positive and finite"),
+                                            (["--target-bpp"], "target bpp must be positive and finite")])
+def test_rate_settings_must_be_positive_and_finite(tmp_path, flags, message):
+    source = tmp_path / "in.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(source)
     for value in ("nan", "inf", "0"):
-        proc = run_cli("encode", "x.png", "-m", trained_model, "-o", tmp_path / "o.clab", flag, value)
-        assert proc.returncode == 2 and f"argument {flag}: must be" in proc.stderr and not (tmp_path / "o.clab").exists()
+        proc = run_cli("encode", source, "-m", ROOT / "models/zoo/mbt2018_mean_vr.safetensors", "-o", tmp_path / "o.clab", *flags, value)
+        assert proc.returncode == 1 and proc.stderr.startswith(f"codeclab: error: {message}") and proc.stderr.count("\n") == 1
+        assert not (tmp_path / "o.clab").exists()
