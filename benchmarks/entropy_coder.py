@@ -95,7 +95,7 @@ def codeclab_runs(n, encode, decode, repeat, ideal_bits, table_ideal=None) -> di
 def gaussian_case(repeat: int, shape=(1, 320, 32, 48), seed: int = 0) -> dict:
     from compressai.ans import BufferedRansEncoder, RansDecoder
 
-    from codeclab.coding.coders import CompressaiCoder
+    from codeclab.coding.compressai_coder import CompressaiCoder
     from codeclab.entropy_models.gaussian import GaussianConditional
 
     rng = np.random.default_rng(seed)

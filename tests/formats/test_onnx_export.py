@@ -46,7 +46,7 @@ def test_factorized_exports_its_transforms(tmp_path, capsys):
     not_a_folder = tmp_path / "file"
     not_a_folder.write_bytes(b"x")
     assert main(["export", str(tmp_path / "m.safetensors"), "--onnx", "-o", str(not_a_folder)]) == 1
-    assert capsys.readouterr().err == f"codeclab: error: ONNX output {not_a_folder} exists and is not a folder\n"
+    assert capsys.readouterr().err == f"codeclab: error: cannot write {not_a_folder}: it is a file, not a folder\n"
 
 
 def test_context_models_are_refused_in_one_line(tmp_path, capsys):
