@@ -252,7 +252,7 @@ def campaign(cases: int, subprocess_cases: int, seed: int, timeout: float, model
             if index < cases + subprocess_cases:
                 kind, mutated = mutate(data, rng)
             else:  # an intact file, a mutated model
-                name, mutated = "models", data
+                runner, name, mutated = run_forked, "models", data
                 kind, model = mutate_model(model, rng, case / "model.safetensors"), case / "model.safetensors"
             (case / "in.clab").write_bytes(mutated)
             out_dir = case / "out"

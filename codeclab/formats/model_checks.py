@@ -12,6 +12,7 @@ any weight is read. Stored CDF tables are bounded here by size and validated by
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 
@@ -24,8 +25,13 @@ from ..entropy_models.integer import integer_convolutions
 MAX_PARAMETERS = 500_000_000
 # Entries of all stored CDF tables together (64 MB of int32).
 MAX_TABLE_ENTRIES = 1 << 24
-# Integer arguments by name: (lowest, highest); any other integer is in DEFAULT_RANGE.
+# Integer arguments by name (such a name holds an integer, a list of them, or null):
+# (lowest, highest); an integer under any other name is in DEFAULT_RANGE.
+DEFAULT_RANGE = (0, 1024)
 INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    **dict.fromkeys(("rate_levels", "hidden", "encoder_hidden", "latent_channels", "decoder_channels", "decoder_blocks",
+                     "parameter_hidden", "channel_hidden", "lrp_hidden", "attention_dim", "growth"),
+                    DEFAULT_RANGE),
     **dict.fromkeys(("N", "M", "channels", "ch", "z_channels", "embed_dim", "prior_dim", "components", "num_slices",
                      "window", "heads", "prior_heads", "prior_groups", "groups", "norm_groups", "decoder_groups",
                      "max_support", "global_grid", "reweighting_reduction", "ch_mult", "m", "levels", "bits"), (1, 1024)),
@@ -37,7 +43,6 @@ INTEGER_RANGES: dict[str, tuple[int, int]] = {
     "resolution": (1, 4096),
     "attn_resolutions": (1, 4096),
 }
-DEFAULT_RANGE = (0, 1024)
 MAX_DEPTH, MAX_ITEMS, MAX_STRING = 4, 64, 64
 
 # Safetensors' dtype names.
@@ -61,7 +66,11 @@ def check_config(config: Mapping) -> None:
 def _check_value(path: str, value, name: str, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise ValueError(f"{path} is nested too deeply")
-    if isinstance(value, bool) or value is None:
+    if value is None:
+        return
+    if name in INTEGER_RANGES and isinstance(value, (bool, float, str, Mapping)):
+        raise ValueError(f"{path} = {json.dumps(value)[:MAX_STRING]} is not an integer")
+    if isinstance(value, bool):
         return
     if isinstance(value, int):
         low, high = INTEGER_RANGES.get(name, DEFAULT_RANGE)
