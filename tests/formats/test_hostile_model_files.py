@@ -174,3 +174,16 @@ def test_a_checkpoint_that_fits_its_config_exports(tmp_path):
     ckpt = _checkpoint(tmp_path / "good.ckpt", {"N": 16, "M": 24}, codec.state_dict())
     assert main(["export", str(ckpt), "-o", str(tmp_path / "out.safetensors")]) == 0
     assert load_model(tmp_path / "out.safetensors").config["N"] == 16
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"levels": 7}, "wavelet 'bior4.4' at 7 levels is too long a packet transform"),
+    ({"wavelet": "db38", "levels": 5}, "wavelet 'db38' at 5 levels is too long a packet transform"),
+])
+def test_a_wavelet_packet_too_long_to_build_is_refused(tmp_path, capsys, config, message):
+    """WaLLoC's packet kernels are built from the config in the constructor, on the CPU even on
+    the meta device: levels 7 once took 75 s and 2 GB, db38 at 5 levels asked for 27 GB."""
+    golden = ROOT / "tests" / "golden" / "format7-walloc-factorized.safetensors"
+    hostile = _rewrite(golden, tmp_path / "hostile.safetensors", config=config)
+    err = _refused(capsys, "encode", IMAGE, "-o", tmp_path / "x.clab", "-m", hostile)
+    assert f"model file {hostile} is refused: the codec refuses its config ({message})" in err
