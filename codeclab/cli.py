@@ -222,7 +222,7 @@ def cmd_export(args) -> None:
         return
     codec = export_model(codec, args.output, args.weights_dtype, args.arithmetic)
     portable = "portable" if codec.entropy_model.portable else "NOT portable (decodes only under the float configuration that wrote it)"
-    print(f"{args.output}: {codec.codec_id} {json.dumps(codec.config)}, weights {codec.weights_hash[:16]}, {portable}")
+    print(f"{args.output}: {codec.codec_id} {json.dumps(codec.config)}, model {codec.model_sha256[:16]}, {portable}")
 
 
 def build_parser() -> argparse.ArgumentParser:

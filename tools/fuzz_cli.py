@@ -9,6 +9,11 @@ Seeds are the golden files of every codec family (``tests/golden``). Each case m
 * ``header``: one header field set to an extreme or wrong value (size, level, tile, coder,
   codec id, stream count, stream split), checksum recomputed.
 
+``--models`` further cases decode an intact golden file with a mutated copy of its model file
+(:func:`mutate_model`: a config value set to an extreme or wrong value, a tensor reshaped, cast,
+dropped or added, entropy tables damaged, or the codec or format version changed), the weights
+hash recomputed so that only the checks of the model itself can refuse it.
+
 Every case runs ``codeclab.cli.main(["decode", FILE, "-o", OUT, "-m", MODEL])`` in a process
 forked from one that has imported torch and CodecLab (a crash is a dead process, not a lost
 campaign), with a time limit (a hang) and its peak resident memory read from the kernel;
@@ -16,13 +21,14 @@ campaign), with a time limit (a hang) and its peak resident memory read from the
 ``error`` (exit 1 with one line ``codeclab: error: ...``), ``traceback``, ``crash`` (killed by a
 signal), ``hang``, plus ``leftover`` (any file left in the case's output folder after a failure).
 
-Usage: python tools/fuzz_cli.py [--cases 10000] [--subprocess 1000] [--seed 0] [--timeout 60] [--json FILE]
+Usage: python tools/fuzz_cli.py [--cases 10000] [--subprocess 1000] [--models 0] [--seed 0] [--timeout 60] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import signal
@@ -41,6 +47,68 @@ GOLDEN = ROOT / "tests" / "golden"
 def seeds() -> list[tuple[bytes, Path]]:
     manifest = json.loads((GOLDEN / "manifest.json").read_text())
     return [((GOLDEN / name).read_bytes(), (GOLDEN / record["model"]).resolve()) for name, record in sorted(manifest.items())]
+
+
+EXTREMES = [0, -1, 1, 2, 3, 7, 1024, 1025, 4097, 1 << 20, 10**9, 10**18, 0.5, -1e300, float("nan"), float("inf"),
+            "", "x", "integer", None, True, [], [1] * 100, {}, {"name": "x"}, [[[[[1]]]]]]
+
+
+def _config_paths(value, path=()) -> list[tuple]:
+    """Paths (key and index sequences) of every value in a JSON config."""
+    paths = [path] if path else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            paths += _config_paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            paths += _config_paths(item, (*path, index))
+    return paths
+
+
+def mutate_model(model: Path, rng: random.Random, target: Path) -> str:
+    """A mutated copy of ``model`` at ``target`` (weights hash recomputed); returns the mutation's kind."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from codeclab.formats.model_file import weights_sha256
+
+    with safe_open(str(model), framework="pt") as handle:
+        meta, state = dict(handle.metadata()), {k: handle.get_tensor(k) for k in handle.keys()}
+    kind = rng.choice(["config", "shape", "dtype", "drop", "extra", "tables", "metadata"])
+    name = rng.choice(sorted(state))
+    if kind == "config":
+        config = json.loads(meta["config"])
+        paths = _config_paths(config) or [(rng.choice(["N", "M", "rate_levels"]),)]
+        *parents, last = rng.choice(paths) if rng.random() < 0.9 else (f"unknown{rng.randrange(9)}",)
+        node = config
+        for key in parents:
+            node = node[key]
+        node[last] = rng.choice(EXTREMES)
+        meta["config"] = json.dumps(config)
+    elif kind == "shape":
+        shape = list(state[name].shape) or [1]
+        shape[rng.randrange(len(shape))] = rng.choice([0, 1, 2, 5000, 1 << 20])
+        if math.prod(shape) > 1 << 22:  # a huge shape without its bytes: zero elements
+            shape[rng.randrange(len(shape))] = 0
+        state[name] = torch.zeros(shape, dtype=state[name].dtype)
+    elif kind == "dtype":
+        state[name] = state[name].to(rng.choice([torch.float64, torch.float16, torch.int8, torch.int32, torch.uint8]))
+    elif kind == "drop":
+        del state[name]
+    elif kind == "extra":
+        state[f"{name}.extra" if rng.random() < 0.5 else "extra"] = torch.zeros(rng.choice([0, 1, 1000]))
+    elif kind == "tables":
+        tables = [k for k in state if k.rsplit(".", 1)[-1] in ("_quantized_cdf", "_offset", "_cdf_length")] or [name]
+        table = state[rng.choice(tables)].reshape(-1)
+        if table.numel():
+            table[rng.randrange(table.numel())] = rng.choice([-1, 0, 1, 2, 1 << 16, (1 << 16) + 1, 1 << 30])
+    else:
+        key = rng.choice(["codec", "format_version"])
+        meta[key] = rng.choice(["mbt2018-mean", "s2lic", "walloc", "vqgan", "stem"] if key == "codec" else [str(v) for v in range(10)])
+    meta["weights_sha256"] = weights_sha256(state)
+    save_file(state, str(target), metadata=meta)
+    return kind
 
 
 def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
@@ -107,7 +175,7 @@ def _classify(code: int | None, signalled: int | None, err: str, timed_out: bool
 
 
 def run_forked(path: Path, model: Path, out_dir: Path, timeout: float) -> dict:
-    """One case in a forked child: outcome, peak RSS (MB), leftover files."""
+    """One case (decoding ``path`` with ``model``) in a forked child: outcome, peak RSS (MB), leftover files."""
     from codeclab.cli import main
 
     err_path = out_dir.parent / f"{out_dir.name}.err"
@@ -162,7 +230,7 @@ def run_subprocess(path: Path, model: Path, out_dir: Path, timeout: float) -> di
     return {"outcome": outcome, "peak_mb": peak, "leftover": leftovers, "stderr": proc.stderr[-300:]}
 
 
-def campaign(cases: int, subprocess_cases: int, seed: int, timeout: float) -> dict:
+def campaign(cases: int, subprocess_cases: int, seed: int, timeout: float, model_cases: int = 0) -> dict:
     import torch  # noqa: F401 - imported once in the parent, inherited by every forked case
 
     import codeclab.cli  # noqa: F401
@@ -172,16 +240,20 @@ def campaign(cases: int, subprocess_cases: int, seed: int, timeout: float) -> di
         load_model(model)
     rng = random.Random(seed)
     pool = seeds()
-    table: dict[str, Counter] = {"forked": Counter(), "subprocess": Counter()}
-    peaks: dict[str, float] = {"forked": 0.0, "subprocess": 0.0}
+    table: dict[str, Counter] = {"forked": Counter(), "subprocess": Counter(), "models": Counter()}
+    peaks: dict[str, float] = {"forked": 0.0, "subprocess": 0.0, "models": 0.0}
     failures = []
     with tempfile.TemporaryDirectory() as tmp:
-        for index in range(cases + subprocess_cases):
+        for index in range(cases + subprocess_cases + model_cases):
             runner, name = (run_forked, "forked") if index < cases else (run_subprocess, "subprocess")
             data, model = pool[index % len(pool)]
-            kind, mutated = mutate(data, rng)
             case = Path(tmp) / f"case{index}"
             case.mkdir()
+            if index < cases + subprocess_cases:
+                kind, mutated = mutate(data, rng)
+            else:  # an intact file, a mutated model
+                runner, name, mutated = run_forked, "models", data
+                kind, model = mutate_model(model, rng, case / "model.safetensors"), case / "model.safetensors"
             (case / "in.clab").write_bytes(mutated)
             out_dir = case / "out"
             out_dir.mkdir()
@@ -204,12 +276,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=10000, help="cases in forked workers")
     parser.add_argument("--subprocess", type=int, default=1000, help="further cases through real codeclab processes")
+    parser.add_argument("--models", type=int, default=0, help="further forked cases with a mutated model file")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    result = campaign(args.cases, args.subprocess, args.seed, args.timeout)
+    result = campaign(args.cases, args.subprocess, args.seed, args.timeout, model_cases=args.models)
     text = json.dumps(result, indent=2)
     if args.json:
         args.json.write_text(text + "\n")

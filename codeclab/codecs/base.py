@@ -71,8 +71,9 @@ class Codec(nn.Module):
         # always runs in float32 (bf16 spacing is 0.5 above |y| = 64).
         self.transform_dtype: torch.dtype | None = None
         self.memory_format = torch.contiguous_format
-        # Set when loaded from a model file (see codeclab.formats.model_file); written into bitstreams.
-        self.weights_hash: str | None = None
+        # The model hash, set when loaded from a model file (codeclab.formats.model_header.model_sha256);
+        # written into bitstreams.
+        self.model_sha256: str | None = None
         # The MSE lambda a fixed-rate model was trained for (recorded in its model file): what
         # --refine optimises when given no lambda. None: unknown, or not an MSE-trained model.
         self.training_lmbda: float | None = None

@@ -3,7 +3,9 @@ and the format version alone: :data:`TENSOR_NAMES_V1` renames format-1 tensors; 
 gives an argument added since (absent from a file of format ``<= last``: written before it
 existed, so the value the builder had then); :data:`FIRST_VERSIONS` maps a part that moved to
 its paper's code to its compat class, and :data:`ARCHITECTURES` says where each codec's config
-holds parts (flat arguments or nested ``entropy``/``transform`` specs).
+holds parts (flat arguments or nested ``entropy``/``transform`` specs). Format 8 changed only
+the model hash (:func:`codeclab.formats.model_header.model_sha256`), no tensor or config, so it
+has no entry here.
 """
 
 from __future__ import annotations

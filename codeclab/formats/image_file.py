@@ -29,8 +29,9 @@ from .model_header import quality_to_level
 
 
 def model_hash(codec: Codec) -> bytes:
-    """The bytes of the model's weights hash that files written with it carry."""
-    return bytes.fromhex(codec.weights_hash or weights_sha256(codec))[: container.MODEL_HASH_BYTES]
+    """The bytes of the model hash that files written with it carry (the weights hash of a codec
+    not loaded from a model file)."""
+    return bytes.fromhex(codec.model_sha256 or weights_sha256(codec))[: container.MODEL_HASH_BYTES]
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -6,8 +6,11 @@ whose string metadata holds:
 * ``format``: ``"codeclab-model"``, ``format_version``
 * ``codec``: the codec registry name; ``config``: JSON of its constructor arguments
 * ``weights_sha256``: hash of every tensor in the file (weights and integer tables, under the
-  names stored), checked on load; its first 8 bytes are written into each bitstream to catch
-  decoding with the wrong model
+  names stored), checked on load. The model hash (:func:`.model_header.model_sha256`), whose
+  first 8 bytes are written into each bitstream to catch decoding with the wrong model and by
+  which ``decode`` finds a model in ``--models-dir``, is computed from the metadata: in format 8
+  over the codec, config, tables fingerprint and weights hash; in older files it is the weights
+  hash alone (what their bitstreams carry)
 * ``tables_fingerprint``: hash of the entropy-model parameters the stored integer CDF tables
   were built from; a mismatch means stale tables and the file is refused (decoding must never
   depend on CDFs recomputed from floats on another machine)
@@ -23,7 +26,12 @@ The weight of each integer convolution is stored as what the decoder computes wi
 integers under its name and the ``int8`` shift of each output channel under ``<name>_shift``
 (the float weight is ``w * 2^-shift``, from which the layer derives the same integers).
 
-Versions: ``"7"`` (written now): the live classes lost their switches back to CodecLab's first
+Before any codec is constructed, the config and the tensors' names, shapes and dtypes (read
+from the header) are checked against the codec built on the ``meta`` device
+(:mod:`.model_checks`); once loaded, the stored CDF tables are validated.
+
+Versions: ``"8"`` (written now): the model hash covers the config and tables, not the weights
+alone; the tensors are as in ``"7"``. ``"7"``: the live classes lost their switches back to CodecLab's first
 architectures, which became classes of :mod:`codeclab.compat` (registered names such as
 ``acgc_v1``, ``swinv2_v1``). ``"6"``: training and entropy-parameter details of cheng2020, McQuic and
 STEM moved to the official code's (issue 29). ``"5"``: cheng2020's Gaussian mixture and WaLLoC's
@@ -50,10 +58,12 @@ from safetensors.torch import save_file
 from ..codecs import CODECS, Codec, build_codec
 from ..codecs.base import coding_transforms, with_arithmetic
 from ..entropy_models.integer import IntegerConvMixin, integer_convolutions
+from ..entropy_models.gaussian import GaussianConditional
 from ..compat import migrate_config, migrate_tensors
 from ..errors import CodecLabError
 from ..files import write_atomically
-from .model_header import FORMAT, FORMAT_VERSION, read_header
+from .model_checks import check_tables, check_tensors, planned_codec, tensor_specs
+from .model_header import FORMAT, FORMAT_VERSION, ModelHeader, model_sha256, read_header
 
 def weights_sha256(codec_or_state: Codec | dict) -> str:
     """SHA-256 over every tensor of a state_dict (or a codec's), in name order (names, dtypes,
@@ -84,7 +94,7 @@ def portable_codec(codec: Codec) -> Codec:
 
 def export_model(codec: Codec, path: str | Path, weights_dtype: str = "float32", arithmetic: str = "integer") -> Codec:
     """Write ``codec`` with freshly built entropy tables to ``path``; returns the codec written
-    (its ``weights_hash`` set), which computes exactly what the file will.
+    (its ``model_sha256`` set), which computes exactly what the file will.
 
     ``arithmetic="integer"`` (default) converts float entropy-parameter networks to integer ones
     (:func:`portable_codec`; a post-training conversion, which a short quantisation-aware
@@ -131,7 +141,7 @@ def export_model(codec: Codec, path: str | Path, weights_dtype: str = "float32",
     if codec.training_lmbda is not None and not codec.rate_levels:  # a variable-rate model's levels carry theirs
         metadata["lmbda"] = repr(codec.training_lmbda)
     write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
-    codec.weights_hash = digest
+    codec.model_sha256 = model_sha256(metadata)
     return codec
 
 
@@ -148,14 +158,34 @@ def load_checkpoint(path: str | Path) -> Codec:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         hparams, state = checkpoint["hyper_parameters"], checkpoint["state_dict"]
         codec_id, config = hparams["codec_id"], hparams["codec_config"]
-    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError) as err:
-        raise CodecLabError(f"not a CodecLab training checkpoint: {path} ({str(err).splitlines()[0]})") from None
-    if codec_id not in CODECS:
-        raise CodecLabError(f"checkpoint names unknown codec {codec_id!r}")
-    codec = build_codec(codec_id, config)
-    codec.load_state_dict({k.removeprefix("codec."): v for k, v in state.items() if k.startswith("codec.")})
-    codec.training_lmbda = training_lmbda(hparams)
+        state = {k.removeprefix("codec."): v for k, v in state.items() if k.startswith("codec.")}
+        lmbda = training_lmbda(hparams)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        raise CodecLabError(f"not a CodecLab training checkpoint: {path} ({_first_line(err)})") from None
+    if not isinstance(codec_id, str) or codec_id not in CODECS:
+        raise CodecLabError(f"checkpoint {path} names unknown codec {codec_id!r}")
+    codec = _build_checked(codec_id, config, state, f"checkpoint {path} is refused")
+    codec.training_lmbda = lmbda
     return codec
+
+
+def _build_checked(codec_id: str, config, state: dict, refused: str) -> Codec:
+    """The codec ``codec_id`` of ``config`` with the tensors ``state`` (its tables optional: export
+    rebuilds them), built only once the config and the tensors' names, shapes and dtypes have
+    passed :mod:`.model_checks`; otherwise a :class:`CodecLabError` ``"<refused>: <the problem>"``."""
+    try:
+        if not all(isinstance(t, torch.Tensor) for t in state.values()):
+            raise ValueError("it holds something other than tensors")
+        check_tensors(planned_codec(codec_id, config), tensor_specs(state), tables_optional=True)
+        codec = build_codec(codec_id, config)
+        codec.load_state_dict(state, strict=False)
+    except (ValueError, RuntimeError) as err:
+        raise CodecLabError(f"{refused}: {_first_line(err)}") from None
+    return codec
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0]
 
 
 def training_lmbda(hparams) -> float | None:
@@ -178,15 +208,12 @@ def load_compressai(path: str | Path, codec_id: str) -> Codec:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = from_compressai(codec_id, state.get("state_dict", state))
-        codec = build_codec(codec_id, _compressai_sizes(codec_id, state))
-        tables = codec.table_buffer_names()
-        result = codec.load_state_dict({k: v for k, v in state.items() if k not in tables}, strict=False)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError, AttributeError) as err:
-        raise CodecLabError(f"not a compressai {codec_id} state_dict: {path} ({str(err).splitlines()[0]})") from None
-    odd = sorted(set(result.missing_keys) - tables) + sorted(result.unexpected_keys)
-    if odd:
-        raise CodecLabError(f"not a compressai {codec_id} state_dict: {path} (missing or unexpected {odd[0]})")
-    return codec
+        config = _compressai_sizes(codec_id, state)
+        # compressai's tables (those of every table model) are rebuilt here, never taken
+        state = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in GaussianConditional.TABLE_BUFFERS}
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        raise CodecLabError(f"not a compressai {codec_id} state_dict: {path} ({_first_line(err)})") from None
+    return _build_checked(codec_id, config, state, f"not a compressai {codec_id} state_dict: {path}")
 
 
 def _compressai_sizes(codec_id: str, state: dict) -> dict:
@@ -228,36 +255,54 @@ def init_weights(codec: Codec, path: str | Path) -> list[str]:
     return sorted(k for k in target if k not in shared and k not in tables)
 
 
+def read_model_header(path: str | Path) -> ModelHeader:
+    """The header of a model file, its codec known; raises :class:`CodecLabError`."""
+    header = read_header(path)
+    if header.metadata.get("codec") not in CODECS:
+        raise CodecLabError(f"unknown codec {header.metadata.get('codec')!r} in {path}; known: {', '.join(sorted(CODECS))}")
+    return header
+
+
 def read_metadata(path: str | Path) -> dict:
     """The metadata of a model file, validated; raises :class:`CodecLabError`."""
-    metadata = read_header(path).metadata
-    if metadata.get("codec") not in CODECS:
-        raise CodecLabError(f"unknown codec {metadata.get('codec')!r} in {path}; known: {', '.join(sorted(CODECS))}")
-    return metadata
+    return read_model_header(path).metadata
 
 
 def load_model(path: str | Path, coder: str | None = None) -> Codec:
-    """Load a model file for coding (eval mode, tables verified); raises :class:`CodecLabError`."""
-    metadata = read_metadata(path)
+    """Load a model file for coding (eval mode, tables verified); raises :class:`CodecLabError`.
+
+    The config and the tensors the header declares are checked (:mod:`.model_checks`) before
+    any tensor is read or any codec built."""
+    header = read_model_header(path)
+    metadata, codec_id, version = header.metadata, header.metadata["codec"], int(header.metadata["format_version"])
+    try:
+        config = migrate_config(codec_id, version, json.loads(metadata["config"]))
+        check_tensors(planned_codec(codec_id, config), migrate_tensors(codec_id, version, header.specs))
+        lmbda = float(metadata["lmbda"]) if "lmbda" in metadata else None
+    except (KeyError, TypeError, ValueError, AttributeError) as err:  # JSON too
+        raise CodecLabError(f"model file {path} is refused: {_first_line(err)}") from None
     try:
         with safe_open(str(path), framework="pt") as handle:
             state = {name: handle.get_tensor(name) for name in handle.keys()}
     except (SafetensorError, OSError, ValueError) as err:
-        raise CodecLabError(f"model file {path} is corrupt: {str(err).splitlines()[0]}") from None
+        raise CodecLabError(f"model file {path} is corrupt: {_first_line(err)}") from None
     if weights_sha256(state) != metadata.get("weights_sha256"):
         raise CodecLabError(f"model file {path} is corrupt: weights hash mismatch")
-    version = int(metadata["format_version"])
-    state = migrate_tensors(metadata["codec"], version, state)
+    state = migrate_tensors(codec_id, version, state)
     try:
-        codec = build_codec(metadata["codec"], migrate_config(metadata["codec"], version, json.loads(metadata["config"])))
+        codec = build_codec(codec_id, config)
         codec.load_state_dict(_float_weights(codec, state))
-        codec.training_lmbda = float(metadata["lmbda"]) if "lmbda" in metadata else None
-    except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as err:
-        raise CodecLabError(f"model file {path} does not match codec {metadata['codec']!r}: {str(err).splitlines()[0]}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CodecLabError(f"model file {path} does not match codec {codec_id!r}: {_first_line(err)}") from None
+    codec.training_lmbda = lmbda
     if codec.tables_fingerprint() != metadata.get("tables_fingerprint"):
         raise CodecLabError(f"model file {path} has stale entropy tables; re-export it with 'codeclab export'")
+    try:
+        check_tables(codec)
+    except ValueError as err:
+        raise CodecLabError(f"model file {path} is refused: {err}") from None
     codec.mark_tables_current(metadata["tables_fingerprint"])
-    codec.weights_hash = metadata["weights_sha256"]
+    codec.model_sha256 = model_sha256(metadata)
     try:
         codec.set_coder(coder)
         codec.configure_transforms(*coding_transforms(codec))
@@ -277,13 +322,14 @@ def _float_weights(codec: Codec, state: dict) -> dict:
 
 
 def find_model(model_hash: bytes, search_dirs: list[Path]) -> Path | None:
-    """The first ``*.safetensors`` model in ``search_dirs`` whose weights hash starts with ``model_hash``."""
+    """The first ``*.safetensors`` model in ``search_dirs`` whose model hash (:func:`.model_header.model_sha256`)
+    starts with ``model_hash``."""
     for folder in search_dirs:
         if not folder.is_dir():
             continue
         for candidate in sorted(folder.glob("*.safetensors")):
             try:
-                if bytes.fromhex(read_metadata(candidate)["weights_sha256"]).startswith(model_hash):
+                if bytes.fromhex(model_sha256(read_metadata(candidate))).startswith(model_hash):
                     return candidate
             except (CodecLabError, ValueError, KeyError):
                 continue

@@ -9,6 +9,7 @@ that JSON directly keeps torch out of ``codeclab info`` and of the search for a 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from dataclasses import dataclass
@@ -19,16 +20,23 @@ from ..files import check_input
 from .container import MODEL_HASH_BYTES
 
 FORMAT = "codeclab-model"
-FORMAT_VERSION = "7"
-READABLE_VERSIONS = ("1", "2", "3", "4", "5", "6", "7")
+FORMAT_VERSION = "8"
+READABLE_VERSIONS = ("1", "2", "3", "4", "5", "6", "7", "8")
+# The first format whose model hash covers the codec, config and tables, not the weights alone.
+MODEL_HASH_COVERS_CONFIG = 8
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 
 
 @dataclass(frozen=True)
 class ModelHeader:
     metadata: dict[str, str]
-    tensors: int
+    # name -> (safetensors dtype name, shape), for checks before any tensor is read
+    specs: dict[str, tuple[str, tuple[int, ...]]]
     tensor_bytes: int
+
+    @property
+    def tensors(self) -> int:
+        return len(self.specs)
 
     def describe(self) -> dict:
         meta = self.metadata
@@ -36,10 +44,10 @@ class ModelHeader:
             config = json.loads(meta.get("config", "{}"))
         except json.JSONDecodeError:
             raise CodecLabError("corrupt model file: its config is not JSON") from None
-        weights = meta.get("weights_sha256", "")
         info = {
             "format": "model", "format_version": meta["format_version"], "codec": meta.get("codec"), "config": config,
-            "weights_sha256": weights, "model_hash": weights[: 2 * MODEL_HASH_BYTES], "tables_fingerprint": meta.get("tables_fingerprint"),
+            "weights_sha256": meta.get("weights_sha256", ""), "model_hash": model_sha256(meta)[: 2 * MODEL_HASH_BYTES],
+            "tables_fingerprint": meta.get("tables_fingerprint"),
             "weights_dtype": meta.get("weights_dtype", "float32"), "portable": meta.get("portable") == "true",
             "tensors": self.tensors, "tensor_bytes": self.tensor_bytes,
         }
@@ -49,6 +57,17 @@ class ModelHeader:
         else:  # null: --refine needs --refine-lmbda
             info["training_lmbda"] = float(meta["lmbda"]) if "lmbda" in meta else None
         return info
+
+
+def model_sha256(metadata: dict[str, str]) -> str:
+    """The hash that names a model, whose first bytes each bitstream carries and ``--models-dir``
+    searches by: from format 8, SHA-256 over the codec, config, tables fingerprint and weights hash
+    as stored (a file with the same weights and another config is another model); older files
+    keep their weights hash, the name their bitstreams already carry."""
+    if int(metadata["format_version"]) < MODEL_HASH_COVERS_CONFIG:
+        return metadata.get("weights_sha256", "")
+    fields = [metadata.get(key, "") for key in ("codec", "config", "tables_fingerprint", "weights_sha256")]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
 
 # The rate of a variable-rate model when none is chosen: the middle of its range.
@@ -80,10 +99,11 @@ def read_header(path: str | Path) -> ModelHeader:
         header = json.loads(raw)
         metadata = header.pop("__metadata__", None) or {}
         tensor_bytes = sum(int(end) - int(begin) for begin, end in (t["data_offsets"] for t in header.values()))
+        specs = {name: (str(t["dtype"]), tuple(int(n) for n in t["shape"])) for name, t in header.items()}
     except (ValueError, TypeError, KeyError, AttributeError):  # JSON, UTF-8 or structure
         raise CodecLabError(f"not a CodecLab model file: {path} (corrupt safetensors header)") from None
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise CodecLabError(f"not a CodecLab model file: {path} (no codeclab metadata)")
     if metadata.get("format_version") not in READABLE_VERSIONS:
         raise CodecLabError(f"unsupported model format version {metadata.get('format_version')!r} in {path}")
-    return ModelHeader(metadata, len(header), tensor_bytes)
+    return ModelHeader(metadata, specs, tensor_bytes)

@@ -46,6 +46,9 @@ def _split_periodized(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarr
     return np.stack([windows @ lo, windows @ hi], axis=-2)
 
 
+MAX_PACKET_WORK = 1 << 25
+
+
 def _packet_kernels(wavelet: str, levels: int) -> tuple[np.ndarray, int, np.ndarray, int]:
     """Analysis and synthesis kernels ``[S, L]`` of the 1D ``J``-level packet and their left offsets."""
     import pywt  # only WaLLoC's transforms need it: kept off the other codecs' start-up
@@ -55,6 +58,10 @@ def _packet_kernels(wavelet: str, levels: int) -> tuple[np.ndarray, int, np.ndar
         raise ValueError(f"wavelet {wavelet!r} has an odd filter length")
     bands = 2**levels
     n = 4 * len(dec_lo) * bands  # long enough that no kernel wraps around
+    # The construction holds n * n * taps / 2 floats and inverts an n x n matrix: bound it before
+    # allocating (a model file's config chooses the wavelet and levels; bior4.4 at 5 levels: 2^24).
+    if n * n * len(dec_lo) > MAX_PACKET_WORK:
+        raise ValueError(f"wavelet {wavelet!r} at {levels} levels is too long a packet transform")
     coeffs = np.eye(n)[:, None, :]  # impulses: [N, 1, N]
     for _ in range(levels):
         coeffs = _split_periodized(coeffs, dec_lo, dec_hi).reshape(n, coeffs.shape[1] * 2, -1)
