@@ -96,7 +96,8 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("init_weights"):
         missing = init_weights(codec, cfg.init_weights)
         print(f"weights from {cfg.init_weights}; newly initialised: {', '.join(missing) or 'none'}")
-    check_patch_size(datamodule.patch_size, codec)
+    if hasattr(datamodule, "patch_size"):  # image crops; STEM's latent pairs have none
+        check_patch_size(datamodule.patch_size, codec)
     if cfg.ckpt_path:
         check_checkpoint(cfg.ckpt_path)
     module = hydra.utils.instantiate(cfg.module, codec=codec)
