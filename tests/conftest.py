@@ -15,6 +15,25 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def rewrite_model_file(path, mutate_tensors=None, mutate_meta=None, target=None):
+    """The model file at ``path`` with its tensors and metadata changed in place
+    (``mutate_tensors(tensors)``, ``mutate_meta(meta, tensors)``), written to ``target`` (default:
+    ``path`` itself); returns the path written."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        meta = dict(handle.metadata())
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    if mutate_tensors:
+        mutate_tensors(tensors)
+    if mutate_meta:
+        mutate_meta(meta, tensors)
+    target = target or path
+    save_file(tensors, str(target), metadata=meta)
+    return target
+
+
 def run_cli(*args, check=False, cwd=None):
     """Run ``codeclab ARGS`` in a fresh process; returns the CompletedProcess."""
     proc = subprocess.run(

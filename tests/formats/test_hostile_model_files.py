@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from codeclab.cli import main
 from codeclab.codecs import mbt2018_mean
@@ -19,7 +17,7 @@ from codeclab.errors import CodecLabError
 from codeclab.formats import model_checks
 from codeclab.formats.model_file import export_model, load_model, read_metadata, weights_sha256
 from codeclab.formats.model_header import model_sha256
-from tests.conftest import ROOT
+from tests.conftest import ROOT, rewrite_model_file
 
 IMAGE = ROOT / "tests" / "golden" / "astronaut_97x131.png"
 MEMORY_LIMIT = 3 << 30  # heap a refused file may use (RLIMIT_DATA: torch maps more address space)
@@ -36,16 +34,12 @@ def exported(tmp_path):
 def _rewrite(path, target, tensors=None, config=None):
     """The model file at ``path`` with tensors changed (``tensors(state)``) and config keys
     replaced, its weights hash recomputed (a consistent hostile file), written to ``target``."""
-    with safe_open(str(path), framework="pt") as handle:
-        meta = dict(handle.metadata())
-        state = {k: handle.get_tensor(k) for k in handle.keys()}
-    if tensors:
-        tensors(state)
-    if config:
-        meta["config"] = json.dumps({**json.loads(meta["config"]), **config})
-    meta["weights_sha256"] = weights_sha256(state)
-    save_file(state, str(target), metadata=meta)
-    return target
+    def rehash(meta, state):
+        if config:
+            meta["config"] = json.dumps({**json.loads(meta["config"]), **config})
+        meta["weights_sha256"] = weights_sha256(state)
+
+    return rewrite_model_file(path, tensors, rehash, target)
 
 
 def _limited():

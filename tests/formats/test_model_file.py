@@ -11,6 +11,7 @@ from codeclab.entropy_models.integer import integer_convolutions
 from codeclab.errors import CodecLabError
 from codeclab.formats.image_file import model_hash
 from codeclab.formats.model_file import FORMAT_VERSION, export_model, load_model, read_metadata, weights_sha256
+from tests.conftest import rewrite_model_file
 
 
 @pytest.fixture
@@ -39,16 +40,6 @@ def test_export_load_roundtrip(exported):
     assert loaded.compress(x).strings == codec.compress(x).strings
 
 
-def _rewrite(path, mutate_tensors=None, mutate_meta=None):
-    with safe_open(str(path), framework="pt") as handle:
-        meta = dict(handle.metadata())
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    if mutate_tensors:
-        mutate_tensors(tensors)
-    if mutate_meta:
-        mutate_meta(meta, tensors)
-    save_file(tensors, str(path), metadata=meta)
-
 
 def test_stale_tables_refused(exported):
     _, path = exported
@@ -59,14 +50,14 @@ def test_stale_tables_refused(exported):
     def rehash(meta, tensors):  # a consistent file whose tables no longer fit its weights
         meta["weights_sha256"] = weights_sha256(tensors)
 
-    _rewrite(path, move_quantiles, rehash)
+    rewrite_model_file(path, move_quantiles, rehash)
     with pytest.raises(CodecLabError, match="stale entropy tables"):
         load_model(path)
 
 
 def test_corrupt_weights_detected(exported):
     _, path = exported
-    _rewrite(path, lambda t: t["g_a.0.weight"].mul_(1.01))
+    rewrite_model_file(path, lambda t: t["g_a.0.weight"].mul_(1.01))
     with pytest.raises(CodecLabError, match="weights hash mismatch"):
         load_model(path)
 
@@ -83,14 +74,14 @@ def test_bad_files(tmp_path, exported):
     with pytest.raises(CodecLabError, match="not a CodecLab model file"):
         load_model(pickled)
     _, path = exported
-    _rewrite(path, mutate_meta=lambda meta, _: meta.update(codec="no-such-codec"))
+    rewrite_model_file(path, mutate_meta=lambda meta, _: meta.update(codec="no-such-codec"))
     with pytest.raises(CodecLabError, match="unknown codec 'no-such-codec'"):
         load_model(path)
 
 
 def test_config_mismatch(exported):
     _, path = exported
-    _rewrite(path, mutate_meta=lambda meta, _: meta.update(config=json.dumps({"N": 32, "M": 24})))
+    rewrite_model_file(path, mutate_meta=lambda meta, _: meta.update(config=json.dumps({"N": 32, "M": 24})))
     with pytest.raises(CodecLabError, match="is refused: unexpected tensor"):
         load_model(path)
 
@@ -148,7 +139,7 @@ def test_integer_weights_are_stored_as_int16_and_a_lying_shift_is_refused(export
     def wrong_shape(tensors):
         tensors["entropy_model.h_s.0.weight_shift"] = tensors["entropy_model.h_s.0.weight_shift"][:2].clone()
 
-    _rewrite(path, wrong_shape, lambda meta, tensors: meta.update(weights_sha256=weights_sha256(tensors)))
+    rewrite_model_file(path, wrong_shape, lambda meta, tensors: meta.update(weights_sha256=weights_sha256(tensors)))
     with pytest.raises(CodecLabError, match="is refused"):
         load_model(path)
 
