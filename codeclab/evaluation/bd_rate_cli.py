@@ -10,8 +10,22 @@ from __future__ import annotations
 
 import argparse
 
-from codeclab.arguments import number
+import math
+
 from codeclab.errors import CodecLabError
+
+
+def _share(text: str) -> float:
+    """argparse type of ``--min-overlap``: a finite float in [0, 1] (``nan`` would pass any comparison)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0.0, 1.0], got {text!r}")
+    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -30,7 +44,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="quality metric key (psnr-rgb, ms-ssim-rgb, ms-ssim-rgb-db, psnr-y); also "
                         "the meaning of a text file's second column (default: psnr-rgb, or as "
                         "the text file's folder says, e.g. MS-SSIM_sRGB_RGB)")
-    p.add_argument("--min-overlap", type=number(0.0, 1.0), default=0.5,
+    p.add_argument("--min-overlap", type=_share, default=0.5,
                    help="smallest quality overlap, as a share of the shorter curve's range")
     p.set_defaults(func=run)
     return p

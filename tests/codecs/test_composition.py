@@ -165,7 +165,7 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"torch", "numpy"}}))
 
 # Layers of the package, lowest first: a module may import only from its own layer or lower ones.
 LAYERS = [
-    {"errors", "registry", "measures", "files", "ffmpeg", "progress", "arguments"},
+    {"errors", "registry", "measures", "files", "ffmpeg", "progress"},
     {"coding"},
     {"transforms"},
     {"entropy_models"},
@@ -220,7 +220,7 @@ def test_dependencies_run_one_way_and_no_private_names_cross_modules():
 # What `codeclab info` imports: the standard library and one another only (no torch, no numpy),
 # so that reading a header takes a fraction of a second.
 HEADER_PATH = {
-    "codeclab", "codeclab.cli", "codeclab.arguments", "codeclab.errors", "codeclab.files", "codeclab.measures",
+    "codeclab", "codeclab.cli", "codeclab.errors", "codeclab.files", "codeclab.measures",
     "codeclab.evaluation.bd_rate_cli",
     "codeclab.formats", "codeclab.formats.container", "codeclab.formats.video_container", "codeclab.formats.model_header",
 }
