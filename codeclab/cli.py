@@ -95,10 +95,12 @@ def cmd_encode(args) -> None:
     if args.target_bpp is not None:
         if args.refine:
             raise CodecLabError("--refine with --target-bpp is not supported; choose the rate with --quality or --level")
-        data, level = encode_image_at_bpp(codec, image, args.target_bpp, args.tile, progress=not args.quiet)
+        data, level = encode_image_at_bpp(codec, image, args.target_bpp, args.tile, progress=not args.quiet,
+                                          fast_decode=args.fast_decode)
     else:
         level = _rate_level(codec, args)
-        data = encode_image(codec, image, level, args.tile, args.threads, args.refine, args.refine_lmbda, progress=not args.quiet)
+        data = encode_image(codec, image, level, args.tile, args.threads, args.refine, args.refine_lmbda, progress=not args.quiet,
+                            fast_decode=args.fast_decode)
     seconds = time.perf_counter() - start
     write_atomically(args.output, lambda tmp: Path(tmp).write_bytes(data))
     height, width = image.shape[:2]
@@ -108,7 +110,7 @@ def cmd_encode(args) -> None:
 
 
 def _encode_video(args) -> None:
-    from .data.video import open_video, parse_frame_rate
+    from .data.video import frame_range, open_video, parse_frame_range, parse_frame_rate
     from .files import write_atomically
     from .formats.model_file import load_model
     from .formats.video_file import default_intra_period, encode_video
@@ -118,7 +120,8 @@ def _encode_video(args) -> None:
     if args.refine:
         raise CodecLabError("--refine is for images; video frames are coded unrefined")
     _check_output(args.output, args.image, args.model)
-    clip = open_video(args.image, args.matrix, args.frames)
+    start, stop = parse_frame_range(args.frames)
+    clip = frame_range(open_video(args.image, args.matrix, stop), start, stop)
     if args.fps is not None:
         clip.fps = parse_frame_rate(args.fps)
     if args.range is not None:
@@ -127,7 +130,7 @@ def _encode_video(args) -> None:
     intra_period = args.intra_period if args.intra_period is not None else default_intra_period(codec)
     level = _rate_level(codec, args)
     start = time.perf_counter()
-    encoded = encode_video(codec, clip, intra_period, level, progress=not args.quiet)
+    encoded = encode_video(codec, clip, intra_period, level, progress=not args.quiet, fast_decode=args.fast_decode)
     seconds = time.perf_counter() - start
     write_atomically(args.output, lambda tmp: Path(tmp).write_bytes(encoded.data))
     count = len(encoded.kinds)
@@ -147,28 +150,18 @@ def _load_model_for(args, model_hash: bytes):
 
 
 def _decode_video(args, data: bytes) -> None:
-    from .data.video import write_video
+    from .data.video import parse_frame_range, write_video
     from .formats.video_file import decode_frames, unpack_video
 
     header, _ = unpack_video(data)
     codec = _load_model_for(args, header.model_hash)
-    start, stop = _frame_range(args.frames_range)
+    start, stop = parse_frame_range(args.frames)
     began = time.perf_counter()
     video = decode_frames(data, codec, start, stop, progress=not args.quiet)
     write_video(args.output, video)  # each frame written as it is decoded
     seconds = time.perf_counter() - began
     print(f"{args.output}: {video.count} frames of {video.width}x{video.height}, decoded and written in {seconds:.2f} s "
           f"({video.count / seconds:.2f} frames/s)")
-
-
-def _frame_range(text: str | None) -> tuple[int, int | None]:
-    if text is None:
-        return 0, None
-    try:
-        first, _, last = text.partition(":")
-        return int(first or 0), (int(last) if last else None)
-    except ValueError:
-        raise CodecLabError(f"--frames takes START:STOP (frame numbers from 0), got {text!r}") from None
 
 
 def cmd_decode(args) -> None:
@@ -252,12 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
     video = encode.add_argument_group("video")
     video.add_argument("--intra-period", type=int, default=None,
                        help="an I-frame every N frames; -1: the first only (default 12 for video models, 1 for image models)")
-    video.add_argument("--frames", type=int, default=None, help="code only the first N frames")
+    video.add_argument("--frames", default=None, metavar="N|START:STOP",
+                       help="code only the first N frames, or frames START to STOP - 1 (numbered from 0)")
     video.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601", help="Y4M input: the YUV->RGB matrix")
     video.add_argument("--range", choices=("limited", "full"), default=None, help="Y4M input: override the file's range")
     video.add_argument("--fps", default=None, help="frame rate N or N:D (PNG folders have none; default 25)")
     encode.add_argument("--coder", default=None,
                         help="entropy coder: codeclab (default) or compressai; decode reads it from the file")
+    encode.add_argument("--fast-decode", action="store_true",
+                        help="let decoders run the synthesis at their CPU's fastest precision (about 2x faster; the "
+                             "decoded pixels then depend on the CPU, by 1-2 levels); default: the same pixels everywhere")
     encode.add_argument("--quiet", action="store_true", help="no progress bars (shown only on a terminal)")
     encode.set_defaults(func=cmd_encode)
 
@@ -265,8 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("file", type=Path)
     decode.add_argument("-o", "--output", type=Path, required=True,
                         help="output image (.png); for a video, .y4m or a new folder of PNG frames")
-    decode.add_argument("--frames", dest="frames_range", default=None, metavar="START:STOP",
-                        help="video: decode only these frames (from the I-frame at or before START)")
+    decode.add_argument("--frames", default=None, metavar="N|START:STOP",
+                        help="video: decode only the first N frames, or frames START to STOP - 1 (numbered from 0; "
+                             "decoding starts at the I-frame at or before START)")
     decode.add_argument("-m", "--model", type=Path, default=None, help="model file; default: found by the file's model hash")
     decode.add_argument("--models-dir", action="append", help="folder searched for the model (repeatable; also $CODECLAB_MODELS)")
     decode.add_argument("--threads", type=int, default=1, help="tiles decoded at once")

@@ -32,7 +32,7 @@ import functools
 import hashlib
 import inspect
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -120,6 +120,18 @@ class Codec(nn.Module):
         """``g_s(y_hat)`` under the transform settings (:meth:`configure_transforms`), float32 NCHW."""
         with self._transform_precision(y_hat.device):
             return self.g_s(y_hat.to(memory_format=self.memory_format)).float().contiguous()
+
+    def portable_synthesis(self) -> Callable[[Tensor], Tensor]:
+        """``y_hat -> g_s(y_hat)`` in float64 and NCHW, whatever the transform settings: what decoders
+        use unless the file allows the fast path, so that a file decodes to the same pixels on
+        every CPU. Float32 (and bf16) kernels sum in an order that depends on the instruction set
+        and thread count, which moves a few percent of rounded samples by one; float64 kernels
+        differ only near 1e-16, so a sample would change only if its value lay that close to a
+        rounding boundary. Approximate, not exact: none changed in the measurements of
+        reports/portable_pixels. It works on a float64 copy of ``g_s`` (made once per call of this
+        method, shared by every tile or frame and thread), so the codec is left as it is."""
+        g_s = copy.deepcopy(self.g_s).double().to(memory_format=torch.contiguous_format)
+        return lambda y_hat: g_s(y_hat.double().contiguous())
 
     def forward(self, x: Tensor, level: Tensor | None = None) -> dict:
         """``level``: ``[B]`` rate levels of a variable-rate model, one per sample."""

@@ -61,7 +61,7 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(image.transpose(2, 0, 1), order="C")).float().div_(255.0)
 
 
-def _stderr_notice(message: str) -> None:
+def stderr_notice(message: str) -> None:
     print(f"codeclab: notice: {message}", file=sys.stderr)
 
 
@@ -88,13 +88,15 @@ def list_images(folder: str | Path, splits: Sequence[str] | None = None) -> list
     return paths
 
 
-def read_image(path: str | Path, notice: Callable[[str], None] | None = _stderr_notice) -> np.ndarray:
+def read_image(path: str | Path, notice: Callable[[str], None] | None = stderr_notice) -> np.ndarray:
     """An image file as ``uint8 [H, W, 3]`` RGB.
 
     Grayscale is replicated to three channels, alpha is dropped (composited on nothing: the
-    colour channels are kept as they are), palettes are expanded, 16-bit grayscale is scaled to
-    8 bits (``round(v / 257)``), 16-bit colour keeps its high byte (Pillow's reading), and an
-    EXIF orientation is applied; each change is reported through ``notice``. The size is
+    colour channels are kept as they are), palettes are expanded (a transparent entry dropped),
+    16-bit grayscale is scaled to 8 bits (``round(v / 257)``), 16-bit colour keeps its high byte
+    (Pillow's reading), an EXIF orientation is applied, and only the first frame of an animation
+    or multi-page file is read; each change is reported through ``notice``. 32-bit integer samples
+    outside 0..65535 and floating-point images are refused. The size is
     checked against :func:`max_pixels` from the header, before any pixel is decoded.
     """
     path = check_input(path, "image")
@@ -108,6 +110,9 @@ def read_image(path: str | Path, notice: Callable[[str], None] | None = _stderr_
             say = notice or (lambda _message: None)
             if sixteen_bit_colour:
                 say(f"{path.name}: 16-bit colour reduced to 8 bits")
+            if getattr(img, "n_frames", 1) > 1:
+                say(f"{path.name}: {img.n_frames} frames (an animation or a multi-page file): only the first is coded; "
+                    "to code them all, save them as a folder of PNG frames and encode the folder")
             orientation = img.getexif().get(0x0112, 1)
             if orientation not in (1, None):
                 say(f"{path.name}: EXIF orientation {orientation} applied")
@@ -122,15 +127,18 @@ def read_image(path: str | Path, notice: Callable[[str], None] | None = _stderr_
 _STRIP_ROWS = 256  # rows converted at once: a strip's temporaries stay a few MB on any width
 
 
-def sixteen_bit_gray_to_rgb8(img: Image.Image) -> np.ndarray:
+def sixteen_bit_gray_to_rgb8(img: Image.Image, name: str) -> np.ndarray:
     """A 16-bit (or 32-bit integer) grayscale image as ``uint8 [H, W, 3]``: ``round(v / 257)``
     clipped to 0..255, in integers and a strip of rows at a time, so a huge image needs no
-    float64 copy. ``v / 257`` is never half-way between integers (257 is odd), so on ``v``
-    clipped to 0..65535 ``(v + 128) // 257`` is exactly that rounding."""
+    float64 copy. ``v / 257`` is never half-way between integers (257 is odd), so on ``v`` in
+    0..65535 ``(v + 128) // 257`` is exactly that rounding. A 32-bit sample outside 0..65535 is
+    refused, not clipped: its scale is unknown."""
     rgb = np.empty((img.height, img.width, 3), dtype=np.uint8)
     for top in range(0, img.height, _STRIP_ROWS):
-        strip = np.asarray(img.crop((0, top, img.width, min(top + _STRIP_ROWS, img.height)))).astype(np.int32)
-        rgb[top : top + _STRIP_ROWS] = ((np.clip(strip, 0, 65535) + 128) // 257)[:, :, None]
+        strip = np.asarray(img.crop((0, top, img.width, min(top + _STRIP_ROWS, img.height)))).astype(np.int64)
+        if strip.min() < 0 or strip.max() > 65535:
+            raise CodecLabError(f"{name}: 32-bit integer samples outside 0..65535 ({strip.min()}..{strip.max()}) are not supported")
+        rgb[top : top + _STRIP_ROWS] = ((strip + 128) // 257)[:, :, None]
     return rgb
 
 
@@ -142,13 +150,15 @@ def to_rgb8(img: Image.Image, name: str, notice: Callable[[str], None] | None) -
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         say(f"{name}: 16-bit grayscale converted to 8-bit RGB")
-        return sixteen_bit_gray_to_rgb8(img)
+        return sixteen_bit_gray_to_rgb8(img, name)
     if mode == "F":
         raise CodecLabError(f"{name}: floating-point images are not supported")
     if mode != "RGB":
         kind = {"L": "grayscale", "LA": "grayscale with alpha", "RGBA": "RGBA", "P": "palette", "1": "bilevel"}.get(mode, mode)
-        say(f"{name}: {kind} image converted to RGB" + (" (alpha dropped)" if "A" in mode else ""))
-        img = img.convert("RGB")
+        dropped = " (alpha dropped)" if "A" in mode else " (its transparency dropped)" if "transparency" in img.info else ""
+        say(f"{name}: {kind} image converted to RGB{dropped}")
+        # Through RGBA: Pillow warns when a transparent palette goes straight to RGB.
+        img = (img.convert("RGBA") if "transparency" in img.info else img).convert("RGB")
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
 
 

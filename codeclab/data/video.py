@@ -15,6 +15,7 @@ so coding a long video holds one frame at a time; :func:`read_video` holds them 
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from ..errors import CodecLabError
 from ..files import check_input, write_atomically, write_folder_atomically
 from .colour import rgb_to_yuv420, yuv420_to_rgb
 from .images import check_pixels
+from .images import stderr_notice as notice
 
 Y4M_MAGIC = b"YUV4MPEG2 "
 # Y4M colour tags that mean 8-bit 4:2:0 (they differ only in chroma siting, which is not modelled).
@@ -152,7 +154,7 @@ def _y4m_frame_start(handle, path: Path, index: int, frame_bytes: int) -> bool:
     marker = handle.readline(MAX_HEADER_BYTES)
     if not marker:
         return False
-    if not marker.startswith(b"FRAME"):
+    if marker != b"FRAME\n" and not marker.startswith(b"FRAME "):  # FRAME, then parameters or the end of the line
         raise CodecLabError(f"corrupt Y4M file {path}: frame {index + 1} has no FRAME marker")
     present = os.fstat(handle.fileno()).st_size - handle.tell()
     if present < frame_bytes:
@@ -205,6 +207,9 @@ def y4m_clip(info: dict, frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 def open_y4m(path: Path, matrix: str = "bt601", max_frames: int | None = None) -> VideoStream:
     """An 8-bit 4:2:0 Y4M file, converted to RGB with ``matrix`` and the file's range frame by frame."""
     info, count, planes = y4m_planes(path, max_frames)
+    if info["interlace"] not in ("p", "?"):
+        notice(f"{path.name}: interlaced frames (I{info['interlace']}) are coded as progressive pictures, both fields "
+               "together; a decoded Y4M says progressive")
     frames = (yuv420_to_rgb(*frame, matrix, info["range"]) for frame in planes)
     return VideoStream(frames, info["width"], info["height"], count, info["fps"], info["range"], matrix, "y4m")
 
@@ -313,6 +318,9 @@ def open_with_ffmpeg(path: Path, max_frames: int | None = None) -> VideoStream:
             reader.close()
         if not count:
             raise CodecLabError(f"video {path} has no frames")
+        declared = round((meta.get("duration") or 0) * (meta.get("fps") or 0))
+        if count < declared - 1 and (max_frames is None or count < max_frames):  # a frame of slack: durations round
+            notice(f"{path.name}: {count} of the {declared} frames its header declares could be decoded (a truncated file?)")
 
     fps = Fraction(meta.get("fps") or DEFAULT_FPS).limit_denominator(1001)
     return VideoStream(frames(), width, height, None, fps, source="ffmpeg")
@@ -350,3 +358,27 @@ def parse_frame_rate(text: str) -> Fraction:
     if not match or int(match.group(1)) == 0 or (match.group(2) and int(match.group(2)) == 0):
         raise CodecLabError(f"frame rate must be N or N:D, got {text!r}")
     return Fraction(int(match.group(1)), int(match.group(2) or 1))
+
+
+def parse_frame_range(text: str | None) -> tuple[int, int | None]:
+    """``--frames`` of encode and decode alike: ``N`` is the first N frames (``0:N``), ``START:STOP``
+    frames START to STOP - 1 from 0 (either end may be left out); ``(start, stop or None)``."""
+    if text is None:
+        return 0, None
+    first = re.fullmatch(r"(\d+)", text) and (0, int(text))
+    both = re.fullmatch(r"(\d*):(\d*)", text)
+    start, stop = first or (both and (int(both.group(1) or 0), int(both.group(2)) if both.group(2) else None)) or (0, 0)
+    if stop is not None and stop <= start:
+        raise CodecLabError(f"--frames takes N (the first N frames) or START:STOP (frame numbers from 0, STOP not included, "
+                            f"START < STOP); got {text!r}")
+    return start, stop
+
+
+def frame_range(video: VideoStream, start: int, stop: int | None) -> VideoStream:
+    """Frames ``start .. stop - 1`` of a video opened with ``max_frames=stop`` (earlier frames are
+    read and dropped: Y4M and ffmpeg streams cannot seek)."""
+    if start == 0:
+        return video
+    count = None if video.count is None else max(video.count - start, 0)
+    return VideoStream(itertools.islice(video.frames, start, None), video.width, video.height, count, video.fps,
+                       video.colour_range, video.matrix, video.source)

@@ -12,10 +12,11 @@ Layout (all integers unsigned; ``varint`` is LEB128, at most 5 bytes)::
     bit depth    1 byte   bits per sample of the coded image (8)
     colour mode  1 byte   0 = RGB
     rate level   varint   version 2: the level of a variable-rate model
-    flags        1 byte   version 3: bit 0 rate level follows, bit 1 tile size follows
-    rate level   varint   version 3, flag bit 0
-    tile size    varint   version 3, flag bit 1: square tiles of this side, row by row
-    streams      1 byte   count (version 3: varint), then one varint length per stream
+    flags        1 byte   version 3: bit 0 rate level follows, bit 1 tile size follows;
+                          version 4: bit 2 fast decoding (below)
+    rate level   varint   version 3+, flag bit 0
+    tile size    varint   version 3+, flag bit 1: square tiles of this side, row by row
+    streams      1 byte   count (version 3+: varint), then one varint length per stream
     checksum     4 bytes  CRC-32 (little endian) of every byte before it and of all stream bytes
     payload      the streams, concatenated
 
@@ -25,10 +26,12 @@ Public API (benchmarks and tools use only this): :class:`Header`, :func:`pack`, 
 :data:`FORMAT_VERSION`, :data:`MODEL_HASH_BYTES`; the field codecs :func:`encode_varint` and
 :class:`ByteReader` are shared with the video container (:mod:`.video_file`).
 
-Versions: 1 (fixed-rate models), 2 (adds the rate level of a variable-rate model) and 3 (tiled
-images: a tile size, and the streams of every tile in turn, row by row). A file is written in the
-lowest version that holds its header, so untiled fixed-rate files are byte for byte what earlier
-CodecLab wrote; every version is read.
+Versions: 1 (fixed-rate models), 2 (adds the rate level of a variable-rate model), 3 (tiled
+images: a tile size, and the streams of every tile in turn, row by row) and 4 (the fast-decoding
+flag: decoders may run the synthesis at the CPU's fastest precision, so its pixels depend on the
+decoding machine; without it they run it in float64, the same pixels everywhere). A file is
+written in the lowest version that holds its header, so untiled fixed-rate files are byte for
+byte what earlier CodecLab wrote; every version is read.
 """
 
 from __future__ import annotations
@@ -40,9 +43,9 @@ from dataclasses import dataclass
 from ..errors import CodecLabError
 
 MAGIC = b"CLAB"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
-_HAS_LEVEL, _HAS_TILE = 1, 2
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
+_HAS_LEVEL, _HAS_TILE, _FAST_DECODE = 1, 2, 4
 COLOUR_MODES = {0: "RGB"}
 # Entropy coders a file may name; the decoder uses the one the file was written with.
 CODERS = ("codeclab", "compressai")
@@ -62,10 +65,13 @@ class Header:
     colour_mode: int = 0
     level: int | None = None
     tile: int | None = None
+    fast_decode: bool = False
 
     @property
     def version(self) -> int:
         """The format version this header is written in (the lowest that holds it)."""
+        if self.fast_decode:
+            return 4
         if self.tile is not None:
             return 3
         return 1 if self.level is None else 2
@@ -82,6 +88,7 @@ class Header:
             "colour_mode": COLOUR_MODES[self.colour_mode],
             "rate_level": self.level,
             "tile": self.tile,
+            "synthesis": "fast (pixels depend on the CPU)" if self.fast_decode else "portable (float64)",
             "stream_bytes": list(self.stream_lengths),
         }
 
@@ -132,10 +139,11 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
     head += bytes([version, len(codec_id)]) + codec_id + header.model_hash + bytes([CODERS.index(header.coder)])
     head += encode_varint(header.height) + encode_varint(header.width)
     head += bytes([header.bit_depth, header.colour_mode])
-    if version == 3:
-        head += bytes([(_HAS_LEVEL if header.level is not None else 0) | _HAS_TILE])
-        head += (encode_varint(header.level) if header.level is not None else b"") + encode_varint(header.tile)
-        head += encode_varint(len(streams))
+    if version >= 3:
+        flags = (_HAS_LEVEL if header.level is not None else 0) | (_HAS_TILE if header.tile is not None else 0)
+        head += bytes([flags | (_FAST_DECODE if header.fast_decode else 0)])
+        head += encode_varint(header.level) if header.level is not None else b""
+        head += (encode_varint(header.tile) if header.tile is not None else b"") + encode_varint(len(streams))
     else:
         head += (encode_varint(header.level) if header.level is not None else b"") + bytes([len(streams)])
     for stream in streams:
@@ -158,14 +166,14 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     coder = reader.byte()
     height, width = reader.varint(), reader.varint()
     bit_depth, colour_mode = reader.byte(), reader.byte()
-    level, tile = (reader.varint() if version == 2 else None), None
-    if version == 3:
+    level, tile, flags = (reader.varint() if version == 2 else None), None, 0
+    if version >= 3:
         flags = reader.byte()
-        if flags & ~(_HAS_LEVEL | _HAS_TILE):
+        if flags & ~(_HAS_LEVEL | _HAS_TILE | (_FAST_DECODE if version == 4 else 0)):
             raise CodecLabError(f"corrupt file: unknown header flags {flags:#x}")
         level = reader.varint() if flags & _HAS_LEVEL else None
         tile = reader.varint() if flags & _HAS_TILE else None
-    count = reader.varint() if version == 3 else reader.byte()
+    count = reader.varint() if version >= 3 else reader.byte()
     if count > len(data):  # every stream length takes a byte: refuse a count the file cannot hold
         raise CodecLabError("corrupt file: more streams than bytes")
     lengths = tuple(reader.varint() for _ in range(count))
@@ -194,4 +202,5 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     for length in lengths:
         streams.append(payload[pos : pos + length])
         pos += length
-    return Header(codec_id, model_hash, height, width, lengths, CODERS[coder], bit_depth, colour_mode, level, tile), streams
+    return Header(codec_id, model_hash, height, width, lengths, CODERS[coder], bit_depth, colour_mode, level, tile,
+                  bool(flags & _FAST_DECODE)), streams

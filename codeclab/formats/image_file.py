@@ -9,6 +9,7 @@ threads. Smaller images (Kodak's 768x512 among them) are one tile and written as
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -49,6 +50,19 @@ def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
 def codec_input(image: np.ndarray, multiple: int) -> torch.Tensor:
     """``uint8 [H, W, 3]`` -> ``float [1, 3, H', W']`` in [0, 1], padded by :func:`pad_to_multiple`."""
     return pad_to_multiple(to_tensor(image)[None], multiple)
+
+
+def file_synthesis(codec: Codec, fast_decode: bool) -> Callable[[torch.Tensor], np.ndarray]:
+    """``y_hat -> uint8 [H', W', 3]`` for the latents of a file: the portable float64 synthesis
+    (:meth:`Codec.portable_synthesis`), or the codec's CPU-dependent fast settings where the
+    file's header allows them (``fast_decode``)."""
+    synthesis = codec.synthesize if fast_decode else codec.portable_synthesis()
+
+    def pixels(y_hat: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return to_uint8(synthesis(y_hat))
+
+    return pixels
 
 
 def to_uint8(x_hat: torch.Tensor) -> np.ndarray:
@@ -98,11 +112,12 @@ def tile_grid(height: int, width: int, side: int) -> list[tuple[int, int, int, i
             for top in range(0, height, side) for left in range(0, width, side)]
 
 
-def file_bytes(codec: Codec, image: np.ndarray, strings: list[bytes], level: int | None, tile: int | None) -> bytes:
+def file_bytes(codec: Codec, image: np.ndarray, strings: list[bytes], level: int | None, tile: int | None,
+               fast_decode: bool = False) -> bytes:
     """The CodecLab file of coded ``strings`` of ``image`` (all tiles, in order)."""
     header = container.Header(
         codec.codec_id, model_hash(codec), image.shape[0], image.shape[1], tuple(map(len, strings)),
-        coder=codec.coder.name, level=level, tile=tile,
+        coder=codec.coder.name, level=level, tile=tile, fast_decode=fast_decode,
     )
     return container.pack(header, strings)
 
@@ -135,12 +150,14 @@ def _map_tiles(function, tiles: list, threads: int, progress: bool) -> list:
 
 
 def encode_image(codec: Codec, image: np.ndarray, level: int | None = None, tile: int = DEFAULT_TILE,
-                 threads: int = 1, refine: int = 0, refine_lmbda: float | None = None, progress: bool = False) -> bytes:
+                 threads: int = 1, refine: int = 0, refine_lmbda: float | None = None, progress: bool = False,
+                 fast_decode: bool = False) -> bytes:
     """Code ``uint8 [H, W, 3]`` into the bytes of a complete CodecLab file (``level``: the rate
     level of a variable-rate model; ``tile``: the tile size; ``threads``: tiles coded at once;
     ``refine``: SGA iterations per tile before coding (:mod:`codeclab.codecs.refinement`; 0: none),
     for ``refine_lmbda``, the level's lambda or the model's training lambda; ``progress``: bars
-    per tile and refinement iteration on a terminal)."""
+    per tile and refinement iteration on a terminal; ``fast_decode``: let decoders use the fast,
+    CPU-dependent synthesis (container version 4))."""
     _check_image(image)
     check_level(codec, level)
     if refine:
@@ -156,7 +173,8 @@ def encode_image(codec: Codec, image: np.ndarray, level: int | None = None, tile
                                  progress=progress)
         return codec.compress_latent(refined.y, x.shape[-2:], level, refined.side).strings
 
-    return file_bytes(codec, image, [s for strings in _map_tiles(code, blocks, threads, progress) for s in strings], level, side)
+    strings = [s for tile_strings in _map_tiles(code, blocks, threads, progress) for s in tile_strings]
+    return file_bytes(codec, image, strings, level, side, fast_decode)
 
 
 def check_refinable(codec: Codec, level: int | None, iterations: int, lmbda: float | None) -> None:
@@ -183,7 +201,7 @@ def quality_level(codec: Codec, quality: float) -> int:
 
 
 def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float, tile: int = DEFAULT_TILE,
-                        progress: bool = False) -> tuple[bytes, int]:
+                        progress: bool = False, fast_decode: bool = False) -> tuple[bytes, int]:
     """The file of the highest level whose real size is at most ``target_bpp`` (the lowest level
     when none is), found by bisection over levels; ``g_a`` runs once, each probe re-runs only the
     entropy model (``progress``: a bar per probe on a terminal). Returns ``(file bytes, level)``."""
@@ -202,7 +220,7 @@ def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float, tile
     def file_at(level: int) -> bytes:
         strings = [s for size, y in analysed for s in codec.compress_latent(y, size, level).strings]
         bar.update()
-        return file_bytes(codec, image, strings, level, side)
+        return file_bytes(codec, image, strings, level, side, fast_decode)
 
     with bar:
         low, high = 0, codec.rate_levels - 1
@@ -270,17 +288,17 @@ def decode_image(data: bytes, codec: Codec, threads: int = 1, progress: bool = F
     """Decode the bytes of a CodecLab file with ``codec``; returns ``uint8 [H, W, 3]`` (``progress``:
     a bar per tile on a terminal).
 
-    The entropy coder is the one named in the file, whatever ``codec`` was set to. Every check
-    (model, pixel limit, stream count, rate level, tile size) comes before any decoding.
+    The entropy coder and the synthesis (portable, or fast where the file allows it) are the ones
+    the file names, whatever ``codec`` was set to. Every check (model, pixel limit, stream count,
+    rate level, tile size) comes before any decoding.
     """
     header, streams, grid = _checked_file(data, codec)
     image = np.empty((header.height, header.width, 3), dtype=np.uint8)
+    pixels = file_synthesis(codec, header.fast_decode)
 
     def decode(index: int) -> None:
         top, left, height, width = grid[index]
-        with torch.no_grad():
-            x_hat = codec.synthesize(_tile_latent(codec, header, streams, grid, index))
-        image[top : top + height, left : left + width] = to_uint8(x_hat[..., :height, :width])
+        image[top : top + height, left : left + width] = pixels(_tile_latent(codec, header, streams, grid, index))[:height, :width]
 
     with stream_errors():
         _map_tiles(decode, list(range(len(grid))), threads, progress)

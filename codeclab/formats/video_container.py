@@ -13,7 +13,8 @@ Layout (integers unsigned; ``varint`` is LEB128 as in :mod:`.container`)::
     colour         1 byte   bit 0: full range (else limited); bits 1-2: matrix (0 BT.601, 1 BT.709);
                             bit 3: the source was Y4M (decode writes Y4M by default)
     intra period   varint   N: an I-frame every N frames; 0: only the first frame (DCVC's -1)
-    flags          1 byte   bit 0: a rate level follows
+    flags          1 byte   bit 0: a rate level follows; version 2: bit 1 fast decoding (as in
+                            :mod:`.container` version 4: pixels depend on the decoding CPU)
     rate level     varint   (flag bit 0)
     frame index    per frame: type (1 byte: 0 = I, 1 = P), stream count (varint), stream lengths
                    (varints), CRC-32 of the frame's stream bytes (4 bytes, little endian)
@@ -39,9 +40,10 @@ from . import container
 from .container import ByteReader, encode_varint
 
 VIDEO_MAGIC = b"CLAV"
-VIDEO_FORMAT_VERSION = 1
+VIDEO_FORMAT_VERSION = 2
+READABLE_VIDEO_VERSIONS = (1, 2)  # 2 only adds the fast-decoding flag; files without it are written as 1
 FRAME_TYPES = ("I", "P")
-_FULL_RANGE, _Y4M_SOURCE, _HAS_LEVEL = 1, 8, 1
+_FULL_RANGE, _Y4M_SOURCE, _HAS_LEVEL, _FAST_DECODE = 1, 8, 1, 2
 # The colour byte's matrix codes: fixed by the format (data.colour's table may grow in any order).
 MATRIX_CODES = ("bt601", "bt709")
 MAX_FRAMES = 1 << 20
@@ -69,6 +71,11 @@ class VideoHeader:
     level: int | None
     records: tuple[FrameRecord, ...]
     coder: str = "codeclab"
+    fast_decode: bool = False
+
+    @property
+    def version(self) -> int:
+        return 2 if self.fast_decode else 1
 
     def describe(self) -> dict:
         """The header as JSON-ready values; the frame index lists the first :data:`LISTED_FRAMES`
@@ -80,11 +87,13 @@ class VideoHeader:
             offset += size
         unlisted = {"frames_not_listed": len(self.records) - LISTED_FRAMES} if len(self.records) > LISTED_FRAMES else {}
         return {
-            "format": "video", "format_version": VIDEO_FORMAT_VERSION, "codec": self.codec_id,
+            "format": "video", "format_version": self.version, "codec": self.codec_id,
             "model_hash": self.model_hash.hex(), "coder": self.coder, "width": self.width, "height": self.height,
             "frame_count": len(self.records), "fps": f"{self.fps.numerator}:{self.fps.denominator}",
             "range": self.colour_range, "matrix": self.matrix, "intra_period": self.intra_period or -1,
-            "rate_level": self.level, "frames": frames, **unlisted,
+            "rate_level": self.level,
+            "synthesis": "fast (pixels depend on the CPU)" if self.fast_decode else "portable (float64)",
+            "frames": frames, **unlisted,
         }
 
 
@@ -96,14 +105,14 @@ def pack_video(header: VideoHeader, frames: list[list[bytes]]) -> bytes:
     """Serialise a header and every frame's streams (the index's lengths and CRCs are computed
     from ``frames``; only the records' types are read)."""
     codec_id = header.codec_id.encode("ascii")
-    head = bytearray(VIDEO_MAGIC) + bytes([VIDEO_FORMAT_VERSION, len(codec_id)]) + codec_id + header.model_hash
+    head = bytearray(VIDEO_MAGIC) + bytes([header.version, len(codec_id)]) + codec_id + header.model_hash
     head += bytes([container.CODERS.index(header.coder)])
     head += encode_varint(header.width) + encode_varint(header.height) + encode_varint(len(frames))
     head += encode_varint(header.fps.numerator) + encode_varint(header.fps.denominator)
     matrix = MATRIX_CODES.index(header.matrix)
     head += bytes([(_FULL_RANGE if header.colour_range == "full" else 0) | matrix << 1 | (_Y4M_SOURCE if header.y4m_source else 0)])
     head += encode_varint(header.intra_period)
-    head += bytes([_HAS_LEVEL if header.level is not None else 0])
+    head += bytes([(_HAS_LEVEL if header.level is not None else 0) | (_FAST_DECODE if header.fast_decode else 0)])
     head += encode_varint(header.level) if header.level is not None else b""
     for record, streams in zip(header.records, frames):
         head += bytes([FRAME_TYPES.index(record.kind)]) + encode_varint(len(streams))
@@ -120,13 +129,15 @@ def unpack_video(data: bytes) -> tuple[VideoHeader, int]:
     reader = ByteReader(data)
     reader.take(len(VIDEO_MAGIC))
     version = reader.byte()
-    if version != VIDEO_FORMAT_VERSION:
-        raise CodecLabError(f"unsupported video format version {version} (this CodecLab reads version {VIDEO_FORMAT_VERSION})")
+    if version not in READABLE_VIDEO_VERSIONS:
+        raise CodecLabError(f"unsupported video format version {version} (this CodecLab reads versions 1 to {VIDEO_FORMAT_VERSION})")
     codec_id_bytes = reader.take(reader.byte())
     hash_bytes, coder = reader.take(container.MODEL_HASH_BYTES), reader.byte()
     width, height, count = reader.varint(), reader.varint(), reader.varint()
     numerator, denominator = reader.varint(), reader.varint()
     colour, intra_period, flags = reader.byte(), reader.varint(), reader.byte()
+    if flags & ~(_HAS_LEVEL | (_FAST_DECODE if version == 2 else 0)):
+        raise CodecLabError(f"corrupt file: unknown header flags {flags:#x}")
     level = reader.varint() if flags & _HAS_LEVEL else None
     if count > min(MAX_FRAMES, len(data)):  # every record takes bytes: refuse a count the file cannot hold
         raise CodecLabError(f"corrupt file: {count} frames")
@@ -157,5 +168,6 @@ def unpack_video(data: bytes) -> tuple[VideoHeader, int]:
         raise CodecLabError("corrupt file: unknown coder, frame rate or colour description")
     header = VideoHeader(codec_id, hash_bytes, width, height, Fraction(numerator, denominator),
                          "full" if colour & _FULL_RANGE else "limited", MATRIX_CODES[colour >> 1 & 3],
-                         bool(colour & _Y4M_SOURCE), intra_period, level, tuple(records), container.CODERS[coder])
+                         bool(colour & _Y4M_SOURCE), intra_period, level, tuple(records), container.CODERS[coder],
+                         bool(flags & _FAST_DECODE))
     return header, reader.pos

@@ -22,7 +22,7 @@ from ..data.video import Clip, VideoStream
 from ..errors import CodecLabError
 from ..progress import progress_bar
 from .image_file import (
-    CheckedCoder, check_file_level, check_level, check_model, codec_input, model_hash, padded_size, stream_errors, to_uint8,
+    CheckedCoder, check_file_level, check_level, check_model, codec_input, file_synthesis, model_hash, padded_size, stream_errors,
 )
 from .video_container import FrameRecord, VideoHeader, pack_video, unpack_video
 
@@ -69,13 +69,15 @@ class EncodedVideo:
 
 @torch.no_grad()
 def encode_video(codec: Codec, clip: Clip | VideoStream, intra_period: int = DEFAULT_INTRA_PERIOD, level: int | None = None,
-                 analysed: list[torch.Tensor] | None = None, progress: bool = False, keep_latents: bool = False) -> EncodedVideo:
+                 analysed: list[torch.Tensor] | None = None, progress: bool = False, keep_latents: bool = False,
+                 fast_decode: bool = False) -> EncodedVideo:
     """Code every frame of ``clip``, reading each only when it is coded (a :class:`VideoStream`
     is consumed once), so memory holds one frame, its reference and the coded bytes; the frame
     size is checked before the first frame is read. ``intra_period``: see :func:`frame_type`.
     ``analysed``: the frames' ``g_a`` outputs (:func:`analyse_frames`) when the caller codes one
     clip many times; ``progress``: a bar per frame on a terminal; ``keep_latents``: return every
-    frame's ``y_hat`` (for measuring the decoder's frames without decoding the file)."""
+    frame's ``y_hat`` (for measuring the decoder's frames without decoding the file); ``fast_decode``:
+    let decoders use the fast, CPU-dependent synthesis (video container version 2)."""
     if intra_period < -1:
         raise CodecLabError(f"intra period must be a positive number of frames, or -1 (first frame only); got {intra_period}")
     check_level(codec, level, "--quality or --level")
@@ -100,7 +102,8 @@ def encode_video(codec: Codec, clip: Clip | VideoStream, intra_period: int = DEF
         raise CodecLabError("the video has no frames")
     header = VideoHeader(codec.codec_id, model_hash(codec), width, height, clip.fps, clip.colour_range, clip.matrix,
                          clip.source == "y4m", max(intra_period, 0), level,
-                         tuple(FrameRecord(k, tuple(map(len, s)), 0) for k, s in zip(kinds, frames)), codec.coder.name)
+                         tuple(FrameRecord(k, tuple(map(len, s)), 0) for k, s in zip(kinds, frames)), codec.coder.name,
+                         fast_decode)
     data = pack_video(header, frames)
     return EncodedVideo(data, kinds, [sum(map(len, s)) for s in frames], latents)
 
@@ -163,11 +166,11 @@ def decode_frames(data: bytes, codec: Codec, start: int = 0, stop: int | None = 
     header, latents = decoded_latents(data, codec, start, stop)
     count = len(range(len(header.records))[start:stop])
 
+    pixels = file_synthesis(codec, header.fast_decode)
+
     def frames():
         for y_hat in progress_bar(latents, total=count, desc="decode", unit="frame", enabled=progress):
-            with torch.no_grad():  # not across the yield: the consumer's grad mode stays its own
-                frame = to_uint8(codec.synthesize(y_hat))[: header.height, : header.width]
-            yield frame
+            yield pixels(y_hat)[: header.height, : header.width]  # no_grad inside: not across the yield
 
     return VideoStream(frames(), header.width, header.height, count, header.fps, header.colour_range, header.matrix,
                        "y4m" if header.y4m_source else "png")

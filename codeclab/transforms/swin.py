@@ -71,9 +71,8 @@ class WindowAttentionV2(nn.Module):
 
     def position_bias(self, window: int) -> torch.Tensor:
         """``[heads, w^2, w^2]`` bias for an effective window ``w <= self.window``."""
-        device = self.logit_scale.device
-        table = self.cpb_mlp(_relative_coords_table(window, self.window).to(device))
-        bias = table[_relative_position_index(window).to(device).reshape(-1)]
+        table = self.cpb_mlp(_relative_coords_table(window, self.window).to(self.logit_scale))  # its device and dtype
+        bias = table[_relative_position_index(window).to(table.device).reshape(-1)]
         bias = bias.reshape(window * window, window * window, -1).permute(2, 0, 1)
         return 16 * torch.sigmoid(bias)
 

@@ -53,7 +53,7 @@ def test_decoded_latents_equal_the_encoders_through_a_real_file(stem_model):
     decoded = decode_video(encoded.data, load_model(stem_model))
     assert len(decoded.frames) == 5 and decoded.fps == 50 and decoded.colour_range == "limited"
     for frame, latent in zip(decoded.frames, encoded.latents):
-        assert np.array_equal(frame, to_uint8(codec.synthesize(latent))[:50, :70])
+        assert np.array_equal(frame, to_uint8(codec.portable_synthesis()(latent))[:50, :70])
     header, _ = unpack_video(encoded.data)
     assert [r.kind for r in header.records] == list("IPPIP") and header.level == 2 and header.intra_period == 3
     assert [sum(r.stream_lengths) for r in header.records] == encoded.frame_bytes
@@ -244,8 +244,8 @@ def test_decoding_writes_each_frame_before_decoding_the_next(stem_model, tmp_pat
     data = encode_video(codec, _clip(frames=5), intra_period=3, level=1).data
     expected = decode_video(data, codec)
     synthesised, written = [], []
-    synthesize, convert = codec.synthesize, video.rgb_to_yuv420
-    monkeypatch.setattr(codec, "synthesize", lambda y: synthesised.append(1) or synthesize(y))
+    synthesis, convert = codec.portable_synthesis(), video.rgb_to_yuv420
+    monkeypatch.setattr(codec, "portable_synthesis", lambda: lambda y: synthesised.append(1) or synthesis(y))
 
     def write(frame, *args):
         written.append(1)
@@ -263,9 +263,9 @@ def test_decoding_writes_each_frame_before_decoding_the_next(stem_model, tmp_pat
 
 
 _SLOW_DECODE = """import sys, time
-import codeclab.formats.video_file as video_file
-convert = video_file.to_uint8
-video_file.to_uint8 = lambda x: (time.sleep(0.3), convert(x))[1]
+import codeclab.formats.image_file as image_file
+convert = image_file.to_uint8
+image_file.to_uint8 = lambda x: (time.sleep(0.3), convert(x))[1]
 from codeclab.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -297,3 +297,35 @@ def test_info_lists_a_page_of_frames_of_a_long_video(tmp_path, capsys):
     assert main(["info", str(tmp_path / "long.clab")]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["frame_count"], len(info["frames"]), info["frames_not_listed"]) == (count, LISTED_FRAMES, 500)
+
+
+def test_frames_mean_the_same_range_in_encode_and_decode(stem_model, tmp_path, capsys):
+    from codeclab.cli import main
+
+    source = tmp_path / "in.y4m"
+    write_video(source, _clip(frames=6))
+    frames = read_video(source).frames
+    codec = load_model(stem_model)
+
+    def encoded(selection):
+        clip = read_video(source)
+        return encode_video(codec, Clip(selection, clip.fps, clip.colour_range, clip.matrix, "y4m"), intra_period=12, level=1).data
+
+    for text, selection in (("2:5", frames[2:5]), ("3", frames[:3]), ("4:", frames[4:]), (":2", frames[:2])):
+        out = tmp_path / f"{text.replace(':', '_')}.clab"
+        assert main(["encode", str(source), "-m", str(stem_model), "-o", str(out), "--frames", text, "--level", "1", "--quiet"]) == 0
+        assert out.read_bytes() == encoded(selection), text
+    whole = tmp_path / "whole.clab"
+    whole.write_bytes(encoded(frames))
+    for text, count in (("2", 2), ("1:3", 2), ("4:", 2)):
+        assert main(["decode", str(whole), "-m", str(stem_model), "-o", str(tmp_path / f"d{count}{text[0]}.y4m"), "--frames", text,
+                     "--quiet"]) == 0
+        assert len(read_video(tmp_path / f"d{count}{text[0]}.y4m").frames) == count
+    capsys.readouterr()
+    for command in ("encode", "decode"):
+        for text in ("-1", "0", "4:2", "3:3", "a", "1:2:3"):
+            target = [str(source), "-o", str(tmp_path / "bad.clab")] if command == "encode" else [str(whole), "-o", str(tmp_path / "bad.y4m")]
+            assert main([command, *target, "-m", str(stem_model), "--frames", text, "--quiet"]) == 1
+            err = capsys.readouterr().err
+            assert err.startswith("codeclab: error: --frames takes N (the first N frames) or START:STOP") and err.count("\n") == 1
+    assert not (tmp_path / "bad.clab").exists() and not (tmp_path / "bad.y4m").exists()

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from codeclab.cli import main
+from codeclab.errors import CodecLabError
 from codeclab.formats import container
 from tests.conftest import ROOT
 
@@ -144,13 +145,16 @@ def test_sixteen_bit_grayscale_converts_in_integers_exactly_as_round_v_over_257(
     from codeclab.data.images import sixteen_bit_gray_to_rgb8
 
     rng = np.random.default_rng(0)
-    wide = (0, 1 << 16) if mode == "I;16" else (-(1 << 31), (1 << 31) - 1)
-    samples = rng.integers(*wide, (600, 37)).astype(np.uint16 if mode == "I;16" else np.int32)
+    samples = rng.integers(0, 1 << 16, (600, 37)).astype(np.uint16 if mode == "I;16" else np.int32)
     samples[0, :6] = [0, 128, 129, 385, 386, 65535]  # either side of every rounding boundary
     image = Image.fromarray(samples)
     assert image.mode == mode
     old = np.clip(np.round(np.asarray(image, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)  # the float64 formula it replaces
-    assert np.array_equal(sixteen_bit_gray_to_rgb8(image), np.repeat(old[:, :, None], 3, axis=2))
+    assert np.array_equal(sixteen_bit_gray_to_rgb8(image, "a.png"), np.repeat(old[:, :, None], 3, axis=2))
+    if mode == "I":  # 32-bit samples beyond 16 bits have no known scale: refused, not clipped
+        samples[300, 5] = -1
+        with pytest.raises(CodecLabError, match=r"a.png: 32-bit integer samples outside 0..65535 \(-1..65535\)"):
+            sixteen_bit_gray_to_rgb8(Image.fromarray(samples), "a.png")
 
 
 def _special_outputs(tmp_path):
@@ -228,3 +232,47 @@ def test_a_bounded_fuzz_campaign_finds_no_traceback_crash_hang_or_leftover():
     assert result["failure_count"] == 0, result["failures"]
     assert sum(result["table"]["forked"].get(k, 0) for k in ("error", "decoded")) == 40
     assert result["peak_mb"]["forked"] < 2048
+
+
+def test_what_reading_drops_is_announced(tmp_path, capsys):
+    """Multi-frame images, a palette's transparent entry, interlaced Y4M and a video that ends
+    before its header says: each read goes on, with a notice naming what was lost."""
+    from fractions import Fraction
+
+    import imageio_ffmpeg
+
+    from codeclab.data.images import read_image
+    from codeclab.data.video import open_video, y4m_frame, y4m_header
+
+    frames = [Image.new("RGB", (24, 16), colour) for colour in ("red", "green", "blue")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    palette = Image.new("P", (24, 16), 1)
+    palette.info["transparency"] = 1
+    palette.save(tmp_path / "palette.png", transparency=1)
+    read_image(tmp_path / "anim.gif")
+    read_image(tmp_path / "palette.png")
+    err = capsys.readouterr().err
+    assert "anim.gif: 3 frames (an animation or a multi-page file): only the first is coded" in err
+    assert "palette.png: palette image converted to RGB (its transparency dropped)" in err
+
+    planes = (np.zeros((16, 24), np.uint8), np.zeros((8, 12), np.uint8), np.zeros((8, 12), np.uint8))
+    header = y4m_header(24, 16, Fraction(25), "limited")
+    (tmp_path / "interlaced.y4m").write_bytes(header.replace(b" Ip ", b" It ") + y4m_frame(planes))
+    assert len(open_video(tmp_path / "interlaced.y4m").clip().frames) == 1
+    assert "interlaced.y4m: interlaced frames (It) are coded as progressive pictures" in capsys.readouterr().err
+    (tmp_path / "framex.y4m").write_bytes(header + y4m_frame(planes).replace(b"FRAME\n", b"FRAMEX\n"))
+    with pytest.raises(CodecLabError, match="frame 1 has no FRAME marker"):
+        open_video(tmp_path / "framex.y4m")
+
+    writer = imageio_ffmpeg.write_frames(str(tmp_path / "whole.mkv"), (64, 48), fps=25, macro_block_size=1)
+    writer.send(None)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        writer.send(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8).tobytes())
+    writer.close()
+    data = (tmp_path / "whole.mkv").read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: len(data) * 6 // 10])
+    assert len(open_video(tmp_path / "whole.mkv").clip().frames) == 40 and "notice" not in capsys.readouterr().err
+    count = len(open_video(tmp_path / "cut.mkv").clip().frames)
+    assert 0 < count < 39
+    assert f"cut.mkv: {count} of the 40 frames its header declares could be decoded (a truncated file?)" in capsys.readouterr().err
