@@ -6,7 +6,6 @@ directory. Configuration: ``configs/eval.yaml``; the work is in :mod:`codeclab.e
 """
 
 import os
-import sys
 from pathlib import Path
 
 import hydra
@@ -14,17 +13,14 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
-from codeclab.errors import CodecLabError  # noqa: E402
+from codeclab.errors import one_line_errors  # noqa: E402
 from codeclab.evaluation.run import run_eval  # noqa: E402
 
 
 @hydra.main(config_path="configs", config_name="eval", version_base="1.3")
+@one_line_errors("eval.py")
 def main(cfg: DictConfig) -> None:
-    try:
-        run_eval(cfg)
-    except CodecLabError as err:
-        print(f"eval.py: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run_eval(cfg)
 
 
 if __name__ == "__main__":

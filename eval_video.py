@@ -8,7 +8,6 @@ Configuration: ``configs/eval_video.yaml``; the protocol is in :mod:`codeclab.ev
 """
 
 import os
-import sys
 from pathlib import Path
 
 import hydra
@@ -16,18 +15,15 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
-from codeclab.errors import CodecLabError  # noqa: E402
+from codeclab.errors import one_line_errors  # noqa: E402
 
 
 @hydra.main(config_path="configs", config_name="eval_video", version_base="1.3")
+@one_line_errors("eval_video.py")
 def main(cfg: DictConfig) -> None:
     from codeclab.evaluation.video import run_video_eval
 
-    try:
-        run_video_eval(cfg)
-    except CodecLabError as err:
-        print(f"eval_video.py: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run_video_eval(cfg)
 
 
 if __name__ == "__main__":

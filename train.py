@@ -5,7 +5,6 @@ Configuration lives in ``configs/`` (see ``configs/train.yaml``); the work is in
 """
 
 import os
-import sys
 from pathlib import Path
 
 import hydra
@@ -13,19 +12,15 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
-from codeclab.errors import CodecLabError  # noqa: E402
+from codeclab.errors import one_line_errors  # noqa: E402
 from codeclab.training.run import train  # noqa: E402
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
+@one_line_errors("train.py")
 def main(cfg: DictConfig) -> float | None:
-    try:
-        metrics = train(cfg)
-    except CodecLabError as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
-        sys.exit(1)
     # Returned for Hydra sweepers that optimise a value.
-    return metrics.get("val/loss")
+    return train(cfg).get("val/loss")
 
 
 if __name__ == "__main__":

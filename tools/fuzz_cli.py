@@ -14,6 +14,16 @@ Seeds are the golden files of every codec family (``tests/golden``). Each case m
 dropped or added, entropy tables damaged, or the codec or format version changed), the weights
 hash recomputed so that only the checks of the model itself can refuse it.
 
+``--videos`` further cases decode a mutated CodecLab video file (the seeds: a 5-frame clip coded
+by a small STEM model, I and P frames, and the same clip coded all-intra by the golden
+mbt2018-mean; the image mutations plus frame-index fields: frame count, frame types, stream
+counts, level, intra period, frame rate and colour, with every CRC recomputed), and ``--inputs``
+further cases encode a hostile video input (a Y4M with a mutated header, FRAME marker or length,
+a PNG-frame folder with a damaged, odd-sized or missing frame, or a cut or damaged MKV). A tenth
+of all cases write to a hostile output instead (a FIFO, a symlink to ``/dev/null``, an existing
+folder), which must be refused. The table counts outcomes per mutation kind (``kind:outcome``), so the
+damaged files that decode with exit 0 are counted by what damaged them.
+
 Every case runs ``codeclab.cli.main(["decode", FILE, "-o", OUT, "-m", MODEL])`` in a process
 forked from one that has imported torch and CodecLab (a crash is a dead process, not a lost
 campaign), with a time limit (a hang) and its peak resident memory read from the kernel;
@@ -21,16 +31,21 @@ campaign), with a time limit (a hang) and its peak resident memory read from the
 ``error`` (exit 1 with one line ``codeclab: error: ...``), ``traceback``, ``crash`` (killed by a
 signal), ``hang``, plus ``leftover`` (any file left in the case's output folder after a failure).
 
-Usage: python tools/fuzz_cli.py [--cases 10000] [--subprocess 1000] [--models 0] [--seed 0] [--timeout 60] [--json FILE]
+Usage: python tools/fuzz_cli.py [--cases 10000] [--subprocess 1000] [--models 0] [--videos 0] [--inputs 0] [--seed 0]
+       [--timeout 60] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
+import fractions
+import itertools
 import json
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -174,8 +189,8 @@ def _classify(code: int | None, signalled: int | None, err: str, timed_out: bool
     return "traceback"
 
 
-def run_forked(path: Path, model: Path, out_dir: Path, timeout: float) -> dict:
-    """One case (decoding ``path`` with ``model``) in a forked child: outcome, peak RSS (MB), leftover files."""
+def run_forked(command: list[str], out_dir: Path, timeout: float) -> dict:
+    """One case (``codeclab COMMAND``) in a forked child: outcome, peak RSS (MB), leftover files."""
     from codeclab.cli import main
 
     err_path = out_dir.parent / f"{out_dir.name}.err"
@@ -188,7 +203,7 @@ def run_forked(path: Path, model: Path, out_dir: Path, timeout: float) -> dict:
         # The file objects too: a test runner may have replaced them with its own captures.
         sys.stderr, sys.stdout = open(2, "w", buffering=1, closefd=False), open(1, "w", closefd=False)
         try:
-            code = main(["decode", str(path), "-o", str(out_dir / "out.png"), "-m", str(model)])
+            code = main(command)
         except BaseException:  # noqa: BLE001 - anything escaping main is what the campaign looks for
             traceback.print_exc()
             code = 2
@@ -213,11 +228,10 @@ def run_forked(path: Path, model: Path, out_dir: Path, timeout: float) -> dict:
     return {"outcome": outcome, "peak_mb": usage.ru_maxrss / 1024, "leftover": leftovers, "stderr": err[-300:]}
 
 
-def run_subprocess(path: Path, model: Path, out_dir: Path, timeout: float) -> dict:
+def run_subprocess(command: list[str], out_dir: Path, timeout: float) -> dict:
     start_env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-c", "import resource, sys; from codeclab.cli import main; code = main(sys.argv[1:]); "
-           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stdout); sys.exit(code)",
-           "decode", str(path), "-o", str(out_dir / "out.png"), "-m", str(model)]
+           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stdout); sys.exit(code)", *command]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=start_env)
     except subprocess.TimeoutExpired:
@@ -230,7 +244,166 @@ def run_subprocess(path: Path, model: Path, out_dir: Path, timeout: float) -> di
     return {"outcome": outcome, "peak_mb": peak, "leftover": leftovers, "stderr": proc.stderr[-300:]}
 
 
-def campaign(cases: int, subprocess_cases: int, seed: int, timeout: float, model_cases: int = 0) -> dict:
+def video_seeds(folder: Path) -> tuple[list[tuple[bytes, Path]], dict[str, Path], Path]:
+    """``(coded video files with their models, source videos by kind, the STEM model)``: a
+    small seeded STEM model, a 5-frame clip of 50x70 (odd sizes) as Y4M, PNG frames and MKV."""
+    import imageio_ffmpeg
+    import numpy as np
+    import torch
+
+    from codeclab.codecs import stem
+    from codeclab.data.video import Clip, write_video
+    from codeclab.formats.model_file import export_model, load_model
+    from codeclab.formats.video_file import encode_video
+
+    torch.manual_seed(0)
+    model = folder / "stem.safetensors"
+    export_model(stem(N=8, M=12, rate_levels=4, scale_table_levels=256, spatial="checkerboard"), model)
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (58, 90, 3)).astype(np.uint8)
+    clip = Clip([np.ascontiguousarray(base[4:54, 3 * t : 3 * t + 70]) for t in range(5)], fractions.Fraction(25), "limited",
+                "bt601", "y4m")
+    sources = {"y4m": folder / "clip.y4m", "png": folder / "frames", "mkv": folder / "clip.mkv"}
+    write_video(sources["y4m"], clip)
+    write_video(sources["png"], clip)
+    writer = imageio_ffmpeg.write_frames(str(sources["mkv"]), (70, 50), fps=25, macro_block_size=1)
+    writer.send(None)
+    for frame in clip.frames:
+        writer.send(frame.tobytes())
+    writer.close()
+    image_model = (GOLDEN / "mbt2018-mean.safetensors").resolve()
+    coded = [(encode_video(load_model(model), clip, intra_period=3, level=2).data, model),
+             (encode_video(load_model(image_model), clip, intra_period=1).data, image_model)]
+    return coded, sources, model
+
+
+def mutate_video(data: bytes, rng: random.Random) -> tuple[str, bytes]:
+    """A damaged copy of a CodecLab video file (see the module's docstring)."""
+    from codeclab.formats.video_container import VIDEO_MAGIC, FrameRecord, pack_video, unpack_video
+
+    kind = rng.choice(["random", "truncate", "flip", "flip_crc", "header"])
+    if kind == "random":
+        body = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 400)))
+        return kind, (VIDEO_MAGIC + body if rng.random() < 0.5 else body)
+    if kind == "truncate":
+        return kind, data[: rng.randrange(len(data))]
+    if kind == "flip":
+        out = bytearray(data)
+        for _ in range(rng.randint(1, 8)):
+            out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
+        return kind, bytes(out)
+    header, offset = unpack_video(data)
+    frames, position = [], offset
+    for record in header.records:
+        frames.append([data[position + sum(record.stream_lengths[:i]) : position + sum(record.stream_lengths[: i + 1])]
+                       for i in range(len(record.stream_lengths))])
+        position += sum(record.stream_lengths)
+    fields, records = dict(header.__dict__), list(header.records)
+    if kind == "flip_crc":
+        streams = [bytearray(s) for frame in frames for s in frame]
+        for _ in range(rng.randint(1, 8)):
+            target = rng.choice([s for s in streams if s])
+            target[rng.randrange(len(target))] ^= 1 << rng.randrange(8)
+        flat = iter(bytes(s) for s in streams)
+        frames = [[next(flat) for _ in frame] for frame in frames]
+    else:
+        field = rng.choice(["width", "height", "frames", "kind", "streams", "level", "intra_period", "fps", "colour"])
+        if field in ("width", "height"):
+            fields[field] = rng.choice([1, 2, 49, 51, 4097, 1 << 16, 1 << 20])
+        elif field == "frames":
+            count = rng.choice([1, 2, 4, 6, 1000])
+            records, frames = (records * 1000)[:count], (frames * 1000)[:count]
+        elif field == "kind":
+            index = rng.randrange(len(records))
+            records[index] = FrameRecord("P" if records[index].kind == "I" else "I", records[index].stream_lengths, 0)
+        elif field == "streams":
+            index = rng.randrange(len(frames))
+            frames[index] = frames[index][:-1] if rng.random() < 0.5 else frames[index] + [b"\0" * rng.randint(0, 9)]
+        elif field == "level":
+            fields["level"] = rng.choice([None, 0, 3, 4, 64, 1 << 30])
+        elif field == "intra_period":
+            fields["intra_period"] = rng.choice([0, 1, 2, 1 << 30])
+        elif field == "fps":
+            fields["fps"] = fractions.Fraction(rng.choice([1, 1000, 1 << 30]), rng.choice([1, 1001, 1 << 30]))
+        else:
+            fields["colour_range"], fields["matrix"], fields["y4m_source"] = rng.choice([("full", "bt709", False),
+                                                                                       ("limited", "bt601", True)])
+    fields["records"] = tuple(FrameRecord(r.kind, tuple(map(len, f)), 0) for r, f in zip(records, frames))
+    try:
+        return kind, pack_video(type(header)(**fields), frames)
+    except (ValueError, TypeError, OverflowError):
+        return kind, data[:-1]
+
+
+def mutate_input(sources: dict[str, Path], rng: random.Random, case: Path) -> tuple[str, Path]:
+    """A hostile video input written under ``case``: ``(kind, path)``."""
+    from PIL import Image
+
+    kind = rng.choice(["y4m_header", "y4m_marker", "y4m_length", "png", "mkv"])
+    if kind.startswith("y4m"):
+        data = sources["y4m"].read_bytes()
+        head, _, body = data.partition(b"\n")
+        if kind == "y4m_header":
+            tokens = head.split(b" ")
+            tokens[rng.randrange(1, len(tokens))] = rng.choice([b"W0", b"W1048577", b"H99999", b"F0:1", b"F25:0", b"C444",
+                                                                 b"Ib", b"Im", b"A0:0", b"X" * 200, b"", b"H-1"])
+            data = b" ".join(tokens) + b"\n" + body
+        elif kind == "y4m_marker":
+            out = bytearray(data)
+            at = rng.choice([i for i in range(len(out) - 5) if out[i : i + 5] == b"FRAME"])
+            out[at + rng.randrange(6)] = rng.getrandbits(8)
+            data = bytes(out)
+        else:
+            data = data[: rng.randrange(len(data))] if rng.random() < 0.7 else data + bytes(rng.randint(1, 999))
+        path = case / "in.y4m"
+        path.write_bytes(data)
+        return kind, path
+    if kind == "png":
+        path = case / "frames"
+        shutil.copytree(sources["png"], path)
+        frames = sorted(path.iterdir())
+        victim = rng.choice(frames)
+        damage = rng.choice(["truncate", "size", "delete_all", "text", "mode"])
+        if damage == "truncate":
+            victim.write_bytes(victim.read_bytes()[: rng.randrange(victim.stat().st_size)])
+        elif damage == "size":
+            Image.new("RGB", rng.choice([(71, 50), (70, 49), (1, 1)])).save(victim)
+        elif damage == "mode":
+            Image.new(rng.choice(["I;16", "RGBA", "P", "1", "L"]), (70, 50)).save(victim)
+        elif damage == "delete_all":
+            for frame in frames:
+                frame.unlink()
+        else:
+            victim.write_text("not a png")
+        return f"png_{damage}", path
+    data = bytearray(sources["mkv"].read_bytes())
+    if rng.random() < 0.5:
+        data = data[: rng.randrange(len(data))]
+    else:
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+    path = case / "in.mkv"
+    path.write_bytes(bytes(data))
+    return kind, path
+
+
+def hostile_output(rng: random.Random, case: Path, name: str) -> tuple[str | None, Path]:
+    """The output path of a case: a new file, or (a tenth of cases) something that must be refused."""
+    if rng.random() >= 0.1:
+        return None, case / "out" / name
+    kind = rng.choice(["fifo", "symlink_devnull", "folder"])
+    target = case / f"hostile_{name}"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "symlink_devnull":
+        target.symlink_to(os.devnull)
+    else:
+        target = case / "out"
+    return kind, target
+
+
+def campaign(cases: int, subprocess_cases: int, seed: int, timeout: float, model_cases: int = 0, video_cases: int = 0,
+             input_cases: int = 0) -> dict:
     import torch  # noqa: F401 - imported once in the parent, inherited by every forked case
 
     import codeclab.cli  # noqa: F401
@@ -240,36 +413,53 @@ def campaign(cases: int, subprocess_cases: int, seed: int, timeout: float, model
         load_model(model)
     rng = random.Random(seed)
     pool = seeds()
-    table: dict[str, Counter] = {"forked": Counter(), "subprocess": Counter(), "models": Counter()}
-    peaks: dict[str, float] = {"forked": 0.0, "subprocess": 0.0, "models": 0.0}
+    kinds = ("forked", "subprocess", "models", "videos", "inputs")
+    table: dict[str, Counter] = {k: Counter() for k in kinds}
+    peaks: dict[str, float] = dict.fromkeys(kinds, 0.0)
     failures = []
+    bounds = list(itertools.accumulate([cases, subprocess_cases, model_cases, video_cases, input_cases]))
     with tempfile.TemporaryDirectory() as tmp:
-        for index in range(cases + subprocess_cases + model_cases):
-            runner, name = (run_forked, "forked") if index < cases else (run_subprocess, "subprocess")
-            data, model = pool[index % len(pool)]
+        if video_cases or input_cases:
+            (Path(tmp) / "seeds").mkdir()
+            video_pool, sources, stem_model = video_seeds(Path(tmp) / "seeds")
+        for index in range(bounds[-1]):
+            name = kinds[bisect.bisect_right(bounds, index)]
+            runner = run_subprocess if name == "subprocess" else run_forked
             case = Path(tmp) / f"case{index}"
-            case.mkdir()
-            if index < cases + subprocess_cases:
-                kind, mutated = mutate(data, rng)
-            else:  # an intact file, a mutated model
-                runner, name, mutated = run_forked, "models", data
-                kind, model = mutate_model(model, rng, case / "model.safetensors"), case / "model.safetensors"
-            (case / "in.clab").write_bytes(mutated)
-            out_dir = case / "out"
-            out_dir.mkdir()
-            result = runner(case / "in.clab", model, out_dir, timeout)
+            (case / "out").mkdir(parents=True)
+            output_kind, output = hostile_output(rng, case, {"videos": "out.y4m", "inputs": "out.clab"}.get(name, "out.png"))
+            if name == "inputs":
+                kind, source = mutate_input(sources, rng, case)
+                command = ["encode", str(source), "-m", str(stem_model), "-o", str(output), "--level", "1", "--quiet"]
+            else:
+                if name == "videos":
+                    data, model = video_pool[index % len(video_pool)]
+                    kind, mutated = mutate_video(data, rng)
+                else:
+                    data, model = pool[index % len(pool)]
+                    if name == "models":  # an intact file, a mutated model
+                        mutated = data
+                        kind, model = mutate_model(model, rng, case / "model.safetensors"), case / "model.safetensors"
+                    else:
+                        kind, mutated = mutate(data, rng)
+                (case / "in.clab").write_bytes(mutated)
+                command = ["decode", str(case / "in.clab"), "-o", str(output), "-m", str(model), "--quiet"]
+            kind = f"output_{output_kind}" if output_kind else kind
+            before = {*case.rglob("*"), case / "out.err"}  # out.err: the forked runner's capture of stderr
+            result = runner(command, case / "out", timeout)
+            if result["outcome"] != "decoded":  # temporaries left beside a refused output count too
+                result["leftover"] = sorted({*result["leftover"], *(str(p.relative_to(case)) for p in set(case.rglob("*")) - before)})
             table[name][result["outcome"]] += 1
             table[name][f"kind:{kind}"] += 1
+            table[name][f"{kind}:{result['outcome']}"] += 1
             if result["leftover"]:
                 table[name]["leftover"] += 1
             peaks[name] = max(peaks[name], result["peak_mb"])
-            if result["outcome"] in ("traceback", "crash", "hang") or result["leftover"]:
+            if result["outcome"] in ("traceback", "crash", "hang") or result["leftover"] or (output_kind and result["outcome"] == "decoded"):
                 failures.append({"case": index, "kind": kind, **result})
-            for p in case.rglob("*"):
-                if p.is_file():
-                    p.unlink()
-    return {"seed": seed, "timeout_s": timeout, "table": {k: dict(v) for k, v in table.items()},
-            "peak_mb": peaks, "failures": failures[:20], "failure_count": len(failures)}
+            shutil.rmtree(case, ignore_errors=True)
+    return {"seed": seed, "timeout_s": timeout, "table": {k: dict(v) for k, v in table.items() if v},
+            "peak_mb": {k: v for k, v in peaks.items() if table[k]}, "failures": failures[:20], "failure_count": len(failures)}
 
 
 def main(argv=None) -> int:
@@ -277,12 +467,15 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", type=int, default=10000, help="cases in forked workers")
     parser.add_argument("--subprocess", type=int, default=1000, help="further cases through real codeclab processes")
     parser.add_argument("--models", type=int, default=0, help="further forked cases with a mutated model file")
+    parser.add_argument("--videos", type=int, default=0, help="further forked cases decoding a mutated video file")
+    parser.add_argument("--inputs", type=int, default=0, help="further forked cases encoding a hostile video input")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    result = campaign(args.cases, args.subprocess, args.seed, args.timeout, model_cases=args.models)
+    result = campaign(args.cases, args.subprocess, args.seed, args.timeout, model_cases=args.models, video_cases=args.videos,
+                      input_cases=args.inputs)
     text = json.dumps(result, indent=2)
     if args.json:
         args.json.write_text(text + "\n")

@@ -322,15 +322,23 @@ def _float_weights(codec: Codec, state: dict) -> dict:
 
 
 def find_model(model_hash: bytes, search_dirs: list[Path]) -> Path | None:
-    """The first ``*.safetensors`` model in ``search_dirs`` whose model hash (:func:`.model_header.model_sha256`)
-    starts with ``model_hash``."""
+    """The ``*.safetensors`` model in ``search_dirs`` whose model hash (:func:`.model_header.model_sha256`)
+    starts with ``model_hash`` (the first of identical copies). Files of formats before 8 are named
+    by their weights alone, so a copy with the same weights and another config or codec would
+    match as well: several different matches are an error, never a silent choice."""
+    matches: dict[tuple, Path] = {}
     for folder in search_dirs:
         if not folder.is_dir():
             continue
         for candidate in sorted(folder.glob("*.safetensors")):
             try:
-                if bytes.fromhex(model_sha256(read_metadata(candidate))).startswith(model_hash):
-                    return candidate
+                metadata = read_metadata(candidate)
+                if bytes.fromhex(model_sha256(metadata)).startswith(model_hash):
+                    described = (metadata.get("codec"), metadata.get("config"), metadata.get("tables_fingerprint"))
+                    matches.setdefault(described, candidate)
             except (CodecLabError, ValueError, KeyError):
                 continue
-    return None
+    if len(matches) > 1:
+        names = ", ".join(str(path) for path in matches.values())
+        raise CodecLabError(f"several different model files match the file's model hash {model_hash.hex()} ({names}); name one with -m")
+    return next(iter(matches.values()), None)

@@ -42,7 +42,7 @@ from sklearn.cluster import KMeans
 from ..codecs.vqgan import VQGAN, vqgan
 from ..entropy_models.index_models import INDEX_MODEL_IDS
 from ..data.images import list_images, read_image, to_tensor
-from ..errors import CodecLabError
+from ..errors import CodecLabError, one_line_errors
 from ..formats.model_file import export_model, load_checkpoint, load_model
 
 
@@ -250,6 +250,7 @@ def build_ladder(base: VQGAN, sizes: list[int], data: str | Path, out: str | Pat
     return records
 
 
+@one_line_errors("vqgan_ladder")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m codeclab.training.vqgan_ladder", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="VQGAN model file (.safetensors) or VQGANModule checkpoint (.ckpt)")
@@ -277,14 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         from .losses import LPIPS
 
         lpips = LPIPS(args.lpips_vgg, args.lpips_lin)
-    try:
-        build_ladder(load_vqgan(args.model), args.sizes, args.data, args.out, crop=tuple(args.crop), limit=args.limit,
-                     finetune_steps=args.finetune_steps, prior_steps=args.prior_steps, prior_batch=args.prior_batch,
-                     index_model=args.index_model, lpips=lpips, seed=args.seed, kmeans=args.kmeans,
-                     finetune=args.finetune)
-    except CodecLabError as err:
-        print(f"vqgan_ladder: error: {err}", file=sys.stderr)
-        return 1
+    build_ladder(load_vqgan(args.model), args.sizes, args.data, args.out, crop=tuple(args.crop), limit=args.limit,
+                 finetune_steps=args.finetune_steps, prior_steps=args.prior_steps, prior_batch=args.prior_batch,
+                 index_model=args.index_model, lpips=lpips, seed=args.seed, kmeans=args.kmeans,
+                 finetune=args.finetune)
     return 0
 
 

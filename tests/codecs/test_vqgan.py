@@ -364,12 +364,16 @@ def test_model_file_round_trip_keeps_index_models(tmp_path):
 def test_ladder_bad_inputs_give_one_line_errors(tmp_path, capsys):
     from codeclab.training.vqgan_ladder import main
 
-    assert main([str(tmp_path / "missing.ckpt"), "--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path / "missing.ckpt"), "--data", str(tmp_path), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
+    assert stop.value.code == 1
     assert err == f"vqgan_ladder: error: checkpoint not found: {tmp_path / 'missing.ckpt'}\n"
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
-    assert main([str(tmp_path / "junk.ckpt"), "--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path / "junk.ckpt"), "--data", str(tmp_path), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
+    assert stop.value.code == 1
     assert err.startswith("vqgan_ladder: error: not a CodecLab training checkpoint") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
 

@@ -228,10 +228,11 @@ def test_a_bounded_fuzz_campaign_finds_no_traceback_crash_hang_or_leftover():
     sys.path.insert(0, str(ROOT / "tools"))
     from fuzz_cli import campaign
 
-    result = campaign(cases=40, subprocess_cases=1, seed=1, timeout=60)
+    result = campaign(cases=40, subprocess_cases=1, seed=1, timeout=60, model_cases=6, video_cases=8, input_cases=8)
     assert result["failure_count"] == 0, result["failures"]
-    assert sum(result["table"]["forked"].get(k, 0) for k in ("error", "decoded")) == 40
-    assert result["peak_mb"]["forked"] < 2048
+    for name, count in (("forked", 40), ("models", 6), ("videos", 8), ("inputs", 8)):
+        assert sum(result["table"][name].get(k, 0) for k in ("error", "decoded")) == count, name
+        assert result["peak_mb"][name] < 2048
 
 
 def test_what_reading_drops_is_announced(tmp_path, capsys):
@@ -276,3 +277,27 @@ def test_what_reading_drops_is_announced(tmp_path, capsys):
     count = len(open_video(tmp_path / "cut.mkv").clip().frames)
     assert 0 < count < 39
     assert f"cut.mkv: {count} of the 40 frames its header declares could be decoded (a truncated file?)" in capsys.readouterr().err
+
+
+def test_a_models_dir_with_two_different_models_of_one_hash_is_refused(tmp_path, capsys):
+    """Format 1-7 files are named by their weights alone: a same-weights copy with another config
+    must not be picked silently by a search; identical copies are fine."""
+    import json
+
+    from tests.conftest import rewrite_model_file
+
+    coded = GOLDEN / "mbt2018-mean.clab"
+    shutil.copy(MODEL, tmp_path / "a.safetensors")
+    shutil.copy(MODEL, tmp_path / "copy.safetensors")
+    code, _, err = _run(capsys, "decode", coded, "-o", tmp_path / "out.png", "--models-dir", tmp_path)
+    assert code == 0, err
+    (tmp_path / "out.png").unlink()
+
+    def other_config(meta, _tensors):
+        config = json.loads(meta["config"])
+        meta["config"] = json.dumps({**config, "N": config["N"] + 1})
+
+    rewrite_model_file(MODEL, mutate_meta=other_config, target=tmp_path / "b.safetensors")
+    code, _, err = _run(capsys, "decode", coded, "-o", tmp_path / "out.png", "--models-dir", tmp_path)
+    _one_line_error(code, err, "several different model files match the file's model hash")
+    assert not (tmp_path / "out.png").exists()
