@@ -126,20 +126,28 @@ def mutate_model(model: Path, rng: random.Random, target: Path) -> str:
     return kind
 
 
+BYTE_DAMAGE = ("random", "truncate", "flip")
+
+
+def byte_damage(kind: str, data: bytes, rng: random.Random, magic: bytes) -> bytes:
+    """A file damaged without regard to its layout: random bytes (half behind ``magic``), cut, or 1-8 bit flips."""
+    if kind == "random":
+        body = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 400)))
+        return magic + body if rng.random() < 0.5 else body
+    if kind == "truncate":
+        return data[: rng.randrange(len(data))]
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 8)):
+        out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
+    return bytes(out)
+
+
 def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
     from codeclab.formats import container
 
     kind = rng.choice(["random", "truncate", "flip", "flip_crc", "header"])
-    if kind == "random":
-        body = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 400)))
-        return kind, (container.MAGIC + body if rng.random() < 0.5 else body)
-    if kind == "truncate":
-        return kind, data[: rng.randrange(len(data))]
-    if kind == "flip":
-        out = bytearray(data)
-        for _ in range(rng.randint(1, 8)):
-            out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
-        return kind, bytes(out)
+    if kind in BYTE_DAMAGE:
+        return kind, byte_damage(kind, data, rng, container.MAGIC)
     header, streams = container.unpack(data)
     fields = dict(header.__dict__)
     if kind == "flip_crc":
@@ -282,16 +290,8 @@ def mutate_video(data: bytes, rng: random.Random) -> tuple[str, bytes]:
     from codeclab.formats.video_container import VIDEO_MAGIC, FrameRecord, pack_video, unpack_video
 
     kind = rng.choice(["random", "truncate", "flip", "flip_crc", "header"])
-    if kind == "random":
-        body = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 400)))
-        return kind, (VIDEO_MAGIC + body if rng.random() < 0.5 else body)
-    if kind == "truncate":
-        return kind, data[: rng.randrange(len(data))]
-    if kind == "flip":
-        out = bytearray(data)
-        for _ in range(rng.randint(1, 8)):
-            out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
-        return kind, bytes(out)
+    if kind in BYTE_DAMAGE:
+        return kind, byte_damage(kind, data, rng, VIDEO_MAGIC)
     header, offset = unpack_video(data)
     frames, position = [], offset
     for record in header.records:
