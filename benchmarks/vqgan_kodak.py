@@ -191,7 +191,7 @@ def _smoke_models() -> str:
 
 def main(argv=None) -> None:
     parser = _common.parser(__doc__)
-    parser.add_argument("--models", required=True, help="folder of vqgan_K*.safetensors (codeclab.training.vqgan_ladder output)")
+    parser.add_argument("--models", required=True, help="folder of vqgan_K*.safetensors (ladder.py output)")
     parser.add_argument("--data", required=True, help="Kodak folder")
     parser.add_argument("--out", required=True)
     parser.add_argument("--limit", type=int, default=None, help="first N images only")

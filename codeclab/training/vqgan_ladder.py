@@ -1,20 +1,20 @@
 """The VQGAN variable-rate ladder (Mao et al. 2024): K-means codebooks, codebook-only fine-tuning,
 fitted index models, one model file per codebook size.
 
-    python -m codeclab.training.vqgan_ladder MODEL --sizes 1024 256 64 16 --data DIR --out DIR
+    python ladder.py model=MODEL images=DIR sizes=[1024,256,64,16] [output_dir=DIR]
 
-``MODEL`` is a VQGAN model file or a Lightning checkpoint of :class:`~codeclab.training.vqgan.VQGANModule`.
-For every ``K'`` in ``--sizes``:
+``MODEL`` is a VQGAN model file or a Lightning checkpoint of :class:`~codeclab.training.vqgan.VQGANModule`
+(configuration: ``configs/ladder.yaml``). For every ``K'`` in ``sizes``:
 
 1. **K-means** (scikit-learn's ``KMeans``, k-means++ init, Lloyd iterations) into ``K'``
-   centres (the trained codebook itself when ``K'`` equals its size): ``--kmeans plain`` (default,
-   Mao et al.) clusters every codeword of the codebook, unweighted; ``--kmeans usage`` clusters the
+   centres (the trained codebook itself when ``K'`` equals its size): ``kmeans=plain`` (default,
+   Mao et al.) clusters every codeword of the codebook, unweighted; ``kmeans=usage`` clusters the
    codewords the training images use, each weighted by its usage count.
-2. **Fine-tuning**, ``--finetune mao`` (default, Mao et al.'s ``VQ_Frozen``): encoder and
+2. **Fine-tuning**, ``finetune=mao`` (default, Mao et al.'s ``VQ_Frozen``): encoder and
    decoder frozen, ``quant_conv``, the codebook and ``post_quant_conv`` trained with the full
    VQGAN loss (L1, LPIPS when given, the VQ loss, the adversarial term from the first step)
    against a PatchGAN discriminator, on random crops (:class:`~codeclab.training.vqgan.VQGANModule`
-   with ``trainable="quantizer"``). ``--finetune codebook``: CodecLab's first recipe, Adam on the
+   with ``trainable="quantizer"``). ``finetune=codebook``: CodecLab's first recipe, Adam on the
    codebook ``E`` alone with ``mean|x - D(E[i(z)])| + mean((sg[z] - E[i(z)])^2)`` (images in
    [-1, 1], ``i`` recomputed as ``E`` moves), optionally plus LPIPS.
 3. **Index models**: the static table is the histogram of the training indices; the
@@ -28,10 +28,8 @@ transposed to landscape) so each gives one ``crop/16`` index grid.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -42,7 +40,7 @@ from sklearn.cluster import KMeans
 from ..codecs.vqgan import VQGAN, vqgan
 from ..entropy_models.index_models import INDEX_MODEL_IDS
 from ..data.images import list_images, read_image, to_tensor
-from ..errors import CodecLabError, one_line_errors
+from ..errors import CodecLabError
 from ..formats.model_file import export_model, load_checkpoint, load_model
 
 
@@ -250,40 +248,20 @@ def build_ladder(base: VQGAN, sizes: list[int], data: str | Path, out: str | Pat
     return records
 
 
-@one_line_errors("vqgan_ladder")
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m codeclab.training.vqgan_ladder", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="VQGAN model file (.safetensors) or VQGANModule checkpoint (.ckpt)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[8192, 4096, 1024, 256])
-    parser.add_argument("--data", required=True, help="folder of training images")
-    parser.add_argument("--out", required=True, help="output folder for the model files")
-    parser.add_argument("--crop", type=int, nargs=2, default=[320, 480], metavar=("H", "W"))
-    parser.add_argument("--limit", type=int, default=None, help="use at most this many training images")
-    parser.add_argument("--finetune-steps", type=int, default=150)
-    parser.add_argument("--prior-steps", type=int, default=400)
-    parser.add_argument("--prior-batch", type=int, default=16)
-    parser.add_argument("--index-model", choices=INDEX_MODEL_IDS, default="transformer",
-                        help="default index model written into the model files (any model decodes any file)")
-    parser.add_argument("--lpips-vgg", default=None, help="local torchvision vgg16 weights (enables LPIPS)")
-    parser.add_argument("--lpips-lin", default=None, help="local LPIPS linear-layer weights")
-    parser.add_argument("--finetune", choices=("mao", "codebook"), default="mao",
-                        help="mao: quant_conv, codebook, post_quant_conv with the full VQGAN loss (VQ_Frozen); "
-                             "codebook: the codebook alone with L1 + codebook loss")
-    parser.add_argument("--kmeans", choices=KMEANS, default="plain",
-                        help="plain: every codeword, unweighted (Mao et al.); usage: used codewords weighted by usage")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+FINETUNES = ("mao", "codebook")
+
+
+def run_ladder(cfg) -> list[dict]:
+    """``ladder.py``'s work from its config (``configs/ladder.yaml``); choices are checked first."""
+    for key, choices in (("index_model", INDEX_MODEL_IDS), ("finetune", FINETUNES), ("kmeans", KMEANS)):
+        if cfg[key] not in choices:
+            raise CodecLabError(f"{key}={cfg[key]} is not one of {', '.join(choices)}")
     lpips = None
-    if args.lpips_vgg and args.lpips_lin:
+    if cfg.lpips_vgg and cfg.lpips_lin:
         from .losses import LPIPS
 
-        lpips = LPIPS(args.lpips_vgg, args.lpips_lin)
-    build_ladder(load_vqgan(args.model), args.sizes, args.data, args.out, crop=tuple(args.crop), limit=args.limit,
-                 finetune_steps=args.finetune_steps, prior_steps=args.prior_steps, prior_batch=args.prior_batch,
-                 index_model=args.index_model, lpips=lpips, seed=args.seed, kmeans=args.kmeans,
-                 finetune=args.finetune)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        lpips = LPIPS(cfg.lpips_vgg, cfg.lpips_lin)
+    return build_ladder(load_vqgan(cfg.model), list(cfg.sizes), cfg.images, cfg.output_dir, crop=tuple(cfg.crop),
+                        limit=cfg.limit, finetune_steps=cfg.finetune_steps, prior_steps=cfg.prior_steps,
+                        prior_batch=cfg.prior_batch, index_model=cfg.index_model, lpips=lpips, seed=cfg.seed,
+                        kmeans=cfg.kmeans, finetune=cfg.finetune)

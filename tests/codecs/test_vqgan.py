@@ -361,20 +361,17 @@ def test_model_file_round_trip_keeps_index_models(tmp_path):
     assert torch.equal(loaded.decompress_indices(codec.compress_indices(indices, "transformer"), (4, 5)), indices)
 
 
-def test_ladder_bad_inputs_give_one_line_errors(tmp_path, capsys):
-    from codeclab.training.vqgan_ladder import main
-
-    with pytest.raises(SystemExit) as stop:
-        main([str(tmp_path / "missing.ckpt"), "--data", str(tmp_path), "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err
-    assert stop.value.code == 1
-    assert err == f"vqgan_ladder: error: checkpoint not found: {tmp_path / 'missing.ckpt'}\n"
+def test_ladder_py_bad_inputs_give_one_line_errors(tmp_path):
+    """ladder.py (Hydra, like train.py): a missing or foreign checkpoint and a wrong choice are one
+    line each, before anything is written."""
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
-    with pytest.raises(SystemExit) as stop:
-        main([str(tmp_path / "junk.ckpt"), "--data", str(tmp_path), "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err
-    assert stop.value.code == 1
-    assert err.startswith("vqgan_ladder: error: not a CodecLab training checkpoint") and err.count("\n") == 1
+    cases = [(["model=" + str(tmp_path / "missing.ckpt")], f"checkpoint not found: {tmp_path / 'missing.ckpt'}"),
+             (["model=" + str(tmp_path / "junk.ckpt")], "not a CodecLab training checkpoint"),
+             (["model=x.ckpt", "kmeans=weighted"], "kmeans=weighted is not one of plain, usage")]
+    for overrides, message in cases:
+        proc = subprocess.run([sys.executable, "ladder.py", *overrides, f"images={tmp_path}", f"output_dir={tmp_path / 'out'}",
+                               f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1 and proc.stderr.splitlines()[-1].startswith(f"ladder.py: error: {message}"), proc.stderr
     assert not (tmp_path / "out").exists()
 
 
