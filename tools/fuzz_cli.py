@@ -20,9 +20,12 @@ mbt2018-mean; the image mutations plus frame-index fields: frame count, frame ty
 counts, level, intra period, frame rate and colour, with every CRC recomputed), and ``--inputs``
 further cases encode a hostile video input (a Y4M with a mutated header, FRAME marker or length,
 a PNG-frame folder with a damaged, odd-sized or missing frame, or a cut or damaged MKV). A tenth
-of all cases write to a hostile output instead (a FIFO, a symlink to ``/dev/null``, an existing
-folder), which must be refused. The table counts outcomes per mutation kind (``kind:outcome``), so the
-damaged files that decode with exit 0 are counted by what damaged them.
+of all cases write to a hostile output instead (a FIFO, a symlink to ``/dev/null``, a folder
+that is not empty), which must be refused. A decode that succeeds is compared with the decode of
+the intact file (and model): ``decoded_same`` or ``decoded_different`` (a garbage decode, or a
+valid file that means another picture, such as a smaller size or another rate level). The table
+counts outcomes per mutation kind (``kind:outcome``), so the damaged files that decode with exit 0
+are counted by what damaged them.
 
 Every case runs ``codeclab.cli.main(["decode", FILE, "-o", OUT, "-m", MODEL])`` in a process
 forked from one that has imported torch and CodecLab (a crash is a dead process, not a lost
@@ -397,9 +400,23 @@ def hostile_output(rng: random.Random, case: Path, name: str) -> tuple[str | Non
         os.mkfifo(target)
     elif kind == "symlink_devnull":
         target.symlink_to(os.devnull)
-    else:
-        target = case / "out"
+    else:  # a folder with something in it (a new or empty folder is a valid place for PNG frames)
+        target = case / "full"
+        target.mkdir()
+        (target / "keep.txt").write_text("not to be replaced")
     return kind, target
+
+
+def output_digest(path: Path) -> str:
+    """SHA-256 of a decoded PNG's pixels or a decoded Y4M's bytes."""
+    import hashlib
+
+    import numpy as np
+    from PIL import Image
+
+    if path.suffix == ".png":
+        return hashlib.sha256(np.asarray(Image.open(path)).tobytes()).hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def campaign(cases: int, subprocess_cases: int, seed: int, timeout: float, model_cases: int = 0, video_cases: int = 0,
@@ -422,6 +439,24 @@ def campaign(cases: int, subprocess_cases: int, seed: int, timeout: float, model
         if video_cases or input_cases:
             (Path(tmp) / "seeds").mkdir()
             video_pool, sources, stem_model = video_seeds(Path(tmp) / "seeds")
+        references: dict[tuple, str] = {}
+        intact_models = {data: model for data, model in pool + (video_pool if video_cases or input_cases else [])}
+
+        def pool_model(name: str, model: Path, data: bytes) -> Path:
+            return intact_models[data] if name == "models" else model
+
+        def reference(data: bytes, model: Path, output_name: str) -> str:
+            """The digest of the intact file's decode, once per seed."""
+            key = (data, output_name)
+            if key not in references:
+                folder = Path(tmp) / f"reference{len(references)}"
+                (folder / "out").mkdir(parents=True)
+                (folder / "in.clab").write_bytes(data)
+                run_forked(["decode", str(folder / "in.clab"), "-o", str(folder / "out" / output_name), "-m", str(model), "--quiet"],
+                           folder / "out", timeout)
+                references[key] = output_digest(folder / "out" / output_name)
+            return references[key]
+
         for index in range(bounds[-1]):
             name = kinds[bisect.bisect_right(bounds, index)]
             runner = run_subprocess if name == "subprocess" else run_forked
@@ -455,6 +490,10 @@ def campaign(cases: int, subprocess_cases: int, seed: int, timeout: float, model
             if result["leftover"]:
                 table[name]["leftover"] += 1
             peaks[name] = max(peaks[name], result["peak_mb"])
+            if result["outcome"] == "decoded" and name != "inputs" and not output_kind:
+                same = output_digest(output) == reference(data, pool_model(name, model, data), output.name)
+                table[name][f"{kind}:decoded_{'same' if same else 'different'}"] += 1
+                table[name][f"decoded_{'same' if same else 'different'}"] += 1
             if result["outcome"] in ("traceback", "crash", "hang") or result["leftover"] or (output_kind and result["outcome"] == "decoded"):
                 failures.append({"case": index, "kind": kind, **result})
             shutil.rmtree(case, ignore_errors=True)
