@@ -241,6 +241,8 @@ def vqgan_transforms(ch: int = 128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks: int
                      resolution: int = 256, z_channels: int = 256, embed_dim: int = 256, dropout: float = 0.0,
                      norm_groups: int = 32) -> TransformPair:
     """taming's ``VQModel`` encoder/decoder around the quantiser (stride ``2**(len(ch_mult) - 1)``)."""
+    if not ch_mult:
+        raise ValueError("ch_mult needs at least one level")
     ddconfig = dict(ch=ch, ch_mult=list(ch_mult), num_res_blocks=num_res_blocks, attn_resolutions=list(attn_resolutions),
                     dropout=dropout, resolution=resolution, z_channels=z_channels, norm_groups=norm_groups)
     return TransformPair(

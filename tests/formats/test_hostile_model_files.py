@@ -181,3 +181,11 @@ def test_a_wavelet_packet_too_long_to_build_is_refused(tmp_path, capsys, config,
     hostile = _rewrite(golden, tmp_path / "hostile.safetensors", config=config)
     err = _refused(capsys, "encode", IMAGE, "-o", tmp_path / "x.clab", "-m", hostile)
     assert f"model file {hostile} is refused: the codec refuses its config ({message})" in err
+
+
+def test_a_vqgan_config_without_levels_is_refused(tmp_path, capsys):
+    """Found by the fuzz campaign (reports/fuzz): ch_mult [] once ended in an UnboundLocalError."""
+    golden = ROOT / "tests" / "golden" / "vqgan.safetensors"
+    hostile = _rewrite(golden, tmp_path / "hostile.safetensors", config={"ch_mult": []})
+    err = _refused(capsys, "encode", IMAGE, "-o", tmp_path / "x.clab", "-m", hostile)
+    assert f"model file {hostile} is refused: the codec refuses its config (ch_mult needs at least one level)" in err
