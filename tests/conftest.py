@@ -44,6 +44,30 @@ def run_cli(*args, check=False, cwd=None):
     return proc
 
 
+def run_main(*args, check=False, cwd=None):
+    """``codeclab ARGS`` in this process (no interpreter or torch start-up: most CLI tests), with
+    its stdout, stderr and exit status in a CompletedProcess like :func:`run_cli`'s."""
+    import contextlib
+    import io
+
+    from codeclab.cli import main
+
+    out, err, before = io.StringIO(), io.StringIO(), os.getcwd()
+    try:
+        os.chdir(cwd or ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as stop:  # argparse's usage errors
+                code = stop.code
+    finally:
+        os.chdir(before)
+    proc = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"codeclab {args} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """A tiny mean-scale model trained end to end by ``train.py`` (real steps, real export)."""

@@ -15,7 +15,7 @@ from codeclab.codecs.refinement import (
 )
 from codeclab.formats.image_file import codec_input, decode_image, encode_image
 from codeclab.formats.model_file import export_model, load_model, read_metadata
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_main
 
 ZOO = ROOT / "models" / "zoo" / "mbt2018_mean_vr.safetensors"
 
@@ -138,9 +138,9 @@ def test_cli_refine(tmp_path, photo):
 
     source = tmp_path / "in.png"
     Image.fromarray(photo).save(source)
-    proc = run_cli("encode", source, "-m", ZOO, "-o", tmp_path / "a.clab", "--level", "30", "--refine", "20", check=True)
+    proc = run_main("encode", source, "-m", ZOO, "-o", tmp_path / "a.clab", "--level", "30", "--refine", "20", check=True)
     assert "bpp" in proc.stdout
-    run_cli("decode", tmp_path / "a.clab", "-o", tmp_path / "a.png", "-m", ZOO, check=True)
+    run_main("decode", tmp_path / "a.clab", "-o", tmp_path / "a.png", "-m", ZOO, check=True)
     assert np.asarray(Image.open(tmp_path / "a.png")).shape == photo.shape
 
 
@@ -154,7 +154,7 @@ def test_cli_refine_errors_are_one_line(tmp_path, photo, extra, message):
 
     source = tmp_path / "in.png"
     Image.fromarray(photo).save(source)
-    proc = run_cli("encode", source, "-m", ZOO, "-o", tmp_path / "a.clab", *extra)
+    proc = run_main("encode", source, "-m", ZOO, "-o", tmp_path / "a.clab", *extra)
     assert proc.returncode == 1 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "a.clab").exists()
 
@@ -165,10 +165,10 @@ def test_cli_refuses_refining_models_without_a_relaxed_pass(tmp_path, photo):
     source = tmp_path / "in.png"
     Image.fromarray(photo).save(source)
     golden = ROOT / "tests" / "golden"
-    fixed = run_cli("encode", source, "-m", golden / "mbt2018-mean.safetensors", "-o", tmp_path / "a.clab", "--refine", "3")
+    fixed = run_main("encode", source, "-m", golden / "mbt2018-mean.safetensors", "-o", tmp_path / "a.clab", "--refine", "3")
     assert fixed.returncode == 1 and fixed.stderr == (  # an older file, without a training lambda
         "codeclab: error: mbt2018-mean is a fixed-rate model whose file records no training lambda: --refine needs it (--refine-lmbda)\n")
-    vq = run_cli("encode", source, "-m", golden / "vqgan.safetensors", "-o", tmp_path / "b.clab", "--refine", "3")
+    vq = run_main("encode", source, "-m", golden / "vqgan.safetensors", "-o", tmp_path / "b.clab", "--refine", "3")
     assert vq.returncode == 1 and "cannot be refined" in vq.stderr
 
 

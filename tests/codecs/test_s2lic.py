@@ -19,7 +19,7 @@ from codeclab.formats.image_file import decode_image, encode_image
 from codeclab.formats.model_file import export_model, load_model, read_metadata
 from codeclab.compat.transforms import swin_v1_transforms
 from codeclab.transforms.swin import SwinV2Block, WindowAttentionV2
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_main
 
 
 @pytest.mark.parametrize("size", [(512, 768), (768, 512), (80, 112)])
@@ -159,8 +159,8 @@ def test_cli_round_trip_with_s2lic_model(s2lic_run, tmp_path):
     model = s2lic_run / "model.safetensors"
     image = skimage.data.coffee()[:77, :131]  # not a multiple of 64
     Image.fromarray(image).save(tmp_path / "in.png")
-    run_cli("encode", tmp_path / "in.png", "-m", model, "-o", tmp_path / "in.clab", check=True)
-    run_cli("decode", tmp_path / "in.clab", "-o", tmp_path / "out.png", "-m", model, check=True)
+    run_main("encode", tmp_path / "in.png", "-m", model, "-o", tmp_path / "in.clab", check=True)
+    run_main("decode", tmp_path / "in.clab", "-o", tmp_path / "out.png", "-m", model, check=True)
     header, streams = unpack((tmp_path / "in.clab").read_bytes())
     assert header.codec_id == "s2lic" and len(streams) == 2
     # Another process encodes to the same bytes, and decodes to exactly what this one does.

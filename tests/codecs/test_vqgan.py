@@ -16,7 +16,7 @@ from codeclab.entropy_models.index_models import INDEX_MODEL_IDS, INDEX_MODELS, 
 from codeclab.errors import CodecLabError
 from codeclab.formats.image_file import decode_image, encode_image, pad_to_multiple
 from codeclab.formats.model_file import export_model, load_model
-from tests.conftest import ROOT, image_tensor, run_cli
+from tests.conftest import ROOT, image_tensor, run_main
 
 TINY = dict(ch=16, ch_mult=[1, 1, 2, 2, 4], num_res_blocks=1, attn_resolutions=[4], resolution=64, z_channels=16,
             embed_dim=8, n_embed=64, norm_groups=4, prior_dim=32, prior_depth=1, prior_heads=2, prior_groups=8)
@@ -341,8 +341,8 @@ def test_cli_encode_decode_and_ladder(vqgan_run, tmp_path):
     rung8_codec = load_model(tmp_path / "ladder" / records[1]["model"])
     assert not torch.equal(rung8_codec.g_a.quant_conv.weight, base.g_a.quant_conv.weight)  # VQ_Frozen trains it
     model = tmp_path / "ladder" / records[-1]["model"]
-    run_cli("encode", image, "-m", model, "-o", tmp_path / "x.clab", check=True)
-    run_cli("decode", tmp_path / "x.clab", "-o", tmp_path / "x.png", "-m", model, check=True)
+    run_main("encode", image, "-m", model, "-o", tmp_path / "x.clab", check=True)
+    run_main("decode", tmp_path / "x.clab", "-o", tmp_path / "x.png", "-m", model, check=True)
     assert np.asarray(Image.open(tmp_path / "x.png")).shape == (70, 100, 3)
     corrupt = bytearray((tmp_path / "x.clab").read_bytes())
     corrupt[-3] ^= 0xFF
@@ -364,14 +364,22 @@ def test_model_file_round_trip_keeps_index_models(tmp_path):
 def test_ladder_py_bad_inputs_give_one_line_errors(tmp_path):
     """ladder.py (Hydra, like train.py): a missing or foreign checkpoint and a wrong choice are one
     line each, before anything is written."""
+    from omegaconf import OmegaConf
+
+    from codeclab.errors import CodecLabError
+    from codeclab.training.vqgan_ladder import run_ladder
+
+    missing = tmp_path / "missing.ckpt"
+    proc = subprocess.run([sys.executable, "ladder.py", f"model={missing}", f"images={tmp_path}", f"output_dir={tmp_path / 'out'}",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and proc.stderr.splitlines()[-1] == f"ladder.py: error: checkpoint not found: {missing}", proc.stderr
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
-    cases = [(["model=" + str(tmp_path / "missing.ckpt")], f"checkpoint not found: {tmp_path / 'missing.ckpt'}"),
-             (["model=" + str(tmp_path / "junk.ckpt")], "not a CodecLab training checkpoint"),
-             (["model=x.ckpt", "kmeans=weighted"], "kmeans=weighted is not one of plain, usage")]
-    for overrides, message in cases:
-        proc = subprocess.run([sys.executable, "ladder.py", *overrides, f"images={tmp_path}", f"output_dir={tmp_path / 'out'}",
-                               f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 1 and proc.stderr.splitlines()[-1].startswith(f"ladder.py: error: {message}"), proc.stderr
+    defaults = OmegaConf.load(ROOT / "configs" / "ladder.yaml")
+    for overrides, message in (({"model": str(tmp_path / "junk.ckpt")}, "not a CodecLab training checkpoint"),
+                               ({"model": "x.ckpt", "kmeans": "weighted"}, "kmeans=weighted is not one of plain, usage")):
+        config = OmegaConf.merge(defaults, {"images": str(tmp_path), "output_dir": str(tmp_path / "out"), **overrides})
+        with pytest.raises(CodecLabError, match=message):
+            run_ladder(config)
     assert not (tmp_path / "out").exists()
 
 

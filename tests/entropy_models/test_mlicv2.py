@@ -225,15 +225,15 @@ def test_mlic_model_files_code_real_files_through_the_cli(tmp_path, photo, refin
 
     from codeclab.formats.image_file import decode_image
     from codeclab.formats.model_file import export_model, load_model
-    from tests.conftest import run_cli
+    from tests.conftest import run_main
     from tests.entropy_models.test_mlicpp import tiny_codec
 
     Image.fromarray(photo).save(tmp_path / "in.png")
     for name, codec in (("mlicpp", tiny_codec()), ("mlicv2", tiny(**{n: True for n in SWITCHES}))):
         model, coded, out = tmp_path / f"{name}.safetensors", tmp_path / f"{name}.clab", tmp_path / f"{name}.png"
         export_model(codec.eval(), model)
-        run_cli("encode", tmp_path / "in.png", "-m", model, "-o", coded, "--refine", refine, "--refine-lmbda", "0.01", check=True)
-        run_cli("decode", coded, "-o", out, "-m", model, check=True)
+        run_main("encode", tmp_path / "in.png", "-m", model, "-o", coded, "--refine", refine, "--refine-lmbda", "0.01", check=True)
+        run_main("decode", coded, "-o", out, "-m", model, check=True)
         loaded = load_model(model)
         assert loaded.codec_id == name
         np.testing.assert_array_equal(np.asarray(Image.open(out)), decode_image(coded.read_bytes(), loaded))

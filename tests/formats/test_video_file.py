@@ -19,7 +19,7 @@ from codeclab.errors import CodecLabError
 from codeclab.formats.image_file import to_uint8
 from codeclab.formats.model_file import export_model, load_model
 from codeclab.formats.video_file import decode_frames, decode_video, encode_video, frame_types, unpack_video
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_main
 
 
 def _clip(frames=5, height=50, width=70, seed=0) -> Clip:
@@ -128,21 +128,21 @@ def test_cli_round_trips_y4m_and_png_folders(stem_model, tmp_path):
     source = tmp_path / "clip.y4m"
     source.write_bytes(y4m_bytes([rgb_to_yuv420(f) for f in clip.frames], Fraction(50), "limited"))
     coded = tmp_path / "clip.clab"
-    out = run_cli("encode", source, "-m", stem_model, "-o", coded, "--intra-period", "2", "--level", "3", check=True)
+    out = run_main("encode", source, "-m", stem_model, "-o", coded, "--intra-period", "2", "--level", "3", check=True)
     assert "3 frames of 70x50 (2 I, 1 P, level 3 of 4)" in out.stdout
-    info = run_cli("info", coded, check=True).stdout
+    info = run_main("info", coded, check=True).stdout
     assert '"type": "P"' in info and '"frame_count": 3' in info and '"fps": "50:1"' in info
     decoded = tmp_path / "out.y4m"
-    run_cli("decode", coded, "-m", stem_model, "-o", decoded, check=True)
+    run_main("decode", coded, "-m", stem_model, "-o", decoded, check=True)
     assert decoded.read_bytes().split(b"\n", 1)[0] == source.read_bytes().split(b"\n", 1)[0]  # size, rate, range
     frames = tmp_path / "frames"
-    run_cli("decode", coded, "-m", stem_model, "-o", frames, check=True)
+    run_main("decode", coded, "-m", stem_model, "-o", frames, check=True)
     png = read_video(frames)
     y4m = read_video(decoded)
     assert len(png.frames) == len(y4m.frames) == 3 and png.frames[0].shape == (50, 70, 3)
     # The Y4M holds the PNG frames' 4:2:0 samples exactly.
     assert decoded.read_bytes() == y4m_bytes([rgb_to_yuv420(f) for f in png.frames], Fraction(50), "limited")
-    refused = run_cli("decode", coded, "-m", stem_model, "-o", frames)
+    refused = run_main("decode", coded, "-m", stem_model, "-o", frames)
     assert refused.returncode == 1 and "exists and is not empty" in refused.stderr and refused.stderr.count("\n") == 1
 
 
@@ -174,7 +174,7 @@ def test_bad_videos_are_one_line_errors(tmp_path):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(CodecLabError, match=message):
             read_video(tmp_path / name)
-    proc = run_cli("encode", tmp_path / "truncated.y4m", "-m", tmp_path / "none.safetensors", "-o", tmp_path / "x.clab")
+    proc = run_main("encode", tmp_path / "truncated.y4m", "-m", tmp_path / "none.safetensors", "-o", tmp_path / "x.clab")
     assert proc.returncode == 1 and proc.stderr.startswith("codeclab: error: truncated Y4M") and not (tmp_path / "x.clab").exists()
 
 

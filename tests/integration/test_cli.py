@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from codeclab.data.images import read_image
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_main
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def encoded(trained_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     image = skimage.data.coffee()[:77, :131]  # not a multiple of 64
     Image.fromarray(image).save(folder / "in.png")
-    proc = run_cli("encode", folder / "in.png", "-m", trained_model, "-o", folder / "in.clab", check=True)
+    proc = run_main("encode", folder / "in.png", "-m", trained_model, "-o", folder / "in.clab", check=True)
     return folder, image, proc
 
 
@@ -44,17 +44,17 @@ def test_decode_with_model_and_by_hash(encoded, trained_model):
 
 def test_compressai_coder_file_decodes_to_same_image(encoded, trained_model):
     folder, *_ = encoded
-    run_cli("encode", folder / "in.png", "-m", trained_model, "-o", folder / "ca.clab", "--coder", "compressai", check=True)
-    info = json.loads(run_cli("info", folder / "ca.clab", check=True).stdout)
+    run_main("encode", folder / "in.png", "-m", trained_model, "-o", folder / "ca.clab", "--coder", "compressai", check=True)
+    info = json.loads(run_main("info", folder / "ca.clab", check=True).stdout)
     assert info["coder"] == "compressai"
-    run_cli("decode", folder / "ca.clab", "-o", folder / "ca.png", "-m", trained_model, check=True)
-    run_cli("decode", folder / "in.clab", "-o", folder / "cl.png", "-m", trained_model, check=True)
+    run_main("decode", folder / "ca.clab", "-o", folder / "ca.png", "-m", trained_model, check=True)
+    run_main("decode", folder / "in.clab", "-o", folder / "cl.png", "-m", trained_model, check=True)
     assert np.array_equal(read_image(folder / "ca.png"), read_image(folder / "cl.png"))
 
 
 def test_info(encoded, trained_model):
     folder, *_ = encoded
-    info = json.loads(run_cli("info", folder / "in.clab", check=True).stdout)
+    info = json.loads(run_main("info", folder / "in.clab", check=True).stdout)
     assert (info["codec"], info["height"], info["width"], info["colour_mode"]) == ("mbt2018-mean", 77, 131, "RGB")
     assert info["coder"] == "codeclab"
     assert info["file_bytes"] == (folder / "in.clab").stat().st_size
@@ -84,7 +84,7 @@ def test_corrupt_truncated_and_versioned_files(encoded, trained_model):
     }
     for name, (content, message) in cases.items():
         (folder / name).write_bytes(content)
-        _assert_user_error(run_cli("decode", folder / name, "-o", out, "-m", trained_model), message, out)
+        _assert_user_error(run_main("decode", folder / name, "-o", out, "-m", trained_model), message, out)
 
 
 def test_wrong_model(encoded, tmp_path):
@@ -98,20 +98,20 @@ def test_wrong_model(encoded, tmp_path):
     other = tmp_path / "other.safetensors"
     export_model(mbt2018_mean(N=16, M=24), other)
     out = tmp_path / "x.png"
-    _assert_user_error(run_cli("decode", folder / "in.clab", "-o", out, "-m", other), "wrong model", out)
-    _assert_user_error(run_cli("decode", folder / "in.clab", "-o", out, "--models-dir", tmp_path, cwd=tmp_path), "no model with hash", out)
+    _assert_user_error(run_main("decode", folder / "in.clab", "-o", out, "-m", other), "wrong model", out)
+    _assert_user_error(run_main("decode", folder / "in.clab", "-o", out, "--models-dir", tmp_path, cwd=tmp_path), "no model with hash", out)
 
 
 def test_missing_and_bad_inputs(trained_model, tmp_path):
     out = tmp_path / "o.clab"
-    _assert_user_error(run_cli("encode", tmp_path / "nope.png", "-m", trained_model, "-o", out), "image not found", out)
+    _assert_user_error(run_main("encode", tmp_path / "nope.png", "-m", trained_model, "-o", out), "image not found", out)
     (tmp_path / "text.png").write_text("not an image")
-    _assert_user_error(run_cli("encode", tmp_path / "text.png", "-m", trained_model, "-o", out), "cannot read image", out)
+    _assert_user_error(run_main("encode", tmp_path / "text.png", "-m", trained_model, "-o", out), "cannot read image", out)
     Image.new("RGB", (8, 8)).save(tmp_path / "ok.png")
-    _assert_user_error(run_cli("encode", tmp_path / "ok.png", "-m", tmp_path / "none.safetensors", "-o", out), "model file not found", out)
-    _assert_user_error(run_cli("encode", tmp_path / "ok.png", "-m", tmp_path / "ok.png", "-o", out), "not a CodecLab model file", out)
-    _assert_user_error(run_cli("decode", tmp_path / "none.clab", "-o", tmp_path / "x.png"), "file not found")
-    _assert_user_error(run_cli("info", tmp_path / "ok.png"), "not a CodecLab file")
+    _assert_user_error(run_main("encode", tmp_path / "ok.png", "-m", tmp_path / "none.safetensors", "-o", out), "model file not found", out)
+    _assert_user_error(run_main("encode", tmp_path / "ok.png", "-m", tmp_path / "ok.png", "-o", out), "not a CodecLab model file", out)
+    _assert_user_error(run_main("decode", tmp_path / "none.clab", "-o", tmp_path / "x.png"), "file not found")
+    _assert_user_error(run_main("info", tmp_path / "ok.png"), "not a CodecLab file")
 
 
 MODES = [
@@ -135,21 +135,21 @@ def test_odd_modes_are_converted_with_notice(mode, make, notice, tmp_path):
 
 def test_grayscale_end_to_end(trained_model, tmp_path):
     MODES[0][1]().save(tmp_path / "in.png")
-    proc = run_cli("encode", tmp_path / "in.png", "-m", trained_model, "-o", tmp_path / "in.clab", check=True)
+    proc = run_main("encode", tmp_path / "in.png", "-m", trained_model, "-o", tmp_path / "in.clab", check=True)
     assert "grayscale image converted to RGB" in proc.stderr
-    run_cli("decode", tmp_path / "in.clab", "-o", tmp_path / "out.png", "--models-dir", trained_model.parent, check=True)
+    run_main("decode", tmp_path / "in.clab", "-o", tmp_path / "out.png", "--models-dir", trained_model.parent, check=True)
     assert Image.open(tmp_path / "out.png").size == (40, 30)
 
 
 def test_unknown_output_format_leaves_nothing(encoded, trained_model):
     folder, *_ = encoded
     out = folder / "out.xyz"
-    _assert_user_error(run_cli("decode", folder / "in.clab", "-o", out, "-m", trained_model), "unknown output image format", out)
+    _assert_user_error(run_main("decode", folder / "in.clab", "-o", out, "-m", trained_model), "unknown output image format", out)
 
 
 def test_export_checkpoint(trained_run, trained_model, tmp_path):
     out = tmp_path / "exported.safetensors"
-    run_cli("export", trained_run / "checkpoints" / "last.ckpt", "-o", out, check=True)
+    run_main("export", trained_run / "checkpoints" / "last.ckpt", "-o", out, check=True)
     from codeclab.formats.model_file import read_metadata
 
     # The checkpoint holds the same final weights that train.py exported, and its training lambda.
@@ -157,12 +157,12 @@ def test_export_checkpoint(trained_run, trained_model, tmp_path):
     assert read_metadata(out)["lmbda"] == read_metadata(trained_model)["lmbda"] == "0.0067"
     # A model file re-exports to itself (its integer weights are already what they convert to).
     again = tmp_path / "again.safetensors"
-    run_cli("export", trained_model, "-o", again, check=True)
+    run_main("export", trained_model, "-o", again, check=True)
     assert read_metadata(again)["weights_sha256"] == read_metadata(trained_model)["weights_sha256"]
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint")
-    _assert_user_error(run_cli("export", junk, "-o", tmp_path / "x.safetensors"), "not a CodecLab training checkpoint")
-    _assert_user_error(run_cli("export", tmp_path / "missing.ckpt", "-o", tmp_path / "x.safetensors"), "checkpoint not found")
+    _assert_user_error(run_main("export", junk, "-o", tmp_path / "x.safetensors"), "not a CodecLab training checkpoint")
+    _assert_user_error(run_main("export", tmp_path / "missing.ckpt", "-o", tmp_path / "x.safetensors"), "checkpoint not found")
 
 
 def test_export_converts_a_compressai_state_dict_to_a_portable_model(tmp_path):
@@ -176,7 +176,7 @@ def test_export_converts_a_compressai_state_dict_to_a_portable_model(tmp_path):
     state = tmp_path / "compressai.pth"
     torch.save(reference.state_dict(), state)
     out = tmp_path / "converted.safetensors"
-    proc = run_cli("export", state, "--compressai", "mbt2018-mean", "-o", out, check=True)
+    proc = run_main("export", state, "--compressai", "mbt2018-mean", "-o", out, check=True)
     assert "portable" in proc.stdout and "NOT" not in proc.stdout
     assert read_metadata(out)["portable"] == "true"
     codec = load_model(out)
@@ -188,9 +188,9 @@ def test_export_converts_a_compressai_state_dict_to_a_portable_model(tmp_path):
         assert torch.allclose(codec.g_a(x), reference.g_a(x), atol=1e-5)
     compressed = codec.compress(x)
     assert torch.equal(codec.decode_latents(compressed.strings, compressed.size), codec.encode_latents(x))
-    _assert_user_error(run_cli("export", state, "--compressai", "elic2022-official", "-o", tmp_path / "x.safetensors"),
+    _assert_user_error(run_main("export", state, "--compressai", "elic2022-official", "-o", tmp_path / "x.safetensors"),
                        "no compressai conversion")
-    _assert_user_error(run_cli("export", out, "--compressai", "mbt2018-mean", "-o", tmp_path / "x.safetensors"),
+    _assert_user_error(run_main("export", out, "--compressai", "mbt2018-mean", "-o", tmp_path / "x.safetensors"),
                        "not a compressai")
 
 
@@ -210,6 +210,6 @@ def test_rate_settings_must_be_positive_and_finite(tmp_path, flags, message):
     source = tmp_path / "in.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(source)
     for value in ("nan", "inf", "0"):
-        proc = run_cli("encode", source, "-m", ROOT / "models/zoo/mbt2018_mean_vr.safetensors", "-o", tmp_path / "o.clab", *flags, value)
+        proc = run_main("encode", source, "-m", ROOT / "models/zoo/mbt2018_mean_vr.safetensors", "-o", tmp_path / "o.clab", *flags, value)
         assert proc.returncode == 1 and proc.stderr.startswith(f"codeclab: error: {message}") and proc.stderr.count("\n") == 1
         assert not (tmp_path / "o.clab").exists()

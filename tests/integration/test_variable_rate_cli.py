@@ -11,7 +11,7 @@ from codeclab.cli import main
 from codeclab.codecs import mbt2018_mean
 from codeclab.formats import container
 from codeclab.formats.model_file import export_model
-from tests.conftest import run_cli
+from tests.conftest import run_main
 
 LEVELS = 8
 
@@ -76,7 +76,7 @@ def test_target_bpp_picks_the_highest_level_that_fits(setup):
 
 def test_decode_reads_the_level_from_the_file(setup, tmp_path):
     _encode(setup, "--level", 6)
-    proc = run_cli("decode", setup / "out.clab", "-o", tmp_path / "out.png", "-m", setup / "vr.safetensors", check=True)
+    proc = run_main("decode", setup / "out.clab", "-o", tmp_path / "out.png", "-m", setup / "vr.safetensors", check=True)
     assert "decoded" in proc.stdout and (tmp_path / "out.png").is_file()
 
 
