@@ -253,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--coder", default=None,
                         help="entropy coder: codeclab (default) or compressai; decode reads it from the file")
     encode.add_argument("--fast-decode", action="store_true",
-                        help="let decoders run the synthesis at their CPU's fastest precision (about 2x faster; the "
-                             "decoded pixels then depend on the CPU, by 1-2 levels); default: the same pixels everywhere")
+                        help="let decoders run the synthesis at their CPU's fastest precision (1.6-2.6x faster to decode "
+                             "in reports/portable_pixels; the decoded pixels then depend on the CPU); "
+                             "default: the same pixels everywhere")
     encode.add_argument("--quiet", action="store_true", help="no progress bars (shown only on a terminal)")
     encode.set_defaults(func=cmd_encode)
 

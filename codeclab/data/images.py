@@ -128,11 +128,11 @@ _STRIP_ROWS = 256  # rows converted at once: a strip's temporaries stay a few MB
 
 
 def sixteen_bit_gray_to_rgb8(img: Image.Image, name: str) -> np.ndarray:
-    """A 16-bit (or 32-bit integer) grayscale image as ``uint8 [H, W, 3]``: ``round(v / 257)``
-    clipped to 0..255, in integers and a strip of rows at a time, so a huge image needs no
-    float64 copy. ``v / 257`` is never half-way between integers (257 is odd), so on ``v`` in
-    0..65535 ``(v + 128) // 257`` is exactly that rounding. A 32-bit sample outside 0..65535 is
-    refused, not clipped: its scale is unknown."""
+    """A 16-bit (or 32-bit integer) grayscale image as ``uint8 [H, W, 3]``: ``round(v / 257)``, in
+    integers and a strip of rows at a time, so a huge image needs no float64 copy. ``v / 257`` is
+    never half-way between integers (257 is odd), so on ``v`` in 0..65535 ``(v + 128) // 257`` is
+    exactly that rounding. A 32-bit sample outside 0..65535 is refused, not clipped: its scale is
+    unknown."""
     rgb = np.empty((img.height, img.width, 3), dtype=np.uint8)
     for top in range(0, img.height, _STRIP_ROWS):
         strip = np.asarray(img.crop((0, top, img.width, min(top + _STRIP_ROWS, img.height)))).astype(np.int64)

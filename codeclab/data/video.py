@@ -15,6 +15,7 @@ so coding a long video holds one frame at a time; :func:`read_video` holds them 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import re
@@ -365,12 +366,16 @@ def parse_frame_range(text: str | None) -> tuple[int, int | None]:
     frames START to STOP - 1 from 0 (either end may be left out); ``(start, stop or None)``."""
     if text is None:
         return 0, None
-    first = re.fullmatch(r"(\d+)", text) and (0, int(text))
-    both = re.fullmatch(r"(\d*):(\d*)", text)
-    start, stop = first or (both and (int(both.group(1) or 0), int(both.group(2)) if both.group(2) else None)) or (0, 0)
+    usage = (f"--frames takes N (the first N frames) or START:STOP (frame numbers from 0, STOP not included, START < STOP); "
+             f"got {text!r}")
+    if re.fullmatch(r"\d+", text):
+        start, stop = 0, int(text)
+    elif pair := re.fullmatch(r"(\d*):(\d*)", text):
+        start, stop = int(pair[1] or 0), (int(pair[2]) if pair[2] else None)
+    else:
+        raise CodecLabError(usage)
     if stop is not None and stop <= start:
-        raise CodecLabError(f"--frames takes N (the first N frames) or START:STOP (frame numbers from 0, STOP not included, "
-                            f"START < STOP); got {text!r}")
+        raise CodecLabError(usage)
     return start, stop
 
 
@@ -380,5 +385,4 @@ def frame_range(video: VideoStream, start: int, stop: int | None) -> VideoStream
     if start == 0:
         return video
     count = None if video.count is None else max(video.count - start, 0)
-    return VideoStream(itertools.islice(video.frames, start, None), video.width, video.height, count, video.fps,
-                       video.colour_range, video.matrix, video.source)
+    return dataclasses.replace(video, frames=itertools.islice(video.frames, start, None), count=count)

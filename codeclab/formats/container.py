@@ -88,9 +88,14 @@ class Header:
             "colour_mode": COLOUR_MODES[self.colour_mode],
             "rate_level": self.level,
             "tile": self.tile,
-            "synthesis": "fast (pixels depend on the CPU)" if self.fast_decode else "portable (float64)",
+            "synthesis": synthesis_description(self.fast_decode),
             "stream_bytes": list(self.stream_lengths),
         }
+
+
+def synthesis_description(fast_decode: bool) -> str:
+    """What ``codeclab info`` says of a file's fast-decoding flag (image and video files alike)."""
+    return "fast (pixels depend on the CPU)" if fast_decode else "portable (float64)"
 
 
 def encode_varint(value: int) -> bytes:

@@ -92,7 +92,7 @@ class VideoHeader:
             "frame_count": len(self.records), "fps": f"{self.fps.numerator}:{self.fps.denominator}",
             "range": self.colour_range, "matrix": self.matrix, "intra_period": self.intra_period or -1,
             "rate_level": self.level,
-            "synthesis": "fast (pixels depend on the CPU)" if self.fast_decode else "portable (float64)",
+            "synthesis": container.synthesis_description(self.fast_decode),
             "frames": frames, **unlisted,
         }
 
