@@ -88,8 +88,6 @@ def _digest(latents) -> str:
 
 
 def encode_worker(model: str, images: list[str], levels: list[int | None], out: Path) -> None:
-    import torch
-
     from codeclab.data.images import read_image
     from codeclab.formats.image_file import codec_input, file_bytes
 
@@ -98,14 +96,14 @@ def encode_worker(model: str, images: list[str], levels: list[int | None], out: 
     hashes = {}
     for path in images:
         image = read_image(path, notice=None)
-        y = codec.analyse(codec_input(image, codec.downsampling))  # one tile (images up to 1024 pixels a side)
+        x = codec_input(image, codec.downsampling)
+        y = codec.analyse(x)  # one tile (images up to 1024 pixels a side)
         for level in levels:
             name = f"{Path(path).stem}-L{level}"
-            with torch.no_grad():
-                streams, y_hat = codec.entropy_model.compress(y, codec.coder, level)
-            (out / f"{name}.clab").write_bytes(file_bytes(codec, image, streams, level, None))
-            hashes[name] = _digest([y_hat])
-            np.save(out / f"{name}.npy", y_hat.numpy())
+            compressed = codec.compress_latent(y, x.shape[-2:], level)
+            (out / f"{name}.clab").write_bytes(file_bytes(codec, image, [compressed], level, None))
+            hashes[name] = _digest([compressed.y_hat])
+            np.save(out / f"{name}.npy", compressed.y_hat.numpy())
     (out / "encoder.json").write_text(json.dumps(hashes))
 
 

@@ -1,6 +1,8 @@
 """Fuzz campaign: malformed CodecLab files through ``codeclab decode``, under time and memory limits.
 
-Seeds are the golden files of every codec family (``tests/golden``). Each case mutates one seed:
+Seeds are the golden files of every codec family (``tests/golden``, container version 1), and
+each of them as CodecLab writes it now (version 5: the same streams with the latent check that
+the decoded latents give). Each case mutates one seed:
 
 * ``random``: random bytes (random length, sometimes behind a valid magic);
 * ``truncate``: the file cut at a random byte;
@@ -25,7 +27,8 @@ that is not empty), which must be refused. A decode that succeeds is compared wi
 the intact file (and model): ``decoded_same`` or ``decoded_different`` (a garbage decode, or a
 valid file that means another picture, such as a smaller size or another rate level). The table
 counts outcomes per mutation kind (``kind:outcome``), so the damaged files that decode with exit 0
-are counted by what damaged them.
+are counted by what damaged them, and by the seed's container version (``flip_crc@v5``: damage to a
+file written now). A current-version file that decodes to other pixels is a failure.
 
 Every case runs ``codeclab.cli.main(["decode", FILE, "-o", OUT, "-m", MODEL])`` in a process
 forked from one that has imported torch and CodecLab (a crash is a dead process, not a lost
@@ -63,8 +66,38 @@ GOLDEN = ROOT / "tests" / "golden"
 
 
 def seeds() -> list[tuple[bytes, Path]]:
+    """The golden files with their models, then those that decode here as the current container writes them."""
     manifest = json.loads((GOLDEN / "manifest.json").read_text())
-    return [((GOLDEN / name).read_bytes(), (GOLDEN / record["model"]).resolve()) for name, record in sorted(manifest.items())]
+    golden = [((GOLDEN / name).read_bytes(), (GOLDEN / record["model"]).resolve()) for name, record in sorted(manifest.items())]
+    return golden + [(current, model) for data, model in golden if (current := with_latent_check(data, model))]
+
+
+def with_latent_check(data: bytes, model: Path) -> bytes | None:
+    """An old file's streams and fields with the latent check of its decoded latents: the file the
+    current encoder writes (tests/formats/test_golden.py); None if it does not decode here."""
+    from dataclasses import replace
+
+    from codeclab.errors import CodecLabError
+    from codeclab.formats import container
+    from codeclab.formats.image_file import decode_latents, latent_crc
+    from codeclab.formats.model_file import load_model
+
+    header, streams = container.unpack(data)
+    try:
+        crcs = [latent_crc(y_hat) for y_hat in decode_latents(data, load_model(model))]
+    except CodecLabError:  # a float entropy model written on another CPU
+        return None
+    return container.pack(replace(header, latent_check=container.latent_check(header, crcs)), streams)
+
+
+def file_version(data: bytes) -> int:
+    """The container version byte of an image or video file (after the 4-byte magic)."""
+    return data[4]
+
+
+def has_latent_check(data: bytes) -> bool:
+    """Whether an intact image (version 5+) or video (version 3+) file carries latent checks."""
+    return file_version(data) >= {b"CLAB": 5, b"CLAV": 3}[data[:4]]
 
 
 EXTREMES = [0, -1, 1, 2, 3, 7, 1024, 1025, 4097, 1 << 20, 10**9, 10**18, 0.5, -1e300, float("nan"), float("inf"),
@@ -290,7 +323,9 @@ def video_seeds(folder: Path) -> tuple[list[tuple[bytes, Path]], dict[str, Path]
 
 def mutate_video(data: bytes, rng: random.Random) -> tuple[str, bytes]:
     """A damaged copy of a CodecLab video file (see the module's docstring)."""
-    from codeclab.formats.video_container import VIDEO_MAGIC, FrameRecord, pack_video, unpack_video
+    from dataclasses import replace
+
+    from codeclab.formats.video_container import VIDEO_MAGIC, pack_video, unpack_video
 
     kind = rng.choice(["random", "truncate", "flip", "flip_crc", "header"])
     if kind in BYTE_DAMAGE:
@@ -318,7 +353,7 @@ def mutate_video(data: bytes, rng: random.Random) -> tuple[str, bytes]:
             records, frames = (records * 1000)[:count], (frames * 1000)[:count]
         elif field == "kind":
             index = rng.randrange(len(records))
-            records[index] = FrameRecord("P" if records[index].kind == "I" else "I", records[index].stream_lengths, 0)
+            records[index] = replace(records[index], kind="P" if records[index].kind == "I" else "I")
         elif field == "streams":
             index = rng.randrange(len(frames))
             frames[index] = frames[index][:-1] if rng.random() < 0.5 else frames[index] + [b"\0" * rng.randint(0, 9)]
@@ -331,7 +366,7 @@ def mutate_video(data: bytes, rng: random.Random) -> tuple[str, bytes]:
         else:
             fields["colour_range"], fields["matrix"], fields["y4m_source"] = rng.choice([("full", "bt709", False),
                                                                                        ("limited", "bt601", True)])
-    fields["records"] = tuple(FrameRecord(r.kind, tuple(map(len, f)), 0) for r, f in zip(records, frames))
+    fields["records"] = tuple(replace(r, stream_lengths=tuple(map(len, f))) for r, f in zip(records, frames))
     try:
         return kind, pack_video(type(header)(**fields), frames)
     except (ValueError, TypeError, OverflowError):
@@ -479,6 +514,7 @@ def campaign(cases: int, subprocess_cases: int, seed: int, timeout: float, model
                         kind, mutated = mutate(data, rng)
                 (case / "in.clab").write_bytes(mutated)
                 command = ["decode", str(case / "in.clab"), "-o", str(output), "-m", str(model), "--quiet"]
+                kind = f"{kind}@v{file_version(data)}"
             kind = f"output_{output_kind}" if output_kind else kind
             before = {*case.rglob("*"), case / "out.err"}  # out.err: the forked runner's capture of stderr
             result = runner(command, case / "out", timeout)
@@ -490,11 +526,14 @@ def campaign(cases: int, subprocess_cases: int, seed: int, timeout: float, model
             if result["leftover"]:
                 table[name]["leftover"] += 1
             peaks[name] = max(peaks[name], result["peak_mb"])
+            garbage = False
             if result["outcome"] == "decoded" and name != "inputs" and not output_kind:
                 same = output_digest(output) == reference(data, pool_model(name, model, data), output.name)
                 table[name][f"{kind}:decoded_{'same' if same else 'different'}"] += 1
                 table[name][f"decoded_{'same' if same else 'different'}"] += 1
-            if result["outcome"] in ("traceback", "crash", "hang") or result["leftover"] or (output_kind and result["outcome"] == "decoded"):
+                garbage = not same and has_latent_check(data)
+            if (result["outcome"] in ("traceback", "crash", "hang") or result["leftover"] or garbage
+                    or (output_kind and result["outcome"] == "decoded")):
                 failures.append({"case": index, "kind": kind, **result})
             shutil.rmtree(case, ignore_errors=True)
     return {"seed": seed, "timeout_s": timeout, "table": {k: dict(v) for k, v in table.items() if v},

@@ -51,7 +51,7 @@ def _name(path: Path, level: int | None) -> str:
 
 def _encode(codec, image: np.ndarray, level: int, device: torch.device) -> bytes:
     x = codec_input(image, codec.downsampling).to(device)
-    return file_bytes(codec, image, codec.compress(x, level).strings, level, None)
+    return file_bytes(codec, image, [codec.compress(x, level)], level, None)
 
 
 def _digest(y_hat: torch.Tensor) -> str:

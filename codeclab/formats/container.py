@@ -13,9 +13,10 @@ Layout (all integers unsigned; ``varint`` is LEB128, at most 5 bytes)::
     colour mode  1 byte   0 = RGB
     rate level   varint   version 2: the level of a variable-rate model
     flags        1 byte   version 3: bit 0 rate level follows, bit 1 tile size follows;
-                          version 4: bit 2 fast decoding (below)
+                          version 4+: bit 2 fast decoding (below)
     rate level   varint   version 3+, flag bit 0
     tile size    varint   version 3+, flag bit 1: square tiles of this side, row by row
+    latent check 4 bytes  version 5: :func:`latent_check` (little endian)
     streams      1 byte   count (version 3+: varint), then one varint length per stream
     checksum     4 bytes  CRC-32 (little endian) of every byte before it and of all stream bytes
     payload      the streams, concatenated
@@ -27,24 +28,34 @@ Public API (benchmarks and tools use only this): :class:`Header`, :func:`pack`, 
 :class:`ByteReader` are shared with the video container (:mod:`.video_file`).
 
 Versions: 1 (fixed-rate models), 2 (adds the rate level of a variable-rate model), 3 (tiled
-images: a tile size, and the streams of every tile in turn, row by row) and 4 (the fast-decoding
+images: a tile size, and the streams of every tile in turn, row by row), 4 (the fast-decoding
 flag: decoders may run the synthesis at the CPU's fastest precision, so its pixels depend on the
-decoding machine; without it they run it in float64, the same pixels everywhere). A file is
-written in the lowest version that holds its header, so untiled fixed-rate files are byte for
-byte what earlier CodecLab wrote; every version is read.
+decoding machine; without it they run it in float64, the same pixels everywhere) and 5 (the
+latent check). Every version is read; CodecLab writes version 5.
+
+The latent check makes a damaged file an error even where the CRC-32 was recomputed (a tool
+that edits headers, or deliberate damage), where the entropy decoder would otherwise decode
+other symbols, or another size, rate level or tile grid, without noticing. It is a CRC-32 of the
+header fields (everything before the check, written canonically) and of each tile's decoded
+latent ``y_hat`` (float32, -0 as +0), which only a decoder can compute: the encoder stores it, the
+decoder recomputes it from what it decoded and refuses the file when they differ, before any
+pixel is written. Latents are exact on every machine for a portable model; a model with float
+entropy parameters (``portable: false``) decodes its files only under the configuration that
+wrote them, and elsewhere now fails this check instead of decoding means off in their last bits.
+A random damage passes it with probability 2^-32.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import CodecLabError
 
 MAGIC = b"CLAB"
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 _HAS_LEVEL, _HAS_TILE, _FAST_DECODE = 1, 2, 4
 COLOUR_MODES = {0: "RGB"}
 # Entropy coders a file may name; the decoder uses the one the file was written with.
@@ -66,10 +77,14 @@ class Header:
     level: int | None = None
     tile: int | None = None
     fast_decode: bool = False
+    latent_check: int | None = None
 
     @property
     def version(self) -> int:
-        """The format version this header is written in (the lowest that holds it)."""
+        """The format version this header is written in (the lowest that holds it; every file
+        CodecLab writes has a latent check, so version 5)."""
+        if self.latent_check is not None:
+            return 5
         if self.fast_decode:
             return 4
         if self.tile is not None:
@@ -89,8 +104,16 @@ class Header:
             "rate_level": self.level,
             "tile": self.tile,
             "synthesis": synthesis_description(self.fast_decode),
+            "latent_check": None if self.latent_check is None else f"{self.latent_check:08x}",
             "stream_bytes": list(self.stream_lengths),
         }
+
+
+def latent_check(header: Header, tile_crcs: list[int]) -> int:
+    """The latent check of a file (module docstring): CRC-32 of the header's fields before the
+    check, as version 5 writes them, and of each tile's latent CRC-32, in tile order."""
+    fields = _fields(replace(header, latent_check=0))
+    return zlib.crc32(b"".join(struct.pack("<I", crc) for crc in tile_crcs), zlib.crc32(fields))
 
 
 def synthesis_description(fast_decode: bool) -> str:
@@ -134,23 +157,36 @@ class ByteReader:
         raise CodecLabError("corrupt file: malformed length field")
 
 
-def pack(header: Header, streams: list[bytes]) -> bytes:
-    """Serialise ``header`` and ``streams`` (the lengths in ``header`` are taken from ``streams``)."""
+def _fields(header: Header) -> bytes:
+    """The header's bytes from the magic to the tile size: what the latent check covers."""
     codec_id = header.codec_id.encode("ascii")
-    version = header.version
-    if len(header.model_hash) != MODEL_HASH_BYTES or len(codec_id) > 255 or (version < 3 and len(streams) > 255):
+    if len(header.model_hash) != MODEL_HASH_BYTES or len(codec_id) > 255:
         raise ValueError("header field out of range")
     head = bytearray(MAGIC)
-    head += bytes([version, len(codec_id)]) + codec_id + header.model_hash + bytes([CODERS.index(header.coder)])
+    head += bytes([header.version, len(codec_id)]) + codec_id + header.model_hash + bytes([CODERS.index(header.coder)])
     head += encode_varint(header.height) + encode_varint(header.width)
     head += bytes([header.bit_depth, header.colour_mode])
-    if version >= 3:
-        flags = (_HAS_LEVEL if header.level is not None else 0) | (_HAS_TILE if header.tile is not None else 0)
-        head += bytes([flags | (_FAST_DECODE if header.fast_decode else 0)])
+    if header.version >= 3:
+        head += bytes([(_HAS_LEVEL if header.level is not None else 0) | (_HAS_TILE if header.tile is not None else 0)
+                       | (_FAST_DECODE if header.fast_decode else 0)])
         head += encode_varint(header.level) if header.level is not None else b""
-        head += (encode_varint(header.tile) if header.tile is not None else b"") + encode_varint(len(streams))
+        head += encode_varint(header.tile) if header.tile is not None else b""
     else:
-        head += (encode_varint(header.level) if header.level is not None else b"") + bytes([len(streams)])
+        head += encode_varint(header.level) if header.level is not None else b""
+    return bytes(head)
+
+
+def pack(header: Header, streams: list[bytes]) -> bytes:
+    """Serialise ``header`` and ``streams`` (the lengths in ``header`` are taken from ``streams``)."""
+    version = header.version
+    if version < 3 and len(streams) > 255:
+        raise ValueError("header field out of range")
+    head = bytearray(_fields(header))
+    if version >= 3:
+        head += struct.pack("<I", header.latent_check) if header.latent_check is not None else b""
+        head += encode_varint(len(streams))
+    else:
+        head += bytes([len(streams)])
     for stream in streams:
         head += encode_varint(len(stream))
     crc = zlib.crc32(b"".join(streams), zlib.crc32(bytes(head)))
@@ -171,13 +207,14 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     coder = reader.byte()
     height, width = reader.varint(), reader.varint()
     bit_depth, colour_mode = reader.byte(), reader.byte()
-    level, tile, flags = (reader.varint() if version == 2 else None), None, 0
+    level, tile, check, flags = (reader.varint() if version == 2 else None), None, None, 0
     if version >= 3:
         flags = reader.byte()
-        if flags & ~(_HAS_LEVEL | _HAS_TILE | (_FAST_DECODE if version == 4 else 0)):
+        if flags & ~(_HAS_LEVEL | _HAS_TILE | (_FAST_DECODE if version >= 4 else 0)):
             raise CodecLabError(f"corrupt file: unknown header flags {flags:#x}")
         level = reader.varint() if flags & _HAS_LEVEL else None
         tile = reader.varint() if flags & _HAS_TILE else None
+        check = struct.unpack("<I", reader.take(4))[0] if version >= 5 else None
     count = reader.varint() if version >= 3 else reader.byte()
     if count > len(data):  # every stream length takes a byte: refuse a count the file cannot hold
         raise CodecLabError("corrupt file: more streams than bytes")
@@ -208,4 +245,4 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         streams.append(payload[pos : pos + length])
         pos += length
     return Header(codec_id, model_hash, height, width, lengths, CODERS[coder], bit_depth, colour_mode, level, tile,
-                  bool(flags & _FAST_DECODE)), streams
+                  bool(flags & _FAST_DECODE), check), streams

@@ -3,21 +3,26 @@
 Images larger than the tile size (:data:`DEFAULT_TILE`, 1024 pixels, a multiple of the codec's
 downsampling) in either side are cut into independent square tiles, row by row, each coded like
 a small image; memory then depends on the tile, not the image, and tiles can be coded on several
-threads. Smaller images (Kodak's 768x512 among them) are one tile and written as before.
+threads. Smaller images (Kodak's 768x512 among them) are one tile.
+
+Every file carries a latent check (:mod:`.container`, version 5): decoding recomputes it from the
+latents it decoded and refuses the file, before any pixel is returned, when it differs.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..codecs import Codec
+from ..codecs import Codec, CompressedImage
 from ..codecs.refinement import SGASchedule, refine_latents
 from ..coding import get_coder
 from ..data.images import check_pixels, max_tile_pixels, to_tensor
@@ -112,14 +117,21 @@ def tile_grid(height: int, width: int, side: int) -> list[tuple[int, int, int, i
             for top in range(0, height, side) for left in range(0, width, side)]
 
 
-def file_bytes(codec: Codec, image: np.ndarray, strings: list[bytes], level: int | None, tile: int | None,
+def latent_crc(y_hat: torch.Tensor) -> int:
+    """CRC-32 of a decoded latent as float32 little-endian bytes, -0 as +0 (the latent check's unit)."""
+    return zlib.crc32((y_hat.detach().float() + 0.0).contiguous().numpy().astype("<f4", copy=False).tobytes())
+
+
+def file_bytes(codec: Codec, image: np.ndarray, tiles: list[CompressedImage], level: int | None, tile: int | None,
                fast_decode: bool = False) -> bytes:
-    """The CodecLab file of coded ``strings`` of ``image`` (all tiles, in order)."""
+    """The CodecLab file of ``image`` coded as ``tiles`` (in order), with its latent check."""
+    strings = [s for compressed in tiles for s in compressed.strings]
     header = container.Header(
         codec.codec_id, model_hash(codec), image.shape[0], image.shape[1], tuple(map(len, strings)),
-        coder=codec.coder.name, level=level, tile=tile, fast_decode=fast_decode,
+        coder=codec.coder.name, level=level, tile=tile, fast_decode=fast_decode, latent_check=0,
     )
-    return container.pack(header, strings)
+    check = container.latent_check(header, [latent_crc(compressed.y_hat) for compressed in tiles])
+    return container.pack(replace(header, latent_check=check), strings)
 
 
 def _tiles(codec: Codec, image: np.ndarray, tile: int) -> tuple[int | None, list[np.ndarray]]:
@@ -168,13 +180,12 @@ def encode_image(codec: Codec, image: np.ndarray, level: int | None = None, tile
     def code(block):
         x = codec_input(block, codec.downsampling)
         if not refine:
-            return codec.compress(x, level).strings
+            return codec.compress(x, level)
         refined = refine_latents(codec, x, level, SGASchedule.stretched(refine), refine_lmbda, size=block.shape[:2],
                                  progress=progress)
-        return codec.compress_latent(refined.y, x.shape[-2:], level, refined.side).strings
+        return codec.compress_latent(refined.y, x.shape[-2:], level, refined.side)
 
-    strings = [s for tile_strings in _map_tiles(code, blocks, threads, progress) for s in tile_strings]
-    return file_bytes(codec, image, strings, level, side, fast_decode)
+    return file_bytes(codec, image, _map_tiles(code, blocks, threads, progress), level, side, fast_decode)
 
 
 def check_refinable(codec: Codec, level: int | None, iterations: int, lmbda: float | None) -> None:
@@ -218,9 +229,9 @@ def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float, tile
     bar = progress_bar(total=1 + codec.rate_levels.bit_length(), desc="rate search", unit="probe", enabled=progress)
 
     def file_at(level: int) -> bytes:
-        strings = [s for size, y in analysed for s in codec.compress_latent(y, size, level).strings]
+        tiles = [codec.compress_latent(y, size, level) for size, y in analysed]
         bar.update()
-        return file_bytes(codec, image, strings, level, side, fast_decode)
+        return file_bytes(codec, image, tiles, level, side, fast_decode)
 
     with bar:
         low, high = 0, codec.rate_levels - 1
@@ -276,12 +287,22 @@ def stream_errors():
         raise CodecLabError(f"corrupt stream: {str(err).splitlines()[0]}") from None
 
 
+def check_latents(header: container.Header, tile_crcs: list[int]) -> None:
+    """Refuse a file whose decoded latents (their :func:`latent_crc`, tile by tile) are not the
+    encoder's: a damaged stream under a recomputed CRC, or edited header fields."""
+    if header.latent_check is not None and container.latent_check(header, tile_crcs) != header.latent_check:
+        raise CodecLabError("corrupt file: the decoded latents fail the file's latent check (a damaged or edited file, "
+                            "or a model with float entropy parameters decoded under another configuration)")
+
+
 def decode_latents(data: bytes, codec: Codec) -> list[torch.Tensor]:
     """The decoded latents ``y_hat`` of a CodecLab file, one per tile (entropy decoding only,
-    with the same checks as :func:`decode_image`)."""
+    with the same checks as :func:`decode_image`, the latent check included)."""
     header, streams, grid = _checked_file(data, codec)
     with stream_errors():
-        return [_tile_latent(codec, header, streams, grid, index) for index in range(len(grid))]
+        latents = [_tile_latent(codec, header, streams, grid, index) for index in range(len(grid))]
+    check_latents(header, [latent_crc(y_hat) for y_hat in latents])
+    return latents
 
 
 def decode_image(data: bytes, codec: Codec, threads: int = 1, progress: bool = False) -> np.ndarray:
@@ -290,18 +311,21 @@ def decode_image(data: bytes, codec: Codec, threads: int = 1, progress: bool = F
 
     The entropy coder and the synthesis (portable, or fast where the file allows it) are the ones
     the file names, whatever ``codec`` was set to. Every check (model, pixel limit, stream count,
-    rate level, tile size) comes before any decoding.
+    rate level, tile size) comes before any decoding; the latent check before the image is returned.
     """
     header, streams, grid = _checked_file(data, codec)
     image = np.empty((header.height, header.width, 3), dtype=np.uint8)
     pixels = file_synthesis(codec, header.fast_decode)
 
-    def decode(index: int) -> None:
+    def decode(index: int) -> int:
         top, left, height, width = grid[index]
-        image[top : top + height, left : left + width] = pixels(_tile_latent(codec, header, streams, grid, index))[:height, :width]
+        y_hat = _tile_latent(codec, header, streams, grid, index)
+        image[top : top + height, left : left + width] = pixels(y_hat)[:height, :width]
+        return latent_crc(y_hat)
 
     with stream_errors():
-        _map_tiles(decode, list(range(len(grid))), threads, progress)
+        tile_crcs = _map_tiles(decode, list(range(len(grid))), threads, progress)
+    check_latents(header, tile_crcs)
     return image
 
 

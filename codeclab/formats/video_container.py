@@ -17,12 +17,19 @@ Layout (integers unsigned; ``varint`` is LEB128 as in :mod:`.container`)::
                             :mod:`.container` version 4: pixels depend on the decoding CPU)
     rate level     varint   (flag bit 0)
     frame index    per frame: type (1 byte: 0 = I, 1 = P), stream count (varint), stream lengths
-                   (varints), CRC-32 of the frame's stream bytes (4 bytes, little endian)
+                   (varints), CRC-32 of the frame's stream bytes (4 bytes, little endian);
+                   version 3: the frame's latent check (4 bytes, little endian; :func:`frame_check`)
     header CRC     4 bytes  CRC-32 of every byte above
     payload        every frame's streams, in frame order
 
 The index gives every frame's offset, so a decoder can start at any I-frame. Every size, count
 and length is checked against the bytes present before anything is allocated or decoded.
+
+Versions: 1, 2 (the fast-decoding flag) and 3 (a latent check per frame, as in the image
+container's version 5: CRC-32 of the sequence fields (magic to rate level, as version 3 writes
+them), the frame's number and type, and the CRC-32 of its decoded latent; the decoder recomputes
+it for each frame before the frame is synthesised, so damage under recomputed CRCs, or an edited
+header, is an error, not other pictures). CodecLab writes version 3; every version is read.
 
 This module imports no torch, so ``codeclab info`` reads headers in a fraction of a second;
 coding frames is :mod:`.video_file`.
@@ -40,8 +47,8 @@ from . import container
 from .container import ByteReader, encode_varint
 
 VIDEO_MAGIC = b"CLAV"
-VIDEO_FORMAT_VERSION = 2
-READABLE_VIDEO_VERSIONS = (1, 2)  # 2 only adds the fast-decoding flag; files without it are written as 1
+VIDEO_FORMAT_VERSION = 3
+READABLE_VIDEO_VERSIONS = (1, 2, 3)
 FRAME_TYPES = ("I", "P")
 _FULL_RANGE, _Y4M_SOURCE, _HAS_LEVEL, _FAST_DECODE = 1, 8, 1, 2
 # The colour byte's matrix codes: fixed by the format (data.colour's table may grow in any order).
@@ -55,6 +62,7 @@ class FrameRecord:
     kind: str  # "I" or "P"
     stream_lengths: tuple[int, ...]
     crc: int
+    latent_check: int | None = None  # version 3
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,9 @@ class VideoHeader:
 
     @property
     def version(self) -> int:
+        """3 when the frames carry latent checks (every file CodecLab writes), else 2 or 1."""
+        if self.records and self.records[0].latent_check is not None:
+            return 3
         return 2 if self.fast_decode else 1
 
     def describe(self) -> dict:
@@ -92,7 +103,7 @@ class VideoHeader:
             "frame_count": len(self.records), "fps": f"{self.fps.numerator}:{self.fps.denominator}",
             "range": self.colour_range, "matrix": self.matrix, "intra_period": self.intra_period or -1,
             "rate_level": self.level,
-            "synthesis": container.synthesis_description(self.fast_decode),
+            "synthesis": container.synthesis_description(self.fast_decode), "latent_checks": self.version == 3,
             "frames": frames, **unlisted,
         }
 
@@ -101,23 +112,38 @@ def is_video_file(data: bytes) -> bool:
     return data[: len(VIDEO_MAGIC)] == VIDEO_MAGIC
 
 
-def pack_video(header: VideoHeader, frames: list[list[bytes]]) -> bytes:
-    """Serialise a header and every frame's streams (the index's lengths and CRCs are computed
-    from ``frames``; only the records' types are read)."""
+def _sequence_fields(header: VideoHeader, version: int) -> bytes:
+    """The header's bytes from the magic to the rate level, as ``version`` writes them."""
     codec_id = header.codec_id.encode("ascii")
-    head = bytearray(VIDEO_MAGIC) + bytes([header.version, len(codec_id)]) + codec_id + header.model_hash
+    head = bytearray(VIDEO_MAGIC) + bytes([version, len(codec_id)]) + codec_id + header.model_hash
     head += bytes([container.CODERS.index(header.coder)])
-    head += encode_varint(header.width) + encode_varint(header.height) + encode_varint(len(frames))
+    head += encode_varint(header.width) + encode_varint(header.height) + encode_varint(len(header.records))
     head += encode_varint(header.fps.numerator) + encode_varint(header.fps.denominator)
     matrix = MATRIX_CODES.index(header.matrix)
     head += bytes([(_FULL_RANGE if header.colour_range == "full" else 0) | matrix << 1 | (_Y4M_SOURCE if header.y4m_source else 0)])
     head += encode_varint(header.intra_period)
     head += bytes([(_HAS_LEVEL if header.level is not None else 0) | (_FAST_DECODE if header.fast_decode else 0)])
     head += encode_varint(header.level) if header.level is not None else b""
+    return bytes(head)
+
+
+def frame_check(header: VideoHeader, index: int, latent_crc: int) -> int:
+    """Frame ``index``'s latent check (module docstring), given the CRC-32 of its decoded latent."""
+    frame = encode_varint(index) + bytes([FRAME_TYPES.index(header.records[index].kind)]) + struct.pack("<I", latent_crc)
+    return zlib.crc32(frame, zlib.crc32(_sequence_fields(header, 3)))
+
+
+def pack_video(header: VideoHeader, frames: list[list[bytes]]) -> bytes:
+    """Serialise a header and every frame's streams (the index's lengths and CRCs are computed
+    from ``frames``; the records' types and latent checks are read, one record per frame)."""
+    if len(frames) != len(header.records):
+        raise ValueError("one record per frame")
+    head = bytearray(_sequence_fields(header, header.version))
     for record, streams in zip(header.records, frames):
         head += bytes([FRAME_TYPES.index(record.kind)]) + encode_varint(len(streams))
         head += b"".join(encode_varint(len(s)) for s in streams)
         head += struct.pack("<I", zlib.crc32(b"".join(streams)))
+        head += struct.pack("<I", record.latent_check) if header.version == 3 else b""
     head += struct.pack("<I", zlib.crc32(bytes(head)))
     return bytes(head) + b"".join(b"".join(streams) for streams in frames)
 
@@ -136,7 +162,7 @@ def unpack_video(data: bytes) -> tuple[VideoHeader, int]:
     width, height, count = reader.varint(), reader.varint(), reader.varint()
     numerator, denominator = reader.varint(), reader.varint()
     colour, intra_period, flags = reader.byte(), reader.varint(), reader.byte()
-    if flags & ~(_HAS_LEVEL | (_FAST_DECODE if version == 2 else 0)):
+    if flags & ~(_HAS_LEVEL | (_FAST_DECODE if version >= 2 else 0)):
         raise CodecLabError(f"corrupt file: unknown header flags {flags:#x}")
     level = reader.varint() if flags & _HAS_LEVEL else None
     if count > min(MAX_FRAMES, len(data)):  # every record takes bytes: refuse a count the file cannot hold
@@ -149,7 +175,8 @@ def unpack_video(data: bytes) -> tuple[VideoHeader, int]:
             raise CodecLabError(f"corrupt file: frame {len(records)} has type {kind} and {streams} streams")
         lengths = tuple(reader.varint() for _ in range(streams))
         (crc,) = struct.unpack("<I", reader.take(4))
-        records.append(FrameRecord(FRAME_TYPES[kind], lengths, crc))
+        check = struct.unpack("<I", reader.take(4))[0] if version == 3 else None
+        records.append(FrameRecord(FRAME_TYPES[kind], lengths, crc, check))
     header_end = reader.pos
     (crc,) = struct.unpack("<I", reader.take(4))
     if zlib.crc32(data[:header_end]) != crc:

@@ -9,7 +9,7 @@ spatiotemporal model given the previous decoded latent; a decoder can start at a
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -22,9 +22,10 @@ from ..data.video import Clip, VideoStream
 from ..errors import CodecLabError
 from ..progress import progress_bar
 from .image_file import (
-    CheckedCoder, check_file_level, check_level, check_model, codec_input, file_synthesis, model_hash, padded_size, stream_errors,
+    CheckedCoder, check_file_level, check_level, check_model, codec_input, file_synthesis, latent_crc, model_hash, padded_size,
+    stream_errors,
 )
-from .video_container import FrameRecord, VideoHeader, pack_video, unpack_video
+from .video_container import FrameRecord, VideoHeader, frame_check, pack_video, unpack_video
 
 DEFAULT_INTRA_PERIOD = 12  # STEM's test GOP
 
@@ -86,7 +87,7 @@ def encode_video(codec: Codec, clip: Clip | VideoStream, intra_period: int = DEF
     codec.ensure_tables()
     if analysed is None:
         analysed = (codec.analyse(codec_input(frame, codec.downsampling)) for frame in clip.frames)
-    kinds, frames, latents, reference = [], [], [], None
+    kinds, frames, latents, crcs, reference = [], [], [], [], None
     for index, y in enumerate(progress_bar(analysed, total=clip.count, desc="encode", unit="frame", enabled=progress)):
         kind = frame_type(index, intra_period)
         _check_codec_for(codec, [kind])
@@ -96,14 +97,17 @@ def encode_video(codec: Codec, clip: Clip | VideoStream, intra_period: int = DEF
             streams, reference = codec.compress_p(y, reference, level)
         kinds.append(kind)
         frames.append(streams)
+        crcs.append(latent_crc(reference))
         if keep_latents:
             latents.append(reference)
     if not frames:
         raise CodecLabError("the video has no frames")
     header = VideoHeader(codec.codec_id, model_hash(codec), width, height, clip.fps, clip.colour_range, clip.matrix,
                          clip.source == "y4m", max(intra_period, 0), level,
-                         tuple(FrameRecord(k, tuple(map(len, s)), 0) for k, s in zip(kinds, frames)), codec.coder.name,
+                         tuple(FrameRecord(k, tuple(map(len, s)), 0, 0) for k, s in zip(kinds, frames)), codec.coder.name,
                          fast_decode)
+    checks = (frame_check(header, t, crc) for t, crc in enumerate(crcs))
+    header = replace(header, records=tuple(replace(record, latent_check=check) for record, check in zip(header.records, checks)))
     data = pack_video(header, frames)
     return EncodedVideo(data, kinds, [sum(map(len, s)) for s in frames], latents)
 
@@ -153,6 +157,9 @@ def decoded_latents(data: bytes, codec: Codec, start: int = 0, stop: int | None 
                 else:
                     reference = codec.decode_p(streams, reference, header.level, coder=checked)
                 checked.check_all_ended()
+            if record.latent_check is not None and frame_check(header, t, latent_crc(reference)) != record.latent_check:
+                raise CodecLabError(f"corrupt file: frame {t} fails its latent check (a damaged or edited file, or a model "
+                                    "with float entropy parameters decoded under another configuration)")
             if t >= start:
                 yield reference
 

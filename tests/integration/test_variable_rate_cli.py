@@ -43,7 +43,7 @@ def test_quality_maps_to_the_nearest_level_and_the_level_is_in_the_header(setup)
     assert _encode(setup, "--quality", 1)[0].level == LEVELS - 1
     assert _encode(setup, "--quality", 0.5)[0].level == round(0.5 * (LEVELS - 1))
     header, _ = _encode(setup, "--level", 5)
-    assert header.level == 5 and header.version == 2
+    assert header.level == 5 and header.version == container.FORMAT_VERSION
 
 
 def test_without_a_rate_flag_the_default_quality_is_used_and_said(setup, capsys):
