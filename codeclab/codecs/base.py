@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from ..coding import EntropyCoder, get_coder
 from ..entropy_models import EntropyBottleneck, LatentEntropyModel, TableEntropyModel
 from ..registry import Registry
-from ..transforms.banded import banded_synthesis
+from ..transforms.banded import banded_forward
 
 CODECS = Registry("codec")
 
@@ -112,8 +112,12 @@ class Codec(nn.Module):
         self.g_s.to(memory_format=self.memory_format)
 
     def _analysis(self, x: Tensor) -> Tensor:
+        x = x.to(memory_format=self.memory_format)
         with self._transform_precision(x.device):
-            y = self.g_a(x.to(memory_format=self.memory_format)).float()
+            if self.training or torch.is_grad_enabled():
+                y = self.g_a(x).float()
+            else:  # coding: GDN in place, band by band (the same values, without its image-sized temporaries)
+                y = banded_forward(self.g_a, x, convolutions=False).float()
         # Coding hands the entropy model NCHW latents whatever the transforms' layout: a float
         # entropy model must see the same layout on the encoder as on the decoder (which builds
         # z_hat from symbols). Training keeps the transforms' layout (speed).
@@ -136,7 +140,7 @@ class Codec(nn.Module):
         runs a convolutional ``g_s`` in bands of rows (:mod:`codeclab.transforms.banded`), which
         bounds float64's unfolded buffers (a 1080p frame: 1.6 GB instead of 4.8 GB)."""
         g_s = copy.deepcopy(self.g_s).double().to(memory_format=torch.contiguous_format)
-        return lambda y_hat: banded_synthesis(g_s, y_hat.double().contiguous())
+        return lambda y_hat: banded_forward(g_s, y_hat.double().contiguous())
 
     def forward(self, x: Tensor, level: Tensor | None = None) -> dict:
         """``level``: ``[B]`` rate levels of a variable-rate model, one per sample."""

@@ -3,10 +3,12 @@
 Decoders run ``g_s`` in float64 (:meth:`codeclab.codecs.Codec.portable_synthesis`). Torch has no
 float64 oneDNN kernels, so its convolutions unfold their whole input first (im2col): at 1080p
 the 128-channel 5x5 transposed convolution of mbt2018-mean's synthesis fills a 3.3 GB buffer,
-and one frame took 4.8 GB to synthesise (float32: 2.0 GB). :func:`banded_synthesis` runs each
+and one frame took 4.8 GB to synthesise (float32: 2.0 GB). :func:`banded_forward` runs each
 layer of a sequential synthesis over bands of its output rows, so that buffer is at most
 :data:`BAND_BYTES`, and pointwise layers (GDN, activations) overwrite their input band by band;
-what remains is the input and output of one layer at a time.
+what remains is the input and output of one layer at a time. Encoders run their analysis with
+only the pointwise layers in bands (``convolutions=False``), which saves GDN's temporaries and
+changes no value.
 
 What is exact and what is not: a band's rows take their values from the same input rows as one
 call over the whole image (a transposed convolution's input band holds every row that reaches
@@ -47,7 +49,7 @@ def _bandable_layer(layer: nn.Module) -> bool:
 
 
 def bandable(g_s: nn.Module) -> bool:
-    """Whether :func:`banded_synthesis` bands ``g_s`` (else it runs it in one call)."""
+    """Whether :func:`banded_forward` bands every layer of ``g_s`` (else it runs it in one call)."""
     return isinstance(g_s, nn.Sequential) and all(_bandable_layer(layer) for layer in g_s)
 
 
@@ -103,17 +105,22 @@ def _pointwise(layer: nn.Module, x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def banded_synthesis(g_s: nn.Module, y_hat: Tensor) -> Tensor:
-    """``g_s(y_hat)``, band by band where :func:`bandable` (module docstring); ``y_hat`` is not modified."""
-    if not bandable(g_s):
-        return g_s(y_hat)
-    x = y_hat
-    for layer in g_s:
-        if isinstance(layer, nn.ConvTranspose2d):
+def banded_forward(net: nn.Module, x: Tensor, convolutions: bool = True) -> Tensor:
+    """``net(x)``, band by band where :func:`bandable` (module docstring); ``x`` is not modified.
+    ``convolutions=False`` bands only the pointwise layers of any ``nn.Sequential`` (in place: no
+    temporaries the size of the image) and runs every other layer in one call, so the result is
+    one call's, bit for bit: the encoders' analysis, whose float32 or bf16 convolutions keep
+    their oneDNN kernels."""
+    if not isinstance(net, nn.Sequential) or (convolutions and not bandable(net)):
+        return net(x)
+    source = x
+    for layer in net:
+        if convolutions and isinstance(layer, nn.ConvTranspose2d):
             x = _conv_transpose(layer, x)
-        elif isinstance(layer, nn.Conv2d):
+        elif convolutions and isinstance(layer, nn.Conv2d):
             x = _conv(layer, x)
+        elif isinstance(layer, POINTWISE):
+            x = _pointwise(layer, x.clone() if x is source else x)
         else:
-            x = _pointwise(layer, x.clone() if x is y_hat else x)
+            x = layer(x)
     return x
-

@@ -1,11 +1,13 @@
 """Files written by older versions (model format 1, container 1, before the transform/entropy-model
-composition; and one model file per later format, each written by the commit of its format) still
-load, decode to the same pixels, and re-encode to the same streams and header fields, which the
-current container completes with a latent check (tests/golden/README.md)."""
+composition; one model file per later model format and one bitstream per later container and
+video container version, each written by the commit of its format) still load, decode to the same
+pixels, and re-encode to the same streams and header fields, which the current containers
+complete with latent checks (tests/golden/README.md)."""
 
 import hashlib
 import json
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +17,16 @@ from PIL import Image
 
 from codeclab.errors import CodecLabError
 from codeclab.formats import container
-from codeclab.formats.image_file import decode_image, decode_latents, encode_image, to_uint8
+from codeclab.data.video import Clip
+from codeclab.formats.image_file import decode_image, decode_latents, encode_image
 from codeclab.formats.model_file import load_model, read_metadata
 from codeclab.formats.model_header import FORMAT_VERSION, READABLE_VERSIONS
+from codeclab.formats.video_container import READABLE_VIDEO_VERSIONS, VIDEO_FORMAT_VERSION, pack_video, unpack_video
+from codeclab.formats.video_file import decode_video, encode_video
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
+VIDEO_MANIFEST = json.loads((GOLDEN / "video_manifest.json").read_text())
 
 
 def _image() -> np.ndarray:
@@ -52,13 +58,17 @@ def test_golden_file_decodes_to_the_same_pixels_and_reencodes_to_the_same_stream
             decode_image(data, load_model(model_path))
         return
     codec = load_model(model_path)
-    decoded = decode_image(data, codec)
-    assert decoded.shape == (97, 131, 3) and _sha256(decoded) == record["portable_sha256"]
-    # The files of formats 2-7 were written on an AVX2 CPU: their fast pixels elsewhere are not recorded.
+    encode = record.get("encode", {})
+    header, streams = container.unpack(data)
+    if not encode.get("fast_decode"):  # a file that allows the fast synthesis decodes to CPU-dependent pixels
+        decoded = decode_image(data, codec)
+        assert decoded.shape == (97, 131, 3) and _sha256(decoded) == record["portable_sha256"]
+    # The files of formats 2-7 and containers 2-4 were written on an AVX2 CPU: their fast pixels
+    # elsewhere are not recorded. The same streams flagged for fast decoding give those pixels.
     expected = record.get("decoded_sha256_by_cpu", {}).get(CPU, record.get("decoded_sha256"))
     if expected is not None:
-        (y_hat,) = decode_latents(data, codec)
-        assert _sha256(to_uint8(codec.synthesize(y_hat))[:97, :131]) == expected
+        fast = container.pack(replace(header, fast_decode=True), streams)
+        assert _sha256(decode_image(fast, codec)) == expected
     coder = "compressai" if ".compressai." in name else None
     model = load_model(model_path, coder=coder)
     index_model = name.removesuffix(".clab").rsplit("-", 1)[-1] if name.startswith("vqgan-") else None
@@ -66,13 +76,57 @@ def test_golden_file_decodes_to_the_same_pixels_and_reencodes_to_the_same_stream
         model.index_model = index_model
     # Re-encoding writes the current container: the golden file's streams and fields plus a latent
     # check, which the golden latents pass (the encoder's y_hat is the decoder's, bit for bit).
-    reencoded = encode_image(model, _image())
+    reencoded = encode_image(model, _image(), **encode)
     header, streams = container.unpack(reencoded)
     assert header.version == container.FORMAT_VERSION and header.latent_check is not None
     assert container.pack(replace(header, latent_check=None), streams) == data
     decode_latents(reencoded, codec)
 
 
-def test_every_older_model_format_has_a_golden_file():
+def _clip() -> Clip:
+    """The golden videos' input: four 50x70 crops of the astronaut image, 3 pixels apart (a Y4M source)."""
+    image = _image()
+    return Clip([np.ascontiguousarray(image[10:60, 3 * t : 3 * t + 70]) for t in range(4)], Fraction(25), "limited", "bt601",
+                "y4m")
+
+
+@pytest.mark.parametrize("name", sorted(VIDEO_MANIFEST))
+def test_golden_video_decodes_to_the_same_frames_and_reencodes_to_the_same_streams(name):
+    record = VIDEO_MANIFEST[name]
+    codec = load_model(GOLDEN / record["model"])
+    data = (GOLDEN / name).read_bytes()
+    encode = record["encode"]
+    assert len(data) == record["bytes"] and data[4] == (2 if encode.get("fast_decode") else 1)
+    header, offset = unpack_video(data)
+    if not encode.get("fast_decode"):
+        assert _sha256(np.stack(decode_video(data, codec).frames)) == record["portable_sha256"]
+    frames = [[data[a:b] for a, b in zip(ends[:-1], ends[1:])]
+              for ends in _stream_ends(header, offset)]
+    expected = record["decoded_sha256_by_cpu"].get(CPU)
+    if expected is not None:
+        fast = pack_video(replace(header, fast_decode=True), frames)
+        assert _sha256(np.stack(decode_video(fast, codec).frames)) == expected
+    reencoded = encode_video(codec, _clip(), **encode).data
+    new_header, new_offset = unpack_video(reencoded)
+    assert new_header.version == VIDEO_FORMAT_VERSION and reencoded[new_offset:] == data[offset:]
+    unchecked = replace(new_header, records=tuple(replace(r, latent_check=None) for r in new_header.records))
+    assert pack_video(unchecked, frames) == data
+    decode_video(reencoded, codec)  # the golden latents pass the new file's checks
+
+
+def _stream_ends(header, offset: int) -> list[list[int]]:
+    """Each frame's stream boundaries in the file, frame by frame."""
+    ends = []
+    for record in header.records:
+        ends.append([offset, *(offset + np.cumsum(record.stream_lengths)).tolist()])
+        offset = ends[-1][-1]
+    return ends
+
+
+def test_every_older_model_format_and_container_version_has_a_golden_file():
     versions = {read_metadata(GOLDEN / record["model"])["format_version"] for record in MANIFEST.values()}
     assert versions == set(READABLE_VERSIONS) - {FORMAT_VERSION}
+    containers = {(GOLDEN / name).read_bytes()[4] for name in MANIFEST}
+    assert containers == set(container.READABLE_VERSIONS) - {container.FORMAT_VERSION}
+    videos = {(GOLDEN / name).read_bytes()[4] for name in VIDEO_MANIFEST}
+    assert videos == set(READABLE_VIDEO_VERSIONS) - {VIDEO_FORMAT_VERSION}

@@ -13,7 +13,7 @@ from codeclab.transforms.cnn import synthesis
 def _compare(net: nn.Module, x: torch.Tensor, budget: int, monkeypatch) -> torch.Tensor:
     monkeypatch.setattr(banded, "BAND_BYTES", budget)
     with torch.no_grad():
-        whole, parts = net(x), banded.banded_synthesis(net, x)
+        whole, parts = net(x), banded.banded_forward(net, x)
     assert parts.shape == whole.shape
     # The last bit of float64, relative to the values' scale: the same function, other sum blocking.
     assert (parts - whole).abs().max() <= 1e-14 * whole.abs().max()
@@ -53,7 +53,7 @@ def test_bands_bound_the_unfolded_buffer(monkeypatch):
     heights = []
     original = banded.F.conv_transpose2d
     monkeypatch.setattr(banded.F, "conv_transpose2d", lambda part, *a, **k: heights.append(part.shape[2]) or original(part, *a, **k))
-    out = banded.banded_synthesis(nn.Sequential(layer), x)
+    out = banded.banded_forward(nn.Sequential(layer), x)
     assert out.shape == (1, 4, 40, 12) and len(heights) == 20 and max(heights) <= 4
 
 
@@ -66,4 +66,16 @@ def test_transforms_that_are_not_sequential_convolutions_run_in_one_call():
     net = nn.Sequential(nn.Conv2d(3, 3, 3, padding="same"), nn.Sigmoid()).double()
     x = torch.randn(1, 3, 5, 5, dtype=torch.float64)
     with torch.no_grad():
-        assert torch.equal(banded.banded_synthesis(net, x), net(x))
+        assert torch.equal(banded.banded_forward(net, x), net(x))
+
+
+def test_only_pointwise_bands_give_one_calls_values_bit_for_bit(monkeypatch):
+    """The encoders' analysis (``convolutions=False``): GDN band by band, in place; float32."""
+    from codeclab.transforms.cnn import analysis
+
+    torch.manual_seed(2)
+    g_a = analysis(16, 24).eval()
+    x = torch.rand(1, 3, 64, 80)
+    monkeypatch.setattr(banded, "BAND_BYTES", 1 << 12)  # a few rows per band
+    with torch.no_grad():
+        assert torch.equal(banded.banded_forward(g_a, x, convolutions=False), g_a(x))
