@@ -4,7 +4,8 @@ x265 (one thread, the same frames, same run) as the reference.
 
 Timed: coding the first ``--frames`` frames of a sequence from RGB arrays in memory to the file's
 bytes, and the bytes back to RGB arrays (reading and writing files not timed), after one untimed
-warm-up clip. Split: ``analysis`` (g_a), ``synthesis`` (g_s), ``entropy coding`` (every call into
+warm-up clip. Split: ``analysis`` (g_a), ``synthesis`` (g_s as decoding runs it, float64 unless the file
+allows the fast path, with the conversion to 8 bits), ``entropy coding`` (every call into
 the rANS stream encoders/decoders) and ``entropy networks`` (the rest: hyperprior, temporal and
 spatial priors, table indexes). The median of ``--runs`` runs is reported.
 
@@ -42,11 +43,17 @@ def learned(model: Path, clip, intra_period: int, level: int, runs: int) -> dict
     from codeclab.formats.model_file import load_model
     from codeclab.formats.video_file import decode_video, encode_video
 
+    from codeclab.formats import video_file
+
     codec = load_model(model)
     coding, analysis, synthesis = CodingClock(), CodingClock(), CodingClock()
-    codec.coder = TimedCoder(codec.coder, coding)
+    codec.coder = TimedCoder(codec.coder, coding)  # the encoder's
     timed_method(codec, "analyse", analysis)
-    timed_method(codec, "synthesize", synthesis)
+    # The decoder takes its coder from the file and its synthesis from the file's flag (float64
+    # unless --fast-decode), not from the codec: time those where video_file gets them.
+    get_coder, file_synthesis = video_file.get_coder, video_file.file_synthesis
+    video_file.get_coder = lambda name=None: TimedCoder(get_coder(name), coding)
+    video_file.file_synthesis = lambda codec, fast_decode: synthesis.timed(file_synthesis(codec, fast_decode))
     result = {"encode": [], "decode": []}
     with torch.no_grad():
         data = encode_video(codec, clip, intra_period, level).data  # warm-up
