@@ -23,7 +23,7 @@ from ..codecs import Codec
 from ..data.images import IMAGE_SUFFIXES, read_image
 from ..errors import CodecLabError
 from . import container
-from .image_file import check_model, codec_input, padded_size
+from .image_file import codec_input, decode_latents
 
 
 def _is_codeclab_file(path: Path) -> bool:
@@ -37,14 +37,11 @@ def latent_of_file(codec: Codec, path: str | Path) -> torch.Tensor:
     if not path.is_file():
         raise CodecLabError(f"file not found: {path}")
     if _is_codeclab_file(path):
-        header, streams = container.unpack(path.read_bytes())
-        check_model(header, codec)
-        if header.tile is not None:
+        # The decoder's own checks: model, limits, the file's coder and rate level, stream ends, latent check.
+        latents = decode_latents(path.read_bytes(), codec)
+        if len(latents) > 1:
             raise CodecLabError(f"{path} is tiled: its latent is not one tensor")
-        try:
-            return codec.decode_latents(streams, padded_size(header.height, header.width, codec.downsampling))[0]
-        except ValueError as err:
-            raise CodecLabError(f"corrupt stream in {path}: {str(err).splitlines()[0]}") from None
+        return latents[0][0]
     return codec.encode_latents(codec_input(read_image(path, notice=None), codec.downsampling))[0]
 
 
