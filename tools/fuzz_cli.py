@@ -325,17 +325,13 @@ def mutate_video(data: bytes, rng: random.Random) -> tuple[str, bytes]:
     """A damaged copy of a CodecLab video file (see the module's docstring)."""
     from dataclasses import replace
 
-    from codeclab.formats.video_container import VIDEO_MAGIC, pack_video, unpack_video
+    from codeclab.formats.video_container import VIDEO_MAGIC, frame_streams, pack_video, unpack_video
 
     kind = rng.choice(["random", "truncate", "flip", "flip_crc", "header"])
     if kind in BYTE_DAMAGE:
         return kind, byte_damage(kind, data, rng, VIDEO_MAGIC)
     header, offset = unpack_video(data)
-    frames, position = [], offset
-    for record in header.records:
-        frames.append([data[position + sum(record.stream_lengths[:i]) : position + sum(record.stream_lengths[: i + 1])]
-                       for i in range(len(record.stream_lengths))])
-        position += sum(record.stream_lengths)
+    frames = frame_streams(data, header, offset)
     fields, records = dict(header.__dict__), list(header.records)
     if kind == "flip_crc":
         streams = [bytearray(s) for frame in frames for s in frame]

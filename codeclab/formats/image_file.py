@@ -128,7 +128,7 @@ def file_bytes(codec: Codec, image: np.ndarray, tiles: list[CompressedImage], le
     strings = [s for compressed in tiles for s in compressed.strings]
     header = container.Header(
         codec.codec_id, model_hash(codec), image.shape[0], image.shape[1], tuple(map(len, strings)),
-        coder=codec.coder.name, level=level, tile=tile, fast_decode=fast_decode, latent_check=0,
+        coder=codec.coder.name, level=level, tile=tile, fast_decode=fast_decode,
     )
     check = container.latent_check(header, [latent_crc(compressed.y_hat) for compressed in tiles])
     return container.pack(replace(header, latent_check=check), strings)

@@ -127,10 +127,26 @@ def _sequence_fields(header: VideoHeader, version: int) -> bytes:
     return bytes(head)
 
 
-def frame_check(header: VideoHeader, index: int, latent_crc: int) -> int:
-    """Frame ``index``'s latent check (module docstring), given the CRC-32 of its decoded latent."""
-    frame = encode_varint(index) + bytes([FRAME_TYPES.index(header.records[index].kind)]) + struct.pack("<I", latent_crc)
-    return zlib.crc32(frame, zlib.crc32(_sequence_fields(header, 3)))
+def sequence_crc(header: VideoHeader) -> int:
+    """CRC-32 of the sequence fields as version 3 writes them: where every frame's check starts."""
+    return zlib.crc32(_sequence_fields(header, 3))
+
+
+def frame_check(sequence: int, index: int, kind: str, latent_crc: int) -> int:
+    """Frame ``index``'s latent check (module docstring), from :func:`sequence_crc`, the frame's
+    type and the CRC-32 of its decoded latent."""
+    return zlib.crc32(encode_varint(index) + bytes([FRAME_TYPES.index(kind)]) + struct.pack("<I", latent_crc), sequence)
+
+
+def frame_streams(data: bytes, header: VideoHeader, offset: int) -> list[list[bytes]]:
+    """Every frame's streams, from the payload at ``offset`` (:func:`unpack_video`'s)."""
+    frames = []
+    for record in header.records:
+        frames.append([])
+        for length in record.stream_lengths:
+            frames[-1].append(data[offset : offset + length])
+            offset += length
+    return frames
 
 
 def pack_video(header: VideoHeader, frames: list[list[bytes]]) -> bytes:

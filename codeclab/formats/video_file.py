@@ -25,7 +25,7 @@ from .image_file import (
     CheckedCoder, check_file_level, check_level, check_model, codec_input, file_synthesis, latent_crc, model_hash, padded_size,
     stream_errors,
 )
-from .video_container import FrameRecord, VideoHeader, frame_check, pack_video, unpack_video
+from .video_container import FrameRecord, VideoHeader, frame_check, pack_video, sequence_crc, unpack_video
 
 DEFAULT_INTRA_PERIOD = 12  # STEM's test GOP
 
@@ -104,9 +104,10 @@ def encode_video(codec: Codec, clip: Clip | VideoStream, intra_period: int = DEF
         raise CodecLabError("the video has no frames")
     header = VideoHeader(codec.codec_id, model_hash(codec), width, height, clip.fps, clip.colour_range, clip.matrix,
                          clip.source == "y4m", max(intra_period, 0), level,
-                         tuple(FrameRecord(k, tuple(map(len, s)), 0, 0) for k, s in zip(kinds, frames)), codec.coder.name,
+                         tuple(FrameRecord(k, tuple(map(len, s)), 0) for k, s in zip(kinds, frames)), codec.coder.name,
                          fast_decode)
-    checks = (frame_check(header, t, crc) for t, crc in enumerate(crcs))
+    sequence = sequence_crc(header)
+    checks = (frame_check(sequence, t, kind, crc) for t, (kind, crc) in enumerate(zip(kinds, crcs)))
     header = replace(header, records=tuple(replace(record, latent_check=check) for record, check in zip(header.records, checks)))
     data = pack_video(header, frames)
     return EncodedVideo(data, kinds, [sum(map(len, s)) for s in frames], latents)
@@ -138,6 +139,7 @@ def decoded_latents(data: bytes, codec: Codec, start: int = 0, stop: int | None 
     offsets = np.cumsum([0] + [sum(r.stream_lengths) for r in header.records])
     latent_shape = (size[0] // codec.stride, size[1] // codec.stride)
     codec.ensure_tables()
+    sequence = sequence_crc(header)
 
     def frames():
         reference = None
@@ -157,7 +159,7 @@ def decoded_latents(data: bytes, codec: Codec, start: int = 0, stop: int | None 
                 else:
                     reference = codec.decode_p(streams, reference, header.level, coder=checked)
                 checked.check_all_ended()
-            if record.latent_check is not None and frame_check(header, t, latent_crc(reference)) != record.latent_check:
+            if record.latent_check is not None and frame_check(sequence, t, record.kind, latent_crc(reference)) != record.latent_check:
                 raise CodecLabError(f"corrupt file: frame {t} fails its latent check (a damaged or edited file, or a model "
                                     "with float entropy parameters decoded under another configuration)")
             if t >= start:

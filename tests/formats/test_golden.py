@@ -21,7 +21,9 @@ from codeclab.data.video import Clip
 from codeclab.formats.image_file import decode_image, decode_latents, encode_image
 from codeclab.formats.model_file import load_model, read_metadata
 from codeclab.formats.model_header import FORMAT_VERSION, READABLE_VERSIONS
-from codeclab.formats.video_container import READABLE_VIDEO_VERSIONS, VIDEO_FORMAT_VERSION, pack_video, unpack_video
+from codeclab.formats.video_container import (
+    READABLE_VIDEO_VERSIONS, VIDEO_FORMAT_VERSION, frame_streams, pack_video, unpack_video,
+)
 from codeclab.formats.video_file import decode_video, encode_video
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -100,8 +102,7 @@ def test_golden_video_decodes_to_the_same_frames_and_reencodes_to_the_same_strea
     header, offset = unpack_video(data)
     if not encode.get("fast_decode"):
         assert _sha256(np.stack(decode_video(data, codec).frames)) == record["portable_sha256"]
-    frames = [[data[a:b] for a, b in zip(ends[:-1], ends[1:])]
-              for ends in _stream_ends(header, offset)]
+    frames = frame_streams(data, header, offset)
     expected = record["decoded_sha256_by_cpu"].get(CPU)
     if expected is not None:
         fast = pack_video(replace(header, fast_decode=True), frames)
@@ -113,14 +114,6 @@ def test_golden_video_decodes_to_the_same_frames_and_reencodes_to_the_same_strea
     assert pack_video(unchecked, frames) == data
     decode_video(reencoded, codec)  # the golden latents pass the new file's checks
 
-
-def _stream_ends(header, offset: int) -> list[list[int]]:
-    """Each frame's stream boundaries in the file, frame by frame."""
-    ends = []
-    for record in header.records:
-        ends.append([offset, *(offset + np.cumsum(record.stream_lengths)).tolist()])
-        offset = ends[-1][-1]
-    return ends
 
 
 def test_every_older_model_format_and_container_version_has_a_golden_file():

@@ -19,7 +19,7 @@ from codeclab.errors import CodecLabError
 from codeclab.formats import container
 from codeclab.formats.image_file import decode_image, decode_latents, encode_image, latent_crc
 from codeclab.formats.model_file import export_model, load_model
-from codeclab.formats.video_container import pack_video, unpack_video
+from codeclab.formats.video_container import frame_streams, pack_video, unpack_video
 from codeclab.formats.video_file import decode_video, encode_video
 from tests.conftest import ROOT
 
@@ -126,12 +126,7 @@ def video(tmp_path_factory):
 
 def _frames(data: bytes) -> tuple:
     header, offset = unpack_video(data)
-    frames = []
-    for record in header.records:
-        ends = np.cumsum((0, *record.stream_lengths)) + offset
-        frames.append([data[a:b] for a, b in zip(ends[:-1], ends[1:])])
-        offset = int(ends[-1])
-    return header, frames
+    return header, frame_streams(data, header, offset)
 
 
 def test_every_video_frame_carries_a_check_of_the_sequence_and_its_latent(video):
