@@ -63,7 +63,8 @@ def data_dir(smoke: bool) -> Path:
 
 
 def smoke_data() -> Path:
-    """A tiny ``../shared/data``: ``kodak/`` (3 images, 192x176: MS-SSIM needs 161), ``train/bsds500/`` (4, 96x96) and
+    """A tiny ``../shared/data``: ``kodak/`` (3 images, 192x176: MS-SSIM needs 161), ``train/bsds500/`` (4, 96x96, with
+    a SPLITS.txt) and
     ``video/{basketballpass,vid4_city}/`` (3 frames of 64x48, a slow pan)."""
     import numpy as np
     import skimage.data
@@ -80,6 +81,8 @@ def smoke_data() -> Path:
         for name, pixels in images:
             if not (root / folder / f"{name}.png").is_file():
                 Image.fromarray(np.ascontiguousarray(pixels)).save(root / folder / f"{name}.png")
+    # BSDS500's original splits, as the shared folder's SPLITS.txt gives them (data=bsds500 reads it).
+    (root / "train/bsds500/SPLITS.txt").write_text("train 0.png\ntrain 1.png\ntest 2.png\nval 3.png\n")
     return root
 
 

@@ -105,18 +105,20 @@ class Subject:
 
 def codeclab_subject(label: str, codec, level: int | None = None) -> Subject:
     from codeclab.codecs.base import coding_transforms
+    from codeclab.coding import get_coder
 
     clock = CodingClock()
     codec.eval()
     codec.configure_transforms(*coding_transforms(codec))  # what `codeclab encode/decode` run
-    codec.coder = TimedCoder(codec.coder, clock)
+    coder = TimedCoder(get_coder(), clock)
     if codec.entropy_model.registry_name == "bounded":
         from codeclab.entropy_models import bounded
 
         # Its bounded latents' coder is a pair of module functions (PNG/WebP packing).
         for name in ("pack_latent_image", "unpack_latent_image"):
             setattr(bounded, name, clock.timed(getattr(bounded, name)))
-    return Subject(label, codec, codec.downsampling, clock, lambda x: codec.compress(x, level), codec.decompress)
+    return Subject(label, codec, codec.downsampling, clock, lambda x: codec.compress(x, coder, level),
+                   lambda compressed: codec.decompress(compressed, coder))
 
 
 def compressai_subject(label: str, registry_name: str, quality: int) -> Subject:
@@ -191,7 +193,7 @@ def timed_call(subject: Subject, fn, *args):
 
 @torch.no_grad()
 def measure(subjects: list[Subject], image, runs: int) -> None:
-    from codeclab.formats.image_file import codec_input
+    from codeclab.formats.file_coding import codec_input
 
     inputs = {s.label: codec_input(image, s.multiple) for s in subjects}
     for subject in subjects:  # warm-up: builds tables, first-call allocations

@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     kodak = _common.data_dir(args.smoke) / "kodak"
 
     from codeclab.data.images import read_image
-    from codeclab.formats.image_file import codec_input
+    from codeclab.formats.file_coding import codec_input
     from codeclab.formats.model_file import load_model
     from codeclab.formats.onnx_export import export_onnx, max_abs_differences
 

@@ -29,11 +29,13 @@ import _common  # noqa: E402
 from _common import ROOT  # noqa: E402
 
 
-def _train(out: Path, steps: int, codec: str, extra: list[str], data: Path, crop: int) -> float:
+def train(out: Path, steps: int, codec: str, extra: list[str], data: Path, crop: int,
+          transform_dtype: str = "bfloat16") -> float:
+    """Train ``codec`` with ``train.py`` into ``out``; returns the wall seconds."""
     cmd = [
         sys.executable, "train.py", f"codec={codec}", "data=bsds500", f"paths.data_dir={data}", "data.preload=true",
         f"data.patch_size={crop}", "data.batch_size=8", "data.num_workers=0", "data.val_max_images=2", f"trainer.max_steps={steps}",
-        "trainer.check_val_every_n_epoch=1000", "logger=csv", "module.transform_dtype=bfloat16", "module.channels_last=true",
+        "trainer.check_val_every_n_epoch=1000", "logger=csv", f"module.transform_dtype={transform_dtype}", "module.channels_last=true",
         "optim.optimizer.lr=3e-4", f"hydra.run.dir={out}", *extra,
     ]
     start = time.perf_counter()
@@ -56,6 +58,30 @@ def pointwise(anchor_bpp, anchor_psnr, test_bpp, test_psnr) -> list[dict]:
     return out
 
 
+def report(args, data: Path, ladders: dict[str, list[Path]], rate_points: int, scale: dict, seconds: dict, what: str) -> None:
+    """Measure ``ladders`` (name -> model files; the first is the anchor) on Kodak with ``eval.py``
+    (``rate_points`` levels of a variable-rate model), then write and print the second curve's
+    BD-rate against the first (cubic and PCHIP, RGB PSNR) and its PSNR at each anchor point."""
+    from codeclab.evaluation.bd_rate import bd
+    from codeclab.evaluation.curves import PSNR, read_curve
+
+    learned = "learned=[" + ",".join(f"{{name:{n},models:[{','.join(map(str, m))}]}}" for n, m in ladders.items()) + "]"
+    subprocess.run([sys.executable, "eval.py", "data=kodak", f"paths.data_dir={data}", "classic=none", learned,
+                    f"rate_points={rate_points}", f"max_images={args.max_images}", "progress=false",
+                    f"hydra.run.dir={args.out / 'eval'}"], cwd=ROOT, check=True, capture_output=True)
+    curves = {c.name: c for c in (read_curve(p) for p in (args.out / "eval" / "curves").glob("*.json"))}
+    anchor, test = (curves[name] for name in ladders)
+    summary = {"scale": {**scale, "kodak_images": args.max_images}, "train_seconds": seconds,
+               **{name: {"bpp": list(c.bpp), "psnr": list(c.quality(PSNR))} for name, c in zip(ladders, (anchor, test))},
+               "pointwise": pointwise(anchor.bpp, anchor.quality(PSNR), test.bpp, test.quality(PSNR)), "warnings": []}
+    for method in ("cubic", "pchip"):
+        result = bd(anchor.bpp, anchor.quality(PSNR), test.bpp, test.quality(PSNR), method)
+        summary[f"bd_rate_{method}"] = result.bd_rate if result.ok else None
+        summary["warnings"].extend(result.warnings)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _common.emit(args, summary, f"BD-rate of {what}: {summary['bd_rate_cubic']} % (cubic), {summary['bd_rate_pchip']} % (PCHIP)")
+
+
 def main(argv=None) -> int:
     parser = _common.parser(__doc__)
     parser.add_argument("--steps", type=int, default=2000)
@@ -76,37 +102,16 @@ def main(argv=None) -> int:
     for lmbda in lambdas:
         run = args.out / f"fixed_{lmbda}"
         if not (run / "model.safetensors").is_file():
-            seconds[f"fixed_{lmbda}"] = _train(run, args.steps, args.codec, [f"lmbda={lmbda}"], data, args.crop)
+            seconds[f"fixed_{lmbda}"] = train(run, args.steps, args.codec, [f"lmbda={lmbda}"], data, args.crop)
         fixed.append(run / "model.safetensors")
     run = args.out / "variable"
     if not (run / "model.safetensors").is_file():
         rate = [f"+codec.rate_levels={len(lambdas)}", f"+codec.lmbda_min={lambdas[0]}", f"+codec.lmbda_max={lambdas[-1]}",
                 "+codec.scale_table_levels=256"]
-        seconds["variable"] = _train(run, args.steps, args.codec, rate, data, args.crop)
-    learned = (f"learned=[{{name:fixed,models:[{','.join(map(str, fixed))}]}},"
-               f"{{name:variable,models:[{run / 'model.safetensors'}]}}]")
-    subprocess.run([sys.executable, "eval.py", "data=kodak", f"paths.data_dir={data}", "classic=none", learned,
-                    f"rate_points={len(lambdas)}", f"max_images={args.max_images}", "progress=false",
-                    f"hydra.run.dir={args.out / 'eval'}"], cwd=ROOT, check=True, capture_output=True)
-    from codeclab.evaluation.bd_rate import bd
-    from codeclab.evaluation.curves import PSNR, read_curve
-
-    curves = {c.name: c for c in (read_curve(p) for p in (args.out / "eval" / "curves").glob("*.json"))}
-    anchor, test = curves["fixed"], curves["variable"]
-    summary = {
-        "scale": {"codec": args.codec, "steps_per_model": args.steps, "lambdas": lambdas, "kodak_images": args.max_images},
-        "train_seconds": seconds,
-        "fixed": {"bpp": list(anchor.bpp), "psnr": list(anchor.quality(PSNR))},
-        "variable": {"bpp": list(test.bpp), "psnr": list(test.quality(PSNR))},
-    }
-    summary["pointwise"] = pointwise(anchor.bpp, anchor.quality(PSNR), test.bpp, test.quality(PSNR))
-    for method in ("cubic", "pchip"):
-        result = bd(anchor.bpp, anchor.quality(PSNR), test.bpp, test.quality(PSNR), method)
-        summary[f"bd_rate_{method}"] = result.bd_rate if result.ok else None
-        summary.setdefault("warnings", []).extend(result.warnings)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    _common.emit(args, summary, f"BD-rate of the variable-rate model vs the fixed ladder: "
-                 f"{summary['bd_rate_cubic']} % (cubic), {summary['bd_rate_pchip']} % (PCHIP)")
+        seconds["variable"] = train(run, args.steps, args.codec, rate, data, args.crop)
+    report(args, data, {"fixed": fixed, "variable": [run / "model.safetensors"]}, len(lambdas),
+           {"codec": args.codec, "steps_per_model": args.steps, "lambdas": lambdas}, seconds,
+           "the variable-rate model vs the fixed ladder")
     return 0
 
 

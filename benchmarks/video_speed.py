@@ -47,8 +47,8 @@ def learned(model: Path, clip, intra_period: int, level: int, runs: int) -> dict
 
     codec = load_model(model)
     coding, analysis, synthesis = CodingClock(), CodingClock(), CodingClock()
-    codec.coder = TimedCoder(codec.coder, coding)  # the encoder's
-    timed_method(codec, "analyse", analysis)
+    encoder_coder = TimedCoder(video_file.get_coder(), coding)
+    timed_method(codec, "analysis", analysis)
     # The decoder takes its coder from the file and its synthesis from the file's flag (float64
     # unless --fast-decode), not from the codec: time those where video_file gets them.
     get_coder, file_synthesis = video_file.get_coder, video_file.file_synthesis
@@ -56,7 +56,7 @@ def learned(model: Path, clip, intra_period: int, level: int, runs: int) -> dict
     video_file.file_synthesis = lambda codec, fast_decode: synthesis.timed(file_synthesis(codec, fast_decode))
     result = {"encode": [], "decode": []}
     with torch.no_grad():
-        data = encode_video(codec, clip, intra_period, level).data  # warm-up
+        data = encode_video(codec, clip, intra_period, level, coder=encoder_coder).data  # warm-up
         decode_video(data, codec)
         for _ in range(runs):
             for phase in ("encode", "decode"):
@@ -64,7 +64,7 @@ def learned(model: Path, clip, intra_period: int, level: int, runs: int) -> dict
                     clock.seconds = 0.0
                 start = time.perf_counter()
                 if phase == "encode":
-                    data = encode_video(codec, clip, intra_period, level).data
+                    data = encode_video(codec, clip, intra_period, level, coder=encoder_coder).data
                 else:
                     decode_video(data, codec)
                 total = time.perf_counter() - start

@@ -30,12 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
+from codeclab.coding import get_coder  # noqa: E402
 from codeclab.formats import container  # noqa: E402
 from codeclab.data.images import list_images, read_image  # noqa: E402
 from codeclab.entropy_models.index_models import INDEX_MODEL_IDS  # noqa: E402
 from codeclab.evaluation.classic import PillowCodec  # noqa: E402
 from codeclab.evaluation.metrics import measure  # noqa: E402
-from codeclab.formats.image_file import codec_input, model_hash, decode_image, encode_image, to_uint8  # noqa: E402
+from codeclab.formats.file_coding import codec_input, model_hash, to_uint8  # noqa: E402
+from codeclab.formats.image_file import decode_image, encode_image  # noqa: E402
 from codeclab.formats.model_file import load_model  # noqa: E402
 
 CLASSIC_LOWEST = [
@@ -75,7 +77,7 @@ def code_vqgan(codec, images) -> dict:
     models); each index model's coding and decoding time is added to it. The file of the
     default index model is also decoded through ``decode_image`` (the command-line path).
     """
-    rows = {kind: [] for kind in INDEX_MODEL_IDS}
+    rows, coder = {kind: [] for kind in INDEX_MODEL_IDS}, get_coder()
     quality = []
     for _, image in images:
         x = codec_input(image, codec.downsampling)
@@ -88,14 +90,14 @@ def code_vqgan(codec, images) -> dict:
         pixels = image.shape[0] * image.shape[1]
         for kind in INDEX_MODEL_IDS:
             t0 = time.perf_counter()
-            stream = codec.compress_indices(indices, kind)
+            stream = codec.compress_indices(indices, coder, kind)
             t1 = time.perf_counter()
-            decoded = codec.decompress_indices(stream, tuple(indices.shape))
+            decoded = codec.decompress_indices(stream, tuple(indices.shape), coder)
             t2 = time.perf_counter()
             if not torch.equal(decoded, indices):
                 raise SystemExit(f"index model {kind} did not round-trip")
             header = container.Header(codec.codec_id, model_hash(codec), image.shape[0], image.shape[1], (len(stream),),
-                                      coder=codec.coder.name)
+                                      coder=coder.name)
             data = container.pack(header, [stream])
             rows[kind].append({"bpp": 8 * len(data) / pixels, "enc_s": t_net_enc + t1 - t0, "dec_s": t_net_dec + t2 - t1})
         out = to_uint8(x_hat[..., : image.shape[0], : image.shape[1]])

@@ -43,10 +43,10 @@ def latent_format_bpp(codec, image: np.ndarray) -> dict:
     """bpp of the bounded latents as PNG and as WebP, and the rate model's estimate (the first
     mapping, bounded_v1, trains one; the paper's mapping has none)."""
     from codeclab.entropy_models.bounded import pack_latent_image
-    from codeclab.formats.image_file import codec_input
+    from codeclab.formats.file_coding import codec_input
 
     bottleneck = codec.entropy_model
-    y = codec.analyse(codec_input(image, codec.downsampling))
+    y = codec.analysis(codec_input(image, codec.downsampling))
     stored = bottleneck.integers(y)[0] + bottleneck.offset
     pixels = image.shape[0] * image.shape[1]
     likelihoods = bottleneck.eval()(y)["likelihoods"].values()

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from .coding import CODERS, DEFAULT_CODER, get_coder
 from .errors import CodecLabError
 from .measures import bits_per_pixel
 
@@ -90,17 +91,17 @@ def cmd_encode(args) -> None:
 
     _check_output(args.output, args.image, args.model)
     image = read_image(args.image)
-    codec = load_model(args.model, coder=args.coder)
+    codec, coder = load_model(args.model), get_coder(args.coder)
     start = time.perf_counter()
     if args.target_bpp is not None:
         if args.refine:
             raise CodecLabError("--refine with --target-bpp is not supported; choose the rate with --quality or --level")
         data, level = encode_image_at_bpp(codec, image, args.target_bpp, args.tile, progress=not args.quiet,
-                                          fast_decode=args.fast_decode)
+                                          fast_decode=args.fast_decode, coder=coder)
     else:
         level = _rate_level(codec, args)
         data = encode_image(codec, image, level, args.tile, args.threads, args.refine, args.refine_lmbda, progress=not args.quiet,
-                            fast_decode=args.fast_decode)
+                            fast_decode=args.fast_decode, coder=coder)
     seconds = time.perf_counter() - start
     write_atomically(args.output, lambda tmp: Path(tmp).write_bytes(data))
     height, width = image.shape[:2]
@@ -126,11 +127,12 @@ def _encode_video(args) -> None:
         clip.fps = parse_frame_rate(args.fps)
     if args.range is not None:
         clip.colour_range = args.range
-    codec = load_model(args.model, coder=args.coder)
+    codec = load_model(args.model)
     intra_period = args.intra_period if args.intra_period is not None else default_intra_period(codec)
     level = _rate_level(codec, args)
     start = time.perf_counter()
-    encoded = encode_video(codec, clip, intra_period, level, progress=not args.quiet, fast_decode=args.fast_decode)
+    encoded = encode_video(codec, clip, intra_period, level, progress=not args.quiet, fast_decode=args.fast_decode,
+                           coder=get_coder(args.coder))
     seconds = time.perf_counter() - start
     write_atomically(args.output, lambda tmp: Path(tmp).write_bytes(encoded.data))
     count = len(encoded.kinds)
@@ -250,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601", help="Y4M input: the YUV->RGB matrix")
     video.add_argument("--range", choices=("limited", "full"), default=None, help="Y4M input: override the file's range")
     video.add_argument("--fps", default=None, help="frame rate N or N:D (PNG folders have none; default 25)")
-    encode.add_argument("--coder", default=None,
-                        help="entropy coder: codeclab (default) or compressai; decode reads it from the file")
+    encode.add_argument("--coder", choices=sorted(CODERS.wire_ids), default=DEFAULT_CODER,
+                        help=f"entropy coder (default {DEFAULT_CODER}); decode reads it from the file")
     encode.add_argument("--fast-decode", action="store_true",
                         help="let decoders run the synthesis at their CPU's fastest precision (1.6-2.6x faster to decode "
                              "in reports/portable_pixels; the decoded pixels then depend on the CPU); "

@@ -11,11 +11,15 @@ Codecs, transforms, entropy models, entropy coders and index models each have on
     ENTROPY_MODELS.build("charm", N=192, M=320)   # or ENTROPY_MODELS["charm"]
 
 Unknown names raise :class:`KeyError` subclass :class:`UnknownName` with the list of known ones.
+
+A registry whose names files record in one byte (the entropy coders) is given each name's
+stable **wire id** up front (``Registry("entropy coder", wire_ids={"codeclab": 0, ...})``): the
+one table the containers write and read, which holds before any entry's module is imported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 
 class UnknownName(KeyError, ValueError):
@@ -28,9 +32,12 @@ class UnknownName(KeyError, ValueError):
 class Registry:
     """Names -> classes or builder functions of one kind (``kind`` appears in error messages)."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, wire_ids: Mapping[str, int] | None = None):
         self.kind = kind
         self._entries: dict[str, Callable] = {}
+        self.wire_ids = dict(wire_ids or {})
+        if len(set(self.wire_ids.values())) != len(self.wire_ids) or not all(0 <= i < 256 for i in self.wire_ids.values()):
+            raise ValueError(f"{kind} wire ids must be distinct bytes")
 
     def register(self, name: str) -> Callable:
         """Decorator registering a class or function under ``name`` (also set as its ``registry_name``)."""
@@ -38,6 +45,8 @@ class Registry:
         def decorate(entry):
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
+            if self.wire_ids and name not in self.wire_ids:
+                raise ValueError(f"{self.kind} {name!r} has no wire id")
             self._entries[name] = entry
             if isinstance(entry, type):
                 entry.registry_name = name
@@ -65,3 +74,7 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def wire_name(self, wire_id: int) -> str | None:
+        """The name whose wire id is ``wire_id`` (None: no such id, a file written by something else)."""
+        return next((name for name, i in self.wire_ids.items() if i == wire_id), None)

@@ -1,4 +1,5 @@
-"""Every shell command of the README's ```bash blocks runs, so the README cannot go stale.
+"""Every shell command of the README's ```bash blocks runs, and every ```python block executes,
+so the README cannot go stale.
 
 The commands run in README order, each in a fresh process, from a scratch copy of the repository
 root (``TMP/root/repo``: symlinks to the real top-level entries, copies of the top-level scripts so
@@ -385,6 +386,14 @@ def test_every_command_is_run_or_skipped_with_a_reason():
     assert len(texts) >= 20, "the README's ```bash blocks were not found"
     for pattern, *_ in OVERRIDES + SKIPS + XFAILS:
         assert any(re.search(pattern, t) for t in texts), f"table row {pattern!r} matches no README command"
+
+
+@pytest.mark.parametrize("index", range(len(re.findall(r"^```python\n", (ROOT / "README.md").read_text(), flags=re.M))))
+def test_readme_python_block(index, monkeypatch):
+    """Each ```python block of the README runs as written, from the repository root."""
+    block = re.findall(r"^```python\n(.*?)^```", (ROOT / "README.md").read_text(), flags=re.M | re.S)[index]
+    monkeypatch.chdir(ROOT)
+    exec(compile(block, f"README.md python block {index}", "exec"), {})
 
 
 def test_parser():

@@ -89,7 +89,9 @@ def _digest(latents) -> str:
 
 def encode_worker(model: str, images: list[str], levels: list[int | None], out: Path) -> None:
     from codeclab.data.images import read_image
-    from codeclab.formats.image_file import codec_input, file_bytes
+    from codeclab.coding import get_coder
+    from codeclab.formats.file_coding import codec_input
+    from codeclab.formats.image_file import file_bytes
 
     codec = _load(model)
     codec.ensure_tables()
@@ -97,11 +99,11 @@ def encode_worker(model: str, images: list[str], levels: list[int | None], out: 
     for path in images:
         image = read_image(path, notice=None)
         x = codec_input(image, codec.downsampling)
-        y = codec.analyse(x)  # one tile (images up to 1024 pixels a side)
+        y, coder = codec.analysis(x), get_coder()  # one tile (images up to 1024 pixels a side)
         for level in levels:
             name = f"{Path(path).stem}-L{level}"
-            compressed = codec.compress_latent(y, x.shape[-2:], level)
-            (out / f"{name}.clab").write_bytes(file_bytes(codec, image, [compressed], level, None))
+            compressed = codec.compress_y(y, x.shape[-2:], coder, level)
+            (out / f"{name}.clab").write_bytes(file_bytes(codec, image, [compressed], coder, level, None))
             hashes[name] = _digest([compressed.y_hat])
             np.save(out / f"{name}.npy", compressed.y_hat.numpy())
     (out / "encoder.json").write_text(json.dumps(hashes))
@@ -109,7 +111,7 @@ def encode_worker(model: str, images: list[str], levels: list[int | None], out: 
 
 def decode_worker(model: str, folders: list[Path], out: Path) -> None:
     from codeclab.errors import CodecLabError
-    from codeclab.formats.image_file import decode_latents
+    from codeclab.formats.image_file import decode_image_y
 
     codec = _load(model)
     results, differences = {}, {}
@@ -117,7 +119,7 @@ def decode_worker(model: str, folders: list[Path], out: Path) -> None:
         for path in sorted(folder.glob("*.clab")):
             key = f"{folder.name}/{path.stem}"
             try:
-                (y_hat,) = decode_latents(path.read_bytes(), codec)
+                (y_hat,) = decode_image_y(path.read_bytes(), codec)
             except CodecLabError as err:
                 results[key] = f"error: {err}"
                 continue

@@ -79,12 +79,13 @@ def with_latent_check(data: bytes, model: Path) -> bytes | None:
 
     from codeclab.errors import CodecLabError
     from codeclab.formats import container
-    from codeclab.formats.image_file import decode_latents, latent_crc
+    from codeclab.formats.file_coding import latent_crc
+    from codeclab.formats.image_file import decode_image_y
     from codeclab.formats.model_file import load_model
 
     header, streams = container.unpack(data)
     try:
-        crcs = [latent_crc(y_hat) for y_hat in decode_latents(data, load_model(model))]
+        crcs = [latent_crc(y_hat) for y_hat in decode_image_y(data, load_model(model))]
     except CodecLabError:  # a float entropy model written on another CPU
         return None
     return container.pack(replace(header, latent_check=container.latent_check(header, crcs)), streams)
@@ -179,6 +180,7 @@ def byte_damage(kind: str, data: bytes, rng: random.Random, magic: bytes) -> byt
 
 
 def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
+    from codeclab.coding import CODERS
     from codeclab.formats import container
 
     kind = rng.choice(["random", "truncate", "flip", "flip_crc", "header"])
@@ -203,7 +205,7 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
         elif field == "tile":
             fields["tile"] = rng.choice([1, 16, 64, 100, 128, 1 << 20])
         elif field == "coder":
-            fields["coder"] = rng.choice(container.CODERS)
+            fields["coder"] = rng.choice(sorted(CODERS.wire_ids))
         elif field == "codec_id":
             fields["codec_id"] = rng.choice(["mbt2018-mean", "s2lic", "walloc", "vqgan", "bmshj2018-factorized", "x"])
         elif field == "streams":

@@ -29,8 +29,10 @@ import torch
 from PIL import Image
 import hashlib
 
+from codeclab.coding import get_coder
 from codeclab.data.images import read_image
-from codeclab.formats.image_file import codec_input, decode_image, decode_latents, file_bytes
+from codeclab.formats.file_coding import codec_input
+from codeclab.formats.image_file import decode_image, decode_image_y, file_bytes
 from codeclab.formats.model_file import load_model
 
 
@@ -51,7 +53,8 @@ def _name(path: Path, level: int | None) -> str:
 
 def _encode(codec, image: np.ndarray, level: int, device: torch.device) -> bytes:
     x = codec_input(image, codec.downsampling).to(device)
-    return file_bytes(codec, image, [codec.compress(x, level)], level, None)
+    coder = get_coder()
+    return file_bytes(codec, image, [codec.compress(x, coder, level)], coder, level, None)
 
 
 def _digest(y_hat: torch.Tensor) -> str:
@@ -88,7 +91,7 @@ def prepare(args) -> dict:
             name = _name(path, level)
             data = _encode(codec, image, level, torch.device("cpu"))
             (out / "files" / f"{name}.clab").write_bytes(data)
-            latents[name] = _digest(decode_latents(data, codec)[0])
+            latents[name] = _digest(decode_image_y(data, codec)[0])
             if level == _pixel_level(codec):
                 Image.fromarray(decode_image(data, codec)).save(out / "files" / f"{name}.png")
     (out / "cpu_latents.json").write_text(json.dumps(latents, indent=1))
@@ -100,7 +103,7 @@ def _decode_cpu_files(codec, folder: Path, device: torch.device) -> dict:
     decoded, ours, theirs = {}, {}, {}
     for name in reference:
         data = (folder / "files" / f"{name}.clab").read_bytes()
-        decoded[name] = _digest(decode_latents(data, codec)[0])
+        decoded[name] = _digest(decode_image_y(data, codec)[0])
         png = folder / "files" / f"{name}.png"
         if png.exists():
             ours[name], theirs[name] = decode_image(data, codec), np.asarray(Image.open(png).convert("RGB"))
@@ -116,7 +119,7 @@ def _encode_on_device(codec, images: list[str], out: Path, device: torch.device)
             name = _name(path, level)
             data = _encode(codec, image, level, device)
             (out / "files" / f"{name}.clab").write_bytes(data)
-            latents[name] = _digest(decode_latents(data, codec)[0])
+            latents[name] = _digest(decode_image_y(data, codec)[0])
     (out / "device_latents.json").write_text(json.dumps(latents, indent=1))
     return {"files": len(latents)}
 
@@ -143,7 +146,7 @@ def _throughput(codec, image_path: str, size: tuple[int, int], device: torch.dev
     data = _encode(codec, frame, level, device)
     x = codec_input(frame, codec.downsampling).to(device)
     encode = _timed(lambda: _encode(codec, frame, level, device), device)
-    analysis = _timed(lambda: codec.analyse(x), device)
+    analysis = _timed(lambda: codec.analysis(x), device)
     decode = _timed(lambda: decode_image(data, codec), device)
     return {"frame": f"{width}x{height}, one block", "level": level, "bytes": len(data),
             "encode_s": encode, "encode_fps": 1 / encode, "analysis_s": analysis,
@@ -167,7 +170,7 @@ def device_checks(args) -> dict:
 def verify(args) -> dict:
     codec, folder = load_model(args.model), Path(args.out)
     reference = json.loads((folder / "device_latents.json").read_text())
-    decoded = {name: _digest(decode_latents((folder / "files" / f"{name}.clab").read_bytes(), codec)[0]) for name in reference}
+    decoded = {name: _digest(decode_image_y((folder / "files" / f"{name}.clab").read_bytes(), codec)[0]) for name in reference}
     return {"device_files_decoded_on_cpu": _latent_report(decoded, reference)}
 
 

@@ -10,10 +10,16 @@
   :attr:`Codec.downsampling`. Returns ``{"x_hat", "likelihoods": {name: tensor}}`` plus whatever
   the entropy model adds (``vq_loss``, ``indices``); the rate of a latent is
   ``-sum(log2(likelihood))`` bits.
-* ``compress(x)`` -> :class:`CompressedImage`; ``decompress(compressed)`` -> ``[B, 3, H, W]``
-  (not clamped); the decoder's ``y_hat`` is bit-exact to the encoder's.
-* ``encode_latents(x)`` / ``decode_latents(strings, size)``: the quantised latent without coding
-  or without the synthesis ("compressed-domain" access).
+* ``compress(x, coder)`` -> :class:`CompressedImage`; ``decompress(compressed, coder)`` ->
+  ``[B, 3, H, W]`` (not clamped); the decoder's ``y_hat`` is bit-exact to the encoder's.
+
+The ``y`` vocabulary, shared by every codec, the file formats and the tools::
+
+    x ──analysis──► y ──compress_y(coder)──► streams ──decompress_y(coder)──► y_hat ──synthesis──► x_hat
+    x ──quantize──► y_hat   (the decoder's latent, without coding: "compressed-domain" access)
+
+The entropy coder is an argument of every compress/decompress call (a codec holds no coder):
+a file is decoded with the coder that wrote it, whatever the codec last encoded with.
 
 Entropy tables are built automatically: ``compress``/``decompress`` call :meth:`Codec.ensure_tables`,
 which rebuilds the integer CDFs whenever the entropy-model parameters changed since they were
@@ -38,7 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..coding import EntropyCoder, get_coder
+from ..coding import EntropyCoder
 from ..entropy_models import EntropyBottleneck, LatentEntropyModel, TableEntropyModel
 from ..registry import Registry
 from ..transforms.banded import banded_forward
@@ -67,7 +73,6 @@ class Codec(nn.Module):
         self.stride = int(stride)
         self.codec_id: str = ""
         self.config: dict = {}
-        self.coder: EntropyCoder = get_coder()
         self._tables_fingerprint: str | None = None
         # Speed-up for training and coding: run g_a and g_s under autocast to this dtype (e.g.
         # torch.bfloat16) and in this memory format (configure_transforms); the entropy model
@@ -95,10 +100,6 @@ class Codec(nn.Module):
         """Rate levels of a variable-rate model (level ``L - 1`` is the highest rate); 0: fixed rate."""
         return self.entropy_model.rate_levels
 
-    def set_coder(self, name: str | None) -> None:
-        """Select the entropy coder by registry name (``None``: the default)."""
-        self.coder = get_coder(name)
-
     def _transform_precision(self, device: torch.device):
         return torch.autocast(device.type, dtype=self.transform_dtype, enabled=self.transform_dtype is not None)
 
@@ -123,7 +124,7 @@ class Codec(nn.Module):
         # z_hat from symbols). Training keeps the transforms' layout (speed).
         return y if self.training else y.contiguous()
 
-    def synthesize(self, y_hat: Tensor) -> Tensor:
+    def synthesis(self, y_hat: Tensor) -> Tensor:
         """``g_s(y_hat)`` under the transform settings (:meth:`configure_transforms`), float32 NCHW."""
         with self._transform_precision(y_hat.device):
             return self.g_s(y_hat.to(memory_format=self.memory_format)).float().contiguous()
@@ -145,7 +146,7 @@ class Codec(nn.Module):
     def forward(self, x: Tensor, level: Tensor | None = None) -> dict:
         """``level``: ``[B]`` rate levels of a variable-rate model, one per sample."""
         out = self.entropy_model(self._analysis(x), level)
-        return {"x_hat": self.synthesize(out.pop("y_hat")), **out}
+        return {"x_hat": self.synthesis(out.pop("y_hat")), **out}
 
     def _check_size(self, x: Tensor) -> None:
         if x.shape[-2] % self.downsampling or x.shape[-1] % self.downsampling:
@@ -155,46 +156,46 @@ class Codec(nn.Module):
         return size[0] // self.stride, size[1] // self.stride
 
     @torch.no_grad()
-    def analyse(self, x: Tensor) -> Tensor:
+    def analysis(self, x: Tensor) -> Tensor:
         """``y = g_a(x)`` of an input whose size is a multiple of :attr:`downsampling`."""
         self._check_size(x)
         return self._analysis(x)
 
     @torch.no_grad()
-    def compress_latent(self, y: Tensor, size: tuple[int, int], level: int | None = None,
-                        side: Tensor | None = None) -> CompressedImage:
-        """Code ``y = g_a(x)`` of an input of ``size``; re-coding one ``y`` at several levels runs
-        only the entropy model (rate control). ``side``: a refined side latent to code instead of
-        the one ``y`` implies (:mod:`.refinement`)."""
+    def compress_y(self, y: Tensor, size: tuple[int, int], coder: EntropyCoder, level: int | None = None,
+                   side: Tensor | None = None) -> CompressedImage:
+        """Code ``y = g_a(x)`` of an input of ``size`` with ``coder``; re-coding one ``y`` at several
+        levels runs only the entropy model (rate control). ``side``: a refined side latent to code
+        instead of the one ``y`` implies (:mod:`.refinement`)."""
         if y.shape[0] != 1:
             raise ValueError(f"compress codes one image at a time; got a batch of {y.shape[0]}")
         self.ensure_tables()
         if side is None:
-            strings, y_hat = self.entropy_model.compress(y, self.coder, level)
+            strings, y_hat = self.entropy_model.compress(y, coder, level)
         else:
-            strings, y_hat = self.entropy_model.compress(y, self.coder, level, side)
+            strings, y_hat = self.entropy_model.compress(y, coder, level, side)
         return CompressedImage(strings, (int(size[0]), int(size[1])), level, y_hat)
 
-    def compress(self, x: Tensor, level: int | None = None) -> CompressedImage:
-        return self.compress_latent(self.analyse(x), x.shape[-2:], level)
+    def compress(self, x: Tensor, coder: EntropyCoder, level: int | None = None) -> CompressedImage:
+        return self.compress_y(self.analysis(x), x.shape[-2:], coder, level)
 
     @torch.no_grad()
-    def decompress(self, compressed: CompressedImage) -> Tensor:
-        """The reconstruction: :meth:`synthesize` of :meth:`decode_latents`."""
-        return self.synthesize(self.decode_latents(compressed.strings, compressed.size, compressed.level))
+    def decompress(self, compressed: CompressedImage, coder: EntropyCoder) -> Tensor:
+        """The reconstruction: :meth:`synthesis` of :meth:`decompress_y`."""
+        return self.synthesis(self.decompress_y(compressed.strings, compressed.size, coder, compressed.level))
 
     @torch.no_grad()
-    def encode_latents(self, x: Tensor, level: int | None = None) -> Tensor:
+    def quantize(self, x: Tensor, level: int | None = None) -> Tensor:
         """The quantised latent ``y_hat`` the decoder will see, without coding it (encoder only)."""
         self.ensure_tables()
-        return self.entropy_model.quantize(self.analyse(x), level)
+        return self.entropy_model.quantize(self.analysis(x), level)
 
     @torch.no_grad()
-    def decode_latents(self, strings: list[bytes], size: tuple[int, int], level: int | None = None,
-                       coder: EntropyCoder | None = None) -> Tensor:
+    def decompress_y(self, strings: list[bytes], size: tuple[int, int], coder: EntropyCoder,
+                     level: int | None = None) -> Tensor:
         """``y_hat`` ``[1, M, H/stride, W/stride]`` of coded streams: entropy decoding only."""
         self.ensure_tables()
-        return self.entropy_model.decompress(strings, self._latent_shape(size), coder or self.coder, level)
+        return self.entropy_model.decompress(strings, self._latent_shape(size), coder, level)
 
     def aux_loss(self) -> Tensor:
         """Sum of the factorized densities' quantile losses (trains only ``quantiles``)."""
@@ -309,7 +310,7 @@ def with_arithmetic(codec: Codec, arithmetic: str) -> Codec:
     converted = build_codec(codec.codec_id, config)
     converted.load_state_dict(codec.state_dict())
     converted.train(codec.training)
-    converted.coder, converted.transform_dtype, converted.training_lmbda = codec.coder, codec.transform_dtype, codec.training_lmbda
+    converted.transform_dtype, converted.training_lmbda = codec.transform_dtype, codec.training_lmbda
     return converted
 
 

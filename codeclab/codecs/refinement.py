@@ -123,12 +123,12 @@ def refine_latents(codec: Codec, x: Tensor, level: int | None = None, schedule: 
 
     def loss(y, side, rounding) -> Tensor:
         out = model.relaxed(y, side, level, rounding)
-        x_tilde = codec.synthesize(out["y_hat"])[..., :height, :width]
+        x_tilde = codec.synthesis(out["y_hat"])[..., :height, :width]
         bits = sum(-torch.log2(likelihoods).sum() for likelihoods in out["likelihoods"].values())
         return lmbda * 255**2 * torch.mean((x_tilde - target) ** 2) + bits / (height * width)
 
     with torch.no_grad():
-        y = codec.analyse(x)
+        y = codec.analysis(x)
         side = model.side_latent(y)
     was_training = codec.training
     codec.train()  # integer networks in their differentiable (quantisation-aware) form

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..coding import EntropyCoder
 from ..entropy_models.spatiotemporal import SpatiotemporalEntropyModel
 from .base import Codec, register_codec
 from .zoo import mbt2018_mean
@@ -34,16 +35,18 @@ class VideoCodec(Codec):
             temporal_model.gain_bank = image.entropy_model.gain_bank
 
     @torch.no_grad()
-    def compress_p(self, y: Tensor, reference: Tensor, level: int | None = None) -> tuple[list[bytes], Tensor]:
+    def compress_y_p(self, y: Tensor, reference: Tensor, coder: EntropyCoder,
+                     level: int | None = None) -> tuple[list[bytes], Tensor]:
         """Code a P-frame's latent ``y = g_a(x_t)`` given ``y_hat_{t-1}``; returns the streams and ``y_hat_t``."""
         self.ensure_tables()
-        return self.temporal_model.compress(y, reference, self.coder, level)
+        return self.temporal_model.compress(y, reference, coder, level)
 
     @torch.no_grad()
-    def decode_p(self, strings: list[bytes], reference: Tensor, level: int | None = None, coder=None) -> Tensor:
+    def decompress_y_p(self, strings: list[bytes], reference: Tensor, coder: EntropyCoder,
+                       level: int | None = None) -> Tensor:
         """``y_hat_t`` of a P-frame's streams, given ``y_hat_{t-1}`` (bit-exact copy of the encoder's)."""
         self.ensure_tables()
-        return self.temporal_model.decompress(strings, reference, coder or self.coder, level)
+        return self.temporal_model.decompress(strings, reference, coder, level)
 
 
 @register_codec("stem")

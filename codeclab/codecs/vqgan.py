@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..coding import EntropyCoder
 from ..entropy_models.vq import VQEntropyModel
 from ..transforms.vqgan import vqgan_transforms
 from .base import Codec, register_codec, rename_prefixes
@@ -103,13 +104,13 @@ class VQGAN(Codec):
         """Codebook indices ``[B, H/f, W/f]`` of ``x`` ``[B, 3, H, W]`` in [0, 1]."""
         return self.vector_quantizer.indices(self.g_a(x))
 
-    def compress_indices(self, indices: Tensor, index_model: str | None = None) -> bytes:
+    def compress_indices(self, indices: Tensor, coder: EntropyCoder, index_model: str | None = None) -> bytes:
         """The stream of one index grid ``[h, w]`` under ``index_model`` (default: :attr:`index_model`)."""
-        return self.entropy_model.compress_indices(indices, self.coder, index_model)
+        return self.entropy_model.compress_indices(indices, coder, index_model)
 
-    def decompress_indices(self, stream: bytes, shape: tuple[int, int]) -> Tensor:
+    def decompress_indices(self, stream: bytes, shape: tuple[int, int], coder: EntropyCoder) -> Tensor:
         """The index grid ``[h, w]`` of a stream written by :meth:`compress_indices`."""
-        return self.entropy_model.decompress_indices(stream, shape, self.coder)
+        return self.entropy_model.decompress_indices(stream, shape, coder)
 
 
 @register_codec("vqgan")

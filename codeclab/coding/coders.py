@@ -1,9 +1,9 @@
 """Entropy coders: turn integer symbols into bytes given integer CDF tables.
 
-Every codec codes its latents through the coder selected by name (``--coder`` when encoding;
-the default is the project's C++ coder ``codeclab``, see :mod:`.native`; ``compressai`` is
-compressai's rANS, kept for comparison and imported only when a file asks for it). The file
-container records which coder wrote it. The coders all share compressai's table convention,
+Every compress/decompress call takes its coder as an argument (``--coder`` when encoding; the
+default is the project's C++ coder ``codeclab``, see :mod:`.native`; ``compressai`` is
+compressai's rANS, kept for comparison, see :mod:`.compressai_coder`). Files record the coder
+that wrote them by its wire id (:data:`CODERS`), and decoders use that one. The coders all share compressai's table convention,
 which the project's entropy models (:mod:`codeclab.entropy_models.factorized`,
 :mod:`codeclab.entropy_models.gaussian`) build bit for bit as compressai does:
 
@@ -22,10 +22,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 CDF_TOTAL = 1 << 16
@@ -50,6 +52,8 @@ class CdfTables:
         """``ValueError`` (one line) unless every table is a 16-bit CDF of length in
         ``[2, max_len]`` that starts at 0, ends at ``1 << 16`` and has no zero-frequency symbol:
         the rules the C++ coder enforces on its own, for coders that trust their tables."""
+        import numpy as np  # here, not at the top: reading a file's header imports this module, not numpy
+
         cdfs, lengths, offsets = (np.asarray(a) for a in (self.cdfs, self.lengths, self.offsets))
         if cdfs.ndim != 2 or lengths.ndim != 1 or offsets.ndim != 1:
             raise ValueError("cdfs must be 2-D [n_tables, max_length], lengths and offsets 1-D")
@@ -127,10 +131,6 @@ class EntropyCoder(ABC):
         return self.decoder(data).decode(indexes, tables)
 
 
-CODERS = Registry("entropy coder")
+# The byte each coder is recorded by in image and video files: stable, never reused.
+CODERS = Registry("entropy coder", wire_ids={"codeclab": 0, "compressai": 1})
 DEFAULT_CODER = "codeclab"
-
-
-def get_coder(name: str | None = None) -> EntropyCoder:
-    """A new instance of the coder registered under ``name`` (default: :data:`DEFAULT_CODER`)."""
-    return CODERS.build(name or DEFAULT_CODER)

@@ -70,7 +70,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..coding import CdfTables, pmf_to_quantized_cdf
+from ..coding import CdfTables
+from ..coding.native import pmf_to_quantized_cdf
 from ..transforms.layers import LowerBound, conv3x3
 from ..transforms.mcquic import AttentionBlock, ResidualBlock, ResidualBlockShuffle, ResidualBlockWithStride
 from .base import ENTROPY_MODELS, LatentEntropyModel

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..coding import CdfTables, pmf_to_quantized_cdf
+from ..coding import CdfTables
+from ..coding.native import pmf_to_quantized_cdf
 from ..transforms.layers import LowerBound
 
 # Probability precision of the tables (compressai's ``entropy_coder_precision``).

@@ -212,11 +212,15 @@ def evaluate(
             jobs = [j for c, j in todo_learned if c is curve and curve.split(j.setting)[0] == model]
             if not jobs:
                 continue
-            codec = curve.load(model, curve.coder) if curve.coder else curve.load(model)
+            codec = curve.load(model)
+            options = {"refine": curve.refine} if curve.refine else {}
+            if curve.coder:
+                from codeclab.coding import get_coder
+
+                options["coder"] = get_coder(curve.coder)
             for job in jobs:
                 level = curve.split(job.setting)[1]
                 t0 = time.perf_counter()
-                options = {"refine": curve.refine} if curve.refine else {}
                 data = (curve.encode(codec, job.image.pixels, **options) if level is None
                         else curve.encode(codec, job.image.pixels, level, **options))
                 t1 = time.perf_counter()

@@ -35,7 +35,7 @@ import torch
 from ..data.colour import rgb_to_yuv420, yuv420_to_rgb
 from ..data.video import Clip, frame_size_420, read_video, read_y4m_planes, split_planes, y4m_bytes, y4m_clip
 from ..ffmpeg import ffmpeg_executable
-from ..formats.image_file import to_uint8
+from ..formats.file_coding import to_uint8
 from ..formats.video_file import encode_video, frame_types
 from .metrics import ms_ssim_rgb, psnr_rgb
 from ..measures import bits_per_pixel, psnr
@@ -94,7 +94,7 @@ def learned_point(codec, sequence: Sequence, intra_period: int, level: int | Non
     encoded = encode_video(codec, sequence.clip, intra_period, level, analysed=analysed, keep_latents=True)
     metrics = []
     for index, latent in enumerate(encoded.latents):
-        rgb = to_uint8(codec.synthesize(latent))[: sequence.clip.height, : sequence.clip.width]
+        rgb = to_uint8(codec.synthesis(latent))[: sequence.clip.height, : sequence.clip.width]
         metrics.append(frame_metrics(sequence, index, rgb, rgb_to_yuv420(rgb, MATRIX, RANGE)))
     point = summarise(sequence, encoded.kinds, encoded.frame_bytes, len(encoded.data), metrics)
     point["level"] = level
@@ -194,13 +194,13 @@ def _entry(results: dict, sequence: Sequence) -> dict:
 
 
 def _learned_stage(codec, model_name: str, cfg, paths: list[Path], results_path: Path) -> None:
-    from ..formats.video_file import analyse_frames
+    from ..formats.video_file import analysis_of_frames
 
     results = load_results(results_path)
     results["model"] = model_name
     for path in paths:
         sequence = load_sequence(path, cfg.frames)
-        analysed = analyse_frames(codec, sequence.clip)
+        analysed = analysis_of_frames(codec, sequence.clip)
         for intra_period in [1, *cfg.intra_periods]:  # intra period 1: the same image codec, all-intra
             system = "all-intra" if intra_period == 1 else "stem"
             points = []

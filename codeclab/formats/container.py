@@ -6,7 +6,7 @@ Layout (all integers unsigned; ``varint`` is LEB128, at most 5 bytes)::
     version      1 byte   FORMAT_VERSION
     codec id     1 byte length + ASCII (the codec registry name)
     model hash   8 bytes  first 8 bytes of the model's weights SHA-256
-    coder        1 byte   entropy coder: index into CODERS
+    coder        1 byte   entropy coder: its wire id (codeclab.coding.CODERS)
     height       varint   original image height (before padding)
     width        varint   original image width
     bit depth    1 byte   bits per sample of the coded image (8)
@@ -51,6 +51,7 @@ import struct
 import zlib
 from dataclasses import dataclass, replace
 
+from ..coding import CODERS
 from ..errors import CodecLabError
 
 MAGIC = b"CLAB"
@@ -58,8 +59,6 @@ FORMAT_VERSION = 5
 READABLE_VERSIONS = (1, 2, 3, 4, 5)
 _HAS_LEVEL, _HAS_TILE, _FAST_DECODE = 1, 2, 4
 COLOUR_MODES = {0: "RGB"}
-# Entropy coders a file may name; the decoder uses the one the file was written with.
-CODERS = ("codeclab", "compressai")
 MODEL_HASH_BYTES = 8
 MAX_SIDE = 1 << 20
 
@@ -163,7 +162,7 @@ def _fields(header: Header) -> bytes:
     if len(header.model_hash) != MODEL_HASH_BYTES or len(codec_id) > 255:
         raise ValueError("header field out of range")
     head = bytearray(MAGIC)
-    head += bytes([header.version, len(codec_id)]) + codec_id + header.model_hash + bytes([CODERS.index(header.coder)])
+    head += bytes([header.version, len(codec_id)]) + codec_id + header.model_hash + bytes([CODERS.wire_ids[header.coder]])
     head += encode_varint(header.height) + encode_varint(header.width)
     head += bytes([header.bit_depth, header.colour_mode])
     if header.version >= 3:
@@ -234,7 +233,8 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         raise CodecLabError("corrupt file: codec id is not ASCII") from None
     if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):
         raise CodecLabError(f"corrupt file: image size {height}x{width} out of range")
-    if coder >= len(CODERS):
+    coder_name = CODERS.wire_name(coder)
+    if coder_name is None:
         raise CodecLabError(f"unsupported entropy coder id {coder} in file")
     if tile is not None and not 0 < tile <= MAX_SIDE:
         raise CodecLabError(f"corrupt file: tile size {tile} out of range")
@@ -244,5 +244,5 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     for length in lengths:
         streams.append(payload[pos : pos + length])
         pos += length
-    return Header(codec_id, model_hash, height, width, lengths, CODERS[coder], bit_depth, colour_mode, level, tile,
+    return Header(codec_id, model_hash, height, width, lengths, coder_name, bit_depth, colour_mode, level, tile,
                   bool(flags & _FAST_DECODE), check), streams

@@ -1,4 +1,5 @@
-"""Whole images to CodecLab files and back: padding, tiling, the container, and model checks.
+"""Whole images to CodecLab files and back: tiling and the container (the checks and helpers it
+shares with video files are in :mod:`.file_coding`).
 
 Images larger than the tile size (:data:`DEFAULT_TILE`, 1024 pixels, a multiple of the codec's
 downsampling) in either side are cut into independent square tiles, row by row, each coded like
@@ -12,67 +13,25 @@ latents it decoded and refuses the file, before any pixel is returned, when it d
 from __future__ import annotations
 
 import math
-import zlib
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..codecs import Codec, CompressedImage
 from ..codecs.refinement import SGASchedule, refine_latents
-from ..coding import get_coder
-from ..data.images import check_pixels, max_tile_pixels, to_tensor
+from ..coding import EntropyCoder, get_coder
+from ..data.images import check_pixels, max_tile_pixels
 from ..errors import CodecLabError
 from ..measures import bits_per_pixel
 from ..progress import progress_bar
 from . import container
-from .model_file import weights_sha256
+from .file_coding import (
+    CheckedCoder, check_file_level, check_level, check_model, codec_input, file_synthesis, latent_crc, model_hash, padded_size,
+    stream_errors,
+)
 from .model_header import quality_to_level
-
-
-def model_hash(codec: Codec) -> bytes:
-    """The bytes of the model hash that files written with it carry (the weights hash of a codec
-    not loaded from a model file)."""
-    return bytes.fromhex(codec.model_sha256 or weights_sha256(codec))[: container.MODEL_HASH_BYTES]
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Replicate-pad ``[B, C, H, W]`` on the bottom and right to multiples of ``multiple``."""
-    height, width = x.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
-    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
-
-
-def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
-    """``(H, W)`` rounded up to multiples of ``multiple``: the size the codec coded."""
-    return height + (-height % multiple), width + (-width % multiple)
-
-
-def codec_input(image: np.ndarray, multiple: int) -> torch.Tensor:
-    """``uint8 [H, W, 3]`` -> ``float [1, 3, H', W']`` in [0, 1], padded by :func:`pad_to_multiple`."""
-    return pad_to_multiple(to_tensor(image)[None], multiple)
-
-
-def file_synthesis(codec: Codec, fast_decode: bool) -> Callable[[torch.Tensor], np.ndarray]:
-    """``y_hat -> uint8 [H', W', 3]`` for the latents of a file: the portable float64 synthesis
-    (:meth:`Codec.portable_synthesis`), or the codec's CPU-dependent fast settings where the
-    file's header allows them (``fast_decode``)."""
-    synthesis = codec.synthesize if fast_decode else codec.portable_synthesis()
-
-    def pixels(y_hat: torch.Tensor) -> np.ndarray:
-        with torch.no_grad():
-            return to_uint8(synthesis(y_hat))
-
-    return pixels
-
-
-def to_uint8(x_hat: torch.Tensor) -> np.ndarray:
-    """``[1, 3, H, W]`` float reconstruction -> ``uint8 [H, W, 3]`` (clamped, rounded)."""
-    return x_hat[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
 
 
 def _check_image(image: np.ndarray) -> None:
@@ -81,24 +40,6 @@ def _check_image(image: np.ndarray) -> None:
     height, width = image.shape[:2]
     if not (0 < height <= container.MAX_SIDE and 0 < width <= container.MAX_SIDE):
         raise CodecLabError(f"image size {height}x{width} out of range")
-
-
-def check_level(codec: Codec, level: int | None, choices: str = "--quality, --level or --target-bpp") -> None:
-    """Refuse a rate level the model cannot code; ``choices``: the rate flags the caller accepts."""
-    if codec.rate_levels and level is None:
-        raise CodecLabError(f"{codec.codec_id} is a variable-rate model: choose a rate with {choices}")
-    if not codec.rate_levels and level is not None:
-        raise CodecLabError(f"{codec.codec_id} is a fixed-rate model: it takes no rate level")
-    if level is not None and not 0 <= level < codec.rate_levels:
-        raise CodecLabError(f"rate level {level} out of range [0, {codec.rate_levels})")
-
-
-def check_file_level(codec: Codec, level: int | None) -> None:
-    """A file's rate level that ``codec`` cannot decode means a damaged file (or another model)."""
-    try:
-        check_level(codec, level)
-    except CodecLabError:
-        raise CodecLabError(f"corrupt file: rate level {level} for a model with {codec.rate_levels} levels") from None
 
 
 DEFAULT_TILE = 1024
@@ -117,18 +58,13 @@ def tile_grid(height: int, width: int, side: int) -> list[tuple[int, int, int, i
             for top in range(0, height, side) for left in range(0, width, side)]
 
 
-def latent_crc(y_hat: torch.Tensor) -> int:
-    """CRC-32 of a decoded latent as float32 little-endian bytes, -0 as +0 (the latent check's unit)."""
-    return zlib.crc32((y_hat.detach().float() + 0.0).contiguous().numpy().astype("<f4", copy=False).tobytes())
-
-
-def file_bytes(codec: Codec, image: np.ndarray, tiles: list[CompressedImage], level: int | None, tile: int | None,
-               fast_decode: bool = False) -> bytes:
-    """The CodecLab file of ``image`` coded as ``tiles`` (in order), with its latent check."""
+def file_bytes(codec: Codec, image: np.ndarray, tiles: list[CompressedImage], coder: EntropyCoder, level: int | None,
+               tile: int | None, fast_decode: bool = False) -> bytes:
+    """The CodecLab file of ``image`` coded as ``tiles`` (in order) by ``coder``, with its latent check."""
     strings = [s for compressed in tiles for s in compressed.strings]
     header = container.Header(
         codec.codec_id, model_hash(codec), image.shape[0], image.shape[1], tuple(map(len, strings)),
-        coder=codec.coder.name, level=level, tile=tile, fast_decode=fast_decode,
+        coder=coder.name, level=level, tile=tile, fast_decode=fast_decode,
     )
     check = container.latent_check(header, [latent_crc(compressed.y_hat) for compressed in tiles])
     return container.pack(replace(header, latent_check=check), strings)
@@ -163,9 +99,10 @@ def _map_tiles(function, tiles: list, threads: int, progress: bool) -> list:
 
 def encode_image(codec: Codec, image: np.ndarray, level: int | None = None, tile: int = DEFAULT_TILE,
                  threads: int = 1, refine: int = 0, refine_lmbda: float | None = None, progress: bool = False,
-                 fast_decode: bool = False) -> bytes:
+                 fast_decode: bool = False, coder: EntropyCoder | None = None) -> bytes:
     """Code ``uint8 [H, W, 3]`` into the bytes of a complete CodecLab file (``level``: the rate
     level of a variable-rate model; ``tile``: the tile size; ``threads``: tiles coded at once;
+    ``coder``: the entropy coder, recorded in the file (None: the default, ``codeclab``);
     ``refine``: SGA iterations per tile before coding (:mod:`codeclab.codecs.refinement`; 0: none),
     for ``refine_lmbda``, the level's lambda or the model's training lambda; ``progress``: bars
     per tile and refinement iteration on a terminal; ``fast_decode``: let decoders use the fast,
@@ -176,16 +113,17 @@ def encode_image(codec: Codec, image: np.ndarray, level: int | None = None, tile
         check_refinable(codec, level, refine, refine_lmbda)
     codec.ensure_tables()  # once, before any thread codes a tile
     side, blocks = _tiles(codec, image, tile)
+    coder = coder or get_coder()
 
     def code(block):
         x = codec_input(block, codec.downsampling)
         if not refine:
-            return codec.compress(x, level)
+            return codec.compress(x, coder, level)
         refined = refine_latents(codec, x, level, SGASchedule.stretched(refine), refine_lmbda, size=block.shape[:2],
                                  progress=progress)
-        return codec.compress_latent(refined.y, x.shape[-2:], level, refined.side)
+        return codec.compress_y(refined.y, x.shape[-2:], coder, level, refined.side)
 
-    return file_bytes(codec, image, _map_tiles(code, blocks, threads, progress), level, side, fast_decode)
+    return file_bytes(codec, image, _map_tiles(code, blocks, threads, progress), coder, level, side, fast_decode)
 
 
 def check_refinable(codec: Codec, level: int | None, iterations: int, lmbda: float | None) -> None:
@@ -201,7 +139,6 @@ def check_refinable(codec: Codec, level: int | None, iterations: int, lmbda: flo
         raise CodecLabError(f"--refine-lmbda must be positive and finite, got {lmbda}")
 
 
-
 def quality_level(codec: Codec, quality: float) -> int:
     """The level nearest to ``quality`` in [0, 1] (0: the model's lowest rate, 1: its highest)."""
     if not codec.rate_levels:
@@ -212,26 +149,29 @@ def quality_level(codec: Codec, quality: float) -> int:
 
 
 def encode_image_at_bpp(codec: Codec, image: np.ndarray, target_bpp: float, tile: int = DEFAULT_TILE,
-                        progress: bool = False, fast_decode: bool = False) -> tuple[bytes, int]:
+                        progress: bool = False, fast_decode: bool = False,
+                        coder: EntropyCoder | None = None) -> tuple[bytes, int]:
     """The file of the highest level whose real size is at most ``target_bpp`` (the lowest level
     when none is), found by bisection over levels; ``g_a`` runs once, each probe re-runs only the
-    entropy model (``progress``: a bar per probe on a terminal). Returns ``(file bytes, level)``."""
+    entropy model (``progress``: a bar per probe on a terminal; ``coder``: as in :func:`encode_image`).
+    Returns ``(file bytes, level)``."""
     _check_image(image)
     if not codec.rate_levels:
         raise CodecLabError(f"{codec.codec_id} is a fixed-rate model: --target-bpp needs a variable-rate model")
     if not 0 < target_bpp < math.inf:
         raise CodecLabError(f"target bpp must be positive and finite, got {target_bpp}")
     side, blocks = _tiles(codec, image, tile)
+    coder = coder or get_coder()
     # Only the latents and padded sizes are kept across probes, not the float images.
-    analysed = [(x.shape[-2:], codec.analyse(x)) for x in (codec_input(block, codec.downsampling) for block in blocks)]
+    analysed = [(x.shape[-2:], codec.analysis(x)) for x in (codec_input(block, codec.downsampling) for block in blocks)]
 
     # The lowest level, then at most bit_length(levels) bisection probes.
     bar = progress_bar(total=1 + codec.rate_levels.bit_length(), desc="rate search", unit="probe", enabled=progress)
 
     def file_at(level: int) -> bytes:
-        tiles = [codec.compress_latent(y, size, level) for size, y in analysed]
+        tiles = [codec.compress_y(y, size, coder, level) for size, y in analysed]
         bar.update()
-        return file_bytes(codec, image, tiles, level, side, fast_decode)
+        return file_bytes(codec, image, tiles, coder, level, side, fast_decode)
 
     with bar:
         low, high = 0, codec.rate_levels - 1
@@ -271,20 +211,11 @@ def _checked_file(data: bytes, codec: Codec) -> tuple[container.Header, list[byt
 def _tile_latent(codec: Codec, header: container.Header, streams: list[bytes], grid, index: int) -> torch.Tensor:
     """``y_hat`` of tile ``index``; ValueError unless every stream ended where its encoder began."""
     n = codec.num_streams
-    checked = CheckedCoder(get_coder(header.coder))  # the file's coder; the codec's own stays as it is
+    checked = CheckedCoder(get_coder(header.coder))  # the coder the file names
     size = padded_size(*grid[index][2:], codec.downsampling)
-    y_hat = codec.decode_latents(streams[n * index : n * (index + 1)], size, header.level, coder=checked)
+    y_hat = codec.decompress_y(streams[n * index : n * (index + 1)], size, checked, header.level)
     checked.check_all_ended()
     return y_hat
-
-
-@contextmanager
-def stream_errors():
-    """A malformed stream (the coder's ValueError) becomes a one-line :class:`CodecLabError`."""
-    try:
-        yield
-    except ValueError as err:
-        raise CodecLabError(f"corrupt stream: {str(err).splitlines()[0]}") from None
 
 
 def check_latents(header: container.Header, tile_crcs: list[int]) -> None:
@@ -295,7 +226,7 @@ def check_latents(header: container.Header, tile_crcs: list[int]) -> None:
                             "or a model with float entropy parameters decoded under another configuration)")
 
 
-def decode_latents(data: bytes, codec: Codec) -> list[torch.Tensor]:
+def decode_image_y(data: bytes, codec: Codec) -> list[torch.Tensor]:
     """The decoded latents ``y_hat`` of a CodecLab file, one per tile (entropy decoding only,
     with the same checks as :func:`decode_image`, the latent check included)."""
     header, streams, grid = _checked_file(data, codec)
@@ -310,7 +241,7 @@ def decode_image(data: bytes, codec: Codec, threads: int = 1, progress: bool = F
     a bar per tile on a terminal).
 
     The entropy coder and the synthesis (portable, or fast where the file allows it) are the ones
-    the file names, whatever ``codec`` was set to. Every check (model, pixel limit, stream count,
+    the file names, whatever ``codec``'s transform settings. Every check (model, pixel limit, stream count,
     rate level, tile size) comes before any decoding; the latent check before the image is returned.
     """
     header, streams, grid = _checked_file(data, codec)
@@ -329,34 +260,3 @@ def decode_image(data: bytes, codec: Codec, threads: int = 1, progress: bool = F
     return image
 
 
-class CheckedCoder:
-    """Passes a coder through, remembering its stream decoders, so that decoding can check that
-    every stream ended exactly where its encoder began: a damaged file, or one written by another
-    model or coder, then fails instead of decoding to garbage."""
-
-    def __init__(self, coder):
-        self.coder, self.decoders = coder, []
-        self.name = coder.name
-
-    def encoder(self):
-        return self.coder.encoder()
-
-    def decoder(self, data: bytes):
-        decoder = self.coder.decoder(data)
-        self.decoders.append(decoder)
-        return decoder
-
-    def check_all_ended(self) -> None:
-        if not all(d.at_end() for d in self.decoders):
-            raise ValueError("decoding did not end where the encoder began (a damaged file, another model or coder "
-                             "wrote it, or a model with float entropy parameters decoded under another configuration)")
-
-
-def check_model(header: container.Header, codec: Codec) -> None:
-    """Refuse to decode a file with a model other than the one that wrote it."""
-    if header.codec_id != codec.codec_id:
-        raise CodecLabError(f"wrong model: the file was written by codec {header.codec_id!r}, the model is {codec.codec_id!r}")
-    if header.model_hash != model_hash(codec):
-        raise CodecLabError(
-            f"wrong model: the file was written by model {header.model_hash.hex()}, the given model is {model_hash(codec).hex()}"
-        )

@@ -1,7 +1,7 @@
 """Compressed-domain access: quantised latents as tensors, without running the decoder network.
 
-Every codec gives its quantised latent ``y_hat`` (:meth:`~codeclab.codecs.Codec.encode_latents`,
-:meth:`~codeclab.codecs.Codec.decode_latents`); for codecs whose latents are meant to be learned on
+Every codec gives its quantised latent ``y_hat`` (:meth:`~codeclab.codecs.Codec.quantize`,
+:meth:`~codeclab.codecs.Codec.decompress_y`); for codecs whose latents are meant to be learned on
 directly (WaLLoC) a downstream model can read it instead of pixels. Two sources:
 
 * a CodecLab file (recognised by its magic bytes, any name): only the entropy decoding runs (rANS or PNG/WebP), the costly
@@ -23,7 +23,8 @@ from ..codecs import Codec
 from ..data.images import IMAGE_SUFFIXES, read_image
 from ..errors import CodecLabError
 from . import container
-from .image_file import codec_input, decode_latents
+from .file_coding import codec_input
+from .image_file import decode_image_y
 
 
 def _is_codeclab_file(path: Path) -> bool:
@@ -31,21 +32,21 @@ def _is_codeclab_file(path: Path) -> bool:
         return handle.read(len(container.MAGIC)) == container.MAGIC
 
 
-def latent_of_file(codec: Codec, path: str | Path) -> torch.Tensor:
+def y_hat_of_file(codec: Codec, path: str | Path) -> torch.Tensor:
     """``y_hat`` ``[M, h, w]`` of one image or CodecLab file (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
         raise CodecLabError(f"file not found: {path}")
     if _is_codeclab_file(path):
         # The decoder's own checks: model, limits, the file's coder and rate level, stream ends, latent check.
-        latents = decode_latents(path.read_bytes(), codec)
+        latents = decode_image_y(path.read_bytes(), codec)
         if len(latents) > 1:
             raise CodecLabError(f"{path} is tiled: its latent is not one tensor")
         return latents[0][0]
-    return codec.encode_latents(codec_input(read_image(path, notice=None), codec.downsampling))[0]
+    return codec.quantize(codec_input(read_image(path, notice=None), codec.downsampling))[0]
 
 
-def latents_of_folder(codec: Codec, folder: str | Path) -> dict[str, torch.Tensor]:
+def y_hat_of_folder(codec: Codec, folder: str | Path) -> dict[str, torch.Tensor]:
     """Latents of every image and CodecLab file directly in ``folder``, by file name (sorted)."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -54,4 +55,4 @@ def latents_of_folder(codec: Codec, folder: str | Path) -> dict[str, torch.Tenso
     if not paths:
         raise CodecLabError(f"no images or CodecLab files in {folder}")
     with torch.no_grad():
-        return {path.name: latent_of_file(codec, path) for path in paths}
+        return {path.name: y_hat_of_file(codec, path) for path in paths}

@@ -268,7 +268,7 @@ def read_metadata(path: str | Path) -> dict:
     return read_model_header(path).metadata
 
 
-def load_model(path: str | Path, coder: str | None = None) -> Codec:
+def load_model(path: str | Path) -> Codec:
     """Load a model file for coding (eval mode, tables verified); raises :class:`CodecLabError`.
 
     The config and the tensors the header declares are checked (:mod:`.model_checks`) before
@@ -304,7 +304,6 @@ def load_model(path: str | Path, coder: str | None = None) -> Codec:
     codec.mark_tables_current(metadata["tables_fingerprint"])
     codec.model_sha256 = model_sha256(metadata)
     try:
-        codec.set_coder(coder)
         codec.configure_transforms(*coding_transforms(codec))
     except ValueError as err:
         raise CodecLabError(str(err)) from None

@@ -95,7 +95,7 @@ def max_abs_differences(codec: Codec, folder: str | Path, x: torch.Tensor, level
     model = codec.entropy_model
     with torch.no_grad():
         y = codec.g_a(x)
-        inputs = {"g_a": x, "g_s": codec.encode_latents(x, level), "h_a": y}
+        inputs = {"g_a": x, "g_s": codec.quantize(x, level), "h_a": y}
         references = {}
         if "h_s" in networks:
             inputs["h_s"] = quantize_factorized(model.entropy_bottleneck, model.side_latent(y))

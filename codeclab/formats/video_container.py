@@ -6,7 +6,7 @@ Layout (integers unsigned; ``varint`` is LEB128 as in :mod:`.container`)::
     version        1 byte   VIDEO_FORMAT_VERSION
     codec id       1 byte length + ASCII
     model hash     8 bytes  first 8 bytes of the model's weights SHA-256
-    coder          1 byte   index into container.CODERS
+    coder          1 byte   wire id (codeclab.coding.CODERS)
     width, height  varint   frame size before padding
     frames         varint   frame count
     frame rate     varint numerator, varint denominator
@@ -42,6 +42,7 @@ import zlib
 from dataclasses import dataclass
 from fractions import Fraction
 
+from ..coding import CODERS
 from ..errors import CodecLabError
 from . import container
 from .container import ByteReader, encode_varint
@@ -116,7 +117,7 @@ def _sequence_fields(header: VideoHeader, version: int) -> bytes:
     """The header's bytes from the magic to the rate level, as ``version`` writes them."""
     codec_id = header.codec_id.encode("ascii")
     head = bytearray(VIDEO_MAGIC) + bytes([version, len(codec_id)]) + codec_id + header.model_hash
-    head += bytes([container.CODERS.index(header.coder)])
+    head += bytes([CODERS.wire_ids[header.coder]])
     head += encode_varint(header.width) + encode_varint(header.height) + encode_varint(len(header.records))
     head += encode_varint(header.fps.numerator) + encode_varint(header.fps.denominator)
     matrix = MATRIX_CODES.index(header.matrix)
@@ -207,10 +208,10 @@ def unpack_video(data: bytes) -> tuple[VideoHeader, int]:
         raise CodecLabError("corrupt file: codec id is not ASCII") from None
     if not (0 < width <= container.MAX_SIDE and 0 < height <= container.MAX_SIDE) or count == 0:
         raise CodecLabError(f"corrupt file: {count} frames of {width}x{height}")
-    if coder >= len(container.CODERS) or numerator == 0 or denominator == 0 or (colour >> 1 & 3) >= len(MATRIX_CODES) or colour & ~15:
+    if CODERS.wire_name(coder) is None or numerator == 0 or denominator == 0 or (colour >> 1 & 3) >= len(MATRIX_CODES) or colour & ~15:
         raise CodecLabError("corrupt file: unknown coder, frame rate or colour description")
     header = VideoHeader(codec_id, hash_bytes, width, height, Fraction(numerator, denominator),
                          "full" if colour & _FULL_RANGE else "limited", MATRIX_CODES[colour >> 1 & 3],
-                         bool(colour & _Y4M_SOURCE), intra_period, level, tuple(records), container.CODERS[coder],
+                         bool(colour & _Y4M_SOURCE), intra_period, level, tuple(records), CODERS.wire_name(coder),
                          bool(flags & _FAST_DECODE))
     return header, reader.pos

@@ -16,12 +16,12 @@ import torch
 
 from ..codecs import Codec
 from ..codecs.stem import VideoCodec
-from ..coding import get_coder
+from ..coding import EntropyCoder, get_coder
 from ..data.images import check_pixels, max_tile_pixels
 from ..data.video import Clip, VideoStream
 from ..errors import CodecLabError
 from ..progress import progress_bar
-from .image_file import (
+from .file_coding import (
     CheckedCoder, check_file_level, check_level, check_model, codec_input, file_synthesis, latent_crc, model_hash, padded_size,
     stream_errors,
 )
@@ -71,30 +71,33 @@ class EncodedVideo:
 @torch.no_grad()
 def encode_video(codec: Codec, clip: Clip | VideoStream, intra_period: int = DEFAULT_INTRA_PERIOD, level: int | None = None,
                  analysed: list[torch.Tensor] | None = None, progress: bool = False, keep_latents: bool = False,
-                 fast_decode: bool = False) -> EncodedVideo:
+                 fast_decode: bool = False, coder: EntropyCoder | None = None) -> EncodedVideo:
     """Code every frame of ``clip``, reading each only when it is coded (a :class:`VideoStream`
     is consumed once), so memory holds one frame, its reference and the coded bytes; the frame
     size is checked before the first frame is read. ``intra_period``: see :func:`frame_type`.
-    ``analysed``: the frames' ``g_a`` outputs (:func:`analyse_frames`) when the caller codes one
+    ``analysed``: the frames' ``g_a`` outputs (:func:`analysis_of_frames`) when the caller codes one
     clip many times; ``progress``: a bar per frame on a terminal; ``keep_latents``: return every
     frame's ``y_hat`` (for measuring the decoder's frames without decoding the file); ``fast_decode``:
-    let decoders use the fast, CPU-dependent synthesis (video container version 2)."""
+    let decoders use the fast, CPU-dependent synthesis (video container version 2); ``coder``: the
+    entropy coder, recorded in the file (None: the default, ``codeclab``)."""
     if intra_period < -1:
         raise CodecLabError(f"intra period must be a positive number of frames, or -1 (first frame only); got {intra_period}")
     check_level(codec, level, "--quality or --level")
     height, width = clip.height, clip.width
-    check_frame_size(codec, height, width, "the video's frames")
+    size = check_frame_size(codec, height, width, "the video's frames")
     codec.ensure_tables()
+    coder = coder or get_coder()
     if analysed is None:
-        analysed = (codec.analyse(codec_input(frame, codec.downsampling)) for frame in clip.frames)
+        analysed = (codec.analysis(codec_input(frame, codec.downsampling)) for frame in clip.frames)
     kinds, frames, latents, crcs, reference = [], [], [], [], None
     for index, y in enumerate(progress_bar(analysed, total=clip.count, desc="encode", unit="frame", enabled=progress)):
         kind = frame_type(index, intra_period)
         _check_codec_for(codec, [kind])
         if kind == "I":
-            streams, reference = codec.entropy_model.compress(y, codec.coder, level)
+            intra = codec.compress_y(y, size, coder, level)
+            streams, reference = intra.strings, intra.y_hat
         else:
-            streams, reference = codec.compress_p(y, reference, level)
+            streams, reference = codec.compress_y_p(y, reference, coder, level)
         kinds.append(kind)
         frames.append(streams)
         crcs.append(latent_crc(reference))
@@ -104,7 +107,7 @@ def encode_video(codec: Codec, clip: Clip | VideoStream, intra_period: int = DEF
         raise CodecLabError("the video has no frames")
     header = VideoHeader(codec.codec_id, model_hash(codec), width, height, clip.fps, clip.colour_range, clip.matrix,
                          clip.source == "y4m", max(intra_period, 0), level,
-                         tuple(FrameRecord(k, tuple(map(len, s)), 0) for k, s in zip(kinds, frames)), codec.coder.name,
+                         tuple(FrameRecord(k, tuple(map(len, s)), 0) for k, s in zip(kinds, frames)), coder.name,
                          fast_decode)
     sequence = sequence_crc(header)
     checks = (frame_check(sequence, t, kind, crc) for t, (kind, crc) in enumerate(zip(kinds, crcs)))
@@ -113,18 +116,18 @@ def encode_video(codec: Codec, clip: Clip | VideoStream, intra_period: int = DEF
     return EncodedVideo(data, kinds, [sum(map(len, s)) for s in frames], latents)
 
 
-def analyse_frames(codec: Codec, clip: Clip) -> list[torch.Tensor]:
+def analysis_of_frames(codec: Codec, clip: Clip) -> list[torch.Tensor]:
     """``g_a`` of every frame (padded as :func:`encode_video` pads): level-independent."""
     with torch.no_grad():
-        return [codec.analyse(codec_input(frame, codec.downsampling)) for frame in clip.frames]
+        return [codec.analysis(codec_input(frame, codec.downsampling)) for frame in clip.frames]
 
 
-def decoded_latents(data: bytes, codec: Codec, start: int = 0, stop: int | None = None):
+def decode_video_y(data: bytes, codec: Codec, start: int = 0, stop: int | None = None):
     """``(header, iterator of y_hat)`` of frames ``start .. stop - 1``: entropy decoding only,
     from the last I-frame at or before ``start``; every check comes before the first frame."""
     header, offset = unpack_video(data)
     check_model(header, codec)  # the video header has the same codec id and model hash fields
-    coder = get_coder(header.coder)  # the file's coder; the codec's own stays as it is
+    coder = get_coder(header.coder)  # the coder the file names
     size = check_frame_size(codec, header.height, header.width, "the file's frames")
     check_file_level(codec, header.level)
     kinds = [r.kind for r in header.records]
@@ -137,7 +140,6 @@ def decoded_latents(data: bytes, codec: Codec, start: int = 0, stop: int | None 
     _check_codec_for(codec, kinds)
     first = max(t for t in range(start + 1) if kinds[t] == "I")
     offsets = np.cumsum([0] + [sum(r.stream_lengths) for r in header.records])
-    latent_shape = (size[0] // codec.stride, size[1] // codec.stride)
     codec.ensure_tables()
     sequence = sequence_crc(header)
 
@@ -155,9 +157,9 @@ def decoded_latents(data: bytes, codec: Codec, start: int = 0, stop: int | None 
             checked = CheckedCoder(coder)
             with torch.no_grad(), stream_errors():
                 if record.kind == "I":
-                    reference = codec.entropy_model.decompress(streams, latent_shape, checked, header.level)
+                    reference = codec.decompress_y(streams, size, checked, header.level)
                 else:
-                    reference = codec.decode_p(streams, reference, header.level, coder=checked)
+                    reference = codec.decompress_y_p(streams, reference, checked, header.level)
                 checked.check_all_ended()
             if record.latent_check is not None and frame_check(sequence, t, record.kind, latent_crc(reference)) != record.latent_check:
                 raise CodecLabError(f"corrupt file: frame {t} fails its latent check (a damaged or edited file, or a model "
@@ -172,7 +174,7 @@ def decode_frames(data: bytes, codec: Codec, start: int = 0, stop: int | None = 
     """Frames ``start .. stop - 1`` of a video file (decoding from the last I-frame at or before
     ``start``), decoded one at a time as the stream is consumed, with the source's frame rate,
     range and matrix; every check of the file comes first. ``progress``: a bar per frame on a terminal."""
-    header, latents = decoded_latents(data, codec, start, stop)
+    header, latents = decode_video_y(data, codec, start, stop)
     count = len(range(len(header.records))[start:stop])
 
     pixels = file_synthesis(codec, header.fast_decode)

@@ -81,7 +81,7 @@ def clip_latents(codec, frames: list[np.ndarray]) -> tuple[torch.Tensor, torch.T
     ys, mus = [], []
     for frame in frames:
         x = to_tensor(_crop_to_multiple(frame, codec.downsampling))[None]
-        y = codec.analyse(x)
+        y = codec.analysis(x)
         ys.append(y[0])
         mus.append(hyper_means(codec.entropy_model, y)[0])
     return torch.stack(ys), torch.stack(mus)

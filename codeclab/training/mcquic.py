@@ -26,16 +26,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytorch_lightning as pl
 import torch
 from pytorch_msssim import ms_ssim
 
 from ..codecs.mcquic import McQuic
-from ..measures import bits_per_pixel, psnr
+from ..measures import psnr
+from .codec_module import CodecModule
 from .lamb import FusedLamb
 
 
-class McQuicModule(pl.LightningModule):
+class McQuicModule(CodecModule):
     """Trains a :class:`~codeclab.codecs.mcquic.McQuic` codec.
 
     Args:
@@ -49,19 +49,13 @@ class McQuicModule(pl.LightningModule):
 
     def __init__(self, codec: McQuic, distortion: str = "mse", optimizer: Callable | None = None,
                  lr_scheduler: Callable | None = None, cosine_weight: float = 0.0, reassign_every: int = 0):
-        super().__init__()
         if distortion not in ("mse", "ms-ssim"):
             raise ValueError(f"distortion must be 'mse' or 'ms-ssim', got {distortion!r}")
-        self.codec = codec
+        super().__init__(codec, distortion=distortion, cosine_weight=float(cosine_weight))
         self.distortion = distortion
         self.optimizer_factory = optimizer or (lambda params: FusedLamb(params, lr=2e-4))
         self.scheduler_factory = lr_scheduler
         self.cosine_weight, self.reassign_every = float(cosine_weight), int(reassign_every)
-        self.save_hyperparameters({"codec_id": codec.codec_id, "codec_config": dict(codec.config),
-                                   "distortion": distortion, "cosine_weight": self.cosine_weight})
-
-    def forward(self, x):
-        return self.codec(x)
 
     def losses(self, x: torch.Tensor) -> dict:
         """``{"loss", "distortion", "cosine", "psnr", "bpp"}`` of a batch (``bpp``: the static tables' estimate)."""
@@ -95,9 +89,7 @@ class McQuicModule(pl.LightningModule):
         self.log_dict({"val/loss": losses["loss"], "val/psnr": losses["psnr"], "val/bpp": losses["bpp"]},
                       prog_bar=True, on_epoch=True, batch_size=batch.shape[0])
         if batch_idx == 0:
-            compressed = self.codec.compress(batch[:1])
-            real_bpp = bits_per_pixel(sum(map(len, compressed.strings)), batch.shape[-2], batch.shape[-1])
-            self.log("val/real_bpp", real_bpp, batch_size=1)
+            self.log_real_bpp(batch)
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory([p for p in self.codec.parameters() if p.requires_grad])

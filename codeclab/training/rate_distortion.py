@@ -20,19 +20,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import pytorch_lightning as pl
 import torch
 from pytorch_msssim import ms_ssim
 
 from ..codecs import Codec
-from ..measures import bits_per_pixel, psnr
+from ..measures import psnr
+from .codec_module import CodecModule
 
 
 def _is_aux(name: str) -> bool:
     return name.endswith(".quantiles")
 
 
-class RateDistortionModule(pl.LightningModule):
+class RateDistortionModule(CodecModule):
     """Trains ``codec`` for one rate-distortion trade-off ``lmbda``.
 
     Args:
@@ -69,10 +69,9 @@ class RateDistortionModule(pl.LightningModule):
         compile: bool = False,
         single_rate_steps: int = 0,
     ):
-        super().__init__()
         if distortion not in ("mse", "ms-ssim"):
             raise ValueError(f"distortion must be 'mse' or 'ms-ssim', got {distortion!r}")
-        self.codec = codec
+        super().__init__(codec, lmbda=float(lmbda), distortion=distortion)
         codec.configure_transforms(getattr(torch, transform_dtype) if transform_dtype else None, channels_last)
         self.memory_format = codec.memory_format
         codec.to(memory_format=self.memory_format)
@@ -84,13 +83,6 @@ class RateDistortionModule(pl.LightningModule):
         self.scheduler_factory = lr_scheduler
         self.aux_lr, self.grad_clip = aux_lr, grad_clip
         self.single_rate_steps = int(single_rate_steps)
-        # Plain types only, so checkpoints load with torch.load(weights_only=True).
-        self.save_hyperparameters(
-            {"codec_id": codec.codec_id, "codec_config": dict(codec.config), "lmbda": float(lmbda), "distortion": distortion}
-        )
-
-    def forward(self, x, level=None):
-        return self.codec(x, level)
 
     def _losses(self, x, level: torch.Tensor | None = None, lmbda=None) -> dict:
         """Losses of a batch; ``level`` ``[B]`` (variable-rate codecs) picks each sample's lambda
@@ -143,10 +135,7 @@ class RateDistortionModule(pl.LightningModule):
                 prog_bar=not suffix, on_epoch=True, batch_size=batch.shape[0], sync_dist=True,
             )
         if batch_idx == 0:
-            # Real coding of one crop: the estimated rate is only useful if real bytes follow it.
-            compressed = self.codec.compress(batch[:1], checked[""])
-            real_bpp = bits_per_pixel(sum(map(len, compressed.strings)), batch.shape[-2], batch.shape[-1])
-            self.log("val/real_bpp", real_bpp, batch_size=1, sync_dist=True)
+            self.log_real_bpp(batch, checked[""], sync_dist=True)
 
     def configure_optimizers(self):
         named = list(self.codec.named_parameters())

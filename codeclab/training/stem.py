@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytorch_lightning as pl
 import torch
 
 from ..codecs.stem import VideoCodec
+from .codec_module import CodecModule
 from .rate_distortion import clip_main_gradients, estimated_bpp, validation_levels
 
 
@@ -30,7 +30,7 @@ def quantize_reference(codec: VideoCodec, y: torch.Tensor, mu: torch.Tensor, lev
     return torch.round(gain * (y - mu)) / gain + mu
 
 
-class StemModule(pl.LightningModule):
+class StemModule(CodecModule):
     """Trains ``codec.temporal_model`` (the rest of ``codec`` is frozen) on latent pairs.
 
     Args:
@@ -42,16 +42,14 @@ class StemModule(pl.LightningModule):
 
     def __init__(self, codec: VideoCodec, optimizer: Callable | None = None, lr_scheduler: Callable | None = None,
                  grad_clip: float = 5.0, aux_lr: float = 1e-3):
-        super().__init__()
         if not isinstance(codec, VideoCodec):
             raise ValueError(f"STEM training needs a video codec (codec=stem), got {codec.codec_id!r}")
-        self.codec = codec
+        super().__init__(codec)
         shared = {id(p) for p in codec.entropy_model.parameters()}
         for name, parameter in codec.named_parameters():
             parameter.requires_grad_(name.startswith("temporal_model.") and id(parameter) not in shared)
         self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-4))
         self.scheduler_factory, self.grad_clip, self.aux_lr = lr_scheduler, grad_clip, aux_lr
-        self.save_hyperparameters({"codec_id": codec.codec_id, "codec_config": dict(codec.config)})
 
     def train(self, mode: bool = True):
         super().train(mode)

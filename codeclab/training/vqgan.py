@@ -23,16 +23,16 @@ of the current batch (a standard VQ remedy, not part of taming).
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
 
 from ..codecs.vqgan import VQGAN
-from ..measures import bits_per_pixel, psnr
+from ..measures import psnr
+from .codec_module import CodecModule
 from .losses import LPIPS, PatchDiscriminator
 
 
-class VQGANModule(pl.LightningModule):
+class VQGANModule(CodecModule):
     """Trains a :class:`~codeclab.codecs.vqgan.VQGAN` with a PatchGAN discriminator.
 
     Args:
@@ -53,12 +53,12 @@ class VQGANModule(pl.LightningModule):
                  perceptual_weight: float = 1.0, lpips_vgg: str | None = None, lpips_lin: str | None = None,
                  disc_start: int = 250001, disc_weight: float = 0.8, disc_ndf: int = 64, disc_layers: int = 3,
                  restart_dead_every: int = 0, trainable: str = "all"):
-        super().__init__()
         if trainable not in ("all", "quantizer"):
             raise ValueError(f"trainable must be 'all' or 'quantizer', got {trainable!r}")
+        super().__init__(codec, lr=float(lr), disc_start=int(disc_start), disc_weight=float(disc_weight),
+                         perceptual=bool(lpips_vgg and lpips_lin))
         self.trainable = trainable
         self.automatic_optimization = False
-        self.codec = codec
         self.discriminator = PatchDiscriminator(3, disc_ndf, disc_layers)
         self.lpips = LPIPS(lpips_vgg, lpips_lin) if lpips_vgg and lpips_lin else None
         self.lr, self.betas = float(lr), tuple(betas)
@@ -67,12 +67,6 @@ class VQGANModule(pl.LightningModule):
         self.restart_dead_every = int(restart_dead_every)
         self.register_buffer("batches_done", torch.zeros((), dtype=torch.int64))
         self.register_buffer("used_codes", torch.zeros(codec.n_embed, dtype=torch.bool))
-        self.save_hyperparameters({"codec_id": codec.codec_id, "codec_config": dict(codec.config), "lr": self.lr,
-                                   "disc_start": self.disc_start, "disc_weight": self.disc_weight,
-                                   "perceptual": self.lpips is not None})
-
-    def forward(self, x):
-        return self.codec(x)
 
     def _reconstruction_loss(self, x, x_hat):
         """``L_rec`` on images in [-1, 1]."""
@@ -136,9 +130,7 @@ class VQGANModule(pl.LightningModule):
         val_psnr = psnr(torch.mean((x_hat - batch) ** 2))
         self.log("val/psnr", val_psnr, prog_bar=True, on_epoch=True, batch_size=batch.shape[0])
         if batch_idx == 0:
-            compressed = self.codec.compress(batch[:1])
-            real_bpp = bits_per_pixel(len(compressed.strings[0]), batch.shape[-2], batch.shape[-1])
-            self.log("val/real_bpp", real_bpp, batch_size=1)
+            self.log_real_bpp(batch)
 
     def configure_optimizers(self):
         # The frozen parts still get gradients (the adaptive GAN weight needs the decoder's last

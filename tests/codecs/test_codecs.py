@@ -6,11 +6,14 @@ from codeclab.codecs import (
     CODECS, Codec, bmshj2018_factorized, bmshj2018_hyperprior, build_codec, cheng2020_anchor, cheng2020_attn,
     from_compressai, load_compressai_state_dict, mbt2018, mbt2018_mean,
 )
+from codeclab.coding import get_coder
 from codeclab.entropy_models.factorized import FactorizedEntropyModel
 from codeclab.entropy_models.hyperprior import HyperpriorEntropyModel, ScaleHyperprior
 from codeclab.entropy_models.latent_coding import quantize_symbols
-from codeclab.formats.image_file import pad_to_multiple
+from codeclab.formats.file_coding import pad_to_multiple
 from tests.conftest import image_tensor
+
+CODER = get_coder()
 
 TINY = {"N": 16, "M": 24}
 CLASSES = [
@@ -50,18 +53,17 @@ def test_compressai_state_dict_loads(cls, reference):
     codec = cls(**TINY)
     load_compressai_state_dict(codec, ref.state_dict())
     codec.eval(), ref.eval()
-    codec.set_coder("compressai")
+    compressai = get_coder("compressai")
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(codec(x)["x_hat"], ref(x)["x_hat"])
-        ours = codec.compress(x)
+        ours = codec.compress(x, compressai)
         theirs = ref.compress(x)
     # Same tables, same symbols, same coder: identical streams.
     assert ours.strings == [s[0] for s in theirs["strings"]]
     # The project's coder decodes to exactly the same reconstruction.
-    expected = codec.decompress(ours)
-    codec.set_coder("codeclab")
-    assert torch.equal(codec.decompress(codec.compress(x)), expected)
+    expected = codec.decompress(ours, compressai)
+    assert torch.equal(codec.decompress(codec.compress(x, CODER), CODER), expected)
 
 
 def _converted_and_compared(make_codec, make_reference, photo):
@@ -95,11 +97,9 @@ def test_autoregressive_baselines_are_compressais(build, reference, sizes, photo
     compressai_sizes = {k: v for k, v in sizes.items() if k != "components"}
     codec, ref, x = _converted_and_compared(lambda: build(**sizes), lambda: reference(**compressai_sizes), photo)
     with torch.no_grad():
-        codec.set_coder("compressai")
-        assert codec.compress(x).strings == [s[0] for s in ref.compress(x)["strings"]]
-    codec.set_coder("codeclab")
-    compressed = codec.compress(x)
-    assert torch.equal(codec.decode_latents(compressed.strings, compressed.size), codec.encode_latents(x))
+        assert codec.compress(x, get_coder("compressai")).strings == [s[0] for s in ref.compress(x)["strings"]]
+    compressed = codec.compress(x, CODER)
+    assert torch.equal(codec.decompress_y(compressed.strings, compressed.size, CODER), codec.quantize(x))
     assert not codec.entropy_model.portable
     mask = codec.entropy_model.context_prediction.mask[0, 0]
     assert mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
@@ -120,8 +120,8 @@ def test_elic_is_compressais_elic2022_official(photo):
     assert em.groups == [16, 16, 32, 64, 32] and em.hyper_quantizer == "ste" and em.quantizer == "ste"
     for arithmetic in ("float", "integer"):
         model = with_arithmetic(codec, arithmetic).eval()
-        compressed = model.compress(x)
-        assert torch.equal(model.decode_latents(compressed.strings, compressed.size), model.encode_latents(x))
+        compressed = model.compress(x, CODER)
+        assert torch.equal(model.decompress_y(compressed.strings, compressed.size, CODER), model.quantize(x))
     with torch.device("meta"):
         paper = elic().entropy_model
     assert paper.groups == [16, 16, 32, 64, 192]
@@ -153,9 +153,9 @@ def test_roundtrip_latents_exact_and_matches_forward(cls, _, photo):
     torch.manual_seed(1)
     codec = cls(**TINY).eval()
     x = pad_to_multiple(image_tensor(photo), codec.downsampling)
-    compressed = codec.compress(x)
+    compressed = codec.compress(x, CODER)
     assert len(compressed.strings) == codec.num_streams and all(compressed.strings)
-    x_hat = codec.decompress(compressed)
+    x_hat = codec.decompress(compressed, CODER)
     assert torch.equal(x_hat, _encoder_side_reconstruction(codec, x))
     with torch.no_grad():
         torch.testing.assert_close(x_hat, codec(x)["x_hat"], atol=1e-4, rtol=0)
@@ -163,25 +163,25 @@ def test_roundtrip_latents_exact_and_matches_forward(cls, _, photo):
 
 def test_compress_rejects_unpadded_input():
     with pytest.raises(ValueError, match="multiple of 64"):
-        mbt2018_mean(**TINY).compress(torch.rand(1, 3, 64, 70))
+        mbt2018_mean(**TINY).compress(torch.rand(1, 3, 64, 70), CODER)
 
 
 @pytest.mark.parametrize("build", [mbt2018_mean, bmshj2018_hyperprior])
 def test_compress_refuses_a_batch_instead_of_coding_image_0_only(build):
     with pytest.raises(ValueError, match="one image at a time; got a batch of 2"):
-        build(**TINY).eval().compress(torch.rand(2, 3, 64, 64))
+        build(**TINY).eval().compress(torch.rand(2, 3, 64, 64), CODER)
 
 
 def test_tables_rebuilt_when_parameters_change():
     codec = mbt2018_mean(**TINY).eval()
     x = torch.rand(1, 3, 64, 64)
-    codec.compress(x)  # builds tables; no "run update() first"
+    codec.compress(x, CODER)  # builds tables; no "run update() first"
     assert codec.tables_are_current()
     with torch.no_grad():
         codec.entropy_model.entropy_bottleneck.quantiles.add_(0.5)
     assert not codec.tables_are_current()
     first_cdf = codec.entropy_model.entropy_bottleneck._quantized_cdf.clone()
-    compressed = codec.compress(x)
+    compressed = codec.compress(x, CODER)
     assert codec.tables_are_current()
     assert not torch.equal(first_cdf, codec.entropy_model.entropy_bottleneck._quantized_cdf)
-    assert torch.equal(codec.decompress(compressed), _encoder_side_reconstruction(codec, x))
+    assert torch.equal(codec.decompress(compressed, CODER), _encoder_side_reconstruction(codec, x))

@@ -13,9 +13,13 @@ from codeclab.codecs import build_codec, mbt2018_mean
 from codeclab.codecs.refinement import (
     LEARNING_RATE, LOGIT_CLIP, REFERENCE_ITERATIONS, SGASchedule, refine_latents, sga_round,
 )
-from codeclab.formats.image_file import codec_input, decode_image, encode_image
+from codeclab.coding import get_coder
+from codeclab.formats.file_coding import codec_input
+from codeclab.formats.image_file import decode_image, encode_image
 from codeclab.formats.model_file import export_model, load_model, read_metadata
 from tests.conftest import ROOT, run_main
+
+CODER = get_coder()
 
 ZOO = ROOT / "models" / "zoo" / "mbt2018_mean_vr.safetensors"
 
@@ -79,7 +83,7 @@ def test_refinement_lowers_the_rate_distortion_loss_and_refines_z(zoo_codec, pho
     x = codec_input(photo, zoo_codec.downsampling)
     result = refine_latents(zoo_codec, x, 40, SGASchedule.stretched(30), size=photo.shape[:2])
     assert result.final_loss < result.initial_loss
-    y0 = zoo_codec.analyse(x)
+    y0 = zoo_codec.analysis(x)
     assert not torch.equal(result.y, y0)
     assert not torch.equal(result.side, zoo_codec.entropy_model.side_latent(y0))
 
@@ -89,8 +93,8 @@ def test_refined_latents_decode_exactly(zoo_codec, photo):
     x = codec_input(photo, zoo_codec.downsampling)
     result = refine_latents(zoo_codec, x, 20, SGASchedule.stretched(10), size=photo.shape[:2])
     zoo_codec.ensure_tables()
-    streams, y_hat = zoo_codec.entropy_model.compress(result.y, zoo_codec.coder, 20, result.side)
-    decoded = zoo_codec.decode_latents(streams, tuple(x.shape[-2:]), 20)
+    streams, y_hat = zoo_codec.entropy_model.compress(result.y, CODER, 20, result.side)
+    decoded = zoo_codec.decompress_y(streams, tuple(x.shape[-2:]), CODER, 20)
     assert torch.equal(decoded, y_hat)
 
 
@@ -108,7 +112,7 @@ def test_fixed_rate_refinement_needs_a_lambda(photo):
     with pytest.raises(ValueError, match="training lambda"):
         refine_latents(codec, x, None, SGASchedule.stretched(2))
     result = refine_latents(codec, x, None, SGASchedule.stretched(2), lmbda=0.01)
-    assert result.side is None and result.y.shape == codec.analyse(x).shape
+    assert result.side is None and result.y.shape == codec.analysis(x).shape
 
 
 def test_refinement_uses_the_training_lambda_a_fixed_rate_model_file_records(tmp_path, photo):
@@ -180,8 +184,8 @@ def test_context_models_refine_and_decode_exactly(name, photo):
     result = refine_latents(codec, x, None, SGASchedule.stretched(3), lmbda=0.01, size=photo.shape[:2])
     assert np.isfinite(result.final_loss)
     codec.ensure_tables()
-    streams, y_hat = codec.entropy_model.compress(result.y, codec.coder, None, result.side)
-    assert torch.equal(codec.decode_latents(streams, tuple(x.shape[-2:])), y_hat)
+    streams, y_hat = codec.entropy_model.compress(result.y, CODER, None, result.side)
+    assert torch.equal(codec.decompress_y(streams, tuple(x.shape[-2:]), CODER), y_hat)
 
 
 def test_refinement_optimiser_is_adam_at_the_reference_learning_rate(monkeypatch):

@@ -13,13 +13,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 from codeclab.codecs import build_codec, s2lic
+from codeclab.coding import get_coder
+from codeclab.compat.transforms import swin_v1_transforms
 from codeclab.data.images import read_image
 from codeclab.formats.container import unpack
 from codeclab.formats.image_file import decode_image, encode_image
 from codeclab.formats.model_file import export_model, load_model, read_metadata
-from codeclab.compat.transforms import swin_v1_transforms
 from codeclab.transforms.swin import SwinV2Block, WindowAttentionV2
 from tests.conftest import ROOT, run_main
+
+CODER = get_coder()
 
 
 @pytest.mark.parametrize("size", [(512, 768), (768, 512), (80, 112)])
@@ -107,7 +110,7 @@ def test_config_is_json_and_rebuilds_the_codec(tmp_path):
     assert read_metadata(path)["portable"] == "false"
     loaded = load_model(path)
     x = torch.rand(1, 3, 64, 64)
-    assert torch.equal(loaded.decompress(codec.compress(x)), codec.decompress(codec.compress(x)))
+    assert torch.equal(loaded.decompress(codec.compress(x, CODER), CODER), codec.decompress(codec.compress(x, CODER), CODER))
 
 
 def test_hydra_configs_compose_and_instantiate():

@@ -12,11 +12,15 @@ import torch
 from PIL import Image
 
 from codeclab.codecs import VQGAN, build_codec, load_taming_state_dict, vqgan
+from codeclab.coding import get_coder
 from codeclab.entropy_models.index_models import INDEX_MODEL_IDS, INDEX_MODELS, group_map
 from codeclab.errors import CodecLabError
-from codeclab.formats.image_file import decode_image, encode_image, pad_to_multiple
+from codeclab.formats.file_coding import pad_to_multiple
+from codeclab.formats.image_file import decode_image, encode_image
 from codeclab.formats.model_file import export_model, load_model
 from tests.conftest import ROOT, image_tensor, run_main
+
+CODER = get_coder()
 
 TINY = dict(ch=16, ch_mult=[1, 1, 2, 2, 4], num_res_blocks=1, attn_resolutions=[4], resolution=64, z_channels=16,
             embed_dim=8, n_embed=64, norm_groups=4, prior_dim=32, prior_depth=1, prior_heads=2, prior_groups=8)
@@ -71,12 +75,12 @@ def test_index_models_round_trip_exactly(kind, photo):
     x = pad_to_multiple(image_tensor(photo), codec.downsampling)
     indices = codec.indices(x)[0]
     codec.static_model.fit(indices)
-    stream = codec.compress_indices(indices, kind)
+    stream = codec.compress_indices(indices, CODER, kind)
     assert stream[0] == INDEX_MODEL_IDS.index(kind)
-    assert torch.equal(codec.decompress_indices(stream, tuple(indices.shape)), indices)
+    assert torch.equal(codec.decompress_indices(stream, tuple(indices.shape), CODER), indices)
     # The whole codec: the decoder reproduces the encoder-side reconstruction bit for bit.
     codec.index_model = kind
-    x_hat = codec.decompress(codec.compress(x))
+    x_hat = codec.decompress(codec.compress(x, CODER), CODER)
     assert torch.equal(x_hat, codec.decode_indices(indices[None]))
 
 
@@ -86,7 +90,7 @@ def test_index_models_rates_on_peaked_indices():
     torch.manual_seed(3)
     indices = torch.where(torch.rand(16, 16) < 0.9, torch.tensor(5), torch.randint(0, 64, (16, 16)))
     codec.static_model.fit(indices)
-    uniform, static = (len(codec.compress_indices(indices, k)) for k in ("uniform", "static"))
+    uniform, static = (len(codec.compress_indices(indices, CODER, k)) for k in ("uniform", "static"))
     assert abs(uniform - 256 * 6 / 8) < 16
     assert static < 0.5 * uniform
 
@@ -95,14 +99,14 @@ def test_corrupt_stream_gives_one_line_error(photo):
     codec = tiny_codec()
     data = bytearray(encode_image(codec, photo))
     assert decode_image(bytes(data), codec).shape == photo.shape
-    header_len = len(data) - len(codec.compress(pad_to_multiple(image_tensor(photo), 16)).strings[0])
+    header_len = len(data) - len(codec.compress(pad_to_multiple(image_tensor(photo), 16), CODER).strings[0])
     data[header_len] = 7  # unknown index-model byte; the container's CRC is bypassed below
     with pytest.raises(ValueError, match="unknown index model"):
-        codec.decompress_indices(bytes(data[header_len:]), (7, 9))
+        codec.decompress_indices(bytes(data[header_len:]), (7, 9), CODER)
     with pytest.raises(CodecLabError):
         decode_image(bytes(data), codec)
     with pytest.raises(ValueError):
-        codec.decompress_indices(bytes([2]) + b"\x00" * 5, (7, 9))
+        codec.decompress_indices(bytes([2]) + b"\x00" * 5, (7, 9), CODER)
 
 
 def _taming_keys(ch_mult, num_res_blocks, attn_levels, in_ch_mult_change):
@@ -358,7 +362,7 @@ def test_model_file_round_trip_keeps_index_models(tmp_path):
     assert torch.equal(loaded.static_model.counts, codec.static_model.counts)
     assert isinstance(build_codec("vqgan", loaded.config), VQGAN)
     indices = torch.randint(0, 64, (4, 5))
-    assert torch.equal(loaded.decompress_indices(codec.compress_indices(indices, "transformer"), (4, 5)), indices)
+    assert torch.equal(loaded.decompress_indices(codec.compress_indices(indices, CODER, "transformer"), (4, 5), CODER), indices)
 
 
 def test_ladder_py_bad_inputs_give_one_line_errors(tmp_path):

@@ -7,16 +7,19 @@ import torch
 from PIL import Image
 
 from codeclab.codecs import walloc
+from codeclab.coding import get_coder
 from codeclab.compat.entropy_models import BoundedLatentImageV1
 from codeclab.data.images import read_image
 from codeclab.entropy_models.bounded import BoundedLatentImage
 from codeclab.entropy_models.factorized import FactorizedEntropyModel
 from codeclab.errors import CodecLabError
 from codeclab.formats.image_file import decode_image, encode_image
-from codeclab.formats.latent_access import latent_of_file, latents_of_folder
+from codeclab.formats.latent_access import y_hat_of_file, y_hat_of_folder
 from codeclab.formats.model_file import export_model, load_model
 from codeclab.transforms.wavelet import WaveletPacket2d
 from tests.conftest import ROOT, image_tensor
+
+CODER = get_coder()
 
 TINY = {"levels": 2, "latent_channels": 6, "decoder_channels": 16, "decoder_groups": 4}
 
@@ -68,12 +71,12 @@ def test_linear_encoder_is_affine():
 def test_coded_latents_equal_encoder_latents(config, photo):
     codec = walloc(**TINY, **config).eval()
     x = image_tensor(photo)[..., :64, :96]
-    compressed = codec.compress(x)
-    decoded = codec.decode_latents(compressed.strings, compressed.size)
+    compressed = codec.compress(x, CODER)
+    decoded = codec.decompress_y(compressed.strings, compressed.size, CODER)
     assert decoded.shape == (1, 6, 16, 24)
-    assert torch.equal(decoded, codec.encode_latents(x))
+    assert torch.equal(decoded, codec.quantize(x))
     with torch.no_grad():
-        assert torch.allclose(codec.decompress(compressed), codec(x)["x_hat"], atol=1e-5)
+        assert torch.allclose(codec.decompress(compressed, CODER), codec(x)["x_hat"], atol=1e-5)
 
 
 @pytest.mark.parametrize("fmt, magic", [("png", b"\x89PNG"), ("webp", b"RIFF")])
@@ -85,7 +88,7 @@ def test_bounded_latents_are_real_lossless_images(photo, fmt, magic):
     torch.manual_seed(0)
     codec = walloc(**TINY, lossless_format=fmt).eval()
     x = image_tensor(photo)[..., :64, :96]
-    stream = codec.compress(x).strings[0]
+    stream = codec.compress(x, CODER).strings[0]
     assert stream.startswith(magic)
     with Image.open(io.BytesIO(stream)) as image:
         mosaic = np.asarray(image.convert("L"), dtype=np.int64)
@@ -111,7 +114,7 @@ def test_webp_rgb_is_the_official_three_plane_mosaic(photo):
     codec = walloc(levels=2, latent_channels=12, decoder_channels=16, decoder_groups=4,
                    lossless_format="webp_rgb").eval()
     x = image_tensor(photo)[..., :64, :96]
-    stream = codec.compress(x).strings[0]
+    stream = codec.compress(x, CODER).strings[0]
     assert stream.startswith(b"RIFF") and b"VP8L" in stream[:40]  # WebP, lossless bitstream
     with Image.open(io.BytesIO(stream)) as image:
         assert image.mode == "RGB"
@@ -120,7 +123,7 @@ def test_webp_rgb_is_the_official_three_plane_mosaic(photo):
         q = codec.entropy_model.integers(codec.g_a(x)).long()  # [1, 12, 16, 24]: n = 2 per plane
     official = rearrange(q + 128, "b (c nh nw) h w -> b (nh h) (nw w) c", c=3, nh=2, nw=2)[0]
     assert torch.equal(stored, official)
-    assert torch.equal(codec.decode_latents(codec.compress(x).strings, x.shape[-2:]), codec.encode_latents(x))
+    assert torch.equal(codec.decompress_y(codec.compress(x, CODER).strings, x.shape[-2:], CODER), codec.quantize(x))
 
 
 def _walloc_reference(y: float, bits: int = 8) -> tuple[float, float]:
@@ -159,11 +162,11 @@ def test_first_mapping_is_kept_for_older_files():
 def test_corrupt_latent_streams_raise_value_error(photo):
     codec = walloc(**TINY).eval()
     x = image_tensor(photo)[..., :64, :96]
-    stream = codec.compress(x).strings[0]
+    stream = codec.compress(x, CODER).strings[0]
     with pytest.raises(ValueError, match="does not decode"):
-        codec.decode_latents([stream[: len(stream) // 2]], (64, 96))
+        codec.decompress_y([stream[: len(stream) // 2]], (64, 96), CODER)
     with pytest.raises(ValueError, match="expected"):
-        codec.decode_latents([stream], (32, 96))
+        codec.decompress_y([stream], (32, 96), CODER)
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to")  # logging outside a Trainer is expected here
@@ -203,7 +206,7 @@ def test_files_round_trip_and_compressed_domain_access(walloc_models, photo, tmp
         folder.mkdir()
         (folder / "photo.clab").write_bytes(data)
         Image.fromarray(photo).save(folder / "photo.png")
-        latents = latents_of_folder(codec, folder)
+        latents = y_hat_of_folder(codec, folder)
         assert set(latents) == {"photo.clab", "photo.png"}
         # The file's latent (entropy decoding only) is the encoder's latent of the image.
         assert torch.equal(latents["photo.clab"], latents["photo.png"])
@@ -211,7 +214,7 @@ def test_files_round_trip_and_compressed_domain_access(walloc_models, photo, tmp
         assert decode_image(data, codec).shape == photo.shape
         other = load_model(walloc_models["factorized" if bottleneck == "bounded" else "bounded"])
         with pytest.raises(CodecLabError, match="wrong model"):
-            latent_of_file(other, folder / "photo.clab")
+            y_hat_of_file(other, folder / "photo.clab")
 
 
 def test_cli_round_trip(walloc_models, photo, tmp_path, capsys):

@@ -14,7 +14,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codeclab.coding import coders, native
+from codeclab.coding import coders, get_coder, native
 from codeclab.coding.coders import CdfTables
 from codeclab.coding.native import CodecLabCoder, CodecLabStreamDecoder, CodecLabStreamEncoder
 
@@ -63,7 +63,7 @@ def roundtrip(symbols, indexes, tables, enc_threads=1, dec_threads=1):
 
 def test_registered():
     assert coders.CODERS["codeclab"] is CodecLabCoder
-    assert isinstance(coders.get_coder("codeclab"), CodecLabCoder)
+    assert isinstance(get_coder("codeclab"), CodecLabCoder)
 
 
 @pytest.mark.parametrize("enc_threads,dec_threads", [(1, 1), (2, 1), (2, 2), (3, 2), (4, 1)])
@@ -76,7 +76,7 @@ def test_gaussian_roundtrip_any_threads(gaussian, enc_threads, dec_threads):
 
 def test_same_symbols_as_compressai_and_close_size(gaussian):
     tables, symbols, indexes = gaussian
-    reference = coders.get_coder("compressai")
+    reference = get_coder("compressai")
     theirs = reference.decode_with_indexes(reference.encode_with_indexes(symbols, indexes, tables), indexes, tables)
     data, ours = roundtrip(symbols, indexes, tables)
     np.testing.assert_array_equal(ours, theirs)

@@ -9,7 +9,7 @@ from compressai.entropy_models import GaussianConditional as CaiGaussian
 from compressai.entropy_models.entropy_models import pmf_to_quantized_cdf as cai_pmf_to_cdf
 from compressai.models.google import get_scale_table
 
-from codeclab.coding import pmf_to_quantized_cdf
+from codeclab.coding.native import pmf_to_quantized_cdf
 from codeclab.entropy_models.factorized import EntropyBottleneck
 from codeclab.entropy_models.gaussian import SCALES_LEVELS, SCALES_MAX, SCALES_MIN, GaussianConditional, default_scale_table
 

@@ -10,9 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from codeclab.codecs import from_mlicpp, load_mlicpp_state_dict, mlicpp, to_mlicpp
+from codeclab.coding import get_coder
 from codeclab.entropy_models.base import checkerboard_masks
 from codeclab.entropy_models.mlicpp import LocalContext, linear_attention
 from tests.entropy_models.test_reference_wiring import MaskRecordingStep
+
+CODER = get_coder()
 
 TINY = dict(N=16, M=32, num_slices=4, parameter_hidden=(32, 24, 16), channel_hidden=(16, 16), lrp_hidden=(16, 16))
 
@@ -152,13 +155,13 @@ def test_decoder_reproduces_encoder_latent_exactly(size):
     codec.ensure_tables()
     with torch.no_grad():
         y = codec.g_a(x)
-        strings, y_hat_encoder = codec.entropy_model.compress(y, codec.coder)
-        y_hat_decoder = codec.entropy_model.decompress(strings, y.shape[-2:], codec.coder)
+        strings, y_hat_encoder = codec.entropy_model.compress(y, CODER)
+        y_hat_decoder = codec.entropy_model.decompress(strings, y.shape[-2:], CODER)
         assert torch.equal(codec.entropy_model.quantize(y), y_hat_encoder)
         x_hat_forward = codec(x)["x_hat"]
     assert torch.equal(y_hat_decoder, y_hat_encoder)
     assert not torch.equal(y_hat_encoder, y)
-    x_hat = codec.decompress(codec.compress(x))
+    x_hat = codec.decompress(codec.compress(x, CODER), CODER)
     torch.testing.assert_close(x_hat, x_hat_forward, atol=1e-4, rtol=0)
 
 
@@ -250,12 +253,12 @@ def _count_calls(modules):
 
 def test_decoding_runs_each_network_once_per_slice():
     codec = tiny_codec().eval()
-    compressed = codec.compress(torch.rand(1, 3, 64, 128))
+    compressed = codec.compress(torch.rand(1, 3, 64, 128), CODER)
     model = codec.entropy_model
     names = ["entropy_parameters_anchor", "entropy_parameters_nonanchor", "lrp_anchor", "lrp_nonanchor", "local_context",
              "channel_context", "global_inter_context", "global_intra_context"]
     counts = {name: _count_calls([m for m in getattr(model, name) if m is not None]) for name in names}
-    codec.decompress(compressed)
+    codec.decompress(compressed, CODER)
     for name in names:
         expected = model.num_slices - (1 if name.startswith(("channel", "global")) else 0)
         assert counts[name] == [1] * expected, name

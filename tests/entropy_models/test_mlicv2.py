@@ -8,9 +8,12 @@ import pytest
 import torch
 
 from codeclab.codecs import mlicpp, mlicv2
+from codeclab.coding import get_coder
 from codeclab.entropy_models.mlicpp import linear_attention
 from codeclab.entropy_models.mlicv2 import RotaryEmbedding2d
 from tests.entropy_models.test_mlicpp import training_losses
+
+CODER = get_coder()
 
 TINY = dict(N=16, M=32, num_slices=4, parameter_hidden=(32, 24, 16), channel_hidden=(16, 16), lrp_hidden=(16, 16))
 SWITCHES = ("token_mixing", "hyper_global", "channel_reweighting", "rope", "selective")
@@ -54,7 +57,7 @@ def test_all_switches_off_is_mlicpp():
         for name in theirs["likelihoods"]:
             assert torch.equal(ours["likelihoods"][name], theirs["likelihoods"][name])
     codec.eval(), reference.eval()
-    assert codec.compress(x).strings == reference.compress(x).strings
+    assert codec.compress(x, CODER).strings == reference.compress(x, CODER).strings
 
 
 def test_paper_size_parameter_counts():
@@ -104,8 +107,8 @@ def test_decoder_reproduces_encoder_latent_exactly(config):
     model = codec.entropy_model
     with torch.no_grad():
         y = codec.g_a(x)
-        strings, y_hat_encoder = model.compress(y, codec.coder)
-        y_hat_decoder = model.decompress(strings, y.shape[-2:], codec.coder)
+        strings, y_hat_encoder = model.compress(y, CODER)
+        y_hat_decoder = model.decompress(strings, y.shape[-2:], CODER)
         assert torch.equal(model.quantize(y), y_hat_encoder)
         forward = codec(x)
     assert torch.equal(y_hat_decoder, y_hat_encoder)
@@ -113,11 +116,11 @@ def test_decoder_reproduces_encoder_latent_exactly(config):
     if CONFIGS[config].get("selective"):  # some elements skipped (no rate), some coded
         skipped = (forward["likelihoods"]["y"] == 1).float().mean().item()
         assert 0 < skipped < 1, skipped
-    compressed = codec.compress(x)
+    compressed = codec.compress(x, CODER)
     assert compressed.strings == strings
     with torch.no_grad():
-        assert torch.equal(codec.decompress(compressed), codec.g_s(y_hat_encoder))
-    torch.testing.assert_close(codec.decompress(compressed), forward["x_hat"], atol=1e-4, rtol=0)
+        assert torch.equal(codec.decompress(compressed, CODER), codec.g_s(y_hat_encoder))
+    torch.testing.assert_close(codec.decompress(compressed, CODER), forward["x_hat"], atol=1e-4, rtol=0)
 
 
 def _rotate_directly(x, row, col, base=10000.0):
@@ -196,8 +199,8 @@ def test_refinement_interface_still_works():
     # The refined latents code as they are, and decode exactly.
     codec.ensure_tables()
     with torch.no_grad():
-        strings, y_hat = model.compress(y.detach(), codec.coder, side=z.detach())
-        assert torch.equal(model.decompress(strings, y.shape[-2:], codec.coder), y_hat)
+        strings, y_hat = model.compress(y.detach(), CODER, side=z.detach())
+        assert torch.equal(model.decompress(strings, y.shape[-2:], CODER), y_hat)
 
 
 def test_a_few_steps_of_training_lower_the_loss():

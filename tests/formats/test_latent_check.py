@@ -14,10 +14,12 @@ import torch
 from PIL import Image
 
 from codeclab.codecs import stem
+from codeclab.coding import get_coder
 from codeclab.data.video import Clip
 from codeclab.errors import CodecLabError
 from codeclab.formats import container
-from codeclab.formats.image_file import decode_image, decode_latents, encode_image, latent_crc
+from codeclab.formats.file_coding import latent_crc
+from codeclab.formats.image_file import decode_image, decode_image_y, encode_image
 from codeclab.formats.model_file import export_model, load_model
 from codeclab.formats.video_container import frame_streams, pack_video, unpack_video
 from codeclab.formats.video_file import decode_video, encode_video
@@ -31,9 +33,9 @@ CHECK_FAILS = "latent check"
 def coded():
     """A file coded with compressai's rANS, which cannot tell where a stream ended: the end-of-stream
     check passes damaged streams, so the latent check is the one that must catch them."""
-    codec = load_model(GOLDEN / "mbt2018-mean.safetensors", coder="compressai")
+    codec = load_model(GOLDEN / "mbt2018-mean.safetensors")
     image = np.asarray(Image.open(GOLDEN / "astronaut_97x131.png").convert("RGB"))
-    data = encode_image(codec, image)
+    data = encode_image(codec, image, coder=get_coder("compressai"))
     return codec, data, decode_image(data, codec)
 
 
@@ -60,13 +62,13 @@ def test_latent_crc_reads_float32_bytes_with_negative_zero_as_zero():
 def test_every_file_carries_the_check_and_the_decoder_verifies_it(coded):
     codec, data, _ = coded
     header, streams = container.unpack(data)
-    (y_hat,) = decode_latents(data, codec)
+    (y_hat,) = decode_image_y(data, codec)
     assert header.version == 5 and header.latent_check == container.latent_check(header, [latent_crc(y_hat)])
     forged = container.pack(replace(header, latent_check=header.latent_check ^ 1), streams)
     with pytest.raises(CodecLabError, match=CHECK_FAILS):
         decode_image(forged, codec)
     with pytest.raises(CodecLabError, match=CHECK_FAILS):
-        decode_latents(forged, codec)
+        decode_image_y(forged, codec)
 
 
 @pytest.mark.parametrize("field, value", [("width", 130), ("height", 100), ("fast_decode", True)])

@@ -17,7 +17,8 @@ from codeclab.codecs import stem
 from codeclab.data.video import Clip
 from codeclab.errors import CodecLabError
 from codeclab.formats import container
-from codeclab.formats.image_file import decode_image, decode_latents, encode_image, to_uint8
+from codeclab.formats.file_coding import to_uint8
+from codeclab.formats.image_file import decode_image, decode_image_y, encode_image
 from codeclab.formats.model_file import export_model, load_model
 from codeclab.formats.video_container import FrameRecord, VideoHeader, pack_video, unpack_video
 from codeclab.formats.video_file import decode_video, encode_video
@@ -61,8 +62,8 @@ def test_files_decode_through_the_float64_synthesis_unless_they_allow_the_fast_o
     image = photo[:64, :96]
     for fast in (False, True):
         data = encode_image(codec, image, level=10, fast_decode=fast)
-        (y_hat,) = decode_latents(data, codec)
-        synthesis = codec.synthesize(y_hat) if fast else codec.portable_synthesis()(y_hat)
+        (y_hat,) = decode_image_y(data, codec)
+        synthesis = codec.synthesis(y_hat) if fast else codec.portable_synthesis()(y_hat)
         assert synthesis.dtype == (torch.float32 if fast else torch.float64)
         assert np.array_equal(decode_image(data, codec), to_uint8(synthesis)[:64, :96])
 

@@ -16,7 +16,7 @@ from codeclab.codecs import mbt2018_mean, stem
 from codeclab.data.colour import rgb_to_yuv420
 from codeclab.data.video import Clip, VideoStream, open_video, read_video, write_video, y4m_bytes
 from codeclab.errors import CodecLabError
-from codeclab.formats.image_file import to_uint8
+from codeclab.formats.file_coding import to_uint8
 from codeclab.formats.model_file import export_model, load_model
 from codeclab.formats.video_file import decode_frames, decode_video, encode_video, frame_types, unpack_video
 from tests.conftest import ROOT, run_main
@@ -210,7 +210,7 @@ def test_encoding_reads_each_frame_only_when_it_is_coded(stem_model, tmp_path):
     """Frame k is read only after frame k - 1 was coded, and the bytes equal coding the whole clip."""
     codec, clip = load_model(stem_model), _clip(frames=7)
     coded = []
-    for owner, name in ((codec.entropy_model, "compress"), (codec, "compress_p")):
+    for owner, name in ((codec.entropy_model, "compress"), (codec, "compress_y_p")):
         method = getattr(owner, name)
         setattr(owner, name, lambda *args, _method=method, **kwargs: coded.append(1) or _method(*args, **kwargs))
 
@@ -263,9 +263,9 @@ def test_decoding_writes_each_frame_before_decoding_the_next(stem_model, tmp_pat
 
 
 _SLOW_DECODE = """import sys, time
-import codeclab.formats.image_file as image_file
-convert = image_file.to_uint8
-image_file.to_uint8 = lambda x: (time.sleep(0.3), convert(x))[1]
+import codeclab.formats.file_coding as file_coding
+convert = file_coding.to_uint8
+file_coding.to_uint8 = lambda x: (time.sleep(0.3), convert(x))[1]
 from codeclab.cli import main
 sys.exit(main(sys.argv[1:]))
 """

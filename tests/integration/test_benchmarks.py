@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_"))
 # Too slow for the suite (seconds of CPU are scarce there); their --smoke runs by hand.
 SLOW = {"variable_rate_cost": "trains three models in train.py processes and runs eval.py (~50 s of CPU)",
+        "qvrf_ladders": "trains two models in train.py processes and runs eval.py (~40 s of CPU)",
         "startup": "times five whole processes (~20 s of CPU)",
         "portable_pixels": "decodes in six whole processes (~50 s of CPU; tests/formats/test_portable_pixels.py checks the same)"}
 NEEDS = {"video_speed": ROOT / "models" / "stem.safetensors"}

@@ -19,7 +19,7 @@ from fractions import Fraction
 torch.backends.mkldnn.enabled = sys.argv[3] == "on"
 from codeclab.data.video import Clip
 from codeclab.formats.model_file import load_model
-from codeclab.formats.video_file import decoded_latents, encode_video
+from codeclab.formats.video_file import decode_video_y, encode_video
 codec = load_model(sys.argv[1])
 if sys.argv[2] == "encode":
     rng = np.random.default_rng(0)
@@ -29,7 +29,7 @@ if sys.argv[2] == "encode":
     open(sys.argv[4], "wb").write(encoded.data)
     np.save(sys.argv[5], torch.cat(encoded.latents).numpy())
 else:
-    _, latents = decoded_latents(open(sys.argv[4], "rb").read(), codec)
+    _, latents = decode_video_y(open(sys.argv[4], "rb").read(), codec)
     np.save(sys.argv[5], torch.cat(list(latents)).numpy())
 """
 

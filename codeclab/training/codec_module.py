@@ -1,0 +1,34 @@
+"""What every CodecLab Lightning module shares: the codec it trains and the checkpoint contract.
+
+A module holds its codec as ``self.codec`` (state-dict prefix ``codec.``) and saves the
+hyper-parameters ``codec_id`` and ``codec_config`` (plain types only, so a checkpoint loads with
+``torch.load(weights_only=True)``), which is all :func:`codeclab.formats.model_file.codec_from_checkpoint`
+needs to rebuild the codec and ``codeclab export`` to write its model file. Validation codes one
+crop for real (:meth:`CodecModule.log_real_bpp`): an estimated rate is only useful if real bytes follow it.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+
+from ..codecs import Codec
+from ..coding import get_coder
+from ..measures import bits_per_pixel
+
+
+class CodecModule(pl.LightningModule):
+    """Base of the training modules: ``codec`` plus the module's own plain ``hparams``."""
+
+    def __init__(self, codec: Codec, **hparams):
+        super().__init__()
+        self.codec = codec
+        self.save_hyperparameters({"codec_id": codec.codec_id, "codec_config": dict(codec.config), **hparams})
+
+    def forward(self, x, *args):
+        return self.codec(x, *args)
+
+    def log_real_bpp(self, batch, level: int | None = None, **log_options) -> None:
+        """``val/real_bpp``: the file-size rate of the batch's first crop, coded with the default coder."""
+        compressed = self.codec.compress(batch[:1], get_coder(), level)
+        self.log("val/real_bpp", bits_per_pixel(sum(map(len, compressed.strings)), batch.shape[-2], batch.shape[-1]),
+                 batch_size=1, **log_options)
