@@ -3,8 +3,8 @@
 Every compress/decompress call takes its coder as an argument (``--coder`` when encoding; the
 default is the project's C++ coder ``codeclab``, see :mod:`.native`; ``compressai`` is
 compressai's rANS, kept for comparison, see :mod:`.compressai_coder`). Files record the coder
-that wrote them by its wire id (:data:`CODERS`), and decoders use that one. The coders all share compressai's table convention,
-which the project's entropy models (:mod:`codeclab.entropy_models.factorized`,
+that wrote them by its wire id (:data:`CODERS`), and decoders use that one. The coders all share
+compressai's table convention, which the project's entropy models (:mod:`codeclab.entropy_models.factorized`,
 :mod:`codeclab.entropy_models.gaussian`) build bit for bit as compressai does:
 
 * ``cdfs``: int32 array ``[n_tables, max_len]``; row ``t`` holds a 16-bit-precision CDF of

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from codeclab.coding import get_coder
 from codeclab.evaluation import metrics
 from codeclab.evaluation.classic import ClassicCodec
 from codeclab.measures import bits_per_pixel
@@ -215,8 +216,6 @@ def evaluate(
             codec = curve.load(model)
             options = {"refine": curve.refine} if curve.refine else {}
             if curve.coder:
-                from codeclab.coding import get_coder
-
                 options["coder"] = get_coder(curve.coder)
             for job in jobs:
                 level = curve.split(job.setting)[1]

@@ -208,10 +208,11 @@ def unpack_video(data: bytes) -> tuple[VideoHeader, int]:
         raise CodecLabError("corrupt file: codec id is not ASCII") from None
     if not (0 < width <= container.MAX_SIDE and 0 < height <= container.MAX_SIDE) or count == 0:
         raise CodecLabError(f"corrupt file: {count} frames of {width}x{height}")
-    if CODERS.wire_name(coder) is None or numerator == 0 or denominator == 0 or (colour >> 1 & 3) >= len(MATRIX_CODES) or colour & ~15:
+    coder_name = CODERS.wire_name(coder)
+    if coder_name is None or numerator == 0 or denominator == 0 or (colour >> 1 & 3) >= len(MATRIX_CODES) or colour & ~15:
         raise CodecLabError("corrupt file: unknown coder, frame rate or colour description")
     header = VideoHeader(codec_id, hash_bytes, width, height, Fraction(numerator, denominator),
                          "full" if colour & _FULL_RANGE else "limited", MATRIX_CODES[colour >> 1 & 3],
-                         bool(colour & _Y4M_SOURCE), intra_period, level, tuple(records), CODERS.wire_name(coder),
+                         bool(colour & _Y4M_SOURCE), intra_period, level, tuple(records), coder_name,
                          bool(flags & _FAST_DECODE))
     return header, reader.pos
