@@ -175,14 +175,25 @@ def cmd_decode(args) -> None:
     _check_output(args.output, args.file, *([args.model] if args.model else []), folder=not args.output.suffix)
     data = _read_file(args.file)
     if is_video_file(data):
+        if args.postfilter:
+            raise CodecLabError("--postfilter is for images; video frames are written as decoded")
         return _decode_video(args, data)
     header, _ = container.unpack(data)
     codec = _load_model_for(args, header.model_hash)
+    postfilter = None
+    if args.postfilter:
+        from .formats.network_file import load_postfilter
+
+        postfilter = load_postfilter(args.postfilter)
     start = time.perf_counter()
     image = decode_image(data, codec, args.threads, progress=not args.quiet)
     seconds = time.perf_counter() - start
+    note = ""
+    if postfilter is not None:
+        enhanced = postfilter.enhance(image)
+        image, note = enhanced.image, f", post-filtered in {enhanced.seconds:.2f} s (exit {enhanced.exit} of {postfilter.exits})"
     _write_image(args.output, image)
-    print(f"{args.output}: {image.shape[1]}x{image.shape[0]}, decoded in {seconds:.2f} s")
+    print(f"{args.output}: {image.shape[1]}x{image.shape[0]}, decoded in {seconds:.2f} s{note}")
 
 
 def cmd_info(args) -> None:
@@ -271,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("-m", "--model", type=Path, default=None, help="model file; default: found by the file's model hash")
     decode.add_argument("--models-dir", action="append", help="folder searched for the model (repeatable; also $CODECLAB_MODELS)")
     decode.add_argument("--threads", type=int, default=1, help="tiles decoded at once")
+    decode.add_argument("--postfilter", type=Path, default=None, metavar="FILE",
+                        help="an image post-filter file (e.g. RBQE: python train.py experiment=rbqe) applied to the decoded image")
     decode.add_argument("--quiet", action="store_true", help="no progress bars (shown only on a terminal)")
     decode.set_defaults(func=cmd_decode)
 

@@ -24,9 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ("codeclab", "tests", "configs", "tools", "pyproject.toml", "train.py", "eval.py")
+COPIED = ("codeclab", "tests", "configs", "tools", "benchmarks", "pyproject.toml", "train.py", "eval.py", "eval_jscc.py")
 DETAILS = "tests/entropy_models/test_paper_details.py"
 RECIPES = "tests/training/test_paper_recipes.py"
+RBQE = "tests/postfilters/test_rbqe.py"
+JSCC = "tests/jscc/test_swinjscc.py"
+CHANNELS = "tests/channels/test_channels.py"
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,55 @@ MUTATIONS = [
              '"cheng2020-anchor": [(5, "leaky_slope", 0.01), (5, "robust_tails", False)],',
              '"cheng2020-anchor": [(5, "robust_tails", False)],',
              (f"{RECIPES}::test_files_before_format_6_keep_their_training_details",)),
+    Mutation("RBQE ECA kernel 3 -> 5", "codeclab/postfilters/rbqe.py", "ECA_KERNEL = 3", "ECA_KERNEL = 5",
+             (f"{RBQE}::test_network_size_and_width_are_the_official_ones",)),
+    Mutation("RBQE last anti-diagonal lower input with ECA", "codeclab/postfilters/rbqe.py",
+             "            if i + j < self.exits:\n                self.eca[f\"lower{i}{j}\"] = ECA()",
+             "            self.eca[f\"lower{i}{j}\"] = ECA()",
+             (f"{RBQE}::test_the_last_anti_diagonal_and_exit_5_have_no_eca",)),
+    Mutation("RBQE up-sampled input before the skips", "codeclab/postfilters/rbqe.py",
+             "torch.cat([*skips, F.relu(self.up(lower))], dim=1)", "torch.cat([F.relu(self.up(lower)), *skips], dim=1)",
+             (f"{RBQE}::test_up_nodes_put_the_skips_first_and_the_upsampled_lower_node_last",)),
+    Mutation("RBQE exit on a score above (not at least) the threshold", "codeclab/postfilters/rbqe.py",
+             "if scores[-1] >= self.threshold:", "if scores[-1] > self.threshold:",
+             (f"{RBQE}::test_early_exit_takes_the_first_exit_scoring_at_least_the_threshold",)),
+    Mutation("RBQE JPEG threshold 0.79 -> 0.8", "codeclab/postfilters/rbqe.py",
+             'PAPER_THRESHOLDS = {"jpeg": 0.79', 'PAPER_THRESHOLDS = {"jpeg": 0.8',
+             (f"{RBQE}::test_the_iqam_constants_are_the_matlab_ones",)),
+    Mutation("RBQE IQAM smooth threshold 0.004 -> 0.005", "codeclab/postfilters/iqam.py",
+             "SMOOTH_THRESHOLD = 0.004", "SMOOTH_THRESHOLD = 0.005", (f"{RBQE}::test_the_iqam_constants_are_the_matlab_ones",)),
+    Mutation("RBQE IQAM Tchebichef normalisation", "codeclab/postfilters/iqam.py",
+             "rho *= n / (2 * np.arange(n) + 1)", "rho *= n / (2 * np.arange(n) + 2)",
+             (f"{RBQE}::test_tchebichef_basis_is_orthonormal_and_matches_the_official_tables",)),
+    Mutation("RBQE IQAM patches not offset by half a block", "codeclab/postfilters/iqam.py",
+             "    start = n // 2\n", "    start = 0\n", (f"{RBQE}::test_patches_are_offset_by_half_a_block",)),
+    Mutation("RBQE QF 10 exit weights", "codeclab/training/rbqe.py",
+             "10: (0.5, 0.5, 1.0, 1.0, 2.0)", "10: (0.5, 0.5, 1.0, 2.0, 1.0)",
+             (f"{RBQE}::test_training_loss_weights_exits_by_quality_as_powerqe",)),
+    Mutation("SwinJSCC ModNet 7 -> 6 layers", "codeclab/jscc/swinjscc.py", "MODNET_LAYERS = 7", "MODNET_LAYERS = 6",
+             (f"{JSCC}::test_modnet_structure_is_the_official_one", f"{JSCC}::test_the_released_configurations_have_their_sizes")),
+    Mutation("SwinJSCC ModNet width 1.5 D -> 2 D", "codeclab/jscc/swinjscc.py", "MODNET_WIDTH_FACTOR = 1.5",
+             "MODNET_WIDTH_FACTOR = 2.0", (f"{JSCC}::test_modnet_structure_is_the_official_one",)),
+    Mutation("SwinJSCC ModNet on undetached features", "codeclab/jscc/swinjscc.py", "        t = x.detach()\n",
+             "        t = x\n", (f"{JSCC}::test_modnet_structure_is_the_official_one",)),
+    Mutation("SwinJSCC sends the channels with the smallest gates", "codeclab/jscc/swinjscc.py",
+             "importance.argsort(dim=1, descending=True)", "importance.argsort(dim=1, descending=False)",
+             (f"{JSCC}::test_rate_adaptation_sends_the_c_channels_with_the_largest_summed_gates",)),
+    Mutation("SwinJSCC loss without the clamp", "codeclab/training/jscc.py", "F.mse_loss(output.clamp(0, 1) * 255, image * 255)",
+             "F.mse_loss(output * 255, image * 255)",
+             (f"{JSCC}::test_training_loss_is_the_mse_on_the_255_scale_of_the_clamped_output",)),
+    Mutation("Channel noise variance 1/SNR per real part", "codeclab/channels/__init__.py",
+             "return math.sqrt(1.0 / (2 * 10 ** (snr_db / 10)))", "return math.sqrt(1.0 / (10 ** (snr_db / 10)))",
+             (f"{CHANNELS}::test_noise_has_the_variance_the_snr_asks_for",)),
+    Mutation("Channel power per real value", "codeclab/channels/__init__.py",
+             "power = 2 * (x**2).sum() / sent", "power = (x**2).sum() / sent",
+             (f"{CHANNELS}::test_power_is_normalised_per_complex_symbol_over_what_is_sent",)),
+    Mutation("Channel symbols from adjacent values", "codeclab/channels/__init__.py",
+             "return torch.complex(flat[:half], flat[half:])", "return torch.complex(flat[0::2], flat[1::2])",
+             (f"{CHANNELS}::test_symbols_pair_the_first_half_with_the_second",)),
+    Mutation("Channel Rayleigh amplitude without 1/sqrt(2)", "codeclab/channels/__init__.py",
+             "amplitude = torch.sqrt(a**2 + b**2) / math.sqrt(2)", "amplitude = torch.sqrt(a**2 + b**2)",
+             (f"{CHANNELS}::test_rayleigh_fades_each_symbol_with_unit_mean_power",)),
 ]
 
 

@@ -19,6 +19,7 @@ Measured choices (Kodak, this machine):
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import importlib.metadata
 import io
@@ -26,6 +27,7 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -228,3 +230,41 @@ class FFmpegHEVC(ClassicCodec):
                     "-vf", f"scale=in_color_matrix=bt601:in_range=full:flags={self._SCALE}",
                     "-pix_fmt", "rgb24", "-f", "rawvideo", "-"], data)
         return np.frombuffer(raw, np.uint8).reshape(shape).copy()
+
+
+@dataclass
+class PostFiltered(ClassicCodec):
+    """``codec`` with a post-filter (a network file, :mod:`codeclab.postfilters`) on its decoded
+    images; the decoding time includes the filter's."""
+
+    codec: ClassicCodec | None = None
+    postfilter: str = ""
+    postfilter_sha256: str = ""
+
+    def __post_init__(self):
+        self.ladder = list(self.codec.ladder)
+        self.postfilter_sha256 = self.postfilter_sha256 or hashlib.sha256(Path(self.postfilter).read_bytes()).hexdigest()
+        self._network = None
+
+    def available(self) -> str | None:
+        return self.codec.available()
+
+    def version(self) -> str:
+        return f"{self.codec.version()} + post-filter {self.postfilter_sha256[:12]}"
+
+    def identity(self) -> dict:
+        return {"class": "PostFiltered", "codec": self.codec.identity(), "postfilter_sha256": self.postfilter_sha256,
+                "version": self.version()}
+
+    def encode(self, image: np.ndarray, setting: Any) -> bytes:
+        return self.codec.encode(image, setting)
+
+    def decode(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+        if self._network is None:  # loaded once per process (the pool's workers included)
+            from codeclab.formats.network_file import load_postfilter
+
+            self._network = load_postfilter(self.postfilter)
+        return self._network.enhance(self.codec.decode(data, shape)).image
+
+    def __getstate__(self):
+        return {**vars(self), "_network": None}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import shlex
@@ -13,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from codeclab.errors import CodecLabError
+from codeclab.evaluation.classic import PostFiltered
 from codeclab.evaluation.curves import read_curve
 from codeclab.evaluation.report import log_wandb, write_report
 from codeclab.evaluation.runner import LearnedCurve, PointCache, EvalImage, evaluate
@@ -79,6 +81,18 @@ def learned_curves(cfg: DictConfig) -> list[LearnedCurve]:
     return curves
 
 
+def with_postfilter(path: str, classic: list, learned: list[LearnedCurve]) -> tuple[list, list[LearnedCurve]]:
+    """Every curve twice: as it is and through the post-filter of the network file ``path``
+    (named ``<curve>+<post-filter>``)."""
+    from codeclab.formats.network_file import read_network_name
+
+    name = read_network_name(path, "postfilter")
+    filtered_classic = [PostFiltered(f"{c.name}+{name}", codec=c, postfilter=path) for c in classic]
+    filtered_learned = [dataclasses.replace(c, name=f"{c.name}+{name}", postfilter=path, load=None, encode=None, decode=None)
+                        for c in learned]
+    return classic + filtered_classic, learned + filtered_learned
+
+
 def load_anchors(spec: DictConfig | None, log=print) -> list:
     """Published curves named in ``anchors.curves`` ({name: {path, metric}}); missing files are
     skipped with a notice (the shared data folder is not everywhere)."""
@@ -108,6 +122,8 @@ def run_eval(cfg: DictConfig) -> dict:
     classic = [instantiate(c, _convert_="all") for c in (cfg.classic.codecs or {}).values()
                if c is not None]
     learned = learned_curves(cfg)
+    if cfg.get("postfilter"):
+        classic, learned = with_postfilter(cfg.postfilter, classic, learned)
     anchors = load_anchors(cfg.anchors.get("curves"))
     print(f"eval: {len(images)} images, {len(learned)} learned and {len(classic)} classic "
           f"curves, {len(anchors)} published anchors -> {out_dir}")

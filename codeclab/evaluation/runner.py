@@ -65,6 +65,8 @@ class LearnedCurve:
     decode: Callable | None = None
     levels: dict = field(default_factory=dict)
     refine: int = 0
+    # A post-filter network file applied to every decoded image (its time counts as decoding).
+    postfilter: str | None = None
     _hashes: dict = field(default_factory=dict, repr=False)
 
     def settings(self) -> list[str]:
@@ -82,12 +84,19 @@ class LearnedCurve:
             from codeclab.formats.model_file import load_model
 
             self.load, self.encode, self.decode = load_model, encode_image, decode_image
+        if self.postfilter:
+            from codeclab.formats.network_file import load_postfilter
+
+            network, decode = load_postfilter(self.postfilter), self.decode
+            self.decode = lambda data, codec: network.enhance(np.asarray(decode(data, codec))).image
 
     def identity(self, setting: str) -> dict:
         model = self.split(setting)[0]
         if model not in self._hashes:
             self._hashes[model] = hashlib.sha256(Path(model).read_bytes()).hexdigest()
         identity = {"class": "learned", "model_sha256": self._hashes[model], "coder": self.coder}
+        if self.postfilter:
+            identity["postfilter_sha256"] = hashlib.sha256(Path(self.postfilter).read_bytes()).hexdigest()
         return {**identity, "refine": self.refine} if self.refine else identity
 
 

@@ -86,14 +86,16 @@ def config_rate_levels(config: dict) -> int:
     return int(config.get("rate_levels") or nested or 0)
 
 
-def read_header(path: str | Path) -> ModelHeader:
-    """The header of a CodecLab model file (format and version checked); raises :class:`CodecLabError`."""
-    path = check_input(path, "model file")
+def read_header(path: str | Path, file_format: str = FORMAT, versions: tuple[str, ...] = READABLE_VERSIONS,
+                what: str = "model file") -> ModelHeader:
+    """The header of a CodecLab model file (or of another safetensors ``file_format``: network
+    files), format and version checked; raises :class:`CodecLabError`."""
+    path = check_input(path, what)
     with path.open("rb") as handle:
         prefix = handle.read(8)
         size = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else -1
         if not 0 < size <= min(MAX_HEADER_BYTES, path.stat().st_size - 8):
-            raise CodecLabError(f"not a CodecLab model file: {path} (no safetensors header)")
+            raise CodecLabError(f"not a CodecLab {what}: {path} (no safetensors header)")
         raw = handle.read(size)
     try:
         header = json.loads(raw)
@@ -101,9 +103,9 @@ def read_header(path: str | Path) -> ModelHeader:
         tensor_bytes = sum(int(end) - int(begin) for begin, end in (t["data_offsets"] for t in header.values()))
         specs = {name: (str(t["dtype"]), tuple(int(n) for n in t["shape"])) for name, t in header.items()}
     except (ValueError, TypeError, KeyError, AttributeError):  # JSON, UTF-8 or structure
-        raise CodecLabError(f"not a CodecLab model file: {path} (corrupt safetensors header)") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise CodecLabError(f"not a CodecLab model file: {path} (no codeclab metadata)")
-    if metadata.get("format_version") not in READABLE_VERSIONS:
-        raise CodecLabError(f"unsupported model format version {metadata.get('format_version')!r} in {path}")
+        raise CodecLabError(f"not a CodecLab {what}: {path} (corrupt safetensors header)") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != file_format:
+        raise CodecLabError(f"not a CodecLab {what}: {path} (no codeclab metadata of {file_format})")
+    if metadata.get("format_version") not in versions:
+        raise CodecLabError(f"unsupported {what} format version {metadata.get('format_version')!r} in {path}")
     return ModelHeader(metadata, specs, tensor_bytes)

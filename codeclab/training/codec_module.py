@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 
 from ..codecs import Codec
 from ..coding import get_coder
+from ..formats.model_file import export_model, training_lmbda
 from ..measures import bits_per_pixel
 
 
@@ -32,3 +33,8 @@ class CodecModule(pl.LightningModule):
         compressed = self.codec.compress(batch[:1], get_coder(), level)
         self.log("val/real_bpp", bits_per_pixel(sum(map(len, compressed.strings)), batch.shape[-2], batch.shape[-1]),
                  batch_size=1, **log_options)
+
+    def export(self, path, weights_dtype: str = "float32") -> None:
+        """The model file of the trained codec, with its training lambda (for ``--refine``)."""
+        self.codec.training_lmbda = training_lmbda(self.hparams)
+        export_model(self.codec.cpu(), path, weights_dtype)

@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..errors import CodecLabError
-from ..formats.model_file import export_model, init_weights, training_lmbda
+from ..formats.model_file import init_weights
 
 
 def _instantiate_group(group: DictConfig | None) -> list:
@@ -92,15 +92,18 @@ def train(cfg: DictConfig) -> dict:
     quiet_third_parties()
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
-    codec = hydra.utils.instantiate(cfg.codec)
+    # A codec, or none where the module builds what it trains (post-filters, JSCC models).
+    codec = hydra.utils.instantiate(cfg.codec) if cfg.get("codec") else None
     if cfg.get("init_weights"):
+        if codec is None:
+            raise CodecLabError("init_weights needs a codec to initialise (this run trains no codec)")
         missing = init_weights(codec, cfg.init_weights)
         print(f"weights from {cfg.init_weights}; newly initialised: {', '.join(missing) or 'none'}")
-    if hasattr(datamodule, "patch_size"):  # image crops; STEM's latent pairs have none
+    if codec is not None and hasattr(datamodule, "patch_size"):  # image crops; STEM's latent pairs have none
         check_patch_size(datamodule.patch_size, codec)
     if cfg.ckpt_path:
         check_checkpoint(cfg.ckpt_path)
-    module = hydra.utils.instantiate(cfg.module, codec=codec)
+    module = hydra.utils.instantiate(cfg.module, **({} if codec is None else {"codec": codec}))
     loggers = _instantiate_group(cfg.get("logger"))
     first_step = _FirstStep()
     callbacks = [*_instantiate_group(cfg.get("callbacks")), first_step]
@@ -113,8 +116,7 @@ def train(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         model_path = Path(cfg.paths.output_dir) / "model.safetensors" if cfg.export else None
         if model_path:
-            module.codec.training_lmbda = training_lmbda(module.hparams)  # recorded for --refine
-            export_model(module.codec.cpu(), model_path, cfg.get("export_weights_dtype") or "float32")
+            module.export(model_path, cfg.get("export_weights_dtype") or "float32")
         checkpoint = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else None
         print(_summary(steps, metrics, checkpoint, model_path))
     return metrics

@@ -1,7 +1,7 @@
-"""SwinV2 transforms of S2LIC: SwinV2 blocks, residual SwinV2 stages, dense feature enhancement.
+"""Swin blocks (V2 for S2LIC's transforms, V1 for SwinJSCC), residual SwinV2 stages, dense feature enhancement.
 
 Shapes (``x``: ``[B, 3, H, W]``, H and W multiples of 16; any size inside the stages):
-  * :class:`SwinV2Block`: ``[B, H, W, C] -> [B, H, W, C]`` (tokens last).
+  * :class:`SwinV2Block`, :class:`SwinV1Block`: ``[B, H, W, C] -> [B, H, W, C]`` (tokens last).
   * :class:`ResidualSwinV2Stage`: ``[B, C, H, W] -> [B, C, H, W]``.
   * :func:`s2lic_analysis`: ``[B, 3, H, W] -> [B, M, H/16, W/16]``; :func:`s2lic_synthesis`: the inverse map.
 
@@ -48,6 +48,16 @@ def _relative_position_index(window: int) -> torch.Tensor:
     return relative[..., 0] * (2 * window - 1) + relative[..., 1]
 
 
+def _attend(attn: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``softmax(attn + mask) v`` with the heads merged: ``[nW*B, heads, T, T]``, ``[nW*B, heads, T, d]``
+    and a per-window additive mask ``[nW, T, T]`` (or None) -> ``[nW*B, T, heads*d]``."""
+    batch, heads, tokens, _ = attn.shape
+    if mask is not None:
+        windows = mask.shape[0]
+        attn = (attn.view(batch // windows, windows, heads, tokens, tokens) + mask[None, :, None]).view(batch, heads, tokens, tokens)
+    return (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(batch, tokens, -1)
+
+
 class WindowAttentionV2(nn.Module):
     """Multi-head scaled cosine self-attention inside windows (SwinV2).
 
@@ -82,12 +92,7 @@ class WindowAttentionV2(nn.Module):
         attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
         attn = attn * torch.exp(torch.clamp(self.logit_scale, max=math.log(100.0)))
         attn = attn + self.position_bias(window)[None]
-        if mask is not None:
-            windows = mask.shape[0]
-            attn = attn.view(batch // windows, windows, self.heads, tokens, tokens) + mask[None, :, None]
-            attn = attn.view(batch, self.heads, tokens, tokens)
-        out = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(batch, tokens, dim)
-        return self.proj(out)
+        return self.proj(_attend(attn, v, mask))
 
 
 def _to_windows(x: torch.Tensor, window: int) -> torch.Tensor:
@@ -103,16 +108,54 @@ def _from_windows(windows: torch.Tensor, window: int, h: int, w: int) -> torch.T
     return x.reshape(-1, h, w, c)
 
 
+def _window_mask(h: int, w: int, hp: int, wp: int, window: int, shift: int, device) -> torch.Tensor | None:
+    """Additive mask ``[nW, w^2, w^2]`` removing keys from other shift regions and padding."""
+    if not shift and (hp, wp) == (h, w):
+        return None
+    region = torch.zeros(hp, wp, device=device)
+    if shift:
+        bounds = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+        for i, (rows, cols) in enumerate((r, c) for r in bounds for c in bounds):
+            region[rows, cols] = i
+    padding = torch.ones(hp, wp, dtype=torch.bool, device=device)
+    padding[:h, :w] = False
+    if shift:
+        padding = torch.roll(padding, (-shift, -shift), dims=(0, 1))
+    region = _to_windows(region[None, :, :, None], window).squeeze(-1)
+    padding = _to_windows(padding[None, :, :, None].float(), window).squeeze(-1) > 0
+    blocked = (region[:, :, None] != region[:, None, :]) | padding[:, None, :]
+    return blocked.float() * _MASKED
+
+
+def shifted_window_attention(x: torch.Tensor, attention: nn.Module, window: int, shift: bool) -> torch.Tensor:
+    """``attention(windows, effective window, mask)`` over ``[B, H, W, C]`` tokens, any ``H, W``.
+
+    With ``shift`` the windows are cyclically shifted by half a window (Swin's SW-MSA), with an
+    attention mask so tokens only attend within their original region. Feature maps are
+    zero-padded to a multiple of the window; padded tokens are masked out as keys, so the output
+    at real positions does not depend on the padding. On maps no larger than the window the
+    effective window shrinks to ``min(H, W)`` and shifting is disabled (as Swin does).
+    """
+    _, h, w, _ = x.shape
+    window_now = min(window, h, w)
+    offset = window_now // 2 if shift and min(h, w) > window else 0
+    hp, wp = math.ceil(h / window_now) * window_now, math.ceil(w / window_now) * window_now
+    tokens = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
+    if offset:
+        tokens = torch.roll(tokens, (-offset, -offset), dims=(1, 2))
+    mask = _window_mask(h, w, hp, wp, window_now, offset, x.device)
+    out = _from_windows(attention(_to_windows(tokens, window_now), window_now, mask), window_now, hp, wp)
+    if offset:
+        out = torch.roll(out, (offset, offset), dims=(1, 2))
+    return out[:, :h, :w]
+
+
 class SwinV2Block(nn.Module):
     """One SwinV2 block on ``[B, H, W, C]`` tokens, any ``H, W``.
 
-    ``x = x + LN(WindowAttention(x)); x = x + LN(MLP(x))`` (residual post-normalisation).
-    With ``shift=True`` the windows are cyclically shifted by half a window (Swin's SW-MSA),
-    with an attention mask so tokens only attend within their original region. Feature maps
-    are zero-padded to a multiple of the window; padded tokens are masked out as keys, so the
-    output at real positions does not depend on the padding. On maps smaller than the window
-    the effective window shrinks to ``min(H, W)`` (the continuous position bias is defined for
-    any window) and shifting is disabled.
+    ``x = x + LN(WindowAttention(x)); x = x + LN(MLP(x))`` (residual post-normalisation), the
+    windows as :func:`shifted_window_attention` (the continuous position bias is defined for any
+    effective window).
     """
 
     def __init__(self, dim: int, heads: int, window: int, shift: bool, mlp_ratio: float = 4.0, drop_path: float = 0.0):
@@ -124,37 +167,8 @@ class SwinV2Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
         self.norm2 = nn.LayerNorm(dim)
 
-    def _mask(self, h: int, w: int, hp: int, wp: int, window: int, shift: int, device) -> torch.Tensor | None:
-        """Additive mask ``[nW, w^2, w^2]`` removing keys from other shift regions and padding."""
-        if not shift and (hp, wp) == (h, w):
-            return None
-        region = torch.zeros(hp, wp, device=device)
-        if shift:
-            bounds = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
-            for i, (rows, cols) in enumerate((r, c) for r in bounds for c in bounds):
-                region[rows, cols] = i
-        padding = torch.ones(hp, wp, dtype=torch.bool, device=device)
-        padding[:h, :w] = False
-        if shift:
-            padding = torch.roll(padding, (-shift, -shift), dims=(0, 1))
-        region = _to_windows(region[None, :, :, None], window).squeeze(-1)
-        padding = _to_windows(padding[None, :, :, None].float(), window).squeeze(-1) > 0
-        blocked = (region[:, :, None] != region[:, None, :]) | padding[:, None, :]
-        return blocked.float() * _MASKED
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, h, w, _ = x.shape
-        window = min(self.window, h, w)
-        shift = window // 2 if self.shift and min(h, w) > self.window else 0
-        hp, wp = math.ceil(h / window) * window, math.ceil(w / window) * window
-        tokens = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
-        if shift:
-            tokens = torch.roll(tokens, (-shift, -shift), dims=(1, 2))
-        mask = self._mask(h, w, hp, wp, window, shift, x.device)
-        out = _from_windows(self.attn(_to_windows(tokens, window), window, mask), window, hp, wp)
-        if shift:
-            out = torch.roll(out, (shift, shift), dims=(1, 2))
-        x = x + self._drop(self.norm1(out[:, :h, :w]))
+        x = x + self._drop(self.norm1(shifted_window_attention(x, self.attn, self.window, self.shift)))
         return x + self._drop(self.norm2(self.mlp(x)))
 
     def _drop(self, branch: torch.Tensor) -> torch.Tensor:
@@ -176,6 +190,58 @@ class SwinV2Block(nn.Module):
         for norm in (self.norm1, self.norm2):
             nn.init.zeros_(norm.weight)
             nn.init.zeros_(norm.bias)
+
+
+class WindowAttentionV1(nn.Module):
+    """Multi-head self-attention inside windows (Swin V1): ``softmax(q k^T / sqrt(d) + B_h) v``
+    with a learned relative position bias table ``[(2w-1)^2, heads]`` (truncated normal, std
+    0.02). Swin builds a smaller table when a feature map is smaller than the window; here an
+    effective window ``w' < w`` uses the centre of the configured table (the same offsets), so
+    one model runs at any size. Input ``[nW * B, w'*w', C]`` plus an additive mask (or None).
+    """
+
+    def __init__(self, dim: int, heads: int, window: int):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by {heads} heads")
+        self.heads, self.window, self.scale = heads, window, (dim // heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def position_bias(self, window: int) -> torch.Tensor:
+        """``[heads, w^2, w^2]`` bias for an effective window ``w <= self.window``."""
+        side, start = 2 * self.window - 1, self.window - window
+        table = self.relative_position_bias_table.view(side, side, self.heads)
+        table = table[start : start + 2 * window - 1, start : start + 2 * window - 1].reshape(-1, self.heads)
+        bias = table[_relative_position_index(window).to(table.device).reshape(-1)]
+        return bias.reshape(window * window, window * window, -1).permute(2, 0, 1)
+
+    def forward(self, x: torch.Tensor, window: int, mask: torch.Tensor | None) -> torch.Tensor:
+        batch, tokens, dim = x.shape
+        q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        attn = (q * self.scale) @ k.transpose(-2, -1) + self.position_bias(window)[None]
+        return self.proj(_attend(attn, v, mask))
+
+
+class SwinV1Block(nn.Module):
+    """One Swin (V1) block on ``[B, H, W, C]`` tokens, any ``H, W``: ``x = x + WMSA(LN(x));
+    x = x + MLP(LN(x))`` (pre-normalisation; MLP ``C -> 4C -> C`` with GELU), the windows as
+    :func:`shifted_window_attention`."""
+
+    def __init__(self, dim: int, heads: int, window: int, shift: bool, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.window, self.shift = window, shift
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttentionV1(dim, heads, window)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + shifted_window_attention(self.norm1(x), self.attn, self.window, self.shift)
+        return x + self.mlp(self.norm2(x))
 
 
 class ResidualSwinV2Stage(nn.Module):

@@ -168,12 +168,12 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"torch", "numpy"}}))
 LAYERS = [
     {"errors", "registry", "measures", "files", "ffmpeg", "progress"},
     {"coding"},
-    {"transforms"},
+    {"transforms", "channels"},
     {"entropy_models"},
-    {"codecs"},
+    {"codecs", "jscc"},
     {"compat"},
     {"data"},
-    {"formats"},
+    {"formats", "postfilters"},
     {"cli", "evaluation", "training"},
 ]
 
