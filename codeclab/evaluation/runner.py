@@ -90,13 +90,16 @@ class LearnedCurve:
             network, decode = load_postfilter(self.postfilter), self.decode
             self.decode = lambda data, codec: network.enhance(np.asarray(decode(data, codec))).image
 
+    def _sha256(self, path: str) -> str:
+        """A file's SHA-256, read once per curve (identity is asked for every point)."""
+        if path not in self._hashes:
+            self._hashes[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return self._hashes[path]
+
     def identity(self, setting: str) -> dict:
-        model = self.split(setting)[0]
-        if model not in self._hashes:
-            self._hashes[model] = hashlib.sha256(Path(model).read_bytes()).hexdigest()
-        identity = {"class": "learned", "model_sha256": self._hashes[model], "coder": self.coder}
+        identity = {"class": "learned", "model_sha256": self._sha256(self.split(setting)[0]), "coder": self.coder}
         if self.postfilter:
-            identity["postfilter_sha256"] = hashlib.sha256(Path(self.postfilter).read_bytes()).hexdigest()
+            identity["postfilter_sha256"] = self._sha256(self.postfilter)
         return {**identity, "refine": self.refine} if self.refine else identity
 
 
