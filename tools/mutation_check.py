@@ -30,6 +30,7 @@ RECIPES = "tests/training/test_paper_recipes.py"
 RBQE = "tests/postfilters/test_rbqe.py"
 JSCC = "tests/jscc/test_swinjscc.py"
 CHANNELS = "tests/channels/test_channels.py"
+PC = "tests/lossless/test_hclt.py"
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,30 @@ MUTATIONS = [
     Mutation("Channel Rayleigh amplitude without 1/sqrt(2)", "codeclab/channels/__init__.py",
              "amplitude = torch.sqrt(a**2 + b**2) / math.sqrt(2)", "amplitude = torch.sqrt(a**2 + b**2)",
              (f"{CHANNELS}::test_rayleigh_fades_each_symbol_with_unit_mean_power",)),
+    Mutation("PC pseudocount 0.1 -> 0.01", "codeclab/entropy_models/hclt.py", "PSEUDOCOUNT = 0.1", "PSEUDOCOUNT = 0.01",
+             (f"{PC}::test_paper_constants",)),
+    Mutation("PC init perturbation 0.4 -> 0.2", "codeclab/entropy_models/hclt.py", "INIT_PERTURBATION = 0.4",
+             "INIT_PERTURBATION = 0.2", (f"{PC}::test_paper_constants",)),
+    Mutation("PC structure on 8-bit values", "codeclab/entropy_models/hclt.py", "STRUCTURE_BITS = 4", "STRUCTURE_BITS = 8",
+             (f"{PC}::test_paper_constants",)),
+    Mutation("PC inertia schedule 0.2 -> 0.5", "codeclab/training/circuit_em.py", "INERTIA_SCHEDULE = ((0.2, 0.9), (0.9, 0.95))",
+             "INERTIA_SCHEDULE = ((0.5, 0.9), (0.9, 0.95))", (f"{PC}::test_paper_constants",)),
+    Mutation("PC pseudocount not shared among outcomes", "codeclab/entropy_models/hclt.py",
+             "counts = flow + pseudocount / old.shape[-1]", "counts = flow + pseudocount",
+             (f"{PC}::test_em_step_is_mini_batch_em_with_shared_pseudocounts",)),
+    Mutation("PC inertia weighs the new estimate", "codeclab/entropy_models/hclt.py",
+             "old.copy_((inertia * old.exp() + (1 - inertia) * counts", "old.copy_(((1 - inertia) * old.exp() + inertia * counts",
+             (f"{PC}::test_em_step_is_mini_batch_em_with_shared_pseudocounts",)),
+    Mutation("PC leaves get hidden variables", "codeclab/entropy_models/hclt.py", "        has_children[0] = True\n        return ~has_children",
+             "        return torch.zeros_like(has_children)",
+             (f"{PC}::test_log_likelihood_is_the_hidden_tree_model_summed_exhaustively",)),
+    Mutation("PC transitions transposed", "codeclab/entropy_models/hclt.py", 'torch.einsum("blz,lpz->blp"', 'torch.einsum("blz,lzp->blp"',
+             (f"{PC}::test_log_likelihood_is_the_hidden_tree_model_summed_exhaustively",)),
+    Mutation("PC tree rooted at variable 0", "codeclab/entropy_models/hclt.py", "root = nx.center(graph)[0]", "root = 0",
+             (f"{PC}::test_chow_liu_tree_links_dependent_variables_and_is_stored_in_pre_order",)),
+    Mutation("PC coder's transitions transposed", "codeclab/entropy_models/hclt.py",
+             "context = _renormalise(context @ transition[node])", "context = _renormalise(context @ transition[node].T)",
+             (f"{PC}::test_the_exact_coders_conditionals_are_the_models",)),
 ]
 
 

@@ -42,14 +42,15 @@ class RandomCrops(Dataset):
         return len(self.source)
 
     def __getitem__(self, i):
-        x = to_tensor(self.source[i])
-        p = self.patch_size
-        pad_h, pad_w = max(0, p - x.shape[1]), max(0, p - x.shape[2])
+        image, p = self.source[i], self.patch_size
+        height, width = image.shape[:2]
+        top = int(torch.randint(0, max(0, height - p) + 1, ()))
+        left = int(torch.randint(0, max(0, width - p) + 1, ()))
+        # Crop before converting: the float copy of a whole photograph costs more than small crops.
+        x = to_tensor(image[top : top + p, left : left + p])
+        pad_h, pad_w = p - x.shape[1], p - x.shape[2]
         if pad_h or pad_w:
             x = F.pad(x[None], (0, pad_w, 0, pad_h), mode="replicate")[0]
-        top = int(torch.randint(0, x.shape[1] - p + 1, ()))
-        left = int(torch.randint(0, x.shape[2] - p + 1, ()))
-        x = x[:, top : top + p, left : left + p]
         return torch.flip(x, dims=[2]) if self.flip and torch.rand(()) < 0.5 else x
 
 

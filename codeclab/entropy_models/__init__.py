@@ -5,6 +5,7 @@
   (:mod:`.channelwise`), ``acgc`` (:mod:`.acgc`), ``elic`` (:mod:`.elic`), ``mlicpp`` (:mod:`.mlicpp`),
   ``mlicv2`` (:mod:`.mlicv2`, a reconstruction from the paper)
 * ``spatiotemporal`` (:mod:`.spatiotemporal`, STEM's P-frame model: takes the previous decoded latent)
+* ``hclt`` (:mod:`.hclt`, probabilistic circuits coding pixel blocks losslessly)
 * ``bounded`` (:mod:`.bounded`, WaLLoC), ``vq`` (:mod:`.vq`, with the index models of :mod:`.index_models`),
   ``mcquic`` (:mod:`.mcquic`, multi-level multi-codebook VQ with static per-codebook tables)
 
@@ -15,7 +16,7 @@ density and Gaussian conditional layers (:mod:`.factorized`,
 """
 
 from .base import ENTROPY_MODELS, LatentEntropyModel
-from . import acgc, autoregressive, bounded, channelwise, checkerboard, elic, factorized, hyperprior, mcquic, mlicpp, mlicv2, spatiotemporal, vq  # noqa: F401,E501
+from . import acgc, autoregressive, bounded, channelwise, checkerboard, elic, factorized, hclt, hyperprior, mcquic, mlicpp, mlicv2, spatiotemporal, vq  # noqa: F401,E501
 from .factorized import EntropyBottleneck
 from .gaussian import GaussianConditional
 from .index_models import INDEX_MODELS

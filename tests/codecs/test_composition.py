@@ -35,7 +35,7 @@ COMPRESSAI = {
 def test_registries_hold_every_part():
     assert set(CODECS) == {
         "bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "mbt2018", "cheng2020-anchor", "cheng2020-attn",
-        "elic", "s2lic", "mlicpp", "mlicv2", "walloc", "vqgan", "mcquic", "composed", "stem",
+        "elic", "s2lic", "mlicpp", "mlicv2", "walloc", "vqgan", "mcquic", "composed", "stem", "pc-lossless",
     }
     assert set(TRANSFORMS) == {
         "cnn", "cheng2020", "elic", "mcquic", "mlicpp", "mlicv2", "swinv2", "walloc", "vqgan",
@@ -43,7 +43,7 @@ def test_registries_hold_every_part():
     }
     assert set(ENTROPY_MODELS) == {
         "factorized", "scale_hyperprior", "hyperprior", "autoregressive", "checkerboard", "charm", "acgc", "elic",
-        "mlicpp", "mlicv2", "bounded", "vq", "mcquic", "spatiotemporal",
+        "mlicpp", "mlicv2", "bounded", "vq", "mcquic", "spatiotemporal", "hclt",
         "acgc_v1", "autoregressive_v1", "bounded_v1", "charm_v1",  # codeclab.compat
     }
     assert set(INDEX_MODELS) == {"uniform", "static", "transformer"}
