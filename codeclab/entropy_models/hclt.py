@@ -451,9 +451,9 @@ class PatchCircuitEntropyModel(LatentEntropyModel):
 
     def forward(self, y, level=None):
         self.check_level(level)
-        values = self.patches(y.round().clamp(0, PIXEL_VALUES - 1))
-        per_value = self.circuit.log_likelihood(values) / self.circuit.num_vars
-        return {"y_hat": y.round(), "likelihoods": {"y": per_value.exp()[:, None].expand(-1, self.circuit.num_vars)}}
+        y_hat = self.quantize(y)
+        per_value = self.circuit.log_likelihood(self.patches(y_hat)) / self.circuit.num_vars
+        return {"y_hat": y_hat, "likelihoods": {"y": per_value.exp()[:, None].expand(-1, self.circuit.num_vars)}}
 
     def quantize(self, y, level=None):
         return y.round().clamp(0, PIXEL_VALUES - 1)

@@ -162,6 +162,8 @@ def test_latents_round_trip_exactly_and_real_bits_follow_the_model():
     assert torch.equal(y_hat, codec.g_a(x)) and torch.equal(compressed.y_hat, y_hat)
     model_bits = -codec.entropy_model.circuit.log_likelihood(codec.entropy_model.patches(codec.g_a(x))).sum().item() / math.log(2)
     real_bits = 8 * len(compressed.strings[0])
+    with torch.no_grad():  # the training pass reports the same rate through its likelihoods
+        assert -codec(x)["likelihoods"]["y"].log2().sum().item() == pytest.approx(model_bits, rel=1e-4)
     assert abs(real_bits - model_bits) < 0.03 * model_bits + 200  # integer parameters: a rounding away
 
 
