@@ -46,13 +46,14 @@ def test_every_registered_entropy_model_is_tested():
     # Every hyperprior-based (N, M) entropy model, i.e. every one an s2lic codec can use, is tested here;
     # the others are tested with their codecs (factorized: tests/codecs/test_codecs.py and
     # test_walloc.py, bounded: test_walloc.py, vq: test_vqgan.py, mcquic: test_mcquic.py; spatiotemporal,
-    # which codes a latent given a reference: test_spatiotemporal.py).
+    # which codes a latent given a reference: test_spatiotemporal.py; hclt, the lossless circuit:
+    # tests/lossless/test_hclt.py).
     hyperprior_based = {name for name in ENTROPY_MODELS if issubclass(ENTROPY_MODELS[name], HyperpriorEntropyModel)}
     # autoregressive_v1 (cheng2020's first mixture): tests/entropy_models/test_mixture.py.
     hyperprior_based -= {"spatiotemporal", "autoregressive_v1"}
     assert hyperprior_based == {options["name"] for options in ENTROPY.values()}
     assert set(ENTROPY_MODELS) - hyperprior_based == {
-        "factorized", "bounded", "bounded_v1", "vq", "mcquic", "spatiotemporal", "autoregressive_v1"}
+        "factorized", "bounded", "bounded_v1", "vq", "mcquic", "spatiotemporal", "autoregressive_v1", "hclt"}
 
 
 def test_checkerboard_masks_partition_the_grid():
