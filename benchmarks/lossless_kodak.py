@@ -15,7 +15,6 @@ Usage: OMP_NUM_THREADS=1 python benchmarks/lossless_kodak.py --model models/loss
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 
 from codeclab.data.images import list_images, read_image
 from codeclab.evaluation.classic import PillowCodec
+from codeclab.formats.file_coding import codec_input
 from codeclab.formats.image_file import decode_image, encode_image
 from codeclab.formats.model_file import load_model
 
@@ -55,11 +55,8 @@ def run(images, codec) -> dict:
         decoded, decode_s = _timed(decode_image, data, codec)
         if not np.array_equal(decoded, image):
             raise SystemExit(f"pc-lossless did not return {name} byte for byte")
-        model = codec.entropy_model
-        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()
-        padded = torch.nn.functional.pad(x, (0, -x.shape[-1] % model.patch, 0, -x.shape[-2] % model.patch), mode="replicate")
-        with torch.no_grad():
-            estimate = -model.circuit.log_likelihood(model.patches(padded)).sum().item() / math.log(2) / dims
+        with torch.no_grad():  # the float model's rate of the padded input the encoder coded
+            estimate = -codec(codec_input(image, codec.downsampling))["likelihoods"]["y"].log2().sum().item() / dims
         rows.append({"image": name, "codec": "pc-lossless", "bpd": 8 * len(data) / dims, "model_bpd": estimate,
                      "encode_s": encode_s, "decode_s": decode_s, "bytes_raw": dims})
         for baseline in BASELINES:

@@ -300,7 +300,9 @@ class HCLT(TableEntropyModel):
         leaf = self._is_leaf().tolist()
         ordered = None if values is None else values[:, self.variables].long()
         coded: list[Tensor] = []
-        down: dict[int, Tensor] = {}  # open inner nodes: message from above, then evidence from below
+        # Open inner nodes (their subtree not yet complete): the message from above, and the
+        # evidence from below (their own value and each completed child's message).
+        down: dict[int, Tensor] = {}
         evidence: dict[int, Tensor] = {}
         path: list[int] = []
 

@@ -69,10 +69,10 @@ class CircuitEMModule(CodecModule):
         self.circuit.set_structure(*chow_liu_tree(values, self.circuit.num_cats, self.structure_bits, self.pseudocount))
 
     def training_step(self, batch, batch_idx):
-        values = self.blocks(batch)
-        log_likelihood = self.circuit.em_step(values, self.inertia(), self.pseudocount)
+        inertia = self.inertia()
+        log_likelihood = self.circuit.em_step(self.blocks(batch), inertia, self.pseudocount)
         self.log("train/bpd", bits_per_dimension(log_likelihood, self.circuit.num_vars), prog_bar=True)
-        self.log("train/inertia", self.inertia())
+        self.log("train/inertia", inertia)
         # Lightning counts optimiser steps (max_steps, checkpoints, resuming); EM has no optimiser,
         # so each update advances the manual-optimisation step counter itself.
         progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
@@ -84,8 +84,7 @@ class CircuitEMModule(CodecModule):
             bpd = bits_per_dimension(self.circuit.log_likelihood(self.blocks(batch)), self.circuit.num_vars)
         self.log("val/bpd", bpd, prog_bar=True, batch_size=batch.shape[0])
         self.log("val/loss", bpd, batch_size=batch.shape[0])
-        if batch_idx == 0:
-            self.codec.update_tables()
+        if batch_idx == 0:  # compress rebuilds the integer tables the EM steps made stale
             self.log_real_bpp(batch)
 
     def configure_optimizers(self):
