@@ -127,6 +127,12 @@ def _encode_video(args) -> None:
         clip.fps = parse_frame_rate(args.fps)
     if args.range is not None:
         clip.colour_range = args.range
+    from .implicit import is_implicit_config
+
+    if is_implicit_config(args.model):
+        return _encode_implicit(args, clip)
+    if args.time_budget is not None:
+        raise CodecLabError("--time-budget is for fitted (NIRVANA) encoders; a model file codes at its own speed")
     codec = load_model(args.model)
     intra_period = args.intra_period if args.intra_period is not None else default_intra_period(codec)
     level = _rate_level(codec, args)
@@ -140,6 +146,48 @@ def _encode_video(args) -> None:
     print(f"{args.output}: {len(encoded.data)} bytes, {bpp:.4f} bpp, {count} frames of {clip.width}x{clip.height} "
           f"({encoded.kinds.count('I')} I, {encoded.kinds.count('P')} P{_level_text(codec, level, args)}), encoded in {seconds:.2f} s "
           f"({count / seconds:.2f} frames/s)")
+
+
+def _encode_implicit(args, clip) -> None:
+    """NIRVANA: the config's networks are fitted to the clip (``-m`` is its YAML config)."""
+    from .files import write_atomically
+    from .formats.model_header import quality_to_level
+    from .implicit import encode_implicit, load_config
+
+    if args.intra_period is not None or args.fast_decode or args.coder != DEFAULT_CODER:
+        raise CodecLabError("--intra-period, --fast-decode and --coder are for model files; NIRVANA codes groups of frames "
+                            "with its own coder")
+    config = load_config(args.model)
+    levels = len(config.rate_weights)
+    if args.quality is not None and not 0.0 <= args.quality <= 1.0:
+        raise CodecLabError(f"quality must be in [0, 1], got {args.quality}")
+    level = args.level if args.level is not None else quality_to_level(levels, 0.5 if args.quality is None else args.quality)
+    if not 0 <= level < levels:
+        raise CodecLabError(f"rate level {level} out of range [0, {levels})")
+    if clip.count is None:  # an ffmpeg input: the group count is needed before fitting
+        clip = clip.clip()
+    encoded = encode_implicit(clip, config, level, args.time_budget, progress=not args.quiet)
+    write_atomically(args.output, lambda tmp: Path(tmp).write_bytes(encoded.data))
+    bpp = bits_per_pixel(len(encoded.data), clip.height, clip.width) / clip.count
+    steps = sum(fit.steps for fit in encoded.fits)
+    print(f"{args.output}: {len(encoded.data)} bytes, {bpp:.4f} bpp, {clip.count} frames of {clip.width}x{clip.height} "
+          f"(NIRVANA, {len(encoded.fits)} groups, level {level} of {levels}, {steps} fitting steps), encoded in "
+          f"{encoded.seconds:.2f} s")
+
+
+def _decode_implicit(args, data: bytes) -> None:
+    from .data.video import parse_frame_range, write_video
+    from .implicit import decode_implicit
+
+    if args.model is not None:
+        raise CodecLabError("a NIRVANA file holds its own networks: decode it without -m")
+    start, stop = parse_frame_range(args.frames)
+    began = time.perf_counter()
+    video = decode_implicit(data, start, stop, progress=not args.quiet)
+    write_video(args.output, video)
+    seconds = time.perf_counter() - began
+    print(f"{args.output}: {video.count} frames of {video.width}x{video.height}, decoded and written in {seconds:.2f} s "
+          f"({video.count / seconds:.2f} frames/s)")
 
 
 def _load_model_for(args, model_hash: bytes):
@@ -174,6 +222,12 @@ def cmd_decode(args) -> None:
     # No suffix: a video's folder of PNG frames (an image output needs a suffix anyway).
     _check_output(args.output, args.file, *([args.model] if args.model else []), folder=not args.output.suffix)
     data = _read_file(args.file)
+    from .implicit.container import is_implicit_file
+
+    if is_implicit_file(data):
+        if args.postfilter:
+            raise CodecLabError("--postfilter is for images; video frames are written as decoded")
+        return _decode_implicit(args, data)
     if is_video_file(data):
         if args.postfilter:
             raise CodecLabError("--postfilter is for images; video frames are written as decoded")
@@ -201,13 +255,17 @@ def cmd_info(args) -> None:
     from .formats import container
     from .formats.model_header import read_header
     from .formats.video_container import is_video_file, unpack_video
+    from .implicit.container import is_implicit_file, unpack_implicit
 
     if args.file.suffix == ".safetensors":
         info = read_header(args.file).describe()
         info["file_bytes"] = args.file.stat().st_size
     else:
         data = _read_file(args.file)
-        info = unpack_video(data)[0].describe() if is_video_file(data) else container.unpack(data)[0].describe()
+        if is_implicit_file(data):
+            info = unpack_implicit(data)[0].describe()
+        else:
+            info = unpack_video(data)[0].describe() if is_video_file(data) else container.unpack(data)[0].describe()
         info["file_bytes"] = len(data)
         # Per frame for a video (file bytes over all frames).
         info["bpp"] = round(bits_per_pixel(len(data), info["height"], info["width"]) / info.get("frame_count", 1), 6)
@@ -237,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     encode = commands.add_parser("encode", help="encode an image or a video (.y4m, a folder of PNG frames, .mp4, ...)")
     encode.add_argument("image", type=Path, help="image file, or video: .y4m, a folder of PNG frames, .mp4/.mkv/...")
-    encode.add_argument("-m", "--model", type=Path, required=True, help="model file (.safetensors)")
+    encode.add_argument("-m", "--model", type=Path, required=True,
+                        help="model file (.safetensors), or for video a NIRVANA config (configs/implicit/nirvana.yaml: fitted to the clip)")
     encode.add_argument("-o", "--output", type=Path, required=True)
     rate = encode.add_mutually_exclusive_group()
     rate.add_argument("--quality", type=float, default=None,
@@ -263,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601", help="Y4M input: the YUV->RGB matrix")
     video.add_argument("--range", choices=("limited", "full"), default=None, help="Y4M input: override the file's range")
     video.add_argument("--fps", default=None, help="frame rate N or N:D (PNG folders have none; default 25)")
+    video.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                       help="NIRVANA: seconds of fitting for the whole clip (each group gets its share of what is left)")
     encode.add_argument("--coder", choices=sorted(CODERS.wire_ids), default=DEFAULT_CODER,
                         help=f"entropy coder (default {DEFAULT_CODER}); decode reads it from the file")
     encode.add_argument("--fast-decode", action="store_true",

@@ -219,6 +219,8 @@ OVERRIDES = [
      "JSCC: one image, two SNRs, one channel count, no separation baseline"),
     (r"benchmarks/rbqe_kodak\.py", options("--smoke"), "RBQE after JPEG on one small smoke image"),
     (r"benchmarks/lossless_kodak\.py", options("--smoke"), "lossless codecs on one small smoke image"),
+    (r"benchmarks/nirvana_video\.py", options("--smoke"), "NIRVANA, one x264 and one x265 point on 3 small smoke frames"),
+    (r"nirvana\.yaml", options("--time-budget 3"), "NIRVANA: 3 s of fitting"),
     (r"\beval_video\.py\b",
      main_args("eval_video.py",
                hydra="sequences=[parkjoy] frames=2 intra_periods=[12] levels=[32] video_anchors=fast output_dir=reports_video",

@@ -31,6 +31,7 @@ RBQE = "tests/postfilters/test_rbqe.py"
 JSCC = "tests/jscc/test_swinjscc.py"
 CHANNELS = "tests/channels/test_channels.py"
 PC = "tests/lossless/test_hclt.py"
+NIRVANA = "tests/implicit/test_nirvana.py"
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,35 @@ MUTATIONS = [
     Mutation("PC coder's transitions transposed", "codeclab/entropy_models/hclt.py",
              "context = _renormalise(context @ transition[node])", "context = _renormalise(context @ transition[node].T)",
              (f"{PC}::test_the_exact_coders_conditionals_are_the_models",)),
+    Mutation("NIRVANA proxy boundary 3 -> 2", "codeclab/implicit/nirvana.py", "BOUNDARY = 3.0", "BOUNDARY = 2.0",
+             (f"{NIRVANA}::test_the_shipped_config_is_the_default_and_its_constants_are_pinned",
+              f"{NIRVANA}::test_quantized_layers_start_as_lilnetx_does")),
+    Mutation("NIRVANA SIREN omega 30 -> 10", "codeclab/implicit/nirvana.py", "SIREN_OMEGA = 30.0", "SIREN_OMEGA = 10.0",
+             (f"{NIRVANA}::test_siren_layers_are_sitzmanns",)),
+    Mutation("NIRVANA SIREN first layer at PyTorch's start", "codeclab/implicit/nirvana.py",
+             "QuantizedLinear(inputs, hidden, 1 / inputs)", "QuantizedLinear(inputs, hidden)",
+             (f"{NIRVANA}::test_siren_layers_are_sitzmanns",)),
+    Mutation("NIRVANA conv decoder per weight, not per kernel", "codeclab/implicit/nirvana.py",
+             "return (integers.flatten(0, 1).flatten(1) @ self.decoder).reshape(integers.shape)",
+             "return integers * torch.diagonal(self.decoder).reshape(1, 1, 3, 3)",
+             (f"{NIRVANA}::test_quantized_layers_start_as_lilnetx_does",)),
+    Mutation("NIRVANA no straight-through rounding", "codeclab/implicit/nirvana.py",
+             "return F.linear(x, self.weight(_RoundStraightThrough.apply(self.proxy)), self.bias)",
+             "return F.linear(x, self.weight(self.proxy), self.bias)",
+             (f"{NIRVANA}::test_the_forward_pass_uses_rounded_proxies_and_passes_gradients_straight_through",)),
+    Mutation("NIRVANA density without its final sigmoid layer", "codeclab/implicit/nirvana.py",
+             "_Bitparm(channels), _Bitparm(channels, final=True))", "_Bitparm(channels), _Bitparm(channels))",
+             (f"{NIRVANA}::test_bit_estimator_is_lilnetx_density",)),
+    Mutation("NIRVANA groups coded whole, not as changes", "codeclab/implicit/__init__.py",
+             "        previous, previous_floats = integers, floats\n    bar.close()",
+             "        previous, previous_floats = None, floats\n    bar.close()",
+             (f"{NIRVANA}::test_a_static_clip_costs_little_after_its_first_group",)),
+    Mutation("NIRVANA later groups not started from the previous network", "codeclab/implicit/__init__.py",
+             "        first = index == 0\n", "        first = index == 0\n        network = GroupNetwork(**arch)\n",
+             (f"{NIRVANA}::test_a_static_clip_costs_little_after_its_first_group",)),
+    Mutation("NIRVANA later groups at the first group's learning rate", "codeclab/implicit/nirvana.py",
+             "factor = 1.0 if previous is None else config.group_lr_factor", "factor = 1.0",
+             (f"{NIRVANA}::test_later_groups_learn_slower_by_the_group_factor",)),
 ]
 
 

@@ -109,6 +109,18 @@ class VideoHeader:
         }
 
 
+def colour_byte(colour_range: str, matrix: str, y4m_source: bool) -> int:
+    """The colour byte: bit 0 full range, bits 1-2 the matrix code, bit 3 a Y4M source."""
+    return (_FULL_RANGE if colour_range == "full" else 0) | MATRIX_CODES.index(matrix) << 1 | (_Y4M_SOURCE if y4m_source else 0)
+
+
+def parse_colour_byte(colour: int) -> tuple[str, str, bool] | None:
+    """``(range, matrix, y4m_source)`` of a colour byte, or None for an invalid one."""
+    if (colour >> 1 & 3) >= len(MATRIX_CODES) or colour & ~15:
+        return None
+    return "full" if colour & _FULL_RANGE else "limited", MATRIX_CODES[colour >> 1 & 3], bool(colour & _Y4M_SOURCE)
+
+
 def is_video_file(data: bytes) -> bool:
     return data[: len(VIDEO_MAGIC)] == VIDEO_MAGIC
 
@@ -120,8 +132,7 @@ def _sequence_fields(header: VideoHeader, version: int) -> bytes:
     head += bytes([CODERS.wire_ids[header.coder]])
     head += encode_varint(header.width) + encode_varint(header.height) + encode_varint(len(header.records))
     head += encode_varint(header.fps.numerator) + encode_varint(header.fps.denominator)
-    matrix = MATRIX_CODES.index(header.matrix)
-    head += bytes([(_FULL_RANGE if header.colour_range == "full" else 0) | matrix << 1 | (_Y4M_SOURCE if header.y4m_source else 0)])
+    head += bytes([colour_byte(header.colour_range, header.matrix, header.y4m_source)])
     head += encode_varint(header.intra_period)
     head += bytes([(_HAS_LEVEL if header.level is not None else 0) | (_FAST_DECODE if header.fast_decode else 0)])
     head += encode_varint(header.level) if header.level is not None else b""
@@ -209,10 +220,10 @@ def unpack_video(data: bytes) -> tuple[VideoHeader, int]:
     if not (0 < width <= container.MAX_SIDE and 0 < height <= container.MAX_SIDE) or count == 0:
         raise CodecLabError(f"corrupt file: {count} frames of {width}x{height}")
     coder_name = CODERS.wire_name(coder)
-    if coder_name is None or numerator == 0 or denominator == 0 or (colour >> 1 & 3) >= len(MATRIX_CODES) or colour & ~15:
+    described = parse_colour_byte(colour)
+    if coder_name is None or numerator == 0 or denominator == 0 or described is None:
         raise CodecLabError("corrupt file: unknown coder, frame rate or colour description")
-    header = VideoHeader(codec_id, hash_bytes, width, height, Fraction(numerator, denominator),
-                         "full" if colour & _FULL_RANGE else "limited", MATRIX_CODES[colour >> 1 & 3],
-                         bool(colour & _Y4M_SOURCE), intra_period, level, tuple(records), coder_name,
+    header = VideoHeader(codec_id, hash_bytes, width, height, Fraction(numerator, denominator), *described,
+                         intra_period, level, tuple(records), coder_name,
                          bool(flags & _FAST_DECODE))
     return header, reader.pos

@@ -184,15 +184,19 @@ class RBQE(nn.Module):
             out.append(counter.get_total_flops() / 2 / side**2 / 1e3)
         return out
 
+    def pad_to_exits(self, image: torch.Tensor) -> torch.Tensor:
+        """``image`` ([B, 1, H, W]) edge-padded to sides divisible by ``2^exits`` (crop the output back)."""
+        multiple = 2**self.exits
+        h, w = image.shape[-2:]
+        return F.pad(image, (0, -w % multiple, 0, -h % multiple), mode="replicate")
+
     @torch.no_grad()
     def enhance_y(self, y: np.ndarray, all_exits: bool = False) -> tuple[np.ndarray, int, list[float], np.ndarray]:
         """Early-exit enhancement of an 8-bit Y plane: the float output in [0, 255], the exit
         taken, the scores of the exits tried, and the last exit computed's output (with
         ``all_exits``, every exit is computed and that is exit 5's: the fixed-depth network)."""
         h, w = y.shape
-        multiple = 2**self.exits
-        image = torch.from_numpy(np.asarray(y, dtype=np.float32) / 255.0)[None, None]
-        image = F.pad(image, (0, -w % multiple, 0, -h % multiple), mode="replicate")
+        image = self.pad_to_exits(torch.from_numpy(np.asarray(y, dtype=np.float32) / 255.0)[None, None])
         x = {(0, 0): self.input(image)}
         scores, chosen = [], None
         for k in range(1, self.exits + 1):

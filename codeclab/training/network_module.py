@@ -14,7 +14,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from ..formats.network_file import save_network
+from ..errors import CodecLabError
+from ..formats.network_file import load_network, save_network
 
 
 class NetworkModule(pl.LightningModule):
@@ -35,6 +36,15 @@ class NetworkModule(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
+
+    def init_from(self, path) -> None:
+        """Start from the weights of a network file of this kind (``train.py init_weights=FILE``: a
+        fine-tune or a run continued from a committed file); the network and its config must match."""
+        source = load_network(path, self.kind)
+        if source.registry_name != self.network.registry_name or dict(source.config) != dict(self.network.config):
+            raise CodecLabError(f"{path} holds {source.registry_name!r} {dict(source.config)}, not the "
+                                f"{self.network.registry_name!r} {dict(self.network.config)} this run trains")
+        self.network.load_state_dict(source.state_dict())
 
     def export(self, path, weights_dtype: str = "float32") -> None:
         """The network file of the trained network."""

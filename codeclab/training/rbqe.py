@@ -106,10 +106,8 @@ class RBQEModule(NetworkModule):
         gains = []
         for quality in self.qualities:
             compressed, clean = compressed_pairs(batch, [quality] * batch.shape[0])
-            multiple = 2**self.network.exits
             h, w = clean.shape[-2:]
-            padded = F.pad(compressed, (0, -w % multiple, 0, -h % multiple), mode="replicate")
-            enhanced = self.network(padded)[-1][..., :h, :w].clamp(0, 1)
+            enhanced = self.network(self.network.pad_to_exits(compressed))[-1][..., :h, :w].clamp(0, 1)
             gain = psnr(F.mse_loss(enhanced, clean)) - psnr(F.mse_loss(compressed, clean))
             self.log(f"val/delta_psnr_qf{quality}", gain, batch_size=batch.shape[0])
             gains.append(gain)

@@ -94,9 +94,7 @@ def train(cfg: DictConfig) -> dict:
     datamodule = hydra.utils.instantiate(cfg.data)
     # A codec, or none where the module builds what it trains (post-filters, JSCC models).
     codec = hydra.utils.instantiate(cfg.codec) if cfg.get("codec") else None
-    if cfg.get("init_weights"):
-        if codec is None:
-            raise CodecLabError("init_weights needs a codec to initialise (this run trains no codec)")
+    if cfg.get("init_weights") and codec is not None:
         missing = init_weights(codec, cfg.init_weights)
         print(f"weights from {cfg.init_weights}; newly initialised: {', '.join(missing) or 'none'}")
     if codec is not None and hasattr(datamodule, "patch_size"):  # image crops; STEM's latent pairs have none
@@ -104,6 +102,11 @@ def train(cfg: DictConfig) -> dict:
     if cfg.ckpt_path:
         check_checkpoint(cfg.ckpt_path)
     module = hydra.utils.instantiate(cfg.module, **({} if codec is None else {"codec": codec}))
+    if cfg.get("init_weights") and codec is None:
+        if not hasattr(module, "init_from"):
+            raise CodecLabError("init_weights needs a codec or a network to initialise (this run trains neither)")
+        module.init_from(cfg.init_weights)
+        print(f"weights from {cfg.init_weights}")
     loggers = _instantiate_group(cfg.get("logger"))
     first_step = _FirstStep()
     callbacks = [*_instantiate_group(cfg.get("callbacks")), first_step]

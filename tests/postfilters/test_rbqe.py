@@ -257,3 +257,18 @@ def test_jpeg_helper_is_pillow(photo):
     buffer = io.BytesIO()
     Image.fromarray(photo).save(buffer, format="JPEG", quality=30)
     assert np.array_equal(jpeg(photo, 30), np.asarray(Image.open(buffer)))
+
+
+def test_training_can_continue_from_a_committed_post_filter_file(tmp_path):
+    """``train.py experiment=rbqe init_weights=FILE``: the module starts from the file's weights,
+    and only from a file of the same network and configuration."""
+    torch.manual_seed(1)
+    trained = RBQE()
+    save_network(trained, "postfilter", tmp_path / "rbqe.safetensors")
+    torch.manual_seed(2)
+    module = RBQEModule(RBQE())
+    module.init_from(tmp_path / "rbqe.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(module.network.state_dict().values(), trained.state_dict().values()))
+    save_network(RBQE(codec_type="hevc"), "postfilter", tmp_path / "hevc.safetensors")
+    with pytest.raises(CodecLabError, match="not the 'rbqe'"):
+        module.init_from(tmp_path / "hevc.safetensors")
