@@ -38,7 +38,8 @@ def nirvana_points(sequence, config, levels) -> list[dict]:
     from codeclab.data.colour import rgb_to_yuv420
     from codeclab.evaluation.video import MATRIX, RANGE, frame_metrics, summarise
     from codeclab.formats.video_file import frame_types
-    from codeclab.implicit import decode_implicit, encode_implicit, unpack_implicit
+    from codeclab.implicit.container import unpack_implicit
+    from codeclab.implicit.video_file import decode_implicit, encode_implicit
 
     points = []
     for level in levels:
@@ -103,7 +104,8 @@ def bd_rates(points: dict[str, list[dict]]) -> dict[str, dict[str, float | None]
 
 def main(argv=None) -> None:
     from codeclab.evaluation.video import anchor_point, ffmpeg_versions, load_sequence
-    from codeclab.implicit import NirvanaConfig, load_config
+    from codeclab.implicit.nirvana import NirvanaConfig
+    from codeclab.implicit.video_file import load_config
 
     parser = _common.parser(__doc__)
     parser.add_argument("--frames", type=int, default=30, help="first frames of each sequence")

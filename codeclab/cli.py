@@ -127,7 +127,7 @@ def _encode_video(args) -> None:
         clip.fps = parse_frame_rate(args.fps)
     if args.range is not None:
         clip.colour_range = args.range
-    from .implicit import is_implicit_config
+    from .implicit.video_file import is_implicit_config
 
     if is_implicit_config(args.model):
         return _encode_implicit(args, clip)
@@ -152,7 +152,7 @@ def _encode_implicit(args, clip) -> None:
     """NIRVANA: the config's networks are fitted to the clip (``-m`` is its YAML config)."""
     from .files import write_atomically
     from .formats.model_header import quality_to_level
-    from .implicit import encode_implicit, load_config
+    from .implicit.video_file import encode_implicit, load_config
 
     if args.intra_period is not None or args.fast_decode or args.coder != DEFAULT_CODER:
         raise CodecLabError("--intra-period, --fast-decode and --coder are for model files; NIRVANA codes groups of frames "
@@ -177,7 +177,7 @@ def _encode_implicit(args, clip) -> None:
 
 def _decode_implicit(args, data: bytes) -> None:
     from .data.video import parse_frame_range, write_video
-    from .implicit import decode_implicit
+    from .implicit.video_file import decode_implicit
 
     if args.model is not None:
         raise CodecLabError("a NIRVANA file holds its own networks: decode it without -m")

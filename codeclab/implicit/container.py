@@ -31,7 +31,7 @@ from ..errors import CodecLabError
 from ..formats import container
 from ..formats.container import ByteReader, encode_varint
 from ..formats.video_container import MAX_FRAMES, colour_byte, parse_colour_byte
-from .nirvana import ARCHITECTURE_FIELDS, check_architecture
+from .architecture import ARCHITECTURE_FIELDS, check_architecture
 
 IMPLICIT_MAGIC = b"CLNV"
 IMPLICIT_FORMAT_VERSION = 1

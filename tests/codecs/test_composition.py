@@ -148,8 +148,15 @@ def test_info_imports_no_torch(tmp_path):
     header = VideoHeader("stem", bytes(8), 64, 48, Fraction(25), "limited", "bt709", True, 12, 3,
                          (FrameRecord("I", (1, 2), 0), FrameRecord("P", (3,), 0)))
     video.write_bytes(pack_video(header, [[b"a", b"bc"], [b"def"]]))
+    from codeclab.implicit.container import ImplicitHeader, pack_implicit
+
+    implicit = tmp_path / "v.clnv"
+    architecture = {"patch": 8, "group_size": 2, "channels": 4, "stages": 1, "hidden": 8, "frequencies": 0, "siren": 1}
+    implicit.write_bytes(pack_implicit(ImplicitHeader(architecture, 64, 48, 3, Fraction(25), "limited", "bt601", False, ()),
+                                       [[b"a", b"b", b"c"], [b"", b"d", b"e"]]))
     golden = ROOT / "tests" / "golden"
-    files = [golden / "mbt2018-mean.clab", video, golden / "mbt2018-mean.safetensors", ROOT / "models/zoo/mbt2018_mean_vr.safetensors"]
+    files = [golden / "mbt2018-mean.clab", video, golden / "mbt2018-mean.safetensors", ROOT / "models/zoo/mbt2018_mean_vr.safetensors",
+             implicit]
     script = f"""
 import sys
 from codeclab.cli import main
@@ -161,6 +168,7 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"torch", "numpy"}}))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count('"codec": "mbt2018-mean"') == 3 and proc.stdout.count('"codec": "stem"') == 1
     assert proc.stdout.count('"format": "model"') == 2 and '"frame_count": 2' in proc.stdout
+    assert '"codec": "nirvana"' in proc.stdout and '"frame_count": 3' in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
@@ -173,7 +181,7 @@ LAYERS = [
     {"codecs", "jscc"},
     {"compat"},
     {"data"},
-    {"formats", "postfilters"},
+    {"formats", "postfilters", "implicit"},
     {"cli", "evaluation", "training"},
 ]
 

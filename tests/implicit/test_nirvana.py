@@ -15,14 +15,16 @@ import yaml
 from codeclab.coding import get_coder
 from codeclab.data.video import Clip, write_video
 from codeclab.errors import CodecLabError
-from codeclab.implicit import NirvanaConfig, decode_implicit, encode_implicit, load_config
+from codeclab.implicit import architecture
 from codeclab.implicit import container as implicit_container
-from codeclab.implicit import nirvana, weights
+from codeclab.implicit import nirvana, video_file, weights
 from codeclab.implicit.container import unpack_implicit
 from codeclab.implicit.nirvana import (
-    BitEstimator, GroupNetwork, QuantizedConv2d, QuantizedLinear, fit_group, fourier_features, frames_to_tiles,
-    network_weight_count, render_group, tile_grid, tiles_to_frames,
+    BitEstimator, NirvanaConfig, GroupNetwork, QuantizedConv2d, QuantizedLinear, fit_group, fourier_features, frames_to_tiles,
+    render_group, tile_grid, tiles_to_frames,
 )
+from codeclab.implicit.architecture import network_weight_count
+from codeclab.implicit.video_file import decode_implicit, encode_implicit, load_config
 from tests.conftest import ROOT, run_main
 
 TINY = dict(patch=8, group_size=2, channels=4, stages=1, hidden=8, frequencies=2, first_steps=6, group_steps=4,
@@ -284,7 +286,7 @@ def test_hostile_implicit_files_are_one_line_errors(tmp_path):
 
 def test_architecture_limits_refuse_huge_networks():
     with pytest.raises(CodecLabError, match="weights per group"):
-        nirvana.check_architecture(dict(patch=256, group_size=64, channels=256, stages=6, hidden=1024, frequencies=16, siren=1))
+        architecture.check_architecture(dict(patch=256, group_size=64, channels=256, stages=6, hidden=1024, frequencies=16, siren=1))
     with pytest.raises(CodecLabError, match="unknown key"):
         NirvanaConfig.from_dict({"patch": 8, "widht": 3})
     with pytest.raises(CodecLabError, match="rate_weights"):
@@ -293,7 +295,7 @@ def test_architecture_limits_refuse_huge_networks():
 
 def test_cli_encodes_decodes_and_describes_a_clip(tmp_path):
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({"_target_": "codeclab.implicit.NirvanaConfig", **TINY}))
+    config.write_text(yaml.safe_dump({"_target_": "codeclab.implicit.nirvana.NirvanaConfig", **TINY}))
     source = tmp_path / "clip.y4m"
     write_video(source, moving_clip(3))
     encoded, decoded = tmp_path / "clip.clnv", tmp_path / "out.y4m"
@@ -323,16 +325,14 @@ def test_container_fields_match_the_docstring(tmp_path):
 
 
 def test_the_time_budget_is_shared_by_the_groups_step_allotments(monkeypatch):
-    import codeclab.implicit as implicit
-
-    deadlines, real_fit = [], implicit.fit_group
-    monkeypatch.setattr(implicit.time, "monotonic", lambda: 100.0)  # no time passes: each share is of the whole budget
+    deadlines, real_fit = [], video_file.fit_group
+    monkeypatch.setattr(video_file.time, "monotonic", lambda: 100.0)  # no time passes: each share is of the whole budget
 
     def recording(*args, **kwargs):
         deadlines.append(args[8] - 100.0)
         return real_fit(*args[:8], math.inf, *args[9:], **kwargs)
 
-    monkeypatch.setattr(implicit, "fit_group", recording)
+    monkeypatch.setattr(video_file, "fit_group", recording)
     encode_implicit(moving_clip(5), NirvanaConfig(**TINY), 0, time_budget=14.0)
     # Allotments 6, 4, 4 steps: the first group gets 6/14 of what is left, the next 4/8, the last all.
     assert deadlines == pytest.approx([6.0, 7.0, 14.0])
