@@ -162,8 +162,6 @@ def _encode_implicit(args, clip) -> None:
     if args.quality is not None and not 0.0 <= args.quality <= 1.0:
         raise CodecLabError(f"quality must be in [0, 1], got {args.quality}")
     level = args.level if args.level is not None else quality_to_level(levels, 0.5 if args.quality is None else args.quality)
-    if not 0 <= level < levels:
-        raise CodecLabError(f"rate level {level} out of range [0, {levels})")
     if clip.count is None:  # an ffmpeg input: the group count is needed before fitting
         clip = clip.clip()
     encoded = encode_implicit(clip, config, level, args.time_budget, progress=not args.quiet)
@@ -224,13 +222,11 @@ def cmd_decode(args) -> None:
     data = _read_file(args.file)
     from .implicit.container import is_implicit_file
 
+    if args.postfilter and (is_implicit_file(data) or is_video_file(data)):
+        raise CodecLabError("--postfilter is for images; video frames are written as decoded")
     if is_implicit_file(data):
-        if args.postfilter:
-            raise CodecLabError("--postfilter is for images; video frames are written as decoded")
         return _decode_implicit(args, data)
     if is_video_file(data):
-        if args.postfilter:
-            raise CodecLabError("--postfilter is for images; video frames are written as decoded")
         return _decode_video(args, data)
     header, _ = container.unpack(data)
     codec = _load_model_for(args, header.model_hash)

@@ -342,7 +342,8 @@ def fit_group(network: GroupNetwork, targets: torch.Tensor, coords: torch.Tensor
         network.round_floats_to_half()
         return psnr_of(F.mse_loss(render_group(network, coords, frames), targets).item())
 
-    psnr = full_psnr() if stop_psnr is not None else -math.inf
+    # The PSNR measured and the step it was measured at (a render of every tile: not repeated at the end).
+    psnr, measured = (full_psnr(), 0) if stop_psnr is not None else (-math.inf, None)
     while steps < max_steps and time.monotonic() < deadline and not (stop_psnr is not None and psnr >= stop_psnr):
         batch = torch.randint(len(coords), (min(config.batch_patches, len(coords)),), generator=generator)
         prediction = network(coords[batch], frames)
@@ -359,6 +360,7 @@ def fit_group(network: GroupNetwork, targets: torch.Tensor, coords: torch.Tensor
         if on_step is not None:
             on_step()
         if stop_psnr is not None and steps % config.check_every == 0:
-            psnr = full_psnr()
-    psnr = full_psnr()
-    return GroupFit(steps, psnr, time.monotonic() - started, float(bits.detach()) if torch.is_tensor(bits) else float(bits))
+            psnr, measured = full_psnr(), steps
+    if measured != steps:
+        psnr = full_psnr()
+    return GroupFit(steps, psnr, time.monotonic() - started, float(bits.detach()))

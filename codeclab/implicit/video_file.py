@@ -60,7 +60,8 @@ def encode_implicit(clip: Clip | VideoStream, config: NirvanaConfig, level: int,
                     seed: int = 0, progress: bool = False) -> EncodedImplicit:
     """Fit and code ``clip`` (module docstring of :mod:`.nirvana`) at rate level ``level``
     (an index into ``config.rate_weights``). ``time_budget``: seconds for the whole clip; each
-    group's share is what is left over the groups left, so a slow group leaves less to the next.
+    group gets the share of what is left that its step allotment is of those left (group 0:
+    ``first_steps``, the others ``group_steps``), so a slow group leaves less to the next.
     The frames of one group are read at a time."""
     if not 0 <= level < len(config.rate_weights):
         raise CodecLabError(f"rate level {level} out of range [0, {len(config.rate_weights)})")
@@ -79,21 +80,19 @@ def encode_implicit(clip: Clip | VideoStream, config: NirvanaConfig, level: int,
     count, size = clip.count, config.group_size
     groups, fits, previous, previous_floats, target_psnr = [], [], None, None, None
     frames = iter(clip.frames)
-    allotted = [config.first_steps] + [config.group_steps] * (group_count(count, size) - 1)
+    allotted = [config.first_steps] + [config.group_steps] * (group_count(count, size) - 1)  # each group's most steps
     bar = progress_bar(total=sum(allotted), desc="fit", unit="step", enabled=progress)
-    for index in range(group_count(count, size)):
+    for index in range(len(allotted)):
         group = np.stack([next(frames) for _ in range(min(size, count - index * size))])
         targets = frames_to_tiles(group, config.patch)
         deadline = math.inf
         if time_budget is not None:  # what is left, shared in proportion to the groups' step allotments
             left = time_budget - (time.monotonic() - started)
             deadline = time.monotonic() + left * allotted[index] / sum(allotted[index:])
-        first = index == 0
-        fit = fit_group(network, targets, coords, previous, config, rate_weight,
-                        config.first_steps if first else config.group_steps, None if first else target_psnr, deadline,
+        fit = fit_group(network, targets, coords, previous, config, rate_weight, allotted[index], target_psnr, deadline,
                         generator, on_step=bar.update)
-        bar.update((config.first_steps if first else config.group_steps) - fit.steps)
-        if first:
+        bar.update(allotted[index] - fit.steps)
+        if index == 0:  # later groups stop once they reach group 0's PSNR
             target_psnr = fit.psnr
         network.round_floats_to_half()
         integers = network.integers()

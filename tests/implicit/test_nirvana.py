@@ -307,6 +307,8 @@ def test_cli_encodes_decodes_and_describes_a_clip(tmp_path):
     assert '"codec": "nirvana"' in info and '"frame_count": 3' in info
     for args, message in (
         (("decode", encoded, "-o", tmp_path / "x.y4m", "-m", config), "without -m"),
+        (("decode", encoded, "-o", tmp_path / "x.y4m", "--postfilter", ROOT / "models/postfilters/rbqe_jpeg_cpu.safetensors"),
+         "--postfilter is for images"),
         (("encode", source, "-m", config, "-o", tmp_path / "y.clnv", "--intra-period", "4"), "--intra-period"),
         (("encode", source, "-m", config, "-o", tmp_path / "y.clnv", "--level", "7"), "rate level 7"),
         (("encode", source, "-m", ROOT / "configs/codec/stem.yaml", "-o", tmp_path / "y.clnv"), "not a NIRVANA config"),
