@@ -13,6 +13,7 @@ from torch import nn
 
 from .base import ENTROPY_MODELS, LatentStep, checkerboard_masks, entropy_parameters
 from .hyperprior import HyperpriorEntropyModel
+from .integer import at_positions
 
 
 class CheckerboardSpatialContext(nn.Module):
@@ -43,15 +44,16 @@ def code_checkerboard(
 
     Pass 1: ``(sigma, mu) = parameters([features, 0])`` for the anchors. Pass 2:
     ``parameters([features, spatial(y_hat_anchors)])`` for the non-anchors. ``parameters``
-    maps ``features.shape[1] + spatial.out_channels`` channels to ``2C`` (scales, means).
+    maps ``features.shape[1] + spatial.out_channels`` channels to ``2C`` (scales, means); an
+    exact integer 1x1 network runs on each pass's positions only (:func:`.integer.at_positions`).
     Returns the assembled ``y_hat`` and likelihoods (None when coding).
     """
     h, w = features.shape[-2:]
     anchor, non_anchor = checkerboard_masks(h, w, features.device)
     zeros = features.new_zeros(features.shape[0], spatial.conv.out_channels, h, w)
-    scales, means = parameters(torch.cat([features, zeros], dim=1)).chunk(2, 1)
+    scales, means = at_positions(parameters, torch.cat([features, zeros], dim=1), anchor).chunk(2, 1)
     y_anchor, lik_anchor = step(y, scales, means, anchor)
-    scales, means = parameters(torch.cat([features, spatial(y_anchor)], dim=1)).chunk(2, 1)
+    scales, means = at_positions(parameters, torch.cat([features, spatial(y_anchor)], dim=1), non_anchor).chunk(2, 1)
     y_non_anchor, lik_non_anchor = step(y, scales, means, non_anchor)
     y_hat = torch.where(anchor, y_anchor, y_non_anchor)
     likelihoods = None if lik_anchor is None else torch.where(anchor, lik_anchor, lik_non_anchor)

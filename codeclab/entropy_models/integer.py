@@ -285,6 +285,40 @@ def make_integer(module: nn.Module) -> nn.Module:
     return module
 
 
+_POINTWISE_ACTIVATIONS = (IntegerReLU, IntegerLeakyReLU, IntegerHalfTanh)
+
+
+def exact_pointwise(network: nn.Module) -> bool:
+    """True when ``network`` is, in eval mode, a chain of exact integer 1x1 convolutions and
+    element-wise activations: each output position then depends on its own input position alone,
+    with integers that do not depend on what else is evaluated beside it."""
+    if network.training:
+        return False
+    leaves = [m for m in network.modules() if not list(m.children())]
+    return bool(leaves) and all(
+        isinstance(m, _POINTWISE_ACTIVATIONS)
+        or (isinstance(m, IntegerConv2d) and m.kernel_size == (1, 1) and m.stride == (1, 1) and m.padding == (0, 0)
+            and m.groups == 1)
+        for m in leaves
+    )
+
+
+def at_positions(network: nn.Module, x: Tensor, mask: Tensor) -> Tensor:
+    """``network(x)`` where the boolean ``[h, w]`` ``mask`` is set (callers read nothing else).
+
+    An :func:`exact_pointwise` network runs on the selected positions only (half the work for a
+    checkerboard pass; zeros elsewhere) and gives the very integers of the whole map. Any other
+    network runs on the whole map, so float networks keep their summation order and the files
+    they coded before still decode.
+    """
+    if not exact_pointwise(network):
+        return network(x)
+    picked = network(x[..., mask].unsqueeze(-1))[..., 0]  # [B, C, K, 1] -> [B, C_out, K]
+    out = picked.new_zeros(*picked.shape[:2], *mask.shape)
+    out[..., mask] = picked
+    return out
+
+
 def integer_convolutions(module: nn.Module):
     """``(name, layer)`` of every integer convolution in ``module``."""
     return [(name, m) for name, m in module.named_modules() if isinstance(m, IntegerConvMixin)]

@@ -210,3 +210,23 @@ def test_cached_integers_follow_in_place_weight_updates():
         layer.__dict__.pop("_integer_cache", None)
     assert torch.equal(net(x), after)
     assert make_integer(net) is net and [type(m) for m in net] == [type(m) for m in _network()]  # idempotent
+
+
+def test_checkerboard_passes_run_exact_pointwise_networks_on_their_half_only():
+    torch.manual_seed(0)
+    network = make_integer(nn.Sequential(nn.Conv2d(8, 12, 1), nn.LeakyReLU(), nn.Conv2d(12, 6, 1))).eval()
+    assert integer.exact_pointwise(network)
+    x = torch.randn(2, 8, 5, 7) * 40
+    mask = (torch.arange(5)[:, None] + torch.arange(7)) % 2 == 1
+    seen = []
+    network[0].register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    picked = integer.at_positions(network, x, mask)
+    assert seen == [(2, 8, int(mask.sum()), 1)]  # 17 of 35 positions evaluated
+    full = network(x)
+    assert torch.equal(picked[..., mask], full[..., mask]) and not picked[..., ~mask].any()
+    # Training mode, wider kernels and float layers keep the whole map (their summation order).
+    assert not integer.exact_pointwise(network.train())
+    assert not integer.exact_pointwise(make_integer(nn.Sequential(nn.Conv2d(8, 6, 3, padding=1))).eval())
+    float_network = nn.Sequential(nn.Conv2d(8, 6, 1)).eval()
+    assert not integer.exact_pointwise(float_network)
+    assert torch.equal(integer.at_positions(float_network, x, mask), float_network(x))
