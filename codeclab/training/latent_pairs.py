@@ -7,10 +7,13 @@ image codec that let a sample quantise its reference exactly as an I-frame at an
 
 A sample is (reference frame ``t``, current frame ``t + d``), ``d`` uniform in ``1 .. max_distance``
 (STEM trains on a reference and a frame up to 6 frames later), the same random latent crop of
-both and the same flips. Clips: the folders in ``sequences`` (real motion: Vid4 calendar and
-foliage), plus ``synthetic`` clips made from still photographs (a crop window that holds still,
-pans or zooms, with fresh sensor noise in every frame; :func:`synthetic_clip`). The test
-sequences never enter.
+both and the same flips. With ``chain`` K > 1 (the named deviation for long GOPs) a sample is the
+reference frame ``t`` and the K frames after it, ``t + s, ..., t + K s`` (``s = +-1``): the
+trainer codes them as a chain of P-frames, each referenced to the previous one's reconstruction.
+
+Clips: the folders in ``sequences`` (real motion: Vid4 calendar and foliage), plus ``synthetic``
+clips made from still photographs (a crop window that holds still, pans or zooms, with fresh
+sensor noise in every frame; :func:`synthetic_clip`). The test sequences never enter.
 """
 
 from __future__ import annotations
@@ -94,14 +97,17 @@ def hyper_means(entropy_model, y: torch.Tensor) -> torch.Tensor:
 
 
 class LatentPairs(Dataset):
-    """Random (reference, current) latent crops from cached clips ``[(y, mu), ...]``."""
+    """Random (reference, current) latent crops from cached clips ``[(y, mu), ...]``; with
+    ``chain`` K > 1, (reference, the K next frames) with ``y`` and ``mu`` of shape ``[K, M, h, w]``."""
 
     def __init__(self, clips: list[tuple[torch.Tensor, torch.Tensor]], crop: int, max_distance: int, samples: int,
-                 seed: int | None = None):
-        self.clips = [c for c in clips if c[0].shape[0] >= 2 and min(c[0].shape[-2:]) >= crop]
+                 seed: int | None = None, chain: int = 1):
+        if chain < 1:
+            raise ValueError(f"chain must be at least 1 P-frame, got {chain}")
+        self.clips = [c for c in clips if c[0].shape[0] >= chain + 1 and min(c[0].shape[-2:]) >= crop]
         if not self.clips:
-            raise CodecLabError(f"no clip has two frames with latents of at least {crop}x{crop}")
-        self.crop, self.max_distance, self.samples, self.seed = crop, max_distance, samples, seed
+            raise CodecLabError(f"no clip has {chain + 1} frames with latents of at least {crop}x{crop}")
+        self.crop, self.max_distance, self.samples, self.seed, self.chain = crop, max_distance, samples, seed, chain
         # Clips are drawn in proportion to their frame count.
         weights = torch.tensor([float(c[0].shape[0]) for c in self.clips])
         self.weights = weights / weights.sum()
@@ -117,13 +123,16 @@ class LatentPairs(Dataset):
 
         y, mu = self.clips[int(torch.multinomial(self.weights, 1, generator=generator))]
         frames, h, w = y.shape[0], y.shape[-2], y.shape[-1]
-        distance = 1 + draw(min(self.max_distance, frames - 1))
+        # A chain steps one frame at a time (what coding a long GOP does); a pair jumps up to max_distance.
+        distance = 1 + draw(min(self.max_distance, frames - 1)) if self.chain == 1 else self.chain
         t = draw(frames - distance)
         if draw(2):  # either direction of time
             t, distance = t + distance, -distance
         i, j = draw(h - self.crop + 1), draw(w - self.crop + 1)
         window = (..., slice(i, i + self.crop), slice(j, j + self.crop))
-        sample = {"y_ref": y[t][window], "mu_ref": mu[t][window], "y": y[t + distance][window], "mu": mu[t + distance][window]}
+        step = 1 if distance > 0 else -1
+        current = t + distance if self.chain == 1 else [t + step * k for k in range(1, self.chain + 1)]
+        sample = {"y_ref": y[t][window], "mu_ref": mu[t][window], "y": y[current][window], "mu": mu[current][window]}
         flips = [d for d, flip in ((-1, draw(2)), (-2, draw(2))) if flip]
         return {k: v.flip(flips).contiguous() if flips else v.contiguous() for k, v in sample.items()}
 
@@ -136,12 +145,14 @@ class LatentPairDataModule(pl.LightningDataModule):
         sequences: folders of PNG frames (training clips; validation uses their last ``val_frames``).
         synthetic: clips made from the photographs in ``synthetic_dir`` (0: none).
         crop: latent crop side (16 = 256 pixels); ``max_distance``: largest reference distance.
+        chain: P-frames per sample (1: STEM's pairs; K > 1: the K frames after the reference,
+            coded as a chain, in training and validation alike).
     """
 
     def __init__(self, image_model: str, sequences: list[str], synthetic: int = 0, synthetic_dir: str | None = None,
                  synthetic_frames: int = 7, crop: int = 16, max_distance: int = 6, batch_size: int = 8,
                  samples_per_epoch: int = 800, val_frames: int = 8, val_samples: int = 32, cache_dir: str = "logs/cache",
-                 num_workers: int = 0, seed: int = 0):
+                 num_workers: int = 0, seed: int = 0, chain: int = 1):
         super().__init__()
         if crop <= 0 or crop % 4:
             raise ValueError(f"crop must be a positive multiple of 4 latent positions (the hyperprior's downsampling), got {crop}")
@@ -149,7 +160,7 @@ class LatentPairDataModule(pl.LightningDataModule):
         self.synthetic, self.synthetic_dir, self.synthetic_frames = int(synthetic), synthetic_dir, int(synthetic_frames)
         self.crop, self.max_distance, self.batch_size = int(crop), int(max_distance), int(batch_size)
         self.samples_per_epoch, self.val_frames, self.val_samples = int(samples_per_epoch), int(val_frames), int(val_samples)
-        self.cache_dir, self.num_workers, self.seed = Path(cache_dir), int(num_workers), int(seed)
+        self.cache_dir, self.num_workers, self.seed, self.chain = Path(cache_dir), int(num_workers), int(seed), int(chain)
 
     def _cache_path(self, metadata: dict) -> Path:
         key = json.dumps({"model": metadata["weights_sha256"], "sequences": [str(Path(s).resolve()) for s in self.sequences],
@@ -189,9 +200,9 @@ class LatentPairDataModule(pl.LightningDataModule):
         real = len(self.sequences)
         train = [(y[: -self.val_frames], mu[: -self.val_frames]) for y, mu in clips[:real]] + clips[real:]
         val = [(y[-self.val_frames:], mu[-self.val_frames:]) for y, mu in clips[:real]]
-        self.train_set = LatentPairs(train, self.crop, self.max_distance, self.samples_per_epoch)
+        self.train_set = LatentPairs(train, self.crop, self.max_distance, self.samples_per_epoch, chain=self.chain)
         # Validation: consecutive frames (the reference is the previous frame, as when coding).
-        self.val_set = LatentPairs(val, self.crop, 1, self.val_samples, seed=self.seed)
+        self.val_set = LatentPairs(val, self.crop, 1, self.val_samples, seed=self.seed, chain=self.chain)
 
     def train_dataloader(self):
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers)

@@ -9,6 +9,12 @@ gains) stays frozen, so distortion cannot change and needs no term.
 Variable-rate image codecs: every sample draws a rate level; the reference is quantised and the
 P-frame coded at that level. Validation logs the P-frame bpp next to the I-frame bpp of the same
 frames (``val/p_over_i``: the fraction of the all-intra rate a P-frame costs).
+
+Long GOPs (``data.chain`` K > 1, a named deviation): the official code only ever shows a P-frame
+an I-frame reference, so with intra period -1 the later P-frames see references whose
+statistics training never saw (here a P-frame is quantised around its own predicted means). A
+chain sample codes K consecutive P-frames, each from the previous one's reconstruction, and the
+loss is their mean rate.
 """
 
 from __future__ import annotations
@@ -71,9 +77,18 @@ class StemModule(CodecModule):
         return self.codec.stride**2 * batch["y"].shape[-2] * batch["y"].shape[-1]
 
     def p_frame_bpp(self, batch: dict, level: torch.Tensor | None) -> torch.Tensor:
+        """Estimated bpp per sample: of its P-frame, or the mean over its chain (``y`` ``[B, K, M,
+        h, w]``), where the first frame references the I-frame and each later one the previous
+        P-frame's reconstruction, as coding with a long intra period does. The reconstruction is
+        detached: each frame learns to code from such references, not to make them."""
         reference = quantize_reference(self.codec, batch["y_ref"], batch["mu_ref"], level)
-        out = self.codec.temporal_model(batch["y"], reference, level)
-        return estimated_bpp(out["likelihoods"], batch["y"], self.frame_pixels(batch))
+        frames = batch["y"] if batch["y"].ndim == 5 else batch["y"][:, None]
+        bpps = []
+        for k in range(frames.shape[1]):
+            out = self.codec.temporal_model(frames[:, k], reference, level)
+            bpps.append(estimated_bpp(out["likelihoods"], frames[:, k], self.frame_pixels(batch)))
+            reference = out["y_hat"].detach()
+        return torch.stack(bpps).mean(0)
 
     def training_step(self, batch, batch_idx):
         bpp = self.p_frame_bpp(batch, self._levels(batch["y"].shape[0])).mean()
@@ -88,8 +103,10 @@ class StemModule(CodecModule):
         for suffix, level in validation_levels(self.codec).items():
             per_sample = self._levels(batch["y"].shape[0], level)
             p_bpp = self.p_frame_bpp(batch, per_sample).mean()
-            intra = self.codec.entropy_model(batch["y"], per_sample)
-            i_bpp = estimated_bpp(intra["likelihoods"], batch["y"], self.frame_pixels(batch)).mean()
+            frames = batch["y"].flatten(0, 1) if batch["y"].ndim == 5 else batch["y"]
+            repeats = frames.shape[0] // batch["y"].shape[0]
+            intra = self.codec.entropy_model(frames, None if per_sample is None else per_sample.repeat_interleave(repeats))
+            i_bpp = estimated_bpp(intra["likelihoods"], frames, self.frame_pixels(batch)).mean()
             self.log_dict({f"val/bpp{suffix}": p_bpp, f"val/intra_bpp{suffix}": i_bpp, f"val/p_over_i{suffix}": p_bpp / i_bpp},
                           prog_bar=not suffix, on_epoch=True, batch_size=batch["y"].shape[0])
 

@@ -6,12 +6,16 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from codeclab.codecs import mbt2018_mean
+from codeclab.codecs.stem import stem
 from codeclab.training.latent_pairs import LatentPairs, synthetic_clip
+from codeclab.training.stem import StemModule, quantize_reference
 from codeclab.data.video import Clip
+from codeclab.errors import CodecLabError
 from codeclab.formats.model_file import export_model, load_model
 from codeclab.formats.video_file import decode_video, encode_video
 from tests.conftest import ROOT
@@ -42,6 +46,46 @@ def test_synthetic_clips_move_and_pairs_stay_aligned():
         assert torch.all(frames == frames.flatten()[0]) and abs(frames.flatten()[0].item()) in (1, 2)
 
 
+def test_chain_samples_are_the_next_frames_in_order():
+    y = torch.arange(6 * 2 * 5 * 5, dtype=torch.float32).view(6, 2, 5, 5)
+    chains = LatentPairs([(y, -y)], crop=3, max_distance=6, samples=30, seed=1, chain=3)
+    directions = set()
+    for index in range(30):
+        sample = chains[index]
+        assert sample["y"].shape == (3, 2, 3, 3) and sample["y_ref"].shape == (2, 3, 3)
+        assert torch.equal(sample["mu"], -sample["y"])
+        # Frame k of the chain is k + 1 frames from the reference, all in one direction of time.
+        offsets = [((sample["y"][k] - sample["y_ref"]) / (2 * 5 * 5)).unique().tolist() for k in range(3)]
+        step = offsets[0][0]
+        assert step in (1, -1) and offsets == [[step * (k + 1)] for k in range(3)]
+        directions.add(step)
+    assert directions == {1, -1}
+    with pytest.raises(CodecLabError, match="no clip has 7 frames"):
+        LatentPairs([(y, -y)], crop=3, max_distance=6, samples=1, chain=6)
+
+
+def test_chain_p_frames_reference_the_previous_reconstruction():
+    torch.manual_seed(0)
+    module = StemModule(stem(8, 12, spatial="checkerboard"))
+    y, mu = torch.randn(2, 3, 12, 8, 8) * 4, torch.randn(2, 12, 8, 8)
+    batch = {"y_ref": torch.randn(2, 12, 8, 8) * 4, "mu_ref": mu, "y": y}
+    seen = []
+    model = module.codec.temporal_model
+    model.register_forward_hook(lambda m, args, out: seen.append((args[1], out["y_hat"])))
+    chain_bpp = module.p_frame_bpp(batch, None)
+    assert chain_bpp.shape == (2,) and len(seen) == 3
+    assert torch.equal(seen[0][0], quantize_reference(module.codec, batch["y_ref"], mu, None))
+    assert torch.equal(seen[1][0], seen[0][1]) and torch.equal(seen[2][0], seen[1][1])
+    # Its loss is the mean of the frames' rates; a chain of one is a pair.
+    pairs = []
+    for frames in (y[:, 0], y[:, :1]):
+        torch.manual_seed(1)  # the same training noise for both
+        pairs.append(module.p_frame_bpp({**batch, "y": frames}, None))
+    assert torch.equal(*pairs)
+    chain_bpp.mean().backward()
+    assert model.temporal_prior[0].weight.grad.abs().sum() > 0
+
+
 def test_train_py_experiment_stem(tmp_path):
     torch.manual_seed(0)
     image_model = tmp_path / "image.safetensors"
@@ -53,7 +97,8 @@ def test_train_py_experiment_stem(tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "train.py", "experiment=stem", "codec.N=8", "codec.M=12", "codec.rate_levels=4",
            f"init_weights={image_model}", f"data.sequences=[{sequence}]", "data.synthetic=2", f"data.synthetic_dir={photos}",
-           "data.crop=4", "data.val_frames=2", "data.val_samples=4", "data.samples_per_epoch=8", "data.batch_size=4",
+           "data.crop=4", "data.val_frames=3", "data.val_samples=4", "data.samples_per_epoch=8", "data.batch_size=4",
+           "data.chain=2",  # chains of 2 P-frames (the README's experiment=stem line trains pairs)
            f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_steps=4", "trainer.log_every_n_steps=1",
            "export_weights_dtype=float32", f"hydra.run.dir={run}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=dict(os.environ, WANDB_MODE="disabled"))
