@@ -9,7 +9,13 @@ container, 8-bit decoded images). The report gives per entry: BD-rate (RGB PSNR,
 against the mean-scale hyperprior entry, Kodak bpp/PSNR per rate point, the median encode and
 decode time per image, parameters (whole codec and entropy model) and kMAC per pixel.
 
-Resumable: every model trains in ``OUT/runs/<entry>/lmbda_<lambda>/``; a model whose
+Variable rate (``leaderboard.variable_rate``): an entry whose entropy model has QVRF's gain bank
+trains one model for the whole entry's time (``len(lambdas) x time_per_model``), with one rate
+level per lambda (``rate_levels = len(lambdas)``, ``lmbdas = lambdas``: QVRF's explicit ladder),
+evaluated at every level; the others (``leaderboard.fixed_rate_entries``: the factorized prior and
+the serial context models, which have no levels) train one model per lambda as before.
+
+Resumable: every model trains in ``OUT/runs/<entry>/lmbda_<lambda>/`` (``variable/``); a model whose
 ``model.safetensors`` exists is finished and skipped, one with ``checkpoints/last.ckpt`` resumes
 from it (Lightning restores the time already spent, so the budget holds across interruptions);
 evaluated points are cached in ``OUT/eval_cache``.
@@ -90,8 +96,37 @@ def budget_config(budget: str, data_dir: Path, extra=()):
     return compose_run(budget, "hyperprior", 0.0067, Path("."), data_dir, extra)
 
 
-def run_dir(out: Path, entry: str, lmbda: float) -> Path:
-    return out / "runs" / entry / f"lmbda_{lmbda:g}"
+def seconds_of(duration: str) -> int:
+    """``DD:HH:MM:SS`` in seconds."""
+    days, hours, minutes, seconds = (int(v) for v in str(duration).split(":"))
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def duration_of(seconds: int) -> str:
+    """Seconds as Lightning's ``DD:HH:MM:SS``."""
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return f"{days:02d}:{hours:02d}:{minutes:02d}:{seconds:02d}"
+
+
+def entry_models(board, entry: str) -> list[dict]:
+    """The models an entry trains: ``{"name", "lmbda", "levels", "overrides"}`` each.
+
+    A variable-rate entry: one model (``variable``), its levels the budget's lambdas, trained for
+    the time of all of them; otherwise one model per lambda (``lmbda_<lambda>``), no levels."""
+    lambdas = [float(v) for v in board.lambdas]
+    if board.get("variable_rate") and entry not in board.fixed_rate_entries:
+        ladder = ",".join(f"{v:g}" for v in lambdas)
+        time = duration_of(seconds_of(board.time_per_model) * len(lambdas))
+        return [{"name": "variable", "lmbda": lambdas[-1], "levels": list(range(len(lambdas))),
+                 "overrides": [f"+codec.entropy.rate_levels={len(lambdas)}", f"+codec.entropy.lmbdas=[{ladder}]",
+                               f"trainer.max_time={time}"]}]
+    return [{"name": f"lmbda_{v:g}", "lmbda": v, "levels": None, "overrides": []} for v in lambdas]
+
+
+def run_dir(out: Path, entry: str, model: dict) -> Path:
+    return out / "runs" / entry / model["name"]
 
 
 def _steps(run: Path) -> int | None:
@@ -103,29 +138,31 @@ def _steps(run: Path) -> int | None:
     return max(steps) + 1 if steps else None
 
 
-def train_entry(budget: str, entry: str, lambdas, out: Path, data_dir: Path, extra=(), log=print) -> list[dict]:
-    """Train (or resume, or skip) the models of one entry; returns one record per lambda."""
+def train_entry(budget: str, entry: str, models: list[dict], out: Path, data_dir: Path, extra=(), log=print) -> list[dict]:
+    """Train (or resume, or skip) the models of one entry (:func:`entry_models`); returns one
+    record per model."""
     from codeclab.training.run import train
 
     records = []
-    for lmbda in lambdas:
-        run = run_dir(out, entry, lmbda)
+    for spec in models:
+        lmbda = spec["lmbda"]
+        run = run_dir(out, entry, spec)
         model = run / "model.safetensors"
         info_path = run / "train_info.json"
         if not model.is_file():
             last = run / "checkpoints" / "last.ckpt"
             resume = [f"ckpt_path={last}"] if last.is_file() else []
-            log(f"leaderboard: {entry} lambda={lmbda:g}: {'resuming' if resume else 'training'} -> {run}")
+            log(f"leaderboard: {entry} {spec['name']}: {'resuming' if resume else 'training'} -> {run}")
             run.mkdir(parents=True, exist_ok=True)
             previous = json.loads(info_path.read_text())["seconds"] if info_path.is_file() else 0.0
             info_path.write_text(json.dumps({"seconds": previous, "finished": False}))
-            cfg = compose_run(budget, entry, lmbda, run, data_dir, [*extra, *resume])
+            cfg = compose_run(budget, entry, lmbda, run, data_dir, [*spec["overrides"], *extra, *resume])
             start = time.perf_counter()
             train(cfg)
             seconds = previous + time.perf_counter() - start
             info_path.write_text(json.dumps({"seconds": seconds, "finished": True, "steps": _steps(run)}))
         info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-        records.append({"lmbda": lmbda, "model": str(model), "train_seconds": info.get("seconds"),
+        records.append({"lmbda": lmbda, "levels": spec["levels"], "model": str(model), "train_seconds": info.get("seconds"),
                         "steps": info.get("steps", _steps(run))})
     return records
 
@@ -154,16 +191,18 @@ def complexity(cfg) -> dict:
     }
 
 
-def evaluate_entry(entry: str, models: list[str], images, cache_dir: Path) -> dict:
-    """Kodak points of one entry's models through the project's evaluation code."""
+def evaluate_entry(entry: str, trained: list[dict], images, cache_dir: Path) -> dict:
+    """Kodak points of one entry's models (every level of a variable-rate one) through the
+    project's evaluation code; one rate point per lambda."""
     from codeclab.evaluation.runner import LearnedCurve, PointCache, evaluate
 
-    curve = LearnedCurve(entry, models)
+    levels = {t["model"]: t["levels"] for t in trained if t.get("levels")}
+    curve = LearnedCurve(entry, [t["model"] for t in trained], levels=levels)
     points = evaluate(images, learned=[curve], cache=PointCache(cache_dir), workers=1, y_psnr=False, progress=False)
     rates = []
-    for model in models:
-        mine = [p for p in points if p["setting"] == model]
-        rates.append({"model": model, "bpp": statistics.fmean(p["bpp"] for p in mine),
+    for setting in curve.settings():
+        mine = [p for p in points if p["setting"] == setting]
+        rates.append({"model": setting, "bpp": statistics.fmean(p["bpp"] for p in mine),
                       "psnr": statistics.fmean(p["psnr-rgb"] for p in mine)})
     return {"rates": rates,
             "encode_s": statistics.median(p["encoding_time"] for p in points),
@@ -223,13 +262,13 @@ def write_report(out: Path, summary: dict) -> None:
     lines = [f"# Entropy-model leaderboard ({summary['budget']} budget)", "",
              f"Command: `{summary['command']}`", "",
              f"One transform (cnn, N/M = {summary['N']}/{summary['M']}), lambdas {summary['lambdas']}, "
-             f"{summary['time_per_model']} of training per model; Kodak ({len(summary['images'])} images: "
+             f"{summary['time_per_model']} of training per lambda ({summary['rate_models']}); Kodak ({len(summary['images'])} images: "
              f"{', '.join(summary['images'])}); {summary['machine']}; {summary['threads']} thread(s).", "",
              f"BD-rate: RGB PSNR against `{summary['anchor']}` (negative: fewer bits). Times: median per image "
              f"over every rate point. kMAC/px: forward pass of a {KMAC_SIZE}x{KMAC_SIZE} image (MAC = FLOP/2).", "",
              "| entry | BD-rate cubic | BD-rate PCHIP | published vs mean-scale | published vs VTM | bpp (per lambda) "
              "| PSNR (per lambda) | encode s | decode s | params | entropy params | kMAC/px | entropy kMAC/px "
-             "| steps (per lambda) | train s |",
+             "| steps (per model) | train s |",
              "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
     for name, row in rows.items():
         ev, bd_row, pub = row.get("eval"), row.get("bd_rate") or {}, row.get("published") or {}
@@ -292,7 +331,10 @@ def main(argv=None) -> int:
     summary = {
         "budget": args.budget, "command": " ".join(["python3 benchmarks/leaderboard.py", *(argv or sys.argv[1:])]),
         "N": int(cfg.codec.transform.N), "M": int(cfg.codec.transform.M), "lambdas": lambdas,
-        "time_per_model": str(board.time_per_model), "anchor": anchor, "threads": torch.get_num_threads(),
+        "time_per_model": str(board.time_per_model), "anchor": anchor,
+        "rate_models": ("one variable-rate model per entry, one level per lambda, except "
+                        + ", ".join(board.fixed_rate_entries) + ": one model per lambda")
+        if board.get("variable_rate") else "one model per lambda", "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores", "entries": {}, "images": [],
     }
     published = published_gains(args.data)
@@ -305,15 +347,16 @@ def main(argv=None) -> int:
         summary["images"] = [i.name for i in images]
     for entry in entries:
         extra = [*(board.entry_overrides or {}).get(entry, []), *args.overrides]
+        models = entry_models(board, entry)
         if args.train:
-            train = train_entry(args.budget, entry, lambdas, out, args.data, extra)
+            train = train_entry(args.budget, entry, models, out, args.data, extra)
         else:
-            train = [{"lmbda": v, "model": str(run_dir(out, entry, v) / "model.safetensors")} for v in lambdas]
+            train = [{"lmbda": m["lmbda"], "levels": m["levels"], "model": str(run_dir(out, entry, m) / "model.safetensors")}
+                     for m in models]
         row = {"train": train, "overrides": extra, "published": published.get(entry),
                **complexity(compose_run(args.budget, entry, lambdas[0], out, args.data, extra))}
-        models = [t["model"] for t in train]
-        if args.eval and all(Path(m).is_file() for m in models):
-            row["eval"] = evaluate_entry(entry, models, images, out / "eval_cache")
+        if args.eval and all(Path(t["model"]).is_file() for t in train):
+            row["eval"] = evaluate_entry(entry, train, images, out / "eval_cache")
         (out / "entries").mkdir(exist_ok=True)
         (out / "entries" / f"{entry}.json").write_text(json.dumps(row, indent=2) + "\n")
         print(f"leaderboard: {entry} done", flush=True)

@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 
 from codeclab.coding import get_coder
+from codeclab.formats.model_file import load_model
 
 CODER = get_coder()
 
@@ -42,6 +43,13 @@ def test_the_budgets_share_one_transform_and_list_every_entropy_model():
         assert cfg.trainer.max_time == cfg.leaderboard.time_per_model and cfg.trainer.limit_val_batches == 0
         assert cfg.callbacks.checkpoint.train_time_interval is not None  # resumable by time
         assert not cfg.leaderboard.entry_overrides  # no entropy model needs its own width
+        assert cfg.leaderboard.variable_rate and set(cfg.leaderboard.fixed_rate_entries) == {"factorized", "autoregressive", "mixture"}
+    # A variable-rate entry trains one model for the time of all its lambdas, with them as its levels.
+    (model,) = leaderboard.entry_models(CPU.leaderboard, "elic")
+    assert model["levels"] == [0, 1, 2, 3] and "trainer.max_time=00:00:24:00" in model["overrides"]
+    assert "+codec.entropy.lmbdas=[0.0018,0.0035,0.0067,0.013]" in model["overrides"]
+    assert [m["name"] for m in leaderboard.entry_models(CPU.leaderboard, "factorized")] == [
+        "lmbda_0.0018", "lmbda_0.0035", "lmbda_0.0067", "lmbda_0.013"]
     assert (CPU.codec.transform.N, CPU.codec.transform.M) == (96, 160)
 
 
@@ -74,17 +82,26 @@ def test_the_leaderboard_runs_end_to_end_at_a_smoke_scale(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert json.loads((tmp_path / "smoke.json").read_text()) == report
     assert list(report["entries"]) == ["factorized", "hyperprior"] and report["lambdas"] == [0.002, 0.02]
+    # The factorized prior has no rate levels: one model per lambda; the hyperprior is one
+    # variable-rate model whose levels are the lambdas, for the time of both.
+    runs = {"factorized": ["lmbda_0.002", "lmbda_0.02"], "hyperprior": ["variable"]}
     for name, row in report["entries"].items():
-        assert [t["steps"] for t in row["train"]] == [2, 2]
+        assert [t["steps"] for t in row["train"]] == [2] * len(runs[name])
         assert len(row["eval"]["rates"]) == 2 and row["eval"]["encode_s"] > 0 and row["eval"]["decode_s"] > 0
         assert row["params"] > row["entropy_params"] > 0 and row["kmac_per_pixel"] > row["entropy_kmac_per_pixel"] > 0
         assert "cubic" in row["bd_rate"]  # no number from two points: a warning says why
-        assert (out / "runs" / name / "lmbda_0.002" / "model.safetensors").is_file()
+        for run in runs[name]:
+            assert (out / "runs" / name / run / "model.safetensors").is_file()
+    variable = report["entries"]["hyperprior"]
+    assert variable["train"][0]["levels"] == [0, 1]
+    assert [r["model"].rsplit("@", 1)[1] for r in variable["eval"]["rates"]] == ["0", "1"]
+    model = load_model(variable["train"][0]["model"])
+    assert model.rate_levels == 2 and model.entropy_model.gain_bank.lmbdas.tolist() == pytest.approx([0.002, 0.02])
     table = (out / "report.md").read_text()
     for column in ("BD-rate cubic", "encode s", "decode s", "params", "kMAC/px"):
         assert column in table
     # A rerun trains nothing: finished models are skipped (no new logger version), points come from the cache.
-    info = (out / "runs" / "hyperprior" / "lmbda_0.02" / "train_info.json").read_text()
+    info = (out / "runs" / "hyperprior" / "variable" / "train_info.json").read_text()
     assert leaderboard.main(args) == 0
-    assert (out / "runs" / "hyperprior" / "lmbda_0.02" / "train_info.json").read_text() == info
+    assert (out / "runs" / "hyperprior" / "variable" / "train_info.json").read_text() == info
     assert not list(out.glob("runs/*/*/csv/version_1"))
