@@ -26,6 +26,7 @@ from torch import nn
 
 from ..transforms.layers import conv, deconv
 from .base import ENTROPY_MODELS, checkerboard_masks
+from .integer import at_positions
 from .hyperprior import HyperpriorEntropyModel
 
 DEFAULT_GROUPS = (16, 16, 32, 64)  # + the rest of M
@@ -80,10 +81,10 @@ class ElicEntropyModel(HyperpriorEntropyModel):
         for k, y_k in enumerate(slices):
             features = hyper if k == 0 else torch.cat([self.channel_context[k](torch.cat(y_hats, 1)), hyper], 1)
             zeros = hyper.new_zeros(hyper.shape[0], 2 * self.groups[k], *hyper.shape[-2:])
-            scales, means = self.entropy_parameters[k](torch.cat([zeros, features], 1)).chunk(2, 1)
+            scales, means = at_positions(self.entropy_parameters[k], torch.cat([zeros, features], 1), anchor).chunk(2, 1)
             y_anchor, lik_anchor = step(y_k, scales, means, anchor)
             context = self.spatial_context[k](y_anchor)
-            scales, means = self.entropy_parameters[k](torch.cat([context, features], 1)).chunk(2, 1)
+            scales, means = at_positions(self.entropy_parameters[k], torch.cat([context, features], 1), non_anchor).chunk(2, 1)
             y_non_anchor, lik_non_anchor = step(y_k, scales, means, non_anchor)
             y_hats.append(torch.where(anchor, y_anchor, y_non_anchor))
             likelihoods.append(None if lik_anchor is None else torch.where(anchor, lik_anchor, lik_non_anchor))
