@@ -40,8 +40,10 @@ DEFAULTS: dict[str, list[tuple[int, str, object]]] = {
     "cheng2020-attn": [(5, "leaky_slope", 0.01), (5, "robust_tails", False)],
     # McQuic: the pre-April-2022 EMA and HEAD's reassignment
     "mcquic": [(5, "ema_rule", "counts"), (5, "reassign_rule", "head")],
-    # STEM: the noisy residual for the rate and the spatial prior
-    "stem": [(5, "residual_rate", "noise"), (5, "context_input", "noise")],
+    # STEM: the noisy residual for the rate and the spatial prior; P-frames rounded around their
+    # predicted means (every file written before residual_grid existed, format 8 included: the
+    # builder records every argument, so a file that has the key keeps its value)
+    "stem": [(5, "residual_rate", "noise"), (5, "context_input", "noise"), (8, "residual_grid", "mean")],
 }
 
 

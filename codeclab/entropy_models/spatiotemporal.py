@@ -33,17 +33,27 @@ residual is the likelihood of the rounded residual (``residual_rate="rounded"``:
 uniform noise (``r + U(-1/2, 1/2)``); STEM model files before format 6 (``models/stem.safetensors``)
 keep it. Neither changes what is coded.
 
+The quantisation grid (``residual_grid``): the official code rounds ``y`` itself, so every frame's
+latent stays on one integer grid whatever the predicted mean. Here the frozen mbt2018-mean's
+I-frames are on the grid ``mu_I + Z / g`` (mean-offset rounding), and a P-frame keeps its
+reference's grid (``"reference"``, the default): the residual is coded as
+``round(g r) - round(g mu)`` under the zero-mean table of ``g sigma``, so ``r_hat = round(g r) / g``
+and the mean moves only the probabilities, as in the official code. ``"mean"`` rounds around the
+predicted mean instead (``round(g (r - mu)) / g + mu``, the image codec's rule; model files
+written before the option existed): the rate-only training then also moves the reconstruction,
+and over a long chain of P-frames (intra period -1) their quality and rate drift.
+
 Deviations (named in the README): the official code models the integer residual with a Laplace
-``(mu, exp(s))``; here it is the project's Gaussian conditional with mean-offset rounding, the
-same coding as the image codec's I-frames (the frozen mbt2018-mean latents are not on an integer
-grid). The official ``z`` prior is a per-channel ``Laplace(mu, exp(sigma))`` with learned
-``mu, sigma``; here it is Ballé's factorized density (the project's ``EntropyBottleneck``), whose
-integer tables the coder already serves exactly on every machine; a per-channel Laplace would
-need its own table builder, and the shipped ``models/stem.safetensors`` was trained with the
-factorized prior. Input channels of the entropy parameters are ordered ``[hyper, temporal, spatial]``
-(``[spatial, temporal, hyper]`` in the official code), which only permutes a 1x1 layer's weights.
-With ``rate_levels`` (the frozen image codec is variable-rate), the level's gain scales what is
-coded exactly as for the image codec's I-frames (:mod:`.gain`).
+``(mu, exp(s))``; here it is the project's Gaussian conditional with a mean rounded to the grid
+(``residual_grid="reference"``; the fractional part of ``g mu`` is not used by the tables). The
+official ``z`` prior is a per-channel ``Laplace(mu, exp(sigma))`` with learned ``mu, sigma``; here
+it is Ballé's factorized density (the project's ``EntropyBottleneck``), whose integer tables the
+coder already serves exactly on every machine; a per-channel Laplace would need its own table
+builder, and the shipped ``models/stem.safetensors`` was trained with the factorized prior. Input
+channels of the entropy parameters are ordered ``[hyper, temporal, spatial]`` (``[spatial,
+temporal, hyper]`` in the official code), which only permutes a 1x1 layer's weights. With
+``rate_levels`` (the frozen image codec is variable-rate), the level's gain scales what is coded
+exactly as for the image codec's I-frames (:mod:`.gain`).
 
 ``arithmetic="integer"`` makes every network the decoder depends on (hyper-synthesis, temporal
 prior, spatial prior, entropy parameters) an integer network (:mod:`.integer`); the reference
@@ -68,6 +78,7 @@ from .latent_coding import decode_factorized, encode_factorized, quantize_factor
 LEAKY_SLOPE = 0.2
 SPATIAL_PRIORS = ("masked", "checkerboard", "none")
 TRAINING_INPUTS = ("rounded", "noise")
+RESIDUAL_GRIDS = ("reference", "mean")
 
 
 class RoundedRateStep(QuantizeStep):
@@ -77,6 +88,24 @@ class RoundedRateStep(QuantizeStep):
     def _group(self, y, scales, means):
         y_hat = LatentEntropyModel.round_ste(y, means)
         return y_hat, self.gaussian.likelihood(y_hat, scales, means)
+
+
+class ReferenceGridStep:
+    """Wraps a :class:`~.base.LatentStep` (inside the gain, so it sees ``g mu``): the means rounded
+    to integers (straight-through), so ``r_hat = round(g r) / g`` stays on the reference's grid."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, y, scales, means, mask=None):
+        return self.step(y, scales, means + (torch.round(means) - means).detach(), mask)
+
+
+def innermost_step(step):
+    """The :class:`~.base.LatentStep` inside gain and grid wrappers."""
+    while isinstance(step, (GainStep, ReferenceGridStep)):
+        step = step.step
+    return step
 
 
 def _leaky() -> nn.LeakyReLU:
@@ -149,9 +178,12 @@ class SpatiotemporalEntropyModel(HyperpriorEntropyModel):
     refinable = False  # P-frames code a residual against a reference: not refined (yet)
 
     def __init__(self, N: int, M: int, spatial: str = "masked", residual_rate: str = "rounded",
-                 context_input: str = "rounded", **options):
+                 context_input: str = "rounded", residual_grid: str = "reference", **options):
         if spatial not in SPATIAL_PRIORS:
             raise ValueError(f"spatial must be one of {', '.join(SPATIAL_PRIORS)}, got {spatial!r}")
+        if residual_grid not in RESIDUAL_GRIDS:
+            raise ValueError(f"residual_grid must be one of {', '.join(RESIDUAL_GRIDS)}, got {residual_grid!r}")
+        self.residual_grid = residual_grid
         for name, value in (("residual_rate", residual_rate), ("context_input", context_input)):
             if value not in TRAINING_INPUTS:
                 raise ValueError(f"{name} must be one of {', '.join(TRAINING_INPUTS)}, got {value!r}")
@@ -166,6 +198,17 @@ class SpatiotemporalEntropyModel(HyperpriorEntropyModel):
         in_channels = (6 if spatial != "none" else 4) * M
         self.entropy_parameters = stem_entropy_parameters(in_channels, M)
         self.integer_networks(self.temporal_prior, self.entropy_parameters, *([self.context] if spatial != "none" else []))
+
+    def _step(self, step, level):
+        """The level's gain around ``step`` and, on the reference grid, the rounding of the scaled
+        means between them."""
+        step = super()._step(step, level)
+        if self.residual_grid == "mean":
+            return step
+        if isinstance(step, GainStep):
+            step.step = ReferenceGridStep(step.step)
+            return step
+        return ReferenceGridStep(step)
 
     # Every method takes the reference; the image interface's forward(y) has no meaning here.
     def forward(self, y: Tensor, reference: Tensor, level=None) -> dict:
@@ -205,7 +248,7 @@ class SpatiotemporalEntropyModel(HyperpriorEntropyModel):
             return step(r, *self.entropy_parameters(features).chunk(2, 1))
         if self.spatial == "checkerboard":
             return code_checkerboard(r, features, step, self.entropy_parameters, self.context)
-        if isinstance(step.step if isinstance(step, GainStep) else step, QuantizeStep):
+        if isinstance(innermost_step(step), QuantizeStep):
             # Parallel pass (estimates only; coding is serial and exact): the context sees round(r),
             # as the official code, or r + noise in training (context_input="noise").
             noisy = self.training and self.context_input == "noise"

@@ -366,21 +366,29 @@ def test_stem_temporal_prior_changes_the_parameters_through_the_reference_alone(
 
 
 def test_stem_training_rate_and_context_see_the_rounded_residual():
-    """Official training: the rate of ``round(r - mu) + mu`` and a spatial prior over ``round(r)``;
-    ``"noise"`` (files before format 6) sees ``r + U(-1/2, 1/2)``."""
+    """Official training: the rate of the rounded residual and a spatial prior over ``round(r)``;
+    on the reference grid (the default) the residual is ``round(r)`` and its mean ``round(mu)``, rounded
+    around the means (``residual_grid="mean"``) ``round(r - mu) + mu``; ``"noise"`` (files before
+    format 6) sees ``r + U(-1/2, 1/2)``."""
     torch.manual_seed(0)
-    model = SpatiotemporalEntropyModel(8, 12, "masked").train()
-    rec = Recorder()
-    rec.watch("context", model.context)
-    rec.watch("ep", model.entropy_parameters)
     y, reference = 2 * torch.randn(1, 12, 8, 8), torch.randn(1, 12, 8, 8)
-    out = model(y, reference)
     r = y - reference
-    torch.testing.assert_close(rec.inputs("context")[0], torch.round(r), rtol=0, atol=0)
-    scales, means = rec.output("ep").chunk(2, 1)
-    rounded = torch.round(r - means) + means
-    expected = model.gaussian_conditional.likelihood(rounded, scales, means)
-    torch.testing.assert_close(out["likelihoods"]["y"].detach(), expected)  # the rounded residual's rate, no noise
+    model = SpatiotemporalEntropyModel(8, 12, "masked").train()
+    for grid in ("reference", "mean"):
+        graded = SpatiotemporalEntropyModel(8, 12, "masked", residual_grid=grid).train()
+        graded.load_state_dict(model.state_dict())
+        rec = Recorder()
+        rec.watch("context", graded.context)
+        rec.watch("ep", graded.entropy_parameters)
+        out = graded(y, reference)
+        torch.testing.assert_close(rec.inputs("context")[0], torch.round(r), rtol=0, atol=0)
+        scales, means = rec.output("ep").chunk(2, 1)
+        if grid == "reference":
+            rounded, means = torch.round(r), torch.round(means)
+        else:
+            rounded = torch.round(r - means) + means
+        expected = graded.gaussian_conditional.likelihood(rounded, scales, means)
+        torch.testing.assert_close(out["likelihoods"]["y"].detach(), expected)  # the rounded residual's rate, no noise
     noisy = SpatiotemporalEntropyModel(8, 12, "masked", residual_rate="noise", context_input="noise").train()
     noisy.load_state_dict(model.state_dict())
     rec = Recorder()

@@ -95,6 +95,32 @@ def test_decoder_reproduces_the_encoder_exactly(spatial, arithmetic):
         assert (y_hat - y).abs().max() <= 0.5 / gain + 1e-4
 
 
+@pytest.mark.parametrize("spatial", ["masked", "checkerboard"])
+def test_p_frames_stay_on_the_reference_grid_and_the_mean_moves_only_the_rate(spatial):
+    torch.manual_seed(0)
+    coder = get_coder()
+    reference = torch.randn(1, M, 8, 12) * 4
+    y = reference + torch.randn(1, M, 8, 12)
+    models = {grid: SpatiotemporalEntropyModel(N, M, spatial, rate_levels=4, scale_table_levels=256, residual_grid=grid).eval()
+              for grid in ("reference", "mean")}
+    models["mean"].load_state_dict(models["reference"].state_dict())
+    for model in models.values():
+        model.gaussian_conditional.update_tables()
+        model.entropy_bottleneck.update_tables()
+    with torch.no_grad():
+        for level in (0, 3):
+            gain = models["reference"].gain_bank.coding_gain(level)
+            streams, y_hat = models["reference"].compress(y, reference, coder, level)
+            assert torch.equal(models["reference"].decompress(streams, reference, coder, level), y_hat)
+            # r_hat = round(g r) / g: the grid of the reference, whatever the predicted means
+            # (up to the float rounding of y_hat = r_hat + reference).
+            assert torch.allclose(y_hat - reference, torch.round(gain * (y - reference)) / gain, rtol=0, atol=1e-5)
+            # Rounded around the means instead, the reconstruction depends on them.
+            assert not torch.equal(models["mean"].quantize(y, reference, level), y_hat)
+    with pytest.raises(ValueError, match="residual_grid must be one of reference, mean"):
+        SpatiotemporalEntropyModel(N, M, residual_grid="integer")
+
+
 def test_integer_arithmetic_makes_every_decoder_network_integer():
     model = SpatiotemporalEntropyModel(N, M, "masked", arithmetic="integer")
     assert model.portable

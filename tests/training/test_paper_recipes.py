@@ -111,7 +111,7 @@ def test_qvrf_stage_one_trains_level_zero_at_the_largest_lambda():
 
 def test_files_before_format_6_keep_their_training_details():
     olds = {
-        "stem": {"N": 128, "M": 192, "spatial": "checkerboard"},
+        "stem": {"N": 128, "M": 192, "spatial": "checkerboard", "residual_grid": "mean"},
         "mcquic": {"channels": 128, "m": 2, "k": [8192], "ema": 0.9},
     }
     expected = {"stem": {"residual_rate": "noise", "context_input": "noise"},
@@ -124,6 +124,10 @@ def test_files_before_format_6_keep_their_training_details():
     config = {"N": 192, "components": 3, "mixture_layout": "official"}
     assert migrate_config("cheng2020-anchor", 5, config) == {"N": 192, "components": 3, "leaky_slope": 0.01,
                                                              "robust_tails": False, "entropy": "autoregressive"}
-    # The shipped STEM model (format 3) keeps the noisy training it had.
+    # The shipped STEM model keeps the noisy training it had (format 3); re-exported (format 8),
+    # it codes P-frames on the reference grid. Files from before residual_grid round around the mean.
     model = load_model(ROOT / "models" / "stem.safetensors").temporal_model
-    assert (model.residual_rate, model.context_input) == ("noise", "noise")
+    assert (model.residual_rate, model.context_input, model.residual_grid) == ("noise", "noise", "reference")
+    for version in (3, 8):
+        assert migrate_config("stem", version, {"N": 8})["residual_grid"] == "mean"
+    assert migrate_config("stem", 8, {"residual_grid": "reference"})["residual_grid"] == "reference"
