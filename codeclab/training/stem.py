@@ -11,10 +11,10 @@ P-frame coded at that level. Validation logs the P-frame bpp next to the I-frame
 frames (``val/p_over_i``: the fraction of the all-intra rate a P-frame costs).
 
 Long GOPs (``data.chain`` K > 1, a named deviation): the official code only ever shows a P-frame
-an I-frame reference, so with intra period -1 the later P-frames see references whose
-statistics training never saw (here a P-frame is quantised around its own predicted means). A
-chain sample codes K consecutive P-frames, each from the previous one's reconstruction, and the
-loss is their mean rate.
+an I-frame reference; a chain sample codes K consecutive P-frames, each from the previous one's
+reconstruction, as intra period -1 does, and the loss is their mean rate. (What made long GOPs
+lose their saving was the quantisation grid, fixed by ``residual_grid="reference"``; chains of 4
+moved the shipped model's chain validation little: reports/training/stem.)
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ def quantize_reference(codec: VideoCodec, y: torch.Tensor, mu: torch.Tensor, lev
         return torch.round(y - mu) + mu
     gain = codec.entropy_model.gain_bank.gain(level)
     return torch.round(gain * (y - mu)) / gain + mu
+
+
+def chain_frames(batch: dict) -> torch.Tensor:
+    """The P-frames of a batch as ``[B, K, M, h, w]`` (``K = 1`` for pairs)."""
+    return batch["y"] if batch["y"].ndim == 5 else batch["y"][:, None]
 
 
 class StemModule(CodecModule):
@@ -82,7 +87,7 @@ class StemModule(CodecModule):
         P-frame's reconstruction, as coding with a long intra period does. The reconstruction is
         detached: each frame learns to code from such references, not to make them."""
         reference = quantize_reference(self.codec, batch["y_ref"], batch["mu_ref"], level)
-        frames = batch["y"] if batch["y"].ndim == 5 else batch["y"][:, None]
+        frames = chain_frames(batch)
         bpps = []
         for k in range(frames.shape[1]):
             out = self.codec.temporal_model(frames[:, k], reference, level)
@@ -103,9 +108,9 @@ class StemModule(CodecModule):
         for suffix, level in validation_levels(self.codec).items():
             per_sample = self._levels(batch["y"].shape[0], level)
             p_bpp = self.p_frame_bpp(batch, per_sample).mean()
-            frames = batch["y"].flatten(0, 1) if batch["y"].ndim == 5 else batch["y"]
-            repeats = frames.shape[0] // batch["y"].shape[0]
-            intra = self.codec.entropy_model(frames, None if per_sample is None else per_sample.repeat_interleave(repeats))
+            chain = chain_frames(batch)
+            frames = chain.flatten(0, 1)
+            intra = self.codec.entropy_model(frames, None if per_sample is None else per_sample.repeat_interleave(chain.shape[1]))
             i_bpp = estimated_bpp(intra["likelihoods"], frames, self.frame_pixels(batch)).mean()
             self.log_dict({f"val/bpp{suffix}": p_bpp, f"val/intra_bpp{suffix}": i_bpp, f"val/p_over_i{suffix}": p_bpp / i_bpp},
                           prog_bar=not suffix, on_epoch=True, batch_size=batch["y"].shape[0])
