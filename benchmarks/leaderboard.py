@@ -32,6 +32,7 @@ Usage::
     python3 benchmarks/leaderboard.py --budget gpu --no-eval --out $OUT/leaderboard      # train on a GPU
     python3 benchmarks/leaderboard.py --budget gpu --no-train --out DIR                  # evaluate here
     python3 benchmarks/leaderboard.py --budget smoke --entries hyperprior,checkerboard --out /tmp/lb
+    python3 benchmarks/leaderboard.py --budget cpu --images 8 --out reports/leaderboard/cpu --report-only
     python3 benchmarks/leaderboard.py --smoke --json   # seconds: 2 entries, N/M = 16/40, 2 steps, one 64x64 image
 """
 
@@ -300,6 +301,9 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=None, help="Kodak images (default: the budget's; all 24 if null)")
     parser.add_argument("--no-train", dest="train", action="store_false", help="evaluate finished models only")
     parser.add_argument("--no-eval", dest="eval", action="store_false", help="train only")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rebuild report.md and report.json from OUT/entries/ (runs split over sessions); trains, "
+                             "evaluates and rewrites no entry")
     parser.add_argument("overrides", nargs="*", help="train.py overrides for every model (e.g. data.batch_size=4)")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -325,7 +329,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cfg = budget_config(args.budget, args.data, args.overrides)
     board = cfg.leaderboard
-    entries = args.entries.split(",") if args.entries else list(board.entries)
+    entries = [] if args.report_only else args.entries.split(",") if args.entries else list(board.entries)
     lambdas = [float(v) for v in board.lambdas]
     anchor = board.anchor
     summary = {

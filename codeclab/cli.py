@@ -53,10 +53,8 @@ def _read_file(path: Path) -> bytes:
     return check_input(path).read_bytes()
 
 
-def _model_search_dirs(args, bitstream_path: Path) -> list[Path]:
-    dirs = [Path(d) for d in args.models_dir or []]
-    dirs += [Path(d) for d in os.environ.get("CODECLAB_MODELS", "").split(os.pathsep) if d]
-    return dirs + [bitstream_path.parent, Path("models"), Path("models/zoo")]
+def _models_dirs(args) -> list[Path]:
+    return [Path(d) for d in args.models_dir or []]
 
 
 def _rate_level(codec, args) -> int | None:
@@ -91,7 +89,7 @@ def cmd_encode(args) -> None:
 
     _check_output(args.output, args.image, args.model)
     image = read_image(args.image)
-    codec, coder = load_model(args.model), get_coder(args.coder)
+    codec, coder = load_model(args.model, _models_dirs(args)), get_coder(args.coder)
     start = time.perf_counter()
     if args.target_bpp is not None:
         if args.refine:
@@ -133,7 +131,7 @@ def _encode_video(args) -> None:
         return _encode_implicit(args, clip)
     if args.time_budget is not None:
         raise CodecLabError("--time-budget is for fitted (NIRVANA) encoders; a model file codes at its own speed")
-    codec = load_model(args.model)
+    codec = load_model(args.model, _models_dirs(args))
     intra_period = args.intra_period if args.intra_period is not None else default_intra_period(codec)
     level = _rate_level(codec, args)
     start = time.perf_counter()
@@ -189,12 +187,12 @@ def _decode_implicit(args, data: bytes) -> None:
 
 
 def _load_model_for(args, model_hash: bytes):
-    from .formats.model_file import find_model, load_model
+    from .formats.model_file import find_model, load_model, model_search_dirs
 
-    model_path = args.model or find_model(model_hash, _model_search_dirs(args, args.file))
+    model_path = args.model or find_model(model_hash, model_search_dirs(_models_dirs(args), args.file))
     if model_path is None:
         raise CodecLabError(f"no model with hash {model_hash.hex()} found; pass it with -m MODEL or --models-dir DIR")
-    return load_model(model_path)
+    return load_model(model_path, _models_dirs(args))
 
 
 def _decode_video(args, data: bytes) -> None:
@@ -280,9 +278,10 @@ def cmd_export(args) -> None:
         print(f"{args.output}: {names} ({codec.codec_id}, float32, dynamic batch/height/width; quantisation, gains "
               "and entropy coding stay in CodecLab)")
         return
-    codec = export_model(codec, args.output, args.weights_dtype, args.arithmetic)
+    codec = export_model(codec, args.output, args.weights_dtype, args.arithmetic, args.base_model)
     portable = "portable" if codec.entropy_model.portable else "NOT portable (decodes only under the float configuration that wrote it)"
-    print(f"{args.output}: {codec.codec_id} {json.dumps(codec.config)}, model {codec.model_sha256[:16]}, {portable}")
+    based = f", base model {args.base_model}" if args.base_model else ""
+    print(f"{args.output}: {codec.codec_id} {json.dumps(codec.config)}, model {codec.model_sha256[:16]}{based}, {portable}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("-m", "--model", type=Path, required=True,
                         help="model file (.safetensors), or for video a NIRVANA config (configs/implicit/nirvana.yaml: fitted to the clip)")
     encode.add_argument("-o", "--output", type=Path, required=True)
+    encode.add_argument("--models-dir", action="append",
+                        help="folder searched for the model's base model (repeatable; also $CODECLAB_MODELS)")
     rate = encode.add_mutually_exclusive_group()
     rate.add_argument("--quality", type=float, default=None,
                       help="variable-rate models: 0 (lowest rate) to 1 (highest); the nearest level is used "
@@ -337,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="video: decode only the first N frames, or frames START to STOP - 1 (numbered from 0; "
                              "decoding starts at the I-frame at or before START)")
     decode.add_argument("-m", "--model", type=Path, default=None, help="model file; default: found by the file's model hash")
-    decode.add_argument("--models-dir", action="append", help="folder searched for the model (repeatable; also $CODECLAB_MODELS)")
+    decode.add_argument("--models-dir", action="append", help="folder searched for the model and its base model (repeatable; also $CODECLAB_MODELS)")
     decode.add_argument("--threads", type=int, default=1, help="tiles decoded at once")
     decode.add_argument("--postfilter", type=Path, default=None, metavar="FILE",
                         help="an image post-filter file (e.g. RBQE: python train.py experiment=rbqe) applied to the decoded image")
@@ -361,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(bmshj2018-factorized, bmshj2018-hyperprior, mbt2018-mean)")
     export.add_argument("--weights-dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                         help="storage of the parameters (half types halve the file; the model computes with the rounded values)")
+    export.add_argument("--base-model", type=Path, default=None,
+                        help="a model file holding part of this one (a video codec's image codec): its tensors are left out "
+                             "and the file names it by hash (found beside the file, in its zoo/ or with --models-dir)")
     export.set_defaults(func=cmd_export)
 
     from .evaluation.bd_rate_cli import add_parser as add_bd_rate

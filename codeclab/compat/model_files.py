@@ -5,7 +5,8 @@ existed, so the value the builder had then); :data:`FIRST_VERSIONS` maps a part 
 its paper's code to its compat class, and :data:`ARCHITECTURES` says where each codec's config
 holds parts (flat arguments or nested ``entropy``/``transform`` specs). Format 8 changed only
 the model hash (:func:`codeclab.formats.model_header.model_sha256`), no tensor or config, so it
-has no entry here.
+has no entry here; nor has format 9, which only added the optional ``base_model`` (a file without
+it holds every tensor, as before).
 """
 
 from __future__ import annotations

@@ -21,6 +21,11 @@ whose string metadata holds:
   model, ``--arithmetic float``), whose files decode only under the configuration that wrote them
 * ``lmbda`` (fixed-rate models trained for MSE by ``train.py``, or exported from its checkpoints):
   the training lambda, which ``--refine`` optimises for when given none; absent in older files
+* ``base_model`` (format 9, optional): the model hash of another model file that holds the
+  tensors this model shares with it (a video codec's frozen image codec), which this file does
+  not store. Loading finds the base as ``decode`` finds models (:func:`model_search_dirs`), loads
+  and checks it as a model of its own, and refuses a file whose tensors would change it; the
+  model hash covers the base's, so a bitstream names both files
 
 The weight of each integer convolution is stored as what the decoder computes with: ``int16``
 integers under its name and the ``int8`` shift of each output channel under ``<name>_shift``
@@ -30,7 +35,8 @@ Before any codec is constructed, the config and the tensors' names, shapes and d
 from the header) are checked against the codec built on the ``meta`` device
 (:mod:`.model_checks`); once loaded, the stored CDF tables are validated.
 
-Versions: ``"8"`` (written now): the model hash covers the config and tables, not the weights
+Versions: ``"9"`` (written now): a file may name a ``base_model``; the tensors are as in
+``"8"``. ``"8"``: the model hash covers the config and tables, not the weights
 alone; the tensors are as in ``"7"``. ``"7"``: the live classes lost their switches back to CodecLab's first
 architectures, which became classes of :mod:`codeclab.compat` (registered names such as
 ``acgc_v1``, ``swinv2_v1``). ``"6"``: training and entropy-parameter details of cheng2020, McQuic and
@@ -48,6 +54,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -63,7 +70,7 @@ from ..compat import migrate_config, migrate_tensors
 from ..errors import CodecLabError
 from ..files import write_atomically
 from .model_checks import check_tables, check_tensors, planned_codec, tensor_specs
-from .model_header import FORMAT, FORMAT_VERSION, ModelHeader, model_sha256, read_header
+from .model_header import BASE_MODEL, FORMAT, FORMAT_VERSION, ModelHeader, model_sha256, read_header
 
 def weights_sha256(codec_or_state: Codec | dict) -> str:
     """SHA-256 over every tensor of a state_dict (or a codec's), in name order (names, dtypes,
@@ -92,9 +99,14 @@ def portable_codec(codec: Codec) -> Codec:
         return codec
 
 
-def export_model(codec: Codec, path: str | Path, weights_dtype: str = "float32", arithmetic: str = "integer") -> Codec:
+def export_model(codec: Codec, path: str | Path, weights_dtype: str = "float32", arithmetic: str = "integer",
+                 base_model: str | Path | None = None) -> Codec:
     """Write ``codec`` with freshly built entropy tables to ``path``; returns the codec written
     (its ``model_sha256`` set), which computes exactly what the file will.
+
+    ``base_model``: a model file holding part of ``codec`` (the frozen image codec of a video
+    codec): every tensor it has is left out of the file, which names it by hash instead
+    (``base_model`` metadata); a tensor whose exported value differs from the base's is refused.
 
     ``arithmetic="integer"`` (default) converts float entropy-parameter networks to integer ones
     (:func:`portable_codec`; a post-training conversion, which a short quantisation-aware
@@ -127,6 +139,9 @@ def export_model(codec: Codec, path: str | Path, weights_dtype: str = "float32",
         w_int, shift = layer.integer_weight()
         tensors[f"{name}.weight"] = w_int.to(torch.int16).contiguous()
         tensors[f"{name}.weight_shift"] = shift.to(torch.int8).contiguous()
+    base_metadata = None
+    if base_model is not None:
+        base_metadata, tensors = _without_base(codec, tensors, base_model)
     digest = weights_sha256(tensors)
     metadata = {
         "format": FORMAT,
@@ -140,9 +155,40 @@ def export_model(codec: Codec, path: str | Path, weights_dtype: str = "float32",
     }
     if codec.training_lmbda is not None and not codec.rate_levels:  # a variable-rate model's levels carry theirs
         metadata["lmbda"] = repr(codec.training_lmbda)
+    if base_metadata is not None:
+        metadata[BASE_MODEL] = model_sha256(base_metadata)
     write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     codec.model_sha256 = model_sha256(metadata)
     return codec
+
+
+def _without_base(codec: Codec, tensors: dict, base_model: str | Path) -> tuple[dict, dict]:
+    """The base model's metadata, and ``tensors`` less every tensor the base model stores: each
+    weight checked to hold the base's value, and the base's stored entropy tables loaded into
+    ``codec`` (tables rebuilt from floats may differ between machines; decoding uses the stored ones)."""
+    header = read_model_header(base_model)
+    if BASE_MODEL in header.metadata:
+        raise CodecLabError(f"base model {base_model} has a base model itself; name a self-contained model")
+    base = _read_tensors(base_model, header)
+    tables = codec.table_buffer_names()
+    for name, stored in base.items():
+        mine = tensors.get(name)
+        if name not in tables and (mine is None or mine.shape != stored.shape or not torch.equal(mine.double(), stored.double())):
+            raise CodecLabError(f"the model's tensor {name} differs from base model {base_model}'s; export it without a base")
+    codec.load_state_dict({name: base[name] for name in tables if name in base}, strict=False)
+    return header.metadata, {name: t for name, t in tensors.items() if name not in base}
+
+
+def _read_tensors(path: str | Path, header: ModelHeader) -> dict:
+    """Every tensor of a model file under the current names, its weights hash checked."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            state = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CodecLabError(f"model file {path} is corrupt: {_first_line(err)}") from None
+    if weights_sha256(state) != header.metadata.get("weights_sha256"):
+        raise CodecLabError(f"model file {path} is corrupt: weights hash mismatch")
+    return migrate_tensors(header.metadata["codec"], int(header.metadata["format_version"]), state)
 
 
 def load_checkpoint(path: str | Path) -> Codec:
@@ -268,32 +314,53 @@ def read_metadata(path: str | Path) -> dict:
     return read_model_header(path).metadata
 
 
-def load_model(path: str | Path) -> Codec:
+def model_search_dirs(extra: list[Path] | None = None, near: Path | None = None) -> list[Path]:
+    """Where a model named by hash is looked for, in order: ``extra`` (``--models-dir``), the folders
+    of ``$CODECLAB_MODELS``, the folder of the file that names it (``near``: a bitstream, or a model
+    with a base) and its ``zoo/``, then ``models/`` and ``models/zoo/`` under the working folder."""
+    dirs = list(extra or []) + [Path(d) for d in os.environ.get("CODECLAB_MODELS", "").split(os.pathsep) if d]
+    if near is not None:
+        dirs += [near.parent, near.parent / "zoo"]
+    return dirs + [Path("models"), Path("models/zoo")]
+
+
+def load_model(path: str | Path, search_dirs: list[Path] | None = None) -> Codec:
     """Load a model file for coding (eval mode, tables verified); raises :class:`CodecLabError`.
 
-    The config and the tensors the header declares are checked (:mod:`.model_checks`) before
-    any tensor is read or any codec built."""
+    The config and the tensors the header declares (with its base model's, if it names one) are
+    checked (:mod:`.model_checks`) before any tensor is read or any codec built. ``search_dirs``:
+    folders searched first for a base model (:func:`model_search_dirs`)."""
     header = read_model_header(path)
     metadata, codec_id, version = header.metadata, header.metadata["codec"], int(header.metadata["format_version"])
+    base_path, base_specs = None, {}
+    if BASE_MODEL in metadata:
+        base_path = _find_base(path, metadata[BASE_MODEL], search_dirs)
+        base_header = read_model_header(base_path)
+        if BASE_MODEL in base_header.metadata:
+            raise CodecLabError(f"model file {path} is refused: its base model {base_path} has a base model itself")
+        base_specs = migrate_tensors(base_header.metadata["codec"], int(base_header.metadata["format_version"]),
+                                     base_header.specs)
     try:
         config = migrate_config(codec_id, version, json.loads(metadata["config"]))
-        check_tensors(planned_codec(codec_id, config), migrate_tensors(codec_id, version, header.specs))
+        specs = migrate_tensors(codec_id, version, header.specs)
+        repeated = sorted(set(specs) & set(base_specs))
+        if repeated:
+            raise ValueError(f"tensor {repeated[0]} is in its base model too")
+        check_tensors(planned_codec(codec_id, config), {**base_specs, **specs})
         lmbda = float(metadata["lmbda"]) if "lmbda" in metadata else None
     except (KeyError, TypeError, ValueError, AttributeError) as err:  # JSON too
         raise CodecLabError(f"model file {path} is refused: {_first_line(err)}") from None
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            state = {name: handle.get_tensor(name) for name in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CodecLabError(f"model file {path} is corrupt: {_first_line(err)}") from None
-    if weights_sha256(state) != metadata.get("weights_sha256"):
-        raise CodecLabError(f"model file {path} is corrupt: weights hash mismatch")
-    state = migrate_tensors(codec_id, version, state)
+    state = _read_tensors(path, header)
+    base = {} if base_path is None else load_model(base_path).state_dict()
     try:
         codec = build_codec(codec_id, config)
-        codec.load_state_dict(_float_weights(codec, state))
+        codec.load_state_dict({**base, **_float_weights(codec, state)})
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CodecLabError(f"model file {path} does not match codec {codec_id!r}: {_first_line(err)}") from None
+    loaded = codec.state_dict()
+    changed = next((name for name, tensor in base.items() if not torch.equal(loaded[name], tensor)), None)
+    if changed:  # a tensor shared with the base (the same module under two names) was overwritten
+        raise CodecLabError(f"model file {path} is refused: it changes its base model's tensor {changed}")
     codec.training_lmbda = lmbda
     if codec.tables_fingerprint() != metadata.get("tables_fingerprint"):
         raise CodecLabError(f"model file {path} has stale entropy tables; re-export it with 'codeclab export'")
@@ -308,6 +375,20 @@ def load_model(path: str | Path) -> Codec:
     except ValueError as err:
         raise CodecLabError(str(err)) from None
     return codec.eval()
+
+
+def _find_base(path: str | Path, base_hash: str, search_dirs: list[Path] | None) -> Path:
+    try:
+        wanted = bytes.fromhex(base_hash)
+    except (TypeError, ValueError):
+        wanted = b""
+    if len(wanted) != 32:
+        raise CodecLabError(f"model file {path} is refused: its base model hash is not 64 hex digits")
+    found = find_model(wanted, model_search_dirs(search_dirs, Path(path)))
+    if found is None:
+        raise CodecLabError(f"model file {path} needs its base model {base_hash[:16]}, not found beside it, in its zoo/, "
+                            f"$CODECLAB_MODELS or models/; pass its folder with --models-dir")
+    return found
 
 
 def _float_weights(codec: Codec, state: dict) -> dict:

@@ -20,10 +20,13 @@ from ..files import check_input
 from .container import MODEL_HASH_BYTES
 
 FORMAT = "codeclab-model"
-FORMAT_VERSION = "8"
-READABLE_VERSIONS = ("1", "2", "3", "4", "5", "6", "7", "8")
+FORMAT_VERSION = "9"
+READABLE_VERSIONS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
 # The first format whose model hash covers the codec, config and tables, not the weights alone.
 MODEL_HASH_COVERS_CONFIG = 8
+# Metadata key (format 9) naming, by its model hash, the model file that holds the tensors a
+# model shares with it (a video codec's image codec), which the file itself does not store.
+BASE_MODEL = "base_model"
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 
 
@@ -51,6 +54,8 @@ class ModelHeader:
             "weights_dtype": meta.get("weights_dtype", "float32"), "portable": meta.get("portable") == "true",
             "tensors": self.tensors, "tensor_bytes": self.tensor_bytes,
         }
+        if BASE_MODEL in meta:
+            info["base_model"] = meta[BASE_MODEL]
         levels = config_rate_levels(config)
         if levels:
             info.update(rate_levels=levels, default_rate=f"--quality {DEFAULT_QUALITY} (level {quality_to_level(levels, DEFAULT_QUALITY)})")
@@ -62,11 +67,14 @@ class ModelHeader:
 def model_sha256(metadata: dict[str, str]) -> str:
     """The hash that names a model, whose first bytes each bitstream carries and ``--models-dir``
     searches by: from format 8, SHA-256 over the codec, config, tables fingerprint and weights hash
-    as stored (a file with the same weights and another config is another model); older files
-    keep their weights hash, the name their bitstreams already carry."""
+    as stored (a file with the same weights and another config is another model), and, for a file
+    with a base model (format 9), the base model's hash, so the name covers the tensors read from
+    both files; older files keep their weights hash, the name their bitstreams already carry."""
     if int(metadata["format_version"]) < MODEL_HASH_COVERS_CONFIG:
         return metadata.get("weights_sha256", "")
     fields = [metadata.get(key, "") for key in ("codec", "config", "tables_fingerprint", "weights_sha256")]
+    if BASE_MODEL in metadata:
+        fields.append(metadata[BASE_MODEL])
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
 

@@ -23,6 +23,9 @@ class CodecModule(pl.LightningModule):
     def __init__(self, codec: Codec, **hparams):
         super().__init__()
         self.codec = codec
+        # A model file holding the part of ``codec`` this module keeps frozen, which the exported
+        # file names instead of storing (format 9's base model); None: the file holds everything.
+        self.base_model = None
         self.save_hyperparameters({"codec_id": codec.codec_id, "codec_config": dict(codec.config), **hparams})
 
     def forward(self, x, *args):
@@ -37,4 +40,4 @@ class CodecModule(pl.LightningModule):
     def export(self, path, weights_dtype: str = "float32") -> None:
         """The model file of the trained codec, with its training lambda (for ``--refine``)."""
         self.codec.training_lmbda = training_lmbda(self.hparams)
-        export_model(self.codec.cpu(), path, weights_dtype)
+        export_model(self.codec.cpu(), path, weights_dtype, base_model=self.base_model)

@@ -10,6 +10,10 @@ Variable-rate image codecs: every sample draws a rate level; the reference is qu
 P-frame coded at that level. Validation logs the P-frame bpp next to the I-frame bpp of the same
 frames (``val/p_over_i``: the fraction of the all-intra rate a P-frame costs).
 
+The exported file stores the spatiotemporal model and names the frozen image codec's model
+file by hash (``image_model``: the file's base model, so ``models/`` holds one copy of the image
+codec); an older video model that holds its own copy of the image codec is exported whole.
+
 Long GOPs (``data.chain`` K > 1, a named deviation): the official code only ever shows a P-frame
 an I-frame reference; a chain sample codes K consecutive P-frames, each from the previous one's
 reconstruction, as intra period -1 does, and the loss is their mean rate. (What made long GOPs
@@ -20,10 +24,13 @@ moved the shipped model's chain validation little: reports/training/stem.)
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from ..codecs.stem import VideoCodec
+from ..formats.model_file import find_model, model_search_dirs, read_metadata
+from ..formats.model_header import BASE_MODEL
 from .codec_module import CodecModule
 from .rate_distortion import clip_main_gradients, estimated_bpp, validation_levels
 
@@ -34,6 +41,15 @@ def quantize_reference(codec: VideoCodec, y: torch.Tensor, mu: torch.Tensor, lev
         return torch.round(y - mu) + mu
     gain = codec.entropy_model.gain_bank.gain(level)
     return torch.round(gain * (y - mu)) / gain + mu
+
+
+def image_codec_file(path: Path) -> Path | None:
+    """The model file holding the image codec of ``path``: ``path`` itself (an image codec), the
+    base model of a video model that names one, or None (an older video model with its own copy)."""
+    metadata = read_metadata(path)
+    if BASE_MODEL in metadata:
+        return find_model(bytes.fromhex(metadata[BASE_MODEL]), model_search_dirs(near=path))
+    return None if metadata["codec"] == "stem" else path
 
 
 def chain_frames(batch: dict) -> torch.Tensor:
@@ -49,10 +65,12 @@ class StemModule(CodecModule):
         optimizer: ``params -> Optimizer`` (a Hydra partial); ``lr_scheduler``: optional
             ``optimizer -> LRScheduler``, stepped every step; ``grad_clip``: max gradient norm.
         aux_lr: learning rate of the P-frame ``z`` density's quantiles.
+        image_model: the model file of the frozen image codec (``data.image_model``), named by the
+            exported file as its base model (:func:`image_codec_file`).
     """
 
     def __init__(self, codec: VideoCodec, optimizer: Callable | None = None, lr_scheduler: Callable | None = None,
-                 grad_clip: float = 5.0, aux_lr: float = 1e-3):
+                 grad_clip: float = 5.0, aux_lr: float = 1e-3, image_model: str | None = None):
         if not isinstance(codec, VideoCodec):
             raise ValueError(f"STEM training needs a video codec (codec=stem), got {codec.codec_id!r}")
         super().__init__(codec)
@@ -61,6 +79,7 @@ class StemModule(CodecModule):
             parameter.requires_grad_(name.startswith("temporal_model.") and id(parameter) not in shared)
         self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-4))
         self.scheduler_factory, self.grad_clip, self.aux_lr = lr_scheduler, grad_clip, aux_lr
+        self.base_model = image_codec_file(Path(image_model)) if image_model else None
 
     def train(self, mode: bool = True):
         super().train(mode)

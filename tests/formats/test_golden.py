@@ -82,7 +82,10 @@ def test_golden_file_decodes_to_the_same_pixels_and_reencodes_to_the_same_stream
     reencoded = encode_image(model, _image(), **encode)
     header, streams = container.unpack(reencoded)
     assert header.version == container.FORMAT_VERSION and header.latent_check is not None
-    assert container.pack(replace(header, latent_check=None), streams) == data
+    if data[4] == container.FORMAT_VERSION:  # a golden file of today's container (a later model format)
+        assert reencoded == data
+    else:
+        assert container.pack(replace(header, latent_check=None), streams) == data
     decode_image_y(reencoded, codec)
 
 
@@ -129,6 +132,7 @@ def test_every_older_model_format_and_container_version_has_a_golden_file():
     versions = {read_metadata(GOLDEN / record["model"])["format_version"] for record in MANIFEST.values()}
     assert versions == set(READABLE_VERSIONS) - {FORMAT_VERSION}
     containers = {(GOLDEN / name).read_bytes()[4] for name in MANIFEST}
-    assert containers == set(container.READABLE_VERSIONS) - {container.FORMAT_VERSION}
+    # The newest model format's golden file is in today's container.
+    assert containers - {container.FORMAT_VERSION} == set(container.READABLE_VERSIONS) - {container.FORMAT_VERSION}
     videos = {(GOLDEN / name).read_bytes()[4] for name in VIDEO_MANIFEST}
     assert videos == set(READABLE_VIDEO_VERSIONS) - {VIDEO_FORMAT_VERSION}

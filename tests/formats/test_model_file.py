@@ -29,7 +29,7 @@ def exported(tmp_path):
 def test_export_load_roundtrip(exported):
     codec, path = exported
     loaded = load_model(path)
-    assert read_metadata(path)["format_version"] == FORMAT_VERSION == "8"
+    assert read_metadata(path)["format_version"] == FORMAT_VERSION == "9"
     assert read_metadata(path)["portable"] == "true"
     assert loaded.codec_id == "mbt2018-mean"
     assert loaded.config == {

@@ -105,3 +105,13 @@ def test_the_leaderboard_runs_end_to_end_at_a_smoke_scale(tmp_path):
     assert leaderboard.main(args) == 0
     assert (out / "runs" / "hyperprior" / "variable" / "train_info.json").read_text() == info
     assert not list(out.glob("runs/*/*/csv/version_1"))
+    # --report-only rebuilds the report from entries/ alone: an entry file written by another
+    # session joins it, and no entry file is rewritten.
+    entries = {p.name: p.read_text() for p in (out / "entries").iterdir()}
+    other = json.loads(entries["hyperprior.json"])
+    (out / "entries" / "checkerboard.json").write_text(json.dumps(other))
+    assert leaderboard.main([*args, "--report-only"]) == 0
+    rebuilt = json.loads((out / "report.json").read_text())
+    assert list(rebuilt["entries"]) == ["factorized", "hyperprior", "checkerboard"]
+    assert rebuilt["entries"]["checkerboard"]["bd_rate"]["cubic"] == rebuilt["entries"]["hyperprior"]["bd_rate"]["cubic"]
+    assert {p.name: p.read_text() for p in (out / "entries").iterdir() if p.name != "checkerboard.json"} == entries

@@ -17,6 +17,7 @@ from codeclab.training.stem import StemModule, quantize_reference
 from codeclab.data.video import Clip
 from codeclab.errors import CodecLabError
 from codeclab.formats.model_file import export_model, load_model
+from codeclab.formats.model_header import model_sha256, read_header
 from codeclab.formats.video_file import decode_video, encode_video
 from tests.conftest import ROOT
 
@@ -106,7 +107,13 @@ def test_train_py_experiment_stem(tmp_path):
     assert list((tmp_path / "cache").glob("stem_latents_*.pt"))
     metrics = (run / "csv" / "version_0" / "metrics.csv").read_text()
     assert "train/bpp" in metrics and "val/p_over_i" in metrics
-    video = load_model(run / "model.safetensors")
+    # The file holds the P-frame model and names the frozen image codec's file as its base.
+    header = read_header(run / "model.safetensors")
+    assert header.metadata["base_model"] == model_sha256(read_header(image_model).metadata)
+    assert all(name.startswith("temporal_model.") for name in header.specs)
+    with pytest.raises(CodecLabError, match="needs its base model"):
+        load_model(run / "model.safetensors")
+    video = load_model(run / "model.safetensors", [tmp_path])
     image = load_model(image_model)
     assert video.codec_id == "stem" and video.entropy_model.portable
     # The image codec stayed frozen: its weights are the ones it started from.
