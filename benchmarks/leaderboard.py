@@ -220,6 +220,9 @@ def bd_against(anchor: dict, test: dict) -> dict:
                  [r["bpp"] for r in test["rates"]], [r["psnr"] for r in test["rates"]], method)
         out[method] = res.bd_rate
         out.setdefault("warnings", []).extend(w for w in res.warnings if w not in out.get("warnings", []))
+    # BD-PSNR (PCHIP) over the common rate range: a number where the quality ranges do not overlap
+    # (a model worse at every rate has no BD-rate).
+    out["psnr"] = res.bd_psnr
     return out
 
 
@@ -265,12 +268,13 @@ def write_report(out: Path, summary: dict) -> None:
              f"One transform (cnn, N/M = {summary['N']}/{summary['M']}), lambdas {summary['lambdas']}, "
              f"{summary['time_per_model']} of training per lambda ({summary['rate_models']}); Kodak ({len(summary['images'])} images: "
              f"{', '.join(summary['images'])}); {summary['machine']}; {summary['threads']} thread(s).", "",
-             f"BD-rate: RGB PSNR against `{summary['anchor']}` (negative: fewer bits). Times: median per image "
+             f"BD-rate: RGB PSNR against `{summary['anchor']}` (negative: fewer bits); BD-PSNR: PCHIP, dB over the "
+             "common rate range (positive: better). Times: median per image "
              f"over every rate point. kMAC/px: forward pass of a {KMAC_SIZE}x{KMAC_SIZE} image (MAC = FLOP/2).", "",
-             "| entry | BD-rate cubic | BD-rate PCHIP | published vs mean-scale | published vs VTM | bpp (per lambda) "
+             "| entry | BD-rate cubic | BD-rate PCHIP | BD-PSNR dB | published vs mean-scale | published vs VTM | bpp (per lambda) "
              "| PSNR (per lambda) | encode s | decode s | params | entropy params | kMAC/px | entropy kMAC/px "
              "| steps (per model) | train s |",
-             "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
     for name, row in rows.items():
         ev, bd_row, pub = row.get("eval"), row.get("bd_rate") or {}, row.get("published") or {}
         bpp = " / ".join(_fmt(r["bpp"], ".3f") for r in ev["rates"]) if ev else "n/a"
@@ -279,7 +283,8 @@ def write_report(out: Path, summary: dict) -> None:
         seconds = [t.get("train_seconds") for t in row["train"]]
         seconds = sum(seconds) if None not in seconds else None
         lines.append(
-            f"| {name} | {_fmt(bd_row.get('cubic'))} | {_fmt(bd_row.get('pchip'))} | {_fmt(pub.get('vs_mean_scale'), '+.1f')} "
+            f"| {name} | {_fmt(bd_row.get('cubic'))} | {_fmt(bd_row.get('pchip'))} | {_fmt(bd_row.get('psnr'), '+.2f')} "
+            f"| {_fmt(pub.get('vs_mean_scale'), '+.1f')} "
             f"| {_fmt(pub.get('vs_vtm'), '+.1f')} | {bpp} | {psnr} | {_fmt(ev and ev['encode_s'], '.3f')} | {_fmt(ev and ev['decode_s'], '.3f')} "
             f"| {row['params']:,} | {row['entropy_params']:,} | {row['kmac_per_pixel']:.1f} "
             f"| {row['entropy_kmac_per_pixel']:.1f} | {steps} | {_fmt(seconds, '.0f')} |")

@@ -121,9 +121,10 @@ def bd(
 
     ``rate_*`` are bits per pixel (any positive rate unit works: only ratios matter),
     ``quality_*`` a quality metric that increases with rate (PSNR in dB, or MS-SSIM in dB).
-    Curves need at least 4 points and quality strictly increasing with rate; otherwise, or when
-    the quality ranges overlap by less than ``min_overlap`` of the shorter range, the result has
-    no numbers and a warning instead.
+    Curves need at least 4 points and quality strictly increasing with rate; otherwise the result
+    has no numbers and a warning instead. BD-rate needs the quality ranges to overlap by
+    ``min_overlap`` of the shorter range; BD-quality needs that, or the log-rate ranges to overlap
+    by as much.
     """
     if method not in METHODS:
         raise ValueError(f"unknown BD method {method!r}; choose one of {', '.join(METHODS)}")
@@ -135,31 +136,34 @@ def bd(
         res.warnings.extend(problems)
         return res
 
+    lra, lrt = np.log(ra), np.log(rt)
+    r_lo, r_hi = max(lra[0], lrt[0]), min(lra[-1], lrt[-1])
+    if r_hi > r_lo:
+        res.bpp_range = (float(np.exp(r_lo)), float(np.exp(r_hi)))
     q_lo, q_hi = max(qa[0], qt[0]), min(qa[-1], qt[-1])
     shorter = min(qa[-1] - qa[0], qt[-1] - qt[0])
     res.overlap = max(0.0, (q_hi - q_lo) / shorter) if shorter > 0 else 0.0
     if res.overlap <= 0:
         res.warnings.append("quality ranges do not overlap")
-        return res
-    res.quality_range = (float(q_lo), float(q_hi))
-    lra, lrt = np.log(ra), np.log(rt)
-    r_lo, r_hi = max(lra[0], lrt[0]), min(lra[-1], lrt[-1])
-    if r_hi > r_lo:
-        res.bpp_range = (float(np.exp(r_lo)), float(np.exp(r_hi)))
-    if res.overlap < min_overlap:
+    elif res.overlap < min_overlap:
+        res.quality_range = (float(q_lo), float(q_hi))
         res.warnings.append(
             f"quality overlap is {100 * res.overlap:.0f}% of the shorter curve's range "
             f"(< {100 * min_overlap:.0f}%); BD numbers would extrapolate"
         )
-        return res
-
-    # BD-rate: log-rate as a function of quality, averaged over the common quality interval.
-    res.bd_rate = float(100.0 * np.expm1(_mean_gap(qa, lra, qt, lrt, q_lo, q_hi, method)))
-    # BD-quality: quality as a function of log-rate, averaged over the common log-rate interval.
-    if res.bpp_range is not None:
-        res.bd_psnr = float(_mean_gap(lra, qa, lrt, qt, r_lo, r_hi, method))
     else:
+        res.quality_range = (float(q_lo), float(q_hi))
+        # BD-rate: log-rate as a function of quality, averaged over the common quality interval.
+        res.bd_rate = float(100.0 * np.expm1(_mean_gap(qa, lra, qt, lrt, q_lo, q_hi, method)))
+    # BD-quality: quality as a function of log-rate, averaged over the common log-rate interval,
+    # which may be wide where the quality ranges are not (a curve far below the anchor at every
+    # rate has a BD-PSNR and no BD-rate).
+    rate_shorter = min(lra[-1] - lra[0], lrt[-1] - lrt[0])
+    rate_overlap = (r_hi - r_lo) / rate_shorter if rate_shorter > 0 else 0.0
+    if res.bpp_range is None:
         res.warnings.append("rate ranges do not overlap; no BD-PSNR")
+    elif res.bd_rate is not None or rate_overlap >= min_overlap:
+        res.bd_psnr = float(_mean_gap(lra, qa, lrt, qt, r_lo, r_hi, method))
     return res
 
 

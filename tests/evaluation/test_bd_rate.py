@@ -90,6 +90,16 @@ def test_little_overlap_is_a_warning_not_a_number():
     assert "do not overlap" in bd(*ANCHOR, *disjoint).warnings[0]
 
 
+def test_a_curve_below_the_anchor_at_every_rate_has_a_bd_psnr_and_no_bd_rate():
+    r, q = np.array(ANCHOR[0]), np.array(ANCHOR[1])
+    res = bd(r, q, r, q - 20, "pchip")  # the same rates, 20 dB lower: the quality ranges are apart
+    assert res.bd_rate is None and "do not overlap" in res.warnings[0]
+    assert res.bd_psnr == pytest.approx(-20, abs=1e-9)
+    # Rates that barely overlap give neither.
+    far = bd(r, q, r * 1e3, q - 20, "pchip")
+    assert far.bd_rate is None and far.bd_psnr is None and "no BD-PSNR" in far.warnings[-1]
+
+
 def test_non_monotonic_curve_is_refused():
     res = bd(*ANCHOR, [0.1, 0.2, 0.3, 0.4], [30.0, 31.0, 30.5, 32.0])
     assert res.bd_rate is None and "rise" in res.warnings[0]

@@ -73,6 +73,12 @@ def test_bd_rate_against_the_anchor_entry():
     anchor = {"rates": [{"bpp": b, "psnr": 25 + 4 * np.log2(b / 0.1)} for b in (0.1, 0.2, 0.4, 0.8)]}
     test = {"rates": [{"bpp": 0.9 * r["bpp"], "psnr": r["psnr"]} for r in anchor["rates"]]}
     assert leaderboard.bd_against(anchor, test)["cubic"] == pytest.approx(-10.0, abs=1e-6)
+    # A model 1 dB worse at every rate and above the anchor's quality range: no BD-rate, a BD-PSNR.
+    worse = {"rates": [{"bpp": r["bpp"], "psnr": r["psnr"] - 1} for r in anchor["rates"]]}
+    assert leaderboard.bd_against(anchor, worse)["psnr"] == pytest.approx(-1.0, abs=1e-6)
+    apart = {"rates": [{"bpp": r["bpp"], "psnr": r["psnr"] - 30} for r in anchor["rates"]]}
+    result = leaderboard.bd_against(anchor, apart)
+    assert result["pchip"] is None and result["psnr"] == pytest.approx(-30.0, abs=1e-6)
 
 
 def test_the_leaderboard_runs_end_to_end_at_a_smoke_scale(tmp_path):
@@ -89,7 +95,7 @@ def test_the_leaderboard_runs_end_to_end_at_a_smoke_scale(tmp_path):
         assert [t["steps"] for t in row["train"]] == [2] * len(runs[name])
         assert len(row["eval"]["rates"]) == 2 and row["eval"]["encode_s"] > 0 and row["eval"]["decode_s"] > 0
         assert row["params"] > row["entropy_params"] > 0 and row["kmac_per_pixel"] > row["entropy_kmac_per_pixel"] > 0
-        assert "cubic" in row["bd_rate"]  # no number from two points: a warning says why
+        assert "cubic" in row["bd_rate"] and "psnr" in row["bd_rate"]  # no number from two points: a warning says why
         for run in runs[name]:
             assert (out / "runs" / name / run / "model.safetensors").is_file()
     variable = report["entries"]["hyperprior"]
@@ -98,7 +104,7 @@ def test_the_leaderboard_runs_end_to_end_at_a_smoke_scale(tmp_path):
     model = load_model(variable["train"][0]["model"])
     assert model.rate_levels == 2 and model.entropy_model.gain_bank.lmbdas.tolist() == pytest.approx([0.002, 0.02])
     table = (out / "report.md").read_text()
-    for column in ("BD-rate cubic", "encode s", "decode s", "params", "kMAC/px"):
+    for column in ("BD-rate cubic", "BD-PSNR dB", "encode s", "decode s", "params", "kMAC/px"):
         assert column in table
     # A rerun trains nothing: finished models are skipped (no new logger version), points come from the cache.
     info = (out / "runs" / "hyperprior" / "variable" / "train_info.json").read_text()
