@@ -163,3 +163,10 @@ def test_files_without_a_base_load_as_before():
     assert BASE_MODEL not in header.metadata and int(header.metadata["format_version"]) < 9
     assert load_model(golden).codec_id == "stem"
 
+
+def test_the_shipped_stem_names_the_shipped_image_model():
+    """One copy of each network in models/: STEM's file holds its P-frame model only."""
+    shipped, image = ROOT / "models" / "stem.safetensors", ROOT / "models" / "zoo" / "mbt2018_mean_vr.safetensors"
+    header = read_header(shipped)
+    assert header.metadata[BASE_MODEL] == model_sha256(read_header(image).metadata)
+    assert all(name.startswith("temporal_model.") for name in header.specs)

@@ -124,8 +124,9 @@ def test_files_before_format_6_keep_their_training_details():
     config = {"N": 192, "components": 3, "mixture_layout": "official"}
     assert migrate_config("cheng2020-anchor", 5, config) == {"N": 192, "components": 3, "leaky_slope": 0.01,
                                                              "robust_tails": False, "entropy": "autoregressive"}
-    # The shipped STEM model keeps the noisy training it had (format 3); re-exported (format 8),
-    # it codes P-frames on the reference grid. Files from before residual_grid round around the mean.
+    # The shipped STEM model keeps the noisy training it had since format 3; exported since the
+    # reference grid (formats 8-9), it codes P-frames on it. Files from before residual_grid round
+    # around the mean.
     model = load_model(ROOT / "models" / "stem.safetensors").temporal_model
     assert (model.residual_rate, model.context_input, model.residual_grid) == ("noise", "noise", "reference")
     for version in (3, 8):
