@@ -214,15 +214,14 @@ def evaluate_entry(entry: str, trained: list[dict], images, cache_dir: Path) -> 
 def bd_against(anchor: dict, test: dict) -> dict:
     from codeclab.evaluation.bd_rate import bd
 
-    out = {}
-    for method in ("cubic", "pchip"):
-        res = bd([r["bpp"] for r in anchor["rates"]], [r["psnr"] for r in anchor["rates"]],
-                 [r["bpp"] for r in test["rates"]], [r["psnr"] for r in test["rates"]], method)
-        out[method] = res.bd_rate
-        out.setdefault("warnings", []).extend(w for w in res.warnings if w not in out.get("warnings", []))
+    results = {method: bd([r["bpp"] for r in anchor["rates"]], [r["psnr"] for r in anchor["rates"]],
+                          [r["bpp"] for r in test["rates"]], [r["psnr"] for r in test["rates"]], method)
+               for method in ("cubic", "pchip")}
+    out = {method: res.bd_rate for method, res in results.items()}
+    out["warnings"] = list(dict.fromkeys(w for res in results.values() for w in res.warnings))
     # BD-PSNR (PCHIP) over the common rate range: a number where the quality ranges do not overlap
     # (a model worse at every rate has no BD-rate).
-    out["psnr"] = res.bd_psnr
+    out["psnr"] = results["pchip"].bd_psnr
     return out
 
 

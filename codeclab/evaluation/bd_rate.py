@@ -145,16 +145,16 @@ def bd(
     res.overlap = max(0.0, (q_hi - q_lo) / shorter) if shorter > 0 else 0.0
     if res.overlap <= 0:
         res.warnings.append("quality ranges do not overlap")
-    elif res.overlap < min_overlap:
-        res.quality_range = (float(q_lo), float(q_hi))
-        res.warnings.append(
-            f"quality overlap is {100 * res.overlap:.0f}% of the shorter curve's range "
-            f"(< {100 * min_overlap:.0f}%); BD numbers would extrapolate"
-        )
     else:
         res.quality_range = (float(q_lo), float(q_hi))
-        # BD-rate: log-rate as a function of quality, averaged over the common quality interval.
-        res.bd_rate = float(100.0 * np.expm1(_mean_gap(qa, lra, qt, lrt, q_lo, q_hi, method)))
+        if res.overlap < min_overlap:
+            res.warnings.append(
+                f"quality overlap is {100 * res.overlap:.0f}% of the shorter curve's range "
+                f"(< {100 * min_overlap:.0f}%); BD numbers would extrapolate"
+            )
+        else:
+            # BD-rate: log-rate as a function of quality, averaged over the common quality interval.
+            res.bd_rate = float(100.0 * np.expm1(_mean_gap(qa, lra, qt, lrt, q_lo, q_hi, method)))
     # BD-quality: quality as a function of log-rate, averaged over the common log-rate interval,
     # which may be wide where the quality ranges are not (a curve far below the anchor at every
     # rate has a BD-PSNR and no BD-rate).

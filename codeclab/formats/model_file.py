@@ -166,9 +166,7 @@ def _without_base(codec: Codec, tensors: dict, base_model: str | Path) -> tuple[
     """The base model's metadata, and ``tensors`` less every tensor the base model stores: each
     weight checked to hold the base's value, and the base's stored entropy tables loaded into
     ``codec`` (tables rebuilt from floats may differ between machines; decoding uses the stored ones)."""
-    header = read_model_header(base_model)
-    if BASE_MODEL in header.metadata:
-        raise CodecLabError(f"base model {base_model} has a base model itself; name a self-contained model")
+    header = _base_header(base_model)
     base = _read_tensors(base_model, header)
     tables = codec.table_buffer_names()
     for name, stored in base.items():
@@ -332,12 +330,10 @@ def load_model(path: str | Path, search_dirs: list[Path] | None = None) -> Codec
     folders searched first for a base model (:func:`model_search_dirs`)."""
     header = read_model_header(path)
     metadata, codec_id, version = header.metadata, header.metadata["codec"], int(header.metadata["format_version"])
-    base_path, base_specs = None, {}
-    if BASE_MODEL in metadata:
-        base_path = _find_base(path, metadata[BASE_MODEL], search_dirs)
-        base_header = read_model_header(base_path)
-        if BASE_MODEL in base_header.metadata:
-            raise CodecLabError(f"model file {path} is refused: its base model {base_path} has a base model itself")
+    base_path = _find_base(path, metadata, search_dirs)
+    base_specs = {}
+    if base_path is not None:
+        base_header = _base_header(base_path)
         base_specs = migrate_tensors(base_header.metadata["codec"], int(base_header.metadata["format_version"]),
                                      base_header.specs)
     try:
@@ -377,7 +373,17 @@ def load_model(path: str | Path, search_dirs: list[Path] | None = None) -> Codec
     return codec.eval()
 
 
-def _find_base(path: str | Path, base_hash: str, search_dirs: list[Path] | None) -> Path:
+def find_base_model(path: str | Path, search_dirs: list[Path] | None = None) -> Path | None:
+    """The model file that the model file ``path`` names as its base model (None: it names none),
+    looked for in ``search_dirs``, then :func:`model_search_dirs` near ``path``; raises
+    :class:`CodecLabError` when the name is malformed or no such file is found."""
+    return _find_base(path, read_metadata(path), search_dirs)
+
+
+def _find_base(path: str | Path, metadata: dict, search_dirs: list[Path] | None) -> Path | None:
+    base_hash = metadata.get(BASE_MODEL)
+    if base_hash is None:
+        return None
     try:
         wanted = bytes.fromhex(base_hash)
     except (TypeError, ValueError):
@@ -389,6 +395,14 @@ def _find_base(path: str | Path, base_hash: str, search_dirs: list[Path] | None)
         raise CodecLabError(f"model file {path} needs its base model {base_hash[:16]}, not found beside it, in its zoo/, "
                             f"$CODECLAB_MODELS or models/; pass its folder with --models-dir")
     return found
+
+
+def _base_header(path: str | Path) -> ModelHeader:
+    """The header of a base model, which must hold all its tensors itself (no chains of bases)."""
+    header = read_model_header(path)
+    if BASE_MODEL in header.metadata:
+        raise CodecLabError(f"base model {path} has a base model itself; a base model must be self-contained")
+    return header
 
 
 def _float_weights(codec: Codec, state: dict) -> dict:

@@ -29,8 +29,7 @@ from pathlib import Path
 import torch
 
 from ..codecs.stem import VideoCodec
-from ..formats.model_file import find_model, model_search_dirs, read_metadata
-from ..formats.model_header import BASE_MODEL
+from ..formats.model_file import find_base_model, read_metadata
 from .codec_module import CodecModule
 from .rate_distortion import clip_main_gradients, estimated_bpp, validation_levels
 
@@ -46,10 +45,10 @@ def quantize_reference(codec: VideoCodec, y: torch.Tensor, mu: torch.Tensor, lev
 def image_codec_file(path: Path) -> Path | None:
     """The model file holding the image codec of ``path``: ``path`` itself (an image codec), the
     base model of a video model that names one, or None (an older video model with its own copy)."""
-    metadata = read_metadata(path)
-    if BASE_MODEL in metadata:
-        return find_model(bytes.fromhex(metadata[BASE_MODEL]), model_search_dirs(near=path))
-    return None if metadata["codec"] == "stem" else path
+    base = find_base_model(path)
+    if base is not None:
+        return base
+    return None if read_metadata(path)["codec"] == "stem" else path
 
 
 def chain_frames(batch: dict) -> torch.Tensor:
