@@ -136,7 +136,7 @@ def _encode_video(args) -> None:
     level = _rate_level(codec, args)
     start = time.perf_counter()
     encoded = encode_video(codec, clip, intra_period, level, progress=not args.quiet, fast_decode=args.fast_decode,
-                           coder=get_coder(args.coder))
+                           coder=get_coder(args.coder), adaptive_intra=args.adaptive_intra)
     seconds = time.perf_counter() - start
     write_atomically(args.output, lambda tmp: Path(tmp).write_bytes(encoded.data))
     count = len(encoded.kinds)
@@ -152,8 +152,8 @@ def _encode_implicit(args, clip) -> None:
     from .formats.model_header import quality_to_level
     from .implicit.video_file import encode_implicit, load_config
 
-    if args.intra_period is not None or args.fast_decode or args.coder != DEFAULT_CODER:
-        raise CodecLabError("--intra-period, --fast-decode and --coder are for model files; NIRVANA codes groups of frames "
+    if args.intra_period is not None or args.adaptive_intra or args.fast_decode or args.coder != DEFAULT_CODER:
+        raise CodecLabError("--intra-period, --adaptive-intra, --fast-decode and --coder are for model files; NIRVANA codes groups of frames "
                             "with its own coder")
     config = load_config(args.model)
     levels = len(config.rate_weights)
@@ -314,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     video = encode.add_argument_group("video")
     video.add_argument("--intra-period", type=int, default=None,
                        help="an I-frame every N frames; -1: the first only (default 12 for video models, 1 for image models)")
+    video.add_argument("--adaptive-intra", action="store_true",
+                       help="also code every P-frame as an I-frame and keep the smaller (slower encoding; any decoder reads it)")
     video.add_argument("--frames", default=None, metavar="N|START:STOP",
                        help="code only the first N frames, or frames START to STOP - 1 (numbered from 0)")
     video.add_argument("--matrix", choices=("bt601", "bt709"), default="bt601", help="Y4M input: the YUV->RGB matrix")

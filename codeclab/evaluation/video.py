@@ -89,9 +89,11 @@ def summarise(sequence: Sequence, kinds: list[str], frame_bytes: list[int], tota
 
 
 @torch.no_grad()
-def learned_point(codec, sequence: Sequence, intra_period: int, level: int | None, analysed: list[torch.Tensor]) -> dict:
+def learned_point(codec, sequence: Sequence, intra_period: int, level: int | None, analysed: list[torch.Tensor],
+                  adaptive_intra: bool = False) -> dict:
     """Code the sequence with a CodecLab model (real file bytes) and measure the decoder's frames."""
-    encoded = encode_video(codec, sequence.clip, intra_period, level, analysed=analysed, keep_latents=True)
+    encoded = encode_video(codec, sequence.clip, intra_period, level, analysed=analysed, keep_latents=True,
+                           adaptive_intra=adaptive_intra)
     metrics = []
     for index, latent in enumerate(encoded.latents):
         rgb = to_uint8(codec.synthesis(latent))[: sequence.clip.height, : sequence.clip.width]
@@ -198,6 +200,7 @@ def _learned_stage(codec, model_name: str, cfg, paths: list[Path], results_path:
 
     results = load_results(results_path)
     results["model"] = model_name
+    results["adaptive_intra"] = cfg.adaptive_intra
     for path in paths:
         sequence = load_sequence(path, cfg.frames)
         analysed = analysis_of_frames(codec, sequence.clip)
@@ -205,7 +208,7 @@ def _learned_stage(codec, model_name: str, cfg, paths: list[Path], results_path:
             system = "all-intra" if intra_period == 1 else "stem"
             points = []
             for level in cfg.levels:
-                points.append(learned_point(codec, sequence, intra_period, level, analysed))
+                points.append(learned_point(codec, sequence, intra_period, level, analysed, cfg.adaptive_intra))
                 print(f"{sequence.name} {system} ip={intra_period} level={level}: {points[-1]['bpp']:.4f} bpp, "
                       f"{points[-1]['psnr-rgb']:.2f} dB RGB", flush=True)
             _entry(results, sequence).setdefault(system, {})[str(intra_period)] = points

@@ -51,7 +51,8 @@ def p_frame_savings(learned: dict) -> list[dict]:
             reference = by_level.get(point["level"])
             if reference is None or point.get("bpp_P") is None:
                 continue
-            rows.append({"intra_period": period, "level": point["level"], "bpp_P": point["bpp_P"], "bpp_all_intra": reference["bpp"],
+            rows.append({"intra_period": period, "level": point["level"], "frames_I_P": f"{point.get('frames_I')} / {point.get('frames_P')}",
+                         "bpp_P": point["bpp_P"], "bpp_all_intra": reference["bpp"],
                          "saving_%": round(100 * (1 - point["bpp_P"] / reference["bpp"]), 1),
                          "psnr_rgb_stem": round(point["psnr-rgb"], 3), "psnr_rgb_all_intra": round(reference["psnr-rgb"], 3)})
     return rows
@@ -138,7 +139,7 @@ def write_report(results: dict, output: Path, reference_dir: Path, notes: str = 
     around the tables :func:`markdown_tables` prints)."""
     output.mkdir(parents=True, exist_ok=True)
     learned, anchors = results.get("learned", {}), results.get("anchors", {})
-    summary = {"sequences": {}}
+    summary = {"adaptive_intra": bool(learned.get("adaptive_intra")), "sequences": {}}
     for name in sorted(k for k in learned if isinstance(learned[k], dict)):
         systems = {k: v for k, v in learned[name].items() if isinstance(v, dict)}
         systems.update({k: v for k, v in anchors.get(name, {}).items() if isinstance(v, dict)})
@@ -160,21 +161,21 @@ def write_report(results: dict, output: Path, reference_dir: Path, notes: str = 
 
 def markdown_tables(summary: dict) -> str:
     """The report's tables: BD-rate of STEM per sequence and intra period, and P-frame savings."""
-    lines = []
+    lines, stem = [], "STEM (adaptive I-frames)" if summary.get("adaptive_intra") else "STEM"
     for name, entry in summary["sequences"].items():
         for quality, label in QUALITIES.items():
             table = entry["bd_rate"].get(quality, {})
             columns = sorted({c for row in table.values() for c in row}, key=lambda c: (c != "vs all-intra", c))
-            lines += [f"**{name}** ({entry['frames']} frames, {entry['size'][0]}x{entry['size'][1]}), BD-rate of STEM, {label}:", "",
+            lines += [f"**{name}** ({entry['frames']} frames, {entry['size'][0]}x{entry['size'][1]}), BD-rate of {stem}, {label}:", "",
                       "| intra period | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
             for period in _periods(table):
                 lines.append(f"| {period} | " + " | ".join(_fmt(table[period].get(c)) for c in columns) + " |")
             lines.append("")
         if entry["p_frame_savings"]:
             lines += [f"P-frames of {name} against all-intra coding of the same sequence, per intra period and level:", "",
-                      "| intra period | level | mean P-frame bpp | all-intra bpp | saving | RGB PSNR STEM | RGB PSNR all-intra |",
-                      "|---|---|---|---|---|---|---|"]
-            lines += [f"| {r['intra_period']} | {r['level']} | {r['bpp_P']:.4f} | {r['bpp_all_intra']:.4f} | {r['saving_%']}% | "
+                      "| intra period | level | I / P frames | mean P-frame bpp | all-intra bpp | saving | RGB PSNR STEM | RGB PSNR all-intra |",
+                      "|---|---|---|---|---|---|---|---|"]
+            lines += [f"| {r['intra_period']} | {r['level']} | {r['frames_I_P']} | {r['bpp_P']:.4f} | {r['bpp_all_intra']:.4f} | {r['saving_%']}% | "
                       f"{r['psnr_rgb_stem']} | {r['psnr_rgb_all_intra']} |" for r in entry["p_frame_savings"]]
             lines.append("")
     return "\n".join(lines)

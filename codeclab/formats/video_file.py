@@ -71,7 +71,7 @@ class EncodedVideo:
 @torch.no_grad()
 def encode_video(codec: Codec, clip: Clip | VideoStream, intra_period: int = DEFAULT_INTRA_PERIOD, level: int | None = None,
                  analysed: list[torch.Tensor] | None = None, progress: bool = False, keep_latents: bool = False,
-                 fast_decode: bool = False, coder: EntropyCoder | None = None) -> EncodedVideo:
+                 fast_decode: bool = False, coder: EntropyCoder | None = None, adaptive_intra: bool = False) -> EncodedVideo:
     """Code every frame of ``clip``, reading each only when it is coded (a :class:`VideoStream`
     is consumed once), so memory holds one frame, its reference and the coded bytes; the frame
     size is checked before the first frame is read. ``intra_period``: see :func:`frame_type`.
@@ -79,7 +79,12 @@ def encode_video(codec: Codec, clip: Clip | VideoStream, intra_period: int = DEF
     clip many times; ``progress``: a bar per frame on a terminal; ``keep_latents``: return every
     frame's ``y_hat`` (for measuring the decoder's frames without decoding the file); ``fast_decode``:
     let decoders use the fast, CPU-dependent synthesis (video container version 2); ``coder``: the
-    entropy coder, recorded in the file (None: the default, ``codeclab``)."""
+    entropy coder, recorded in the file (None: the default, ``codeclab``); ``adaptive_intra``: code each
+    frame :func:`frame_type` makes a P-frame both ways and keep the I-frame where its streams are
+    smaller (the encoder's mode decision, like x265's scene cuts by cost; the decoder reads each
+    frame's kind from the file). Rate alone decides: at one level I- and P-frames share the
+    quantisation step, so their distortion is about equal. Encoding then also runs the image
+    codec's entropy coding for every P-frame."""
     if intra_period < -1:
         raise CodecLabError(f"intra period must be a positive number of frames, or -1 (first frame only); got {intra_period}")
     check_level(codec, level, "--quality or --level")
@@ -97,7 +102,12 @@ def encode_video(codec: Codec, clip: Clip | VideoStream, intra_period: int = DEF
             intra = codec.compress_y(y, size, coder, level)
             streams, reference = intra.strings, intra.y_hat
         else:
-            streams, reference = codec.compress_y_p(y, reference, coder, level)
+            streams, predicted = codec.compress_y_p(y, reference, coder, level)
+            intra = codec.compress_y(y, size, coder, level) if adaptive_intra else None
+            if intra is not None and sum(map(len, intra.strings)) < sum(map(len, streams)):
+                kind, streams, reference = "I", intra.strings, intra.y_hat
+            else:
+                reference = predicted
         kinds.append(kind)
         frames.append(streams)
         crcs.append(latent_crc(reference))

@@ -58,3 +58,6 @@ def test_report_handles_any_intra_period(tmp_path):
     assert summary["sequences"]["seq"]["bd_rate"]["psnr-rgb"]["5"]["vs all-intra"] == pytest.approx(-30, abs=0.5)
     assert {r["intra_period"] for r in summary["sequences"]["seq"]["p_frame_savings"]} == {"2", "5"}
     assert (tmp_path / "seq.png").stat().st_size > 0
+    assert "BD-rate of STEM," in tables and "adaptive" not in tables
+    adaptive = markdown_tables(write_report({"learned": {**learned, "adaptive_intra": True}, "anchors": {}}, tmp_path, tmp_path))
+    assert "BD-rate of STEM (adaptive I-frames)," in adaptive

@@ -16,7 +16,8 @@ from codeclab.codecs import mbt2018_mean, stem
 from codeclab.data.colour import rgb_to_yuv420
 from codeclab.data.video import Clip, VideoStream, open_video, read_video, write_video, y4m_bytes
 from codeclab.errors import CodecLabError
-from codeclab.formats.file_coding import to_uint8
+from codeclab.coding import get_coder
+from codeclab.formats.file_coding import codec_input, to_uint8
 from codeclab.formats.model_file import export_model, load_model
 from codeclab.formats.video_file import decode_frames, decode_video, encode_video, frame_types, unpack_video
 from tests.conftest import ROOT, run_main
@@ -329,3 +330,45 @@ def test_frames_mean_the_same_range_in_encode_and_decode(stem_model, tmp_path, c
             err = capsys.readouterr().err
             assert err.startswith("codeclab: error: --frames takes N (the first N frames) or START:STOP") and err.count("\n") == 1
     assert not (tmp_path / "bad.clab").exists() and not (tmp_path / "bad.y4m").exists()
+
+
+def test_adaptive_intra_keeps_the_smaller_coding_of_each_frame_and_decodes_exactly(stem_model):
+    """``adaptive_intra``: each scheduled P-frame is coded both ways given the reference the
+    decoder will have, and the I-frame is kept only where its streams are smaller; the file decodes
+    to the encoder's latents. (This untrained model's P-frames tie with its I-frames at level 1 and
+    cost more at level 3, so both choices are exercised.)"""
+    codec = load_model(stem_model)
+    clip = _clip(frames=4)
+    for level, expected in ((1, "IPPP"), (3, "IIII")):
+        encoded = encode_video(codec, clip, intra_period=-1, level=level, keep_latents=True, adaptive_intra=True)
+        assert "".join(encoded.kinds) == expected
+        reference = None
+        for t, (frame, kind, nbytes, latent) in enumerate(zip(clip.frames, encoded.kinds, encoded.frame_bytes, encoded.latents)):
+            y = codec.analysis(codec_input(frame, codec.downsampling))
+            intra = codec.compress_y(y, (56, 72), get_coder(), level)  # the padded frame size
+            intra_bytes = sum(map(len, intra.strings))
+            p_bytes = intra_bytes
+            if t > 0:
+                p_streams, p_latent = codec.compress_y_p(y, reference, get_coder(), level)
+                p_bytes = sum(map(len, p_streams))
+            assert nbytes == min(intra_bytes, p_bytes) and (kind == "I") == (t == 0 or intra_bytes < p_bytes)
+            assert torch.equal(latent, intra.y_hat if kind == "I" else p_latent)
+            reference = latent
+        header, _ = unpack_video(encoded.data)
+        assert [r.kind for r in header.records] == encoded.kinds and header.intra_period == 0
+        decoded = decode_video(encoded.data, load_model(stem_model))
+        for frame, latent in zip(decoded.frames, encoded.latents):
+            assert np.array_equal(frame, to_uint8(codec.portable_synthesis()(latent))[:50, :70])
+
+
+def test_adaptive_intra_from_the_cli_and_refused_for_image_models(stem_model, tmp_path):
+    clip = _clip(frames=3)
+    source = tmp_path / "clip.y4m"
+    source.write_bytes(y4m_bytes([rgb_to_yuv420(f) for f in clip.frames], Fraction(50), "limited"))
+    out = run_main("encode", source, "-m", stem_model, "-o", tmp_path / "a.clab", "--intra-period", "-1", "--adaptive-intra",
+                   "--level", "1", check=True)
+    assert "3 frames of 70x50" in out.stdout
+    image_model = tmp_path / "image.safetensors"
+    export_model(mbt2018_mean(N=8, M=12), image_model)
+    refused = run_main("encode", source, "-m", image_model, "-o", tmp_path / "b.clab", "--intra-period", "-1", "--adaptive-intra")
+    assert refused.returncode == 1 and "codes video all-intra only" in refused.stderr and not (tmp_path / "b.clab").exists()
