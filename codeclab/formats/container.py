@@ -156,6 +156,49 @@ class ByteReader:
         raise CodecLabError("corrupt file: malformed length field")
 
 
+def read_opening(data: bytes, magic: bytes, readable: tuple[int, ...], kind: str) -> tuple[ByteReader, int, bytes, bytes, int]:
+    """The fields every coded file (``kind``: ``"file"``, an image; ``"video"``) starts with:
+    ``(reader, version, codec id bytes, model hash, coder byte)``, the magic and version checked."""
+    if data[: len(magic)] != magic:
+        raise CodecLabError(f"not a CodecLab {'file' if kind == 'file' else kind + ' file'} (bad magic)")
+    reader = ByteReader(data)
+    reader.take(len(magic))
+    version = reader.byte()
+    if version not in readable:
+        raise CodecLabError(f"unsupported {kind} format version {version} (this CodecLab reads versions 1 to {max(readable)})")
+    codec_id = reader.take(reader.byte())
+    return reader, version, codec_id, reader.take(MODEL_HASH_BYTES), reader.byte()
+
+
+def index_entry(streams: list[bytes] | tuple[bytes, ...]) -> bytes:
+    """One unit's entry in the index of a file of many units (video frames, implicit groups): the
+    stream count, each stream's length and the CRC-32 of the streams."""
+    return encode_varint(len(streams)) + b"".join(encode_varint(len(s)) for s in streams) + struct.pack("<I", zlib.crc32(b"".join(streams)))
+
+
+def read_index_entry(reader: ByteReader, streams: int) -> tuple[tuple[int, ...], int]:
+    """``(stream lengths, CRC-32)`` of an :func:`index_entry` whose stream count was read and checked."""
+    lengths = tuple(reader.varint() for _ in range(streams))
+    return lengths, struct.unpack("<I", reader.take(4))[0]
+
+
+def sealed(head: bytes, units) -> bytes:
+    """A multi-unit file: ``head`` (fields and index), its CRC-32, then every unit's streams."""
+    return bytes(head) + struct.pack("<I", zlib.crc32(bytes(head))) + b"".join(b"".join(streams) for streams in units)
+
+
+def check_sealed(data: bytes, reader: ByteReader, lengths, units: str) -> int:
+    """Check the CRC-32 after the index just read and that the payload holds exactly the bytes of
+    ``lengths`` (one tuple per unit, ``units`` naming them in the error); returns the payload's offset."""
+    header_end = reader.pos
+    if zlib.crc32(data[:header_end]) != struct.unpack("<I", reader.take(4))[0]:
+        raise CodecLabError("corrupt file: header checksum mismatch")
+    payload, needed = len(data) - reader.pos, sum(sum(unit) for unit in lengths)
+    if needed != payload:
+        raise CodecLabError(f"{'truncated' if needed > payload else 'corrupt'} file: {units} hold {payload} bytes, the index says {needed}")
+    return reader.pos
+
+
 def _fields(header: Header) -> bytes:
     """The header's bytes from the magic to the tile size: what the latent check covers."""
     codec_id = header.codec_id.encode("ascii")
@@ -194,16 +237,7 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
 
 def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     """Parse and verify a file; raises :class:`CodecLabError` with a one-line reason."""
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
-        raise CodecLabError("not a CodecLab file (bad magic)")
-    reader = ByteReader(data)
-    reader.take(len(MAGIC))
-    version = reader.byte()
-    if version not in READABLE_VERSIONS:
-        raise CodecLabError(f"unsupported file format version {version} (this CodecLab reads versions 1 to {FORMAT_VERSION})")
-    codec_id_bytes = reader.take(reader.byte())
-    model_hash = reader.take(MODEL_HASH_BYTES)
-    coder = reader.byte()
+    reader, version, codec_id_bytes, model_hash, coder = read_opening(data, MAGIC, READABLE_VERSIONS, "file")
     height, width = reader.varint(), reader.varint()
     bit_depth, colour_mode = reader.byte(), reader.byte()
     level, tile, check, flags = (reader.varint() if version == 2 else None), None, None, 0

@@ -45,7 +45,7 @@ from fractions import Fraction
 from ..coding import CODERS
 from ..errors import CodecLabError
 from . import container
-from .container import ByteReader, encode_varint
+from .container import check_sealed, encode_varint, index_entry, read_index_entry, read_opening, sealed
 
 VIDEO_MAGIC = b"CLAV"
 VIDEO_FORMAT_VERSION = 3
@@ -168,25 +168,14 @@ def pack_video(header: VideoHeader, frames: list[list[bytes]]) -> bytes:
         raise ValueError("one record per frame")
     head = bytearray(_sequence_fields(header, header.version))
     for record, streams in zip(header.records, frames):
-        head += bytes([FRAME_TYPES.index(record.kind)]) + encode_varint(len(streams))
-        head += b"".join(encode_varint(len(s)) for s in streams)
-        head += struct.pack("<I", zlib.crc32(b"".join(streams)))
+        head += bytes([FRAME_TYPES.index(record.kind)]) + index_entry(streams)
         head += struct.pack("<I", record.latent_check) if header.version == 3 else b""
-    head += struct.pack("<I", zlib.crc32(bytes(head)))
-    return bytes(head) + b"".join(b"".join(streams) for streams in frames)
+    return sealed(head, frames)
 
 
 def unpack_video(data: bytes) -> tuple[VideoHeader, int]:
     """``(header, payload offset)``; every field checked, frame CRCs checked when decoding."""
-    if not is_video_file(data):
-        raise CodecLabError("not a CodecLab video file (bad magic)")
-    reader = ByteReader(data)
-    reader.take(len(VIDEO_MAGIC))
-    version = reader.byte()
-    if version not in READABLE_VIDEO_VERSIONS:
-        raise CodecLabError(f"unsupported video format version {version} (this CodecLab reads versions 1 to {VIDEO_FORMAT_VERSION})")
-    codec_id_bytes = reader.take(reader.byte())
-    hash_bytes, coder = reader.take(container.MODEL_HASH_BYTES), reader.byte()
+    reader, version, codec_id_bytes, hash_bytes, coder = read_opening(data, VIDEO_MAGIC, READABLE_VIDEO_VERSIONS, "video")
     width, height, count = reader.varint(), reader.varint(), reader.varint()
     numerator, denominator = reader.varint(), reader.varint()
     colour, intra_period, flags = reader.byte(), reader.varint(), reader.byte()
@@ -201,18 +190,10 @@ def unpack_video(data: bytes) -> tuple[VideoHeader, int]:
         streams = reader.varint()
         if kind >= len(FRAME_TYPES) or streams > 16:
             raise CodecLabError(f"corrupt file: frame {len(records)} has type {kind} and {streams} streams")
-        lengths = tuple(reader.varint() for _ in range(streams))
-        (crc,) = struct.unpack("<I", reader.take(4))
+        lengths, crc = read_index_entry(reader, streams)
         check = struct.unpack("<I", reader.take(4))[0] if version == 3 else None
         records.append(FrameRecord(FRAME_TYPES[kind], lengths, crc, check))
-    header_end = reader.pos
-    (crc,) = struct.unpack("<I", reader.take(4))
-    if zlib.crc32(data[:header_end]) != crc:
-        raise CodecLabError("corrupt file: header checksum mismatch")
-    payload = len(data) - reader.pos
-    needed = sum(sum(r.stream_lengths) for r in records)
-    if needed != payload:
-        raise CodecLabError(f"{'truncated' if needed > payload else 'corrupt'} file: frames hold {payload} bytes, the index says {needed}")
+    offset = check_sealed(data, reader, (r.stream_lengths for r in records), "frames")
     try:
         codec_id = codec_id_bytes.decode("ascii")
     except UnicodeDecodeError:
@@ -226,4 +207,4 @@ def unpack_video(data: bytes) -> tuple[VideoHeader, int]:
     header = VideoHeader(codec_id, hash_bytes, width, height, Fraction(numerator, denominator), *described,
                          intra_period, level, tuple(records), coder_name,
                          bool(flags & _FAST_DECODE))
-    return header, reader.pos
+    return header, offset

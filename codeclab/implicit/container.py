@@ -22,14 +22,12 @@ against the bytes present before anything is allocated. Versions: 1.
 
 from __future__ import annotations
 
-import struct
-import zlib
 from dataclasses import dataclass
 from fractions import Fraction
 
 from ..errors import CodecLabError
 from ..formats import container
-from ..formats.container import ByteReader, encode_varint
+from ..formats.container import ByteReader, check_sealed, encode_varint, index_entry, read_index_entry, sealed
 from ..formats.video_container import MAX_FRAMES, colour_byte, parse_colour_byte
 from .architecture import ARCHITECTURE_FIELDS, check_architecture
 
@@ -85,11 +83,8 @@ def pack_implicit(header: ImplicitHeader, groups: list[list[bytes]]) -> bytes:
     head += encode_varint(header.width) + encode_varint(header.height) + encode_varint(header.frames)
     head += encode_varint(header.fps.numerator) + encode_varint(header.fps.denominator)
     head += bytes([colour_byte(header.colour_range, header.matrix, header.y4m_source)])
-    for streams in groups:
-        head += encode_varint(len(streams)) + b"".join(encode_varint(len(s)) for s in streams)
-        head += struct.pack("<I", zlib.crc32(b"".join(streams)))
-    head += struct.pack("<I", zlib.crc32(bytes(head)))
-    return bytes(head) + b"".join(b"".join(streams) for streams in groups)
+    head += b"".join(index_entry(streams) for streams in groups)
+    return sealed(head, groups)
 
 
 def unpack_implicit(data: bytes) -> tuple[ImplicitHeader, int]:
@@ -122,13 +117,7 @@ def unpack_implicit(data: bytes) -> tuple[ImplicitHeader, int]:
         streams = reader.varint()
         if streams != STREAMS_PER_GROUP:
             raise CodecLabError(f"corrupt file: group {index} has {streams} streams, expected {STREAMS_PER_GROUP}")
-        lengths = tuple(reader.varint() for _ in range(streams))
-        groups.append((lengths, struct.unpack("<I", reader.take(4))[0]))
-    header_end = reader.pos
-    if zlib.crc32(data[:header_end]) != struct.unpack("<I", reader.take(4))[0]:
-        raise CodecLabError("corrupt file: header checksum mismatch")
-    payload, needed = len(data) - reader.pos, sum(sum(lengths) for lengths, _ in groups)
-    if needed != payload:
-        raise CodecLabError(f"{'truncated' if needed > payload else 'corrupt'} file: groups hold {payload} bytes, the index says {needed}")
+        groups.append(read_index_entry(reader, streams))
+    offset = check_sealed(data, reader, (lengths for lengths, _ in groups), "groups")
     header = ImplicitHeader(architecture, width, height, frames, Fraction(numerator, denominator), *described, tuple(groups))
-    return header, reader.pos
+    return header, offset
