@@ -102,3 +102,14 @@ def image_tensor(image: np.ndarray) -> torch.Tensor:
     from codeclab.data.images import to_tensor
 
     return to_tensor(image)[None]
+
+
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (``--dist loadgroup``, the default options): a test file runs on one
+    worker in file order (its module fixtures are built once), unless its tests name groups of
+    their own (the README commands: independent chains, so one long file spreads over workers).
+    Named groups go first, so the longest units start while the rest fill the other workers."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group").args[0].startswith("tests/"))

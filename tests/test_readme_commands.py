@@ -242,6 +242,16 @@ SKIPS = [
     (r"leaderboard\.py --budget cpu", "the 13-hour background CPU leaderboard; its --smoke runs in tests/integration/test_benchmarks.py"),
 ]
 
+# Chains of commands that use each other's files, run in README order on one pytest-xdist worker
+# (one scratch folder); the first matching row names a command's chain, and the chains run in
+# parallel. New commands join ``other``; a command reading a file another chain makes belongs to it.
+CHAINS = [
+    (r"^python3 train\.py$|<run>|(^| |=)model\.safetensors|kodim01\.clab", "the first training run, its file and kodim01.clab"),
+    (r"tools/gpu_|\.y4m|/basketballpass|eval_video\.py|experiment=stem|clip\.cl", "video, NIRVANA and the GPU tools"),
+    (r"\beval\.py|train\.py", "evaluation and training"),
+    (r"", "other"),
+]
+
 # Commands known to fail on this branch: (regex, reason), marked xfail (strict: a pass fails the
 # test, so a fixed command's row is removed).
 XFAILS: list[tuple[str, str]] = []
@@ -349,7 +359,11 @@ def _id(cmd: Command) -> str:
     return text.replace(" ", "_")
 
 
-@pytest.mark.parametrize("index", range(len(COMMANDS)), ids=[_id(c) for c in COMMANDS])
+def _chain(cmd: Command) -> str:
+    return "README: " + _find(CHAINS, cmd.text)[1]
+
+
+@pytest.mark.parametrize("index", [pytest.param(i, marks=pytest.mark.xdist_group(_chain(c)), id=_id(c)) for i, c in enumerate(COMMANDS)])
 def test_readme_command(index, scratch, request):
     readme = COMMANDS[index]
     skip = _find(SKIPS, readme.text)
