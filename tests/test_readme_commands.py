@@ -426,3 +426,30 @@ def test_parser():
     assert (cmd.env, cmd.argv, cmd.stdin) == ({"OUT": "x", "A": "b c"}, ["tools/r.sh", "--k", "1", "--j"], "in.txt")
     (cmd,) = readme_commands("```bash\npython3 train.py ckpt_path=logs/<run>/last.ckpt  # resume\n```\n")
     assert cmd.argv == ["python3", "train.py", "ckpt_path=logs/<run>/last.ckpt"] and cmd.stdin is None
+
+
+def _outputs(cmd: Command) -> set[str]:
+    """Files and folders a command names as its outputs."""
+    words = cmd.argv
+    named = {b for a, b in zip(words, words[1:]) if a in ("-o", "--out", "--output")}
+    named |= {w.split("=", 1)[1] for w in words if w.startswith("hydra.run.dir=")}
+    return named | ({cmd.env["OUT"]} if "OUT" in cmd.env else set()) | ({cmd.stdout} if cmd.stdout else set())
+
+
+def test_a_command_reading_an_earlier_commands_output_is_in_its_chain():
+    """Chains run on different workers, each in its own scratch folder: a command that names a
+    file an earlier command wrote (or the first training run, ``<run>``) must share its chain."""
+    made: dict[str, str] = {}
+    for cmd in COMMANDS:
+        if _find(SKIPS, cmd.text):
+            continue
+        chain = _chain(cmd)
+        for word in cmd.argv[1:] + ([cmd.stdin] if cmd.stdin else []):
+            for output, maker in made.items():
+                if word == output or word.startswith(output.rstrip("/") + "/") or word.endswith("=" + output):
+                    assert chain == maker, f"{cmd.text!r} reads {output} from {maker!r} but is in {chain!r}"
+        if "<run>" in cmd.text:
+            assert chain == made["logs/train/runs"], f"{cmd.text!r} reads the first training run but is in {chain!r}"
+        made.update({output: chain for output in _outputs(cmd) if output not in made})
+        if cmd.argv[:2] == ["python3", "train.py"] and "logs/train/runs" not in made:
+            made["logs/train/runs"] = chain
