@@ -156,16 +156,17 @@ class ByteReader:
         raise CodecLabError("corrupt file: malformed length field")
 
 
-def read_opening(data: bytes, magic: bytes, readable: tuple[int, ...], kind: str) -> tuple[ByteReader, int, bytes, bytes, int]:
-    """The fields every coded file (``kind``: ``"file"``, an image; ``"video"``) starts with:
-    ``(reader, version, codec id bytes, model hash, coder byte)``, the magic and version checked."""
+def read_opening(data: bytes, magic: bytes, readable: tuple[int, ...], kind: str = "") -> tuple[ByteReader, int, bytes, bytes, int]:
+    """The fields every coded file starts with: ``(reader, version, codec id bytes, model hash,
+    coder byte)``, the magic and version checked; ``kind`` names the file in errors (``""``: an
+    image file, ``"video"``)."""
     if data[: len(magic)] != magic:
-        raise CodecLabError(f"not a CodecLab {'file' if kind == 'file' else kind + ' file'} (bad magic)")
+        raise CodecLabError(f"not a CodecLab {kind + ' ' if kind else ''}file (bad magic)")
     reader = ByteReader(data)
     reader.take(len(magic))
     version = reader.byte()
     if version not in readable:
-        raise CodecLabError(f"unsupported {kind} format version {version} (this CodecLab reads versions 1 to {max(readable)})")
+        raise CodecLabError(f"unsupported {kind or 'file'} format version {version} (this CodecLab reads versions 1 to {max(readable)})")
     codec_id = reader.take(reader.byte())
     return reader, version, codec_id, reader.take(MODEL_HASH_BYTES), reader.byte()
 
@@ -237,7 +238,7 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
 
 def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     """Parse and verify a file; raises :class:`CodecLabError` with a one-line reason."""
-    reader, version, codec_id_bytes, model_hash, coder = read_opening(data, MAGIC, READABLE_VERSIONS, "file")
+    reader, version, codec_id_bytes, model_hash, coder = read_opening(data, MAGIC, READABLE_VERSIONS)
     height, width = reader.varint(), reader.varint()
     bit_depth, colour_mode = reader.byte(), reader.byte()
     level, tile, check, flags = (reader.varint() if version == 2 else None), None, None, 0
