@@ -12,8 +12,8 @@ decode time per image, parameters (whole codec and entropy model) and kMAC per p
 Variable rate (``leaderboard.variable_rate``): an entry whose entropy model has QVRF's gain bank
 trains one model for the whole entry's time (``len(lambdas) x time_per_model``), with one rate
 level per lambda (``rate_levels = len(lambdas)``, ``lmbdas = lambdas``: QVRF's explicit ladder),
-evaluated at every level; the others (``leaderboard.fixed_rate_entries``: the factorized prior and
-the serial context models, which have no levels) train one model per lambda as before.
+evaluated at every level; the others (``leaderboard.fixed_rate_entries``: the factorized prior,
+which has no gain bank) train one model per lambda.
 
 Resumable: every model trains in ``OUT/runs/<entry>/lmbda_<lambda>/`` (``variable/``); a model whose
 ``model.safetensors`` exists is finished and skipped, one with ``checkpoints/last.ckpt`` resumes

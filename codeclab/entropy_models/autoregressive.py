@@ -33,6 +33,13 @@ on, the official ``edge_min``/``edge_max``) apply to the mixture; cheng2020 mode
 keep CodecLab's first 0.01 (``nn.LeakyReLU()``) and no tails. CodecLab's first mixture (model
 files before format 5) is :class:`codeclab.compat.entropy_models.AutoregressiveEntropyModelV1`.
 
+``rate_levels = L > 0`` (QVRF's gain bank, :mod:`.gain`): level ``l`` codes ``g_l * y``. The
+Gaussian goes through the gain step like every hyperprior model; the mixture codes
+``round(g_l * y)`` under its components with means and scales times ``g_l`` (weights unchanged), so
+its tails stay at the official edges of the coded value and ``y`` keeps the official clip. The
+context sees ``y_hat = round(g_l y) / g_l`` (serial coding, eval) or ``y + U(-1/2, 1/2) / g_l``
+(training): the quantisation of its level. One level (``g = 1``) is the paper's model.
+
 Exact on the machine and configuration that encoded (the context network is float; the model is
 not portable, see :mod:`.integer`).
 """
@@ -45,6 +52,7 @@ from torch import Tensor, nn
 
 from ..transforms import cheng
 from .base import ENTROPY_MODELS, EncodeStep, QuantizeStep, entropy_parameters, quantize_ste
+from .gain import GainStep
 from .hyperprior import HyperpriorEntropyModel
 from .mixture import GaussianMixtureConditional
 
@@ -84,7 +92,7 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
     serial context is not an integer network here."""
 
     def __init__(self, N: int, M: int, quantizer: str = "noise", arithmetic: str = "float", hyper: str = "mbt2018",
-                 components: int = 1, leaky_slope: float = 0.2, robust_tails: bool = True):
+                 components: int = 1, leaky_slope: float = 0.2, robust_tails: bool = True, **rate_options):
         if arithmetic != "float":
             raise ValueError("the autoregressive context has no integer path (arithmetic must be 'float')")
         if hyper == "cheng2020":
@@ -95,7 +103,7 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
             hyper_networks = {}
         else:
             raise ValueError(f"hyper must be 'mbt2018' or 'cheng2020', got {hyper!r}")
-        super().__init__(N, M, quantizer, **hyper_networks)
+        super().__init__(N, M, quantizer, **hyper_networks, **rate_options)
         self.context_prediction = MaskedConv2d(M, 2 * M, 5)
         self.components = int(components)
         self.mixture = GaussianMixtureConditional(self.components) if self.components > 1 else None
@@ -124,14 +132,18 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
     def code_latent(self, y, hyper, step):
         if y is not None:
             y = self.clipped(y)
-        if isinstance(step, QuantizeStep):
+        gain, inner = (step.gain, step.step) if isinstance(step, GainStep) else (1.0, step)
+        if isinstance(inner, QuantizeStep):
             # Parallel pass over the whole latent, as compressai's forward.
-            y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y)
+            coded = y * gain
+            coded_tilde = self._quantized(coded)
+            y_tilde = coded_tilde / gain
             params = self.entropy_parameters(torch.cat([hyper, self.context_prediction(y_tilde)], 1))
             if self.mixture is None:
                 y_hat, likelihoods = step(y, *params.chunk(2, 1))
             else:
-                y_hat, likelihoods = quantize_ste(y), self.mixture.likelihood(y_tilde, params)
+                y_hat = quantize_ste(coded) / gain
+                likelihoods = self.mixture.likelihood(coded_tilde, self._scaled(params, gain))
             return (y_hat if self.quantizer == "ste" else y_tilde), likelihoods
         batch, _, h, w = hyper.shape
         y_hat = hyper.new_zeros(batch, self.M, h, w)
@@ -142,10 +154,24 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
                 y_hat[..., i : i + 1, j : j + 1] = self._code_position(y_ij, self.entropy_parameters(features), step)
         return y_hat, None
 
+    def _quantized(self, coded: Tensor) -> Tensor:
+        """The parallel pass's stand-in for the coded value: ``+ U(-1/2, 1/2)`` in training, rounded in eval."""
+        return coded + torch.empty_like(coded).uniform_(-0.5, 0.5) if self.training else torch.round(coded)
+
+    def _scaled(self, params: Tensor, gain) -> Tensor:
+        """Mixture parameters of the coded value ``g * y``: means and scales times ``g``."""
+        if not torch.is_tensor(gain):
+            return params  # fixed rate: g = 1
+        logits, means, scales = params.reshape(params.shape[0], self.components, 3, -1, *params.shape[2:]).unbind(2)
+        gain = gain.reshape(-1, 1, 1, 1, 1)  # a 0-d gain or one per sample ([B, 1, 1, 1])
+        return torch.stack([logits, means * gain, scales * gain], 2).reshape(params.shape)
+
     def _code_position(self, y, params, step) -> Tensor:
         """Encode or decode the ``M`` values of one position under ``params``; returns them."""
         if self.mixture is None:
             return step(y, *params.chunk(2, 1))[0]
-        if isinstance(step, EncodeStep):
-            return self.mixture.encode(y, params, step.encoder)
-        return self.mixture.decode(params, step.decoder, (params.shape[0], self.M, 1, 1))
+        gain, inner = (step.gain, step.step) if isinstance(step, GainStep) else (1.0, step)
+        params = self._scaled(params, gain)
+        if isinstance(inner, EncodeStep):
+            return self.mixture.encode(y * gain, params, inner.encoder) / gain
+        return self.mixture.decode(params, inner.decoder, (params.shape[0], self.M, 1, 1)) / gain

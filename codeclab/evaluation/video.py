@@ -198,7 +198,13 @@ def _entry(results: dict, sequence: Sequence) -> dict:
 def _learned_stage(codec, model_name: str, cfg, paths: list[Path], results_path: Path) -> None:
     from ..formats.video_file import analysis_of_frames
 
+    from ..errors import CodecLabError
+
     results = load_results(results_path)
+    # One GOP mode per file: the report labels every sequence of learned.json by this one flag.
+    if results.get("adaptive_intra", cfg.adaptive_intra) != cfg.adaptive_intra:
+        raise CodecLabError(f"{results_path} holds runs with adaptive_intra={results['adaptive_intra']}; "
+                            f"write adaptive_intra={cfg.adaptive_intra} runs to another output_dir")
     results["model"] = model_name
     results["adaptive_intra"] = cfg.adaptive_intra
     for path in paths:

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from codeclab.codecs import mbt2018_mean, s2lic
+from codeclab.codecs import compose, mbt2018_mean, s2lic
 from codeclab.coding import get_coder
 from codeclab.entropy_models.gain import GainBank
 from codeclab.entropy_models.gaussian import GaussianConditional
@@ -13,6 +13,12 @@ from codeclab.entropy_models.gaussian import GaussianConditional
 CODER = get_coder()
 
 TINY_S2LIC = dict(N=8, M=20, window=4, depths=[1, 1, 1], heads=[1, 1, 2])
+
+
+def serial(components: int, **rate_options):
+    """The leaderboard's serial context entries, tiny: mbt2018's Gaussian or Cheng et al.'s mixture."""
+    return compose({"name": "cnn", "N": 8, "M": 12},
+                   {"name": "autoregressive", "N": 8, "M": 12, "components": components, **rate_options})
 
 
 def test_gain_bank_constants():
@@ -46,7 +52,9 @@ def test_gains_train_through_a_straight_through_rounding():
     lambda: mbt2018_mean(16, 24, rate_levels=8, scale_table_levels=256),
     lambda: s2lic(**TINY_S2LIC, entropy={"name": "checkerboard", "hidden": 8, "rate_levels": 8, "scale_table_levels": 256}),
     lambda: s2lic(**TINY_S2LIC, entropy={"name": "charm", "hidden": 8, "rate_levels": 8, "scale_table_levels": 256}),
-])
+    lambda: serial(1, rate_levels=4, lmbdas=[0.0018, 0.0067, 0.025, 0.18]),
+    lambda: serial(3, rate_levels=4, lmbdas=[0.0018, 0.0067, 0.025, 0.18]),
+], ids=["mbt2018_mean", "checkerboard", "charm", "autoregressive", "mixture"])
 def test_every_level_decodes_the_encoders_latent_exactly_and_rate_grows_with_level(build):
     torch.manual_seed(0)
     codec = build().eval()
@@ -62,21 +70,27 @@ def test_every_level_decodes_the_encoders_latent_exactly_and_rate_grows_with_lev
         codec.compress(x, CODER)
 
 
-def test_level_zero_is_the_fixed_rate_model():
+@pytest.mark.parametrize("build", [mbt2018_mean, lambda **rate: serial(1, **rate), lambda **rate: serial(3, **rate)],
+                         ids=["mbt2018_mean", "autoregressive", "mixture"])
+def test_level_zero_is_the_fixed_rate_model(build):
     """g_0 = 1: level 0 codes exactly what the same weights code without the gain bank."""
     torch.manual_seed(0)
-    variable = mbt2018_mean(16, 24, rate_levels=4).eval()
-    fixed = mbt2018_mean(16, 24).eval()
+    variable = build(rate_levels=4).eval()
+    fixed = build().eval()
     state = {k: v for k, v in variable.state_dict().items() if "gain_bank" not in k}
     fixed.load_state_dict(state)
     x = torch.rand(1, 3, 64, 64)
     assert variable.compress(x, CODER, 0).strings == fixed.compress(x, CODER).strings
 
 
-def test_training_pass_takes_one_level_per_sample():
+@pytest.mark.parametrize("build", [lambda: mbt2018_mean(16, 24, rate_levels=4, scale_table_levels=256),
+                                   lambda: serial(1, rate_levels=4, scale_table_levels=256),
+                                   lambda: serial(3, rate_levels=4, scale_table_levels=256)],
+                         ids=["mbt2018_mean", "autoregressive", "mixture"])
+def test_training_pass_takes_one_level_per_sample(build):
     torch.manual_seed(0)
-    codec = mbt2018_mean(16, 24, rate_levels=4, scale_table_levels=256).train()
-    x = torch.rand(2, 3, 64, 64)
+    codec = build().train()
+    x = torch.rand(1, 3, 64, 64).expand(2, -1, -1, -1)
     out = codec(x, torch.tensor([0, 3]))
     bits = [(-out["likelihoods"]["y"][i].log2()).sum() for i in range(2)]
     assert bits[1] > bits[0]

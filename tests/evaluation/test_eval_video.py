@@ -10,6 +10,8 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from codeclab.errors import CodecLabError
+from codeclab.evaluation.video import _learned_stage
 from codeclab.evaluation.video_report import markdown_tables, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,3 +63,19 @@ def test_report_handles_any_intra_period(tmp_path):
     assert "BD-rate of STEM," in tables and "adaptive" not in tables
     adaptive = markdown_tables(write_report({"learned": {**learned, "adaptive_intra": True}, "anchors": {}}, tmp_path, tmp_path))
     assert "BD-rate of STEM (adaptive I-frames)," in adaptive
+
+
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_learned_stage_refuses_to_mix_gop_modes_in_one_file(tmp_path, adaptive):
+    """The report labels a whole learned.json by one adaptive_intra flag, so a run of the other
+    mode must go to another folder (and leaves the file as it was)."""
+    results = tmp_path / "learned.json"
+    results.write_text(json.dumps({"adaptive_intra": not adaptive, "seq": {"frames": 3}}))
+    before = results.read_text()
+
+    class Config:
+        adaptive_intra = adaptive
+
+    with pytest.raises(CodecLabError, match=f"adaptive_intra={not adaptive}; write adaptive_intra={adaptive} runs to another output_dir"):
+        _learned_stage(None, "stem.safetensors", Config, [], results)
+    assert results.read_text() == before
