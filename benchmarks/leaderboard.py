@@ -69,6 +69,7 @@ PUBLISHED = {
     "scale_hyperprior": ("compressai bmshj2018-hyperprior", "compressai/kodak/compressai-bmshj2018-hyperprior_mse_cuda.json", None),
     "hyperprior": ("compressai mbt2018-mean", "compressai/kodak/compressai-mbt2018-mean_mse_cuda.json", None),
     "autoregressive": ("compressai mbt2018", "compressai/kodak/compressai-mbt2018_mse_cuda.json", None),
+    "autoregressive_integer": ("Minnen et al. 2018 (paper)", "compressai/kodak/paper-mbt2018.json", None),
     "checkerboard": ("He et al. 2021 on Minnen 2018 (paper)", "compressai/kodak/paper-minnen2018-checkerboard_mse.json", None),
     "charm": ("Minnen & Singh 2020, cc10 (paper)", "compressai/kodak/paper-minnen2020-cc10_mse.json", None),
     "elic": ("ELIC (paper)", "compressai/kodak/paper-elic2022_mse.json", None),

@@ -9,6 +9,7 @@ from codeclab.coding import get_coder
 from codeclab.entropy_models import ENTROPY_MODELS
 from codeclab.entropy_models.base import checkerboard_masks
 from codeclab.entropy_models.hyperprior import HyperpriorEntropyModel
+from codeclab.errors import CodecLabError
 from codeclab.formats.file_coding import pad_to_multiple
 from tests.conftest import image_tensor
 
@@ -19,6 +20,8 @@ ENTROPY = {
     "hyperprior": {"name": "hyperprior"},
     "scale_hyperprior": {"name": "scale_hyperprior"},
     "autoregressive": {"name": "autoregressive"},
+    # Minnen et al.'s paper: round(y) coded under N(mu, sigma) (a one-component mixture).
+    "autoregressive-integer": {"name": "autoregressive", "rounding": "integer"},
     "checkerboard": {"name": "checkerboard", "hidden": 24},
     "elic": {"name": "elic", "groups": [4, 4, 8, 16]},
     "charm": {"name": "charm", "num_slices": SLICES, "max_support": 1, "hidden": 16},
@@ -76,6 +79,8 @@ def test_decoder_reproduces_encoder_latent_exactly(entropy, photo):
     assert not torch.equal(y_hat_encoder, y)  # really quantised, so the check is not vacuous
     if entropy in ("hyperprior", "scale_hyperprior", "checkerboard", "autoregressive", "elic"):  # no LRP
         assert (y_hat_encoder - y).abs().max() <= 0.5 + 1e-5
+    if entropy == "autoregressive-integer":
+        assert torch.equal(y_hat_encoder, torch.round(y))
     # Full codec: same streams, same reconstruction, and the eval forward pass agrees.
     compressed = codec.compress(x, CODER)
     assert compressed.strings == strings and len(strings) == codec.num_streams
@@ -93,8 +98,12 @@ def test_decoder_reproduces_encoder_latent_exactly(entropy, photo):
 def test_other_coder_decodes_to_the_same_latent(entropy):
     codec = tiny_codec(entropy).eval()
     x = torch.rand(1, 3, 64, 128)
-    expected = codec.decompress(codec.compress(x, CODER), CODER)
     compressai = get_coder("compressai")
+    if entropy == "autoregressive-integer":  # per-element frequencies: the categorical mode, CodecLab's coder only
+        with pytest.raises(CodecLabError, match="cannot code categorical symbols"):
+            codec.compress(x, compressai)
+        return
+    expected = codec.decompress(codec.compress(x, CODER), CODER)
     assert torch.equal(codec.decompress(codec.compress(x, compressai), compressai), expected)
 
 
@@ -140,11 +149,27 @@ def test_training_forward_likelihoods_and_gradients(entropy):
     assert not silent
 
 
-def test_rate_estimate_matches_real_stream():
-    """The eval-mode likelihoods predict the coded size of y (checks the coded distributions)."""
-    codec = tiny_codec("acgc").eval()
-    x = torch.rand(1, 3, 128, 128)
+@pytest.mark.parametrize("entropy", ["acgc", "autoregressive-integer"])
+def test_rate_estimate_matches_real_stream(entropy, photo):
+    """The eval-mode likelihoods predict the coded size of y (checks the coded distributions: for
+    the integer rounding, the one-component mixture's parameter order and the scale bound)."""
+    codec = tiny_codec(entropy).eval()
+    x = pad_to_multiple(image_tensor(photo), codec.downsampling)
     with torch.no_grad():
         estimated = float(-torch.log2(codec(x)["likelihoods"]["y"]).sum()) / 8
     real = len(codec.compress(x, CODER).strings[0])
     assert abs(real - estimated) <= 0.05 * estimated + 64
+
+
+def test_autoregressive_roundings_share_weights_and_training():
+    """``rounding`` changes only what is coded: the same parameters load, and a training step is identical."""
+    mean, integer = tiny_codec("autoregressive").train(), tiny_codec("autoregressive-integer").train()
+    integer.load_state_dict(mean.state_dict())
+    x = torch.rand(1, 3, 64, 64)
+    torch.manual_seed(1)
+    a = mean(x)
+    torch.manual_seed(1)
+    b = integer(x)
+    assert torch.equal(a["x_hat"], b["x_hat"]) and torch.equal(a["likelihoods"]["y"], b["likelihoods"]["y"])
+    with pytest.raises(ValueError, match="rounding must be 'mean' or 'integer'"):
+        ENTROPY_MODELS.build("autoregressive", N=8, M=8, rounding="floor")

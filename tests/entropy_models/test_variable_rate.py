@@ -54,7 +54,8 @@ def test_gains_train_through_a_straight_through_rounding():
     lambda: s2lic(**TINY_S2LIC, entropy={"name": "charm", "hidden": 8, "rate_levels": 8, "scale_table_levels": 256}),
     lambda: serial(1, rate_levels=4, lmbdas=[0.0018, 0.0067, 0.025, 0.18]),
     lambda: serial(3, rate_levels=4, lmbdas=[0.0018, 0.0067, 0.025, 0.18]),
-], ids=["mbt2018_mean", "checkerboard", "charm", "autoregressive", "mixture"])
+    lambda: serial(1, rounding="integer", rate_levels=4, lmbdas=[0.0018, 0.0067, 0.025, 0.18]),
+], ids=["mbt2018_mean", "checkerboard", "charm", "autoregressive", "mixture", "autoregressive-integer"])
 def test_every_level_decodes_the_encoders_latent_exactly_and_rate_grows_with_level(build):
     torch.manual_seed(0)
     codec = build().eval()

@@ -34,8 +34,8 @@ ENTRIES = list(CPU.leaderboard.entries)
 
 
 def test_the_budgets_share_one_transform_and_list_every_entropy_model():
-    assert set(ENTRIES) == {"factorized", "scale_hyperprior", "hyperprior", "autoregressive", "checkerboard", "charm",
-                            "elic", "mixture", "acgc", "mlicpp", "mlicv2"}
+    assert set(ENTRIES) == {"factorized", "scale_hyperprior", "hyperprior", "autoregressive", "autoregressive_integer",
+                            "checkerboard", "charm", "elic", "mixture", "acgc", "mlicpp", "mlicv2"}
     assert CPU.leaderboard.anchor == "hyperprior" and len(CPU.leaderboard.lambdas) == 4
     for budget in ("cpu", "gpu", "smoke"):
         cfg = leaderboard.budget_config(budget, DATA)

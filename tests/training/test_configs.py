@@ -62,8 +62,9 @@ def test_every_codec_config_instantiates(codec):
     _check_all(_compose(f"codec={codec}"), codec in SMALL)
 
 
-# Options that select a registered model under another name (mixture: mbt2018's context with Cheng's mixture).
-ENTROPY_ALIASES = {"mixture": "autoregressive"}
+# Options that select a registered model under another name (mixture: mbt2018's context with Cheng's mixture;
+# autoregressive_integer: mbt2018's context coding round(y)).
+ENTROPY_ALIASES = {"mixture": "autoregressive", "autoregressive_integer": "autoregressive"}
 # s2lic_tiny (M = 40): ELIC's default groups need M > 128; S2LIC's builder takes hyperprior-based models only.
 S2LIC_TINY_OVERRIDES = {"elic": ["codec.entropy.groups=[8,8,8,8,8]"]}
 
