@@ -82,11 +82,13 @@ def mbt2018_mean(N: int = 128, M: int = 192, rate_levels: int = 0, lmbda_min: fl
 
 
 @register_codec("mbt2018")
-def mbt2018(N: int = 192, M: int = 192) -> Codec:
+def mbt2018(N: int = 192, M: int = 192, rounding: str = "mean") -> Codec:
     """Minnen et al., NeurIPS 2018: mean-scale hyperprior + 5x5 autoregressive context, decoded
     position by position (compressai's ``mbt2018``; N, M = 192, 192 up to lambda = 0.0130,
-    192, 320 above). Not portable: its context network is float."""
-    return _codec(cnn_transforms(N, M), AutoregressiveEntropyModel(N, M))
+    192, 320 above). ``rounding``: ``"mean"`` codes ``round(y - mu)`` as compressai,
+    ``"integer"`` codes ``round(y)`` as the paper (:mod:`codeclab.entropy_models.autoregressive`).
+    Not portable: its context network is float."""
+    return _codec(cnn_transforms(N, M), AutoregressiveEntropyModel(N, M, rounding=rounding))
 
 
 @register_codec("cheng2020-anchor")
