@@ -62,7 +62,6 @@ from torch import Tensor, nn
 from ..transforms import cheng
 from .base import ENTROPY_MODELS, EncodeStep, QuantizeStep, entropy_parameters, quantize_ste
 from .gain import GainStep
-from .gaussian import SCALES_MIN
 from .hyperprior import HyperpriorEntropyModel
 from .mixture import GaussianMixtureConditional
 
@@ -194,7 +193,8 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
         if self.mixture is None:  # the Gaussian as a one-component mixture: weight logit 0, mean, scale
             coder, (scales, means) = self.one_component, params.chunk(2, 1)
             # bounded after the gain, as the Gaussian conditional bounds what a gain step gives it
-            params = torch.cat([torch.zeros_like(means), means * gain, (scales * gain).clamp_min(SCALES_MIN)], 1)
+            bound = float(self.gaussian_conditional.scale_bound)
+            params = torch.cat([torch.zeros_like(means), means * gain, (scales * gain).clamp_min(bound)], 1)
         else:
             coder, params = self.mixture, self._scaled(params, gain)
         if isinstance(inner, EncodeStep):
