@@ -196,9 +196,8 @@ def _entry(results: dict, sequence: Sequence) -> dict:
 
 
 def _learned_stage(codec, model_name: str, cfg, paths: list[Path], results_path: Path) -> None:
-    from ..formats.video_file import analysis_of_frames
-
     from ..errors import CodecLabError
+    from ..formats.video_file import analysis_of_frames
 
     results = load_results(results_path)
     # One GOP mode per file: the report labels every sequence of learned.json by this one flag.
