@@ -61,7 +61,7 @@ from torch import Tensor, nn
 
 from ..transforms import cheng
 from .base import ENTROPY_MODELS, EncodeStep, QuantizeStep, entropy_parameters, quantize_ste
-from .gain import GainStep
+from .gain import split_gain
 from .hyperprior import HyperpriorEntropyModel
 from .mixture import GaussianMixtureConditional
 
@@ -121,7 +121,7 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
         self.mixture = GaussianMixtureConditional(self.components) if self.components > 1 else None
         self.rounding = rounding  # the mixture always codes round(y)
         # round(y) under one Gaussian is coded as a one-component mixture (no parameters).
-        self.one_component = GaussianMixtureConditional(1) if self.mixture is None and rounding == "integer" else None
+        self.one_component = GaussianMixtureConditional(1)
         if self.mixture is not None:
             self.leaky_slope = float(leaky_slope)
             if robust_tails:
@@ -147,7 +147,7 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
     def code_latent(self, y, hyper, step):
         if y is not None:
             y = self.clipped(y)
-        gain, inner = (step.gain, step.step) if isinstance(step, GainStep) else (1.0, step)
+        gain, inner = split_gain(step)
         if isinstance(inner, QuantizeStep):
             # Parallel pass over the whole latent, as compressai's forward.
             coded = y * gain
@@ -187,9 +187,9 @@ class AutoregressiveEntropyModel(HyperpriorEntropyModel):
 
     def _code_position(self, y, params, step) -> Tensor:
         """Encode or decode the ``M`` values of one position under ``params``; returns them."""
-        if self.mixture is None and self.one_component is None:
+        if self.mixture is None and self.rounding == "mean":
             return step(y, *params.chunk(2, 1))[0]
-        gain, inner = (step.gain, step.step) if isinstance(step, GainStep) else (1.0, step)
+        gain, inner = split_gain(step)
         if self.mixture is None:  # the Gaussian as a one-component mixture: weight logit 0, mean, scale
             coder, (scales, means) = self.one_component, params.chunk(2, 1)
             # bounded after the gain, as the Gaussian conditional bounds what a gain step gives it

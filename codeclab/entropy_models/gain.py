@@ -108,3 +108,9 @@ class GainStep:
         g = self.gain
         y_hat, likelihoods = self.step(None if y is None else y * g, scales * g, None if means is None else means * g, mask)
         return y_hat / g, likelihoods
+
+
+def split_gain(step) -> tuple[Tensor | float, object]:
+    """``(gain, inner step)`` of a :class:`GainStep`; ``(1.0, step)`` for a fixed-rate step, so that
+    ``torch.is_tensor(gain)`` says whether a level scales the coded values."""
+    return (step.gain, step.step) if isinstance(step, GainStep) else (1.0, step)

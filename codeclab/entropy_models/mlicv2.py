@@ -89,7 +89,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import ENTROPY_MODELS, DecodeStep, EncodeStep
-from .gain import GainStep
+from .gain import split_gain
 from .gaussian import SCALES_MIN
 from .mlicpp import EntropyParameters, LinearGlobalInterContext, LinearGlobalIntraContext, MLICPlusPlusEntropyModel, inter_heads
 
@@ -234,7 +234,7 @@ class MLICv2EntropyModel(MLICPlusPlusEntropyModel):
             return super().code_group(step, kind, i, y, scales, means, mask)
         selected, logits = self.selection(kind, i, scales, means, mask)
         skipped = torch.where(mask, means, 0.0)  # not coded: the mean (zero outside the group, as a step returns)
-        inner = step.step if isinstance(step, GainStep) else step
+        _, inner = split_gain(step)
         if isinstance(inner, (EncodeStep, DecodeStep)):  # code exactly the selected elements
             if not selected.any():
                 return skipped, None
