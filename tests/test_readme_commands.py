@@ -239,6 +239,7 @@ SKIPS = [
     (r"pip install", "installs the package (this suite runs on the installed package)"),
     (r"^python3 -m pytest$", "the test suite itself"),
     (r"num_nodes=", "multi-node DDP: needs several machines"),
+    (r"debian_photos", "downloads three Debian packages with apt-get; the builder is tested offline in tests/data/test_debian_photos.py"),
     (r"leaderboard\.py --budget cpu", "the 13-hour background CPU leaderboard; its --smoke runs in tests/integration/test_benchmarks.py"),
 ]
 
