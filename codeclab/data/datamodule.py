@@ -104,6 +104,7 @@ class ImageDataModule(pl.LightningDataModule):
         train_splits, val_splits: only the images of a folder that its ``SPLITS.txt`` puts in these
             splits (``None``: all), so one folder gives training images and held-apart
             validation images (BSDS500: train + test for training, val to choose checkpoints).
+        test_splits: the same for ``test_dir`` (``eval.py data=bsds500_val``).
     """
 
     def __init__(
@@ -121,13 +122,14 @@ class ImageDataModule(pl.LightningDataModule):
         flip: bool = True,
         train_splits: Sequence[str] | None = None,
         val_splits: Sequence[str] | None = None,
+        test_splits: Sequence[str] | None = None,
     ):
         super().__init__()
         self.train_dir, self.val_dir, self.test_dir = train_dir, val_dir, test_dir
         self.patch_size, self.val_patch_size = patch_size, val_patch_size
         self.batch_size, self.samples_per_epoch = batch_size, samples_per_epoch
         self.val_max_images, self.num_workers, self.preload, self.flip = val_max_images, num_workers, preload, flip
-        self.train_splits, self.val_splits = train_splits, val_splits
+        self.train_splits, self.val_splits, self.test_splits = train_splits, val_splits, test_splits
 
     def setup(self, stage: str | None = None):
         train = _ImageSource(self.train_dir, default_train_images, self.preload, self.train_splits)

@@ -20,8 +20,9 @@ from codeclab.evaluation.report import log_wandb, write_report
 from codeclab.evaluation.runner import LearnedCurve, PointCache, EvalImage, evaluate
 
 
-def load_images(test_dir: str | None, max_images: int | None = None) -> list[EvalImage]:
-    """The images of ``test_dir`` (any folder of images), or the embedded ones when ``None``."""
+def load_images(test_dir: str | None, max_images: int | None = None, splits=None) -> list[EvalImage]:
+    """The images of ``test_dir`` (any folder of images; with ``splits``, those its ``SPLITS.txt``
+    puts in them), or the embedded ones when ``None``."""
     from codeclab.data.images import default_test_images, list_images, read_image
 
     if test_dir is None:
@@ -31,7 +32,7 @@ def load_images(test_dir: str | None, max_images: int | None = None) -> list[Eva
         if not folder.is_dir():
             raise CodecLabError(f"test image folder {folder} does not exist (set data.test_dir "
                                 "or paths.data_dir / CODECLAB_DATA)")
-        items = [(p.stem, read_image(p)) for p in list_images(folder)[:max_images]]
+        items = [(p.stem, read_image(p)) for p in list_images(folder, splits)[:max_images]]
     return [EvalImage(name, pixels) for name, pixels in items[:max_images]]
 
 
@@ -118,7 +119,7 @@ def run_eval(cfg: DictConfig) -> dict:
         value = cfg.get(key)
         if value is not None and (not isinstance(value, int) or value < lowest):
             raise CodecLabError(f"{key}={value} must be an integer >= {lowest}" + (" or null" if key == "max_images" else ""))
-    images = load_images(cfg.test_dir, cfg.get("max_images"))
+    images = load_images(cfg.test_dir, cfg.get("max_images"), cfg.get("test_splits"))
     classic = [instantiate(c, _convert_="all") for c in (cfg.classic.codecs or {}).values()
                if c is not None]
     learned = learned_curves(cfg)

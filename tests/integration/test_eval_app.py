@@ -71,6 +71,26 @@ def test_missing_or_empty_image_folder_is_a_one_line_error(tmp_path):
         load_images(str(tmp_path))
 
 
+def test_splits_choose_the_test_images_as_data_bsds500_val_does(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from codeclab.errors import CodecLabError
+    from codeclab.evaluation.run import load_images
+
+    for name in ("a", "b", "c"):
+        Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / f"{name}.png")
+    (tmp_path / "SPLITS.txt").write_text("train a.png\nval b.png\nval c.png\n")
+    assert [image.name for image in load_images(str(tmp_path), splits=["val"])] == ["b", "c"]
+    assert [image.name for image in load_images(str(tmp_path), 1, ["val"])] == ["b"]
+    with pytest.raises(CodecLabError, match="no images .* in splits \\['test'\\]"):
+        load_images(str(tmp_path), splits=["test"])
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        held_apart = compose("eval", overrides=["data=bsds500_val"])
+        kodak = compose("eval", overrides=["data=kodak"])
+    assert list(held_apart.test_splits) == ["val"] and held_apart.test_dir.endswith("train/bsds500")
+    assert kodak.test_splits is None
+
+
 @pytest.mark.parametrize("override, message", [
     ("rate_points=0", "rate_points=0 must be an integer >= 2"),
     ("max_images=0", "max_images=0 must be an integer >= 1 or null"),
