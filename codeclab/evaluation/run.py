@@ -158,11 +158,15 @@ def run_eval(cfg: DictConfig) -> dict:
 
 
 def _display_path(path: str | None) -> str | None:
-    """``path`` relative to the project root when it is near it (reports travel with the repo)."""
+    """``path`` relative to the project root when it is near it, or to ``~`` when under the home
+    folder (reports travel with the repo, and a user's cache is not theirs to name)."""
     if path is None:
         return None
     rel = os.path.relpath(path, os.environ.get("PROJECT_ROOT", "."))
-    return rel if not rel.startswith("../../") else str(path)
+    if not rel.startswith("../../"):
+        return rel
+    home = Path.home()
+    return f"~/{Path(path).relative_to(home)}" if Path(path).is_relative_to(home) else str(path)
 
 
 def _print_summary(report: dict, out_dir: Path, seconds: float) -> None:

@@ -100,3 +100,13 @@ def test_settings_that_would_measure_nothing_are_refused(tmp_path, override, mes
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == f"eval.py: error: {message}"
     assert not (tmp_path / "report.md").exists()
+
+
+def test_report_paths_name_the_project_or_home_folder_not_this_machine(tmp_path, monkeypatch):
+    from codeclab.evaluation.run import _display_path
+
+    monkeypatch.setenv("PROJECT_ROOT", str(tmp_path / "work" / "repo"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert _display_path(str(tmp_path / "work" / "shared" / "data" / "kodak")) == "../shared/data/kodak"
+    assert _display_path(str(tmp_path / "home" / ".cache" / "photos")) == "~/.cache/photos"
+    assert _display_path("/elsewhere/images") == "/elsewhere/images"
