@@ -106,13 +106,20 @@ def write_atomically(path: str | Path, write: Callable[[str], object]) -> None:
         os.replace(tmp, path)
 
 
-def write_folder_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(staging_folder)`` then rename the folder to ``path``, which must be new or an
-    empty folder, so a partly written folder never appears under ``path``."""
+def check_new_folder(path: str | Path) -> None:
+    """Refuse an output folder that :func:`write_folder_atomically` would refuse: not a folder, or
+    one with files in it (a caller with slow work before the write checks first)."""
     path = Path(path)
     check_output(path, folder=True)
     if path.exists() and any(path.iterdir()):
         raise CodecLabError(f"output folder {path} exists and is not empty")
+
+
+def write_folder_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(staging_folder)`` then rename the folder to ``path``, which must be new or an
+    empty folder, so a partly written folder never appears under ``path``."""
+    path = Path(path)
+    check_new_folder(path)
     staging = _staging_place(path, tempfile.mkdtemp)
     with _write_errors(path, staging, lambda staged: shutil.rmtree(staged, ignore_errors=True)):
         write(staging)

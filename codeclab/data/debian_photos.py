@@ -30,7 +30,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import CodecLabError, one_line_errors
-from ..files import write_folder_atomically
+from ..files import check_new_folder, write_folder_atomically
 
 TARGET_PIXELS = 1_000_000
 MIN_REDUCTION = 2
@@ -171,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", type=Path, help="a new (or empty) folder for the PNG files")
     parser.add_argument("--debs", type=Path, help="a folder that already holds the three .deb files (no apt-get)")
     args = parser.parse_args(argv)
-    if args.output.is_dir() and any(args.output.iterdir()):
-        raise CodecLabError(f"output folder {args.output} exists and is not empty")
+    check_new_folder(args.output)  # before the download
     with tempfile.TemporaryDirectory() as scratch:
         debs = args.debs
         if debs is None:
