@@ -14,7 +14,11 @@ x265: the evaluation's anchor command (:func:`codeclab.evaluation.video.anchor_c
 thread) from a Y4M file to an HEVC stream, and ffmpeg decoding it to raw 4:2:0 (one ffmpeg process
 per run, whose start-up is included: about 0.05 s).
 
-Usage: python benchmarks/video_speed.py [--model models/stem.safetensors] [--frames 12] [--json] [--json-file PATH] [--smoke]
+``--baseline MODEL`` times a second model file in the same run (ratios ``*_speed_vs_baseline``);
+``--fast-decode`` codes files that allow the fast synthesis.
+
+Usage: python benchmarks/video_speed.py [--model models/stem.safetensors] [--baseline MODEL] [--fast-decode]
+       [--frames 12] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def timed_method(obj, name: str, clock: CodingClock) -> None:
     setattr(obj, name, clock.timed(getattr(obj, name)))
 
 
-def learned(model: Path, clip, intra_period: int, level: int, runs: int) -> dict:
+def learned(model: Path, clip, intra_period: int, level: int, runs: int, fast_decode: bool = False) -> dict:
     from codeclab.formats.model_file import load_model
     from codeclab.formats.video_file import decode_video, encode_video
 
@@ -56,7 +60,7 @@ def learned(model: Path, clip, intra_period: int, level: int, runs: int) -> dict
     video_file.file_synthesis = lambda codec, fast_decode: synthesis.timed(file_synthesis(codec, fast_decode))
     result = {"encode": [], "decode": []}
     with torch.no_grad():
-        data = encode_video(codec, clip, intra_period, level, coder=encoder_coder).data  # warm-up
+        data = encode_video(codec, clip, intra_period, level, coder=encoder_coder, fast_decode=fast_decode).data  # warm-up
         decode_video(data, codec)
         for _ in range(runs):
             for phase in ("encode", "decode"):
@@ -64,7 +68,7 @@ def learned(model: Path, clip, intra_period: int, level: int, runs: int) -> dict
                     clock.seconds = 0.0
                 start = time.perf_counter()
                 if phase == "encode":
-                    data = encode_video(codec, clip, intra_period, level, coder=encoder_coder).data
+                    data = encode_video(codec, clip, intra_period, level, coder=encoder_coder, fast_decode=fast_decode).data
                 else:
                     decode_video(data, codec)
                 total = time.perf_counter() - start
@@ -110,18 +114,28 @@ def main(argv=None) -> None:
     parser.add_argument("--intra-period", type=int, default=12)
     parser.add_argument("--level", type=int, default=32)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another model file timed in the same run (e.g. the 15-bit integer networks beside --model's 8-bit ones)")
+    parser.add_argument("--fast-decode", action="store_true", help="files that allow the fast, CPU-dependent synthesis")
     args = _common.parse(parser, argv, frames=3, intra_period=2, runs=1)
     video = _common.data_dir(args.smoke) / "video"
     from codeclab.data.video import read_video
 
     torch.set_num_threads(1)
-    results = {"threads": 1, "frames": args.frames, "intra_period": args.intra_period, "level": args.level, "sequences": {}}
+    results = {"threads": 1, "frames": args.frames, "intra_period": args.intra_period, "level": args.level,
+               "model": args.model.name, "baseline": args.baseline and args.baseline.name, "fast_decode": args.fast_decode,
+               "sequences": {}}
     for name in ("basketballpass", "vid4_city"):
         clip = read_video(video / name, max_frames=args.frames)
-        entry = {"size": f"{clip.width}x{clip.height}", "codeclab": learned(args.model, clip, args.intra_period, args.level, args.runs),
+        coding = (clip, args.intra_period, args.level, args.runs, args.fast_decode)
+        entry = {"size": f"{clip.width}x{clip.height}", "codeclab": learned(args.model, *coding),
                  "x265-medium": x265(clip, args.intra_period, args.runs)}
+        if args.baseline:
+            entry["baseline"] = learned(args.baseline, *coding)
         for phase in ("encode", "decode"):
             entry[f"{phase}_speed_vs_x265"] = round(entry["codeclab"][phase]["fps"] / entry["x265-medium"][phase]["fps"], 4)
+            if args.baseline:
+                entry[f"{phase}_speed_vs_baseline"] = round(entry["codeclab"][phase]["fps"] / entry["baseline"][phase]["fps"], 4)
         results["sequences"][name] = entry
         print(name, json.dumps(entry), flush=True)
     if args.json or args.json_file:

@@ -287,7 +287,7 @@ def coding_transforms(codec: Codec) -> tuple[torch.dtype | None, bool]:
     channels-last where the CPU computes bf16 natively (AVX-512 BF16/AMX), else float32
     channels-last. Others keep float32 NCHW (their reconstructions stay what they were).
     ``CODECLAB_TRANSFORMS`` (fp32, bf16) and ``CODECLAB_LAYOUT`` (nchw, channels_last) override."""
-    fast = getattr(codec.entropy_model, "arithmetic", None) == "integer"
+    fast = getattr(codec.entropy_model, "arithmetic", None) in ("integer", "int8")
     native_bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     dtype_name = os.environ.get("CODECLAB_TRANSFORMS") or ("bf16" if fast and native_bf16 else "fp32")
     layout = os.environ.get("CODECLAB_LAYOUT") or ("channels_last" if fast else "nchw")

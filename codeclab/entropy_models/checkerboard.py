@@ -13,7 +13,7 @@ from torch import nn
 
 from .base import ENTROPY_MODELS, LatentStep, checkerboard_masks, entropy_parameters
 from .hyperprior import HyperpriorEntropyModel
-from .integer import at_positions
+from .integer import at_positions, wide_inputs
 
 
 class CheckerboardSpatialContext(nn.Module):
@@ -78,6 +78,7 @@ class CheckerboardEntropyModel(HyperpriorEntropyModel):
         self.context = CheckerboardSpatialContext(M, 2 * M)
         self.entropy_parameters = entropy_parameters(4 * M, hidden, 2 * M)
         self.integer_networks(self.context, self.entropy_parameters)
+        wide_inputs(self.context.conv)  # it reads the decoded latent: 15-bit inputs where the networks are 8-bit
 
     def code_latent(self, y, hyper, step):
         return code_checkerboard(y, hyper, step, self.entropy_parameters, self.context)

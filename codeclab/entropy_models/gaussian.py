@@ -90,10 +90,11 @@ class GaussianConditional(TableEntropyModel):
         """int32 index of the table for each scale: the smallest table scale >= ``max(scale, bound)``
         (the widest table when none is). Encoder and decoder both call this."""
         scales = self.lower_bound_scale(scales)
-        indexes = scales.new_full(scales.size(), len(self.scale_table) - 1).int()
-        for s in self.scale_table[:-1]:
-            indexes -= (scales <= s).int()
-        return indexes
+        # The count of table scales below each scale (binary search; the same comparisons as
+        # counting them one by one, so the same indexes). NaN: the widest table.
+        bounds = self.scale_table[:-1].to(device=scales.device, dtype=scales.dtype).contiguous()
+        indexes = torch.searchsorted(bounds, scales.contiguous(), out_int32=True)
+        return indexes.masked_fill_(torch.isnan(scales), len(bounds))
 
     @torch.no_grad()
     def update_tables(self, scale_table: Tensor | None = None) -> None:

@@ -22,8 +22,10 @@ through every step of the context loop (:class:`~.gain.GainStep`); ``z`` is the 
 
 ``arithmetic`` says how the networks that feed the decoder (``h_s`` and any context model) run:
 ``"float"`` (the papers; a file then decodes only under the floating-point configuration that
-wrote it) or ``"integer"`` (:mod:`.integer`: exact on every machine, quantisation-aware in
-training). Both have the same parameters, so a float model converts by loading its weights.
+wrote it), ``"integer"`` (:mod:`.integer`: exact on every machine, quantisation-aware in
+training) or ``"int8"`` (exact too, with 8-bit weights and inputs: several times faster on CPU,
+but coarser, so its inputs are calibrated and the networks fine-tuned quantisation-aware). All
+have the same parameters, so a float model converts by loading its weights.
 """
 
 from __future__ import annotations
@@ -35,11 +37,11 @@ from .base import ENTROPY_MODELS, DecodeStep, EncodeStep, LatentEntropyModel, La
 from .factorized import EntropyBottleneck
 from .gain import GainBank, GainStep
 from .gaussian import SCALES_LEVELS, GaussianConditional
-from .integer import make_integer
+from .integer import MAX_WEIGHT_BITS, make_integer
 from .latent_coding import decode_factorized, encode_factorized, quantize_factorized
 
 
-ARITHMETICS = ("float", "integer")
+ARITHMETICS = ("float", "integer", "int8")
 
 
 @ENTROPY_MODELS.register("hyperprior")
@@ -52,7 +54,7 @@ class HyperpriorEntropyModel(LatentEntropyModel):
         rate_levels: ``L`` levels of a variable-rate model (0: fixed rate); ``lmbda_min``,
             ``lmbda_max``: the range of their lambdas.
         scale_table_levels: tables of the Gaussian conditional (its log grid holds the gains).
-        arithmetic: ``"float"`` or ``"integer"`` entropy-parameter networks (see the module docstring).
+        arithmetic: ``"float"``, ``"integer"`` or ``"int8"`` entropy-parameter networks (see the module docstring).
         h_a, h_s: hyper networks other than Ballé's/Minnen's (:func:`~codeclab.transforms.cnn.hyper_analysis`,
             :func:`~codeclab.transforms.cnn.hyper_synthesis`), for context models whose papers use others.
     """
@@ -80,14 +82,14 @@ class HyperpriorEntropyModel(LatentEntropyModel):
 
     @property
     def portable(self) -> bool:
-        return self.arithmetic == "integer"
+        return self.arithmetic in ("integer", "int8")
 
     def integer_networks(self, *networks: nn.Module) -> None:
         """Make ``networks`` (those whose outputs the decoder depends on) integer when
-        ``arithmetic == "integer"``; subclasses call it on their context networks."""
-        if self.arithmetic == "integer":
+        ``arithmetic`` is ``"integer"`` or ``"int8"``; subclasses call it on their context networks."""
+        if self.portable:
             for network in networks:
-                make_integer(network)
+                make_integer(network, bits=8 if self.arithmetic == "int8" else MAX_WEIGHT_BITS)
 
     def check_level(self, level) -> None:
         if not self.rate_levels:

@@ -33,6 +33,12 @@ Execution:
   memory layout) gives the same result, on CPU and CUDA;
 * ``int64``: the reference on int64 tensors (CPU; CUDA tensors fall back to float64).
 
+8-bit layers (:class:`Int8ConvMixin`, ``make_integer(..., bits=8)``, a hyperprior's
+``arithmetic="int8"``): 7-bit weights and 8-bit inputs on a calibrated per-layer grid, so every
+sum fits int32 and the CPU runs one int8 product (``torch._int_mm``) per layer instead of a
+float64 convolution; their outputs are on the same fixed-point grid as above. What they cost is
+precision, which quantisation-aware fine-tuning buys back (measured for STEM in reports/video).
+
 What stays approximate: the transforms ``g_a``/``g_s``, which never feed the decoder's
 arithmetic, so they may run in bf16, channels-last or compiled.
 """
@@ -99,12 +105,26 @@ class IntegerConvMixin:
 
     output_dim: int  # the weight dimension of output channels
 
+    def fan_in(self) -> int:
+        return self.weight.numel() // self.weight.shape[self.output_dim]
+
     def weight_bits(self) -> int:
-        fan_in = self.weight.numel() // self.weight.shape[self.output_dim]
+        fan_in = self.fan_in()
         bits = min(MAX_WEIGHT_BITS, ACCUMULATOR_BITS - 24 - math.ceil(math.log2(max(fan_in, 2))))
         if bits < 8:
             raise ValueError(f"fan-in {fan_in} is too wide for an exact integer layer")
         return bits
+
+    def input_fraction_bits(self) -> int:
+        """``a`` of the input grid ``q / 2^a`` the layer multiplies its weights with."""
+        return FRACTION_BITS
+
+    def input_integers(self, x: Tensor) -> Tensor:
+        """The input on its grid, as float64 integers ``q``."""
+        return to_fixed(x)
+
+    def fake_quantized_input(self, x: Tensor) -> Tensor:
+        return quantize_activation(x)
 
     def _per_output(self, t: Tensor) -> Tensor:
         shape = [1] * self.weight.ndim
@@ -124,9 +144,10 @@ class IntegerConvMixin:
         return w_int, shift
 
     def integer_bias(self, shift: Tensor) -> Tensor:
+        """``round(bias * 2^(s_o + a))``: the bias on the accumulator's grid."""
         if self.bias is None:
             return torch.zeros_like(shift, dtype=torch.float64)
-        scaled = self.bias.detach().double() * pow2(shift + FRACTION_BITS)
+        scaled = self.bias.detach().double() * pow2(shift + self.input_fraction_bits())
         return torch.round(scaled).clamp_(-(2.0**ACCUMULATOR_BITS), 2.0**ACCUMULATOR_BITS)
 
     @staticmethod
@@ -145,14 +166,15 @@ class IntegerConvMixin:
         w_int, shift = self.integer_weight()
         scale = pow2(-self._per_output(shift))
         weight = _straight_through((w_int * scale).to(x.dtype), self.weight)
-        bias_scale = pow2(-(shift + FRACTION_BITS))
+        bias_scale = pow2(-(shift + self.input_fraction_bits()))
         bias = None if self.bias is None else _straight_through((self.integer_bias(shift) * bias_scale).to(x.dtype), self.bias)
-        return quantize_activation(self._linear(quantize_activation(x), weight, bias))
+        return quantize_activation(self._linear(self.fake_quantized_input(x), weight, bias))
 
     def _frozen_integers(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(w_int, shift, b_int)``, recomputed only when a parameter changed (in-place updates
         bump a tensor's version), since deriving them costs as much as a small layer."""
         key = tuple((p._version, p.data_ptr(), p.device) for p in (self.weight, self.bias) if p is not None)
+        key += (self.input_fraction_bits(),)
         cache = self.__dict__.get("_integer_cache")
         if cache is None or cache[0] != key:
             w_int, shift = self.integer_weight()
@@ -162,7 +184,7 @@ class IntegerConvMixin:
 
     def _exact(self, x: Tensor) -> Tensor:
         w_int, shift, bias = self._frozen_integers()
-        n = to_fixed(x)
+        n = self.input_integers(x)
         if integer_backend() == "int64" and x.device.type == "cpu":
             acc = self._linear(n.long(), w_int.long().to(x.device), None) + bias.long().view(1, -1, 1, 1)
             shift = shift.long().view(1, -1, 1, 1)
@@ -187,6 +209,177 @@ class IntegerConvTranspose2d(IntegerConvMixin, nn.ConvTranspose2d):
     def _linear(self, x, weight, bias):
         return F.conv_transpose2d(x, weight, bias, self.stride, self.padding, self.output_padding, self.groups,
                                   self.dilation)
+
+
+INT8_LIMIT = 127  # weights and inputs of 8-bit layers lie in [-127, 127]
+WIDE_INPUT_LIMIT = 2**14 - 1  # inputs of two int8 digits: 128 hi + lo, hi in [-128, 127], lo in [0, 127]
+INT32_MAX = 2**31 - 1
+UNCALIBRATED = -128  # input_exponent of an 8-bit layer before calibrate_int8_inputs
+
+
+class Int8ConvMixin(IntegerConvMixin):
+    """8-bit exact integer layers: weights ``clamp(round(w_o 2^s_o), +-127)`` (7 bits and a sign, the
+    shift per output channel as above) and inputs ``q = clamp(floor(x 2^a + 1/2), +-127)`` on a
+    per-layer grid ``2^-a`` (``input_exponent``, a buffer set from data by
+    :func:`calibrate_int8_inputs`); ``|sum(w q)| <= 127^2 fan_in < 2^31``, so the sums are exact
+    in int32, and the CPU computes them with int8 x int8 -> int32 products (``torch._int_mm``,
+    oneDNN's VNNI kernels), several times faster than the float64 of the wider layers. The output
+    is on the usual fixed-point grid: ``n' = floor((acc + b_o) 2^-t + 1/2)``, ``t = s_o + a - F``
+    (``t <= 0``: an exact left shift). Every backend (int8 kernel, float64 on CPU or CUDA, int64)
+    gives the same integers. Coarser than the wider layers, so a network is fine-tuned
+    quantisation-aware after its inputs are calibrated (in training the inputs are rounded and
+    clamped straight-through; an uncalibrated layer passes them unrounded).
+
+    ``input_digits = 2`` (:func:`wide_inputs`, for layers that read quantised latents, whose grid
+    8-bit inputs would blur at high rates): 15-bit inputs ``q = 128 hi + lo``, ``hi`` in
+    ``[-128, 127]``, ``lo`` in ``[0, 127]``, and two int8 products (``128 (hi.w) + lo.w``, each
+    exact in int32)."""
+
+    input_digits = 1
+
+    def _init_int8(self) -> None:
+        if self.fan_in() * (INT8_LIMIT + 1) * INT8_LIMIT > INT32_MAX:
+            raise ValueError(f"fan-in {self.fan_in()} is too wide for an exact 8-bit layer")
+        self.register_buffer("input_exponent", torch.tensor(UNCALIBRATED, dtype=torch.int8))
+
+    def weight_bits(self) -> int:
+        return 7
+
+    def calibrated(self) -> bool:
+        return int(self.input_exponent) != UNCALIBRATED
+
+    def input_fraction_bits(self) -> int:
+        if not self.calibrated():
+            raise ValueError("an 8-bit integer layer needs calibrated inputs (calibrate_int8_inputs)")
+        return int(self.input_exponent)
+
+    @property
+    def input_limit(self) -> int:
+        """Largest ``|q|``: 127 (8 bits), or 16383 with two digits."""
+        return INT8_LIMIT if self.input_digits == 1 else WIDE_INPUT_LIMIT
+
+    def input_integers(self, x: Tensor) -> Tensor:
+        scaled = x.double() * 2.0 ** self.input_fraction_bits()
+        return torch.floor(scaled + 0.5).clamp_(-self.input_limit, self.input_limit)
+
+    def fake_quantized_input(self, x: Tensor) -> Tensor:
+        if not self.calibrated():
+            return x
+        scale = 2.0 ** -self.input_fraction_bits()
+        inside = x.clamp(-self.input_limit * scale, self.input_limit * scale)  # the gradient stops where the input clamps
+        return _straight_through((self.input_integers(x) * scale).to(x.dtype), inside)
+
+    def _fake_quantized(self, x: Tensor) -> Tensor:
+        if not self.calibrated():  # before calibration: the float layer, so calibration sees float inputs
+            return self._linear(x, self.weight, self.bias)
+        return super()._fake_quantized(x)
+
+    def _exact(self, x: Tensor) -> Tensor:
+        w_int, shift, bias = self._frozen_integers()
+        q = self.input_integers(x)
+        acc = self._accumulate(q, w_int.to(x.device)) + bias.to(x.device).view(1, -1, 1, 1)
+        t = (shift + self.input_fraction_bits() - FRACTION_BITS).to(x.device).view(1, -1, 1, 1)
+        out = torch.floor((acc + pow2(t - 1)) * pow2(-t))
+        return from_fixed(out.clamp_(-ACTIVATION_MAX, ACTIVATION_MAX), x.dtype)
+
+    def _accumulate(self, q: Tensor, w_int: Tensor) -> Tensor:
+        """``sum(w q)`` as float64 integers: the int8 kernel where it applies, else float64 (exact:
+        every partial sum is an integer below 2^31)."""
+        if q.device.type == "cpu" and self._int8_kernel_applies():
+            matrix = self._kernel_matrix(w_int)
+            if self.input_digits == 1:
+                return self._int8_kernel(q.to(torch.int8), matrix).double()
+            high = torch.floor(q * 2.0**-7)
+            low = q - high * 2**7
+            return self._int8_kernel(high.to(torch.int8), matrix).double() * 2**7 + self._int8_kernel(low.to(torch.int8), matrix)
+        return self._linear(q, w_int, None)
+
+    def _kernel_matrix(self, w_int: Tensor) -> Tensor:
+        """The int8 weight as the kernel's matrix, kept while the cached integers are current."""
+        cache = self.__dict__.get("_kernel_cache")
+        if cache is None or cache[0] is not w_int:
+            cache = (w_int, self._weight_matrix(w_int.to(torch.int8)).contiguous())
+            self.__dict__["_kernel_cache"] = cache
+        return cache[1]
+
+
+class Int8Conv2d(Int8ConvMixin, IntegerConv2d):
+    def _int8_kernel_applies(self) -> bool:
+        return self.stride == (1, 1) and self.dilation == (1, 1) and self.groups == 1 and isinstance(self.padding, tuple)
+
+    def _weight_matrix(self, w: Tensor) -> Tensor:
+        return w.permute(2, 3, 1, 0).reshape(-1, w.shape[0])  # rows (kernel row, column, input channel)
+
+    def _int8_kernel(self, q: Tensor, matrix: Tensor) -> Tensor:
+        """Convolution as one int8 matrix product over im2col rows (channels last), ``[B, O, H', W']`` int32."""
+        out_channels, channels, (kh, kw) = self.out_channels, self.in_channels, self.kernel_size
+        ph, pw = self.padding
+        rows = F.pad(q.permute(0, 2, 3, 1), (0, 0, pw, pw, ph, ph))  # [B, H + 2ph, W + 2pw, C]
+        batch, height, width = rows.shape[0], rows.shape[1] - kh + 1, rows.shape[2] - kw + 1
+        sb, sh, sw, sc = rows.stride()
+        windows = rows.as_strided((batch, height, width, kh, kw, channels), (sb, sh, sw, sh, sw, sc))
+        acc = torch._int_mm(windows.reshape(-1, kh * kw * channels), matrix)
+        return acc.view(batch, height, width, out_channels).permute(0, 3, 1, 2)
+
+
+class Int8ConvTranspose2d(Int8ConvMixin, IntegerConvTranspose2d):
+    def _int8_kernel_applies(self) -> bool:
+        return self.dilation == (1, 1) and self.groups == 1
+
+    def _weight_matrix(self, w: Tensor) -> Tensor:
+        return w.reshape(w.shape[0], -1)  # [input channels, (output channel, kernel row, column)]
+
+    def _int8_kernel(self, q: Tensor, matrix: Tensor) -> Tensor:
+        """Transposed convolution as one int8 product of every input position with every kernel
+        tap, then col2im (``F.fold``, whose few overlapping sums are exact in float64)."""
+        batch, channels, height, width = q.shape
+        out_channels, (kh, kw) = self.out_channels, self.kernel_size
+        (sh, sw), (ph, pw), (oph, opw) = self.stride, self.padding, self.output_padding
+        taps = torch._int_mm(q.permute(0, 2, 3, 1).reshape(-1, channels), matrix)
+        columns = taps.view(batch, height * width, out_channels * kh * kw).transpose(1, 2).double()
+        out_h, out_w = (height - 1) * sh - 2 * ph + kh + oph, (width - 1) * sw - 2 * pw + kw + opw
+        full = F.fold(columns, ((height - 1) * sh + kh + oph, (width - 1) * sw + kw + opw), (kh, kw), stride=(sh, sw))
+        return full[..., ph : ph + out_h, pw : pw + out_w]
+
+
+def wide_inputs(layer: nn.Module) -> None:
+    """Give an 8-bit layer 15-bit inputs (two int8 digits); other layers are left as they are."""
+    if isinstance(layer, Int8ConvMixin):
+        layer.input_digits = 2
+
+
+def calibrate_int8_inputs(module: nn.Module, run, samples_per_layer: int = 1 << 18) -> int:
+    """Set the input grid of every uncalibrated 8-bit layer of ``module``: ``run()`` (which calls
+    ``module`` on representative data, in training mode) records the layers' inputs, and each
+    layer gets the exponent ``a`` whose rounding and clamping to ``[-L, L] / 2^a`` (``L``: its
+    :attr:`~Int8ConvMixin.input_limit`) has the least mean squared error on them. Returns how many
+    layers were calibrated."""
+    layers = [m for m in module.modules() if isinstance(m, Int8ConvMixin) and not m.calibrated()]
+    seen: dict[nn.Module, list[Tensor]] = {m: [] for m in layers}
+
+    def record(layer, args):
+        flat = args[0].detach().float().flatten()
+        seen[layer].append(flat[:: max(1, flat.numel() // samples_per_layer)])
+
+    hooks = [m.register_forward_pre_hook(record) for m in layers]
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for layer in layers:
+        if not seen[layer]:
+            raise ValueError("calibration data never reached an 8-bit layer")
+        x = torch.cat(seen[layer]).double()
+        peak, limit = float(x.abs().max()) or 1.0, layer.input_limit
+        top = math.floor(math.log2(limit / peak))  # no clamping at all from this exponent down
+        errors = {}
+        for a in range(top - 4, top + 9):
+            q = torch.floor(x * 2.0**a + 0.5).clamp_(-limit, limit) * 2.0**-a
+            errors[a] = float((x - q).square().mean())
+        layer.input_exponent.fill_(max(-64, min(63, min(errors, key=errors.get))))
+    return len(layers)
 
 
 class IntegerReLU(nn.Module):
@@ -256,12 +449,18 @@ _INTEGER_LAYERS = {
 }
 
 
-def integer_layer(layer: nn.Module) -> nn.Module:
-    """The integer counterpart of one float layer, with its parameters (shared, not copied)."""
-    kind = _INTEGER_LAYERS[type(layer)]
-    if kind in (IntegerConv2d, IntegerConvTranspose2d):
+_INT8_LAYERS = {nn.Conv2d: Int8Conv2d, nn.ConvTranspose2d: Int8ConvTranspose2d}
+
+
+def integer_layer(layer: nn.Module, bits: int = MAX_WEIGHT_BITS) -> nn.Module:
+    """The integer counterpart of one float layer, with its parameters (shared, not copied);
+    ``bits=8``: the 8-bit convolutions (:class:`Int8ConvMixin`)."""
+    kind = (_INT8_LAYERS if bits == 8 and type(layer) in _INT8_LAYERS else _INTEGER_LAYERS)[type(layer)]
+    if issubclass(kind, IntegerConvMixin):
         converted = kind.__new__(kind)
         converted.__dict__ = layer.__dict__  # same parameters, buffers and hyper-parameters
+        if issubclass(kind, Int8ConvMixin):
+            converted._init_int8()
         return converted
     if isinstance(layer, nn.LeakyReLU):
         if not 0 < layer.negative_slope < 1:
@@ -270,16 +469,17 @@ def integer_layer(layer: nn.Module) -> nn.Module:
     return kind()
 
 
-def make_integer(module: nn.Module) -> nn.Module:
-    """Replace, in place, every float layer of ``module`` that has an integer counterpart; any
-    other layer with parameters is refused (it would not be exact). Returns ``module``."""
+def make_integer(module: nn.Module, bits: int = MAX_WEIGHT_BITS) -> nn.Module:
+    """Replace, in place, every float layer of ``module`` that has an integer counterpart (``bits``
+    8: 8-bit convolutions); any other layer with parameters is refused (it would not be exact).
+    Returns ``module``."""
     for name, child in module.named_children():
-        if type(child) in _INTEGER_LAYERS.values():
+        if type(child) in _INTEGER_LAYERS.values() or type(child) in _INT8_LAYERS.values():
             continue
         if type(child) in _INTEGER_LAYERS:
-            setattr(module, name, integer_layer(child))
+            setattr(module, name, integer_layer(child, bits))
         elif isinstance(child, (nn.Sequential, nn.ModuleList)) or list(child.children()):
-            make_integer(child)
+            make_integer(child, bits)
         elif any(True for _ in child.parameters(recurse=False)):
             raise ValueError(f"layer {type(child).__name__} has no integer counterpart")
     return module

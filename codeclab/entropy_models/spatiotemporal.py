@@ -72,6 +72,7 @@ from .base import ENTROPY_MODELS, DecodeStep, EncodeStep, LatentEntropyModel, Qu
 from .gain import GainStep
 from .checkerboard import CheckerboardSpatialContext, code_checkerboard
 from .hyperprior import HyperpriorEntropyModel, _NullEncoder
+from .integer import wide_inputs
 from .latent_coding import decode_factorized, encode_factorized, quantize_factorized
 
 # TensorFlow's tf.nn.leaky_relu default, used by every STEM layer.
@@ -198,6 +199,11 @@ class SpatiotemporalEntropyModel(HyperpriorEntropyModel):
         in_channels = (6 if spatial != "none" else 4) * M
         self.entropy_parameters = stem_entropy_parameters(in_channels, M)
         self.integer_networks(self.temporal_prior, self.entropy_parameters, *([self.context] if spatial != "none" else []))
+        # The layers that read quantised latents (the reference, the decoded residual) keep their grid
+        # at every rate: 15-bit inputs where the networks are 8-bit.
+        wide_inputs(self.temporal_prior[0])
+        if spatial != "none":
+            wide_inputs(self.context.conv)
 
     def _step(self, step, level):
         """The level's gain around ``step`` and, on the reference grid, the rounding of the scaled

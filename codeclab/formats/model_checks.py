@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import torch
 
 from ..codecs import Codec, build_codec
-from ..entropy_models.integer import integer_convolutions
+from ..entropy_models.integer import Int8ConvMixin, integer_convolutions
 
 # Elements (parameters and buffers) a codec may have: 2 GB of float32.
 MAX_PARAMETERS = 500_000_000
@@ -158,6 +158,14 @@ def check_tables(codec: Codec) -> None:
             module.tables().check()
         except ValueError as err:
             raise ValueError(f"bad entropy tables in {_module_name(codec, module)}: {err}") from None
+
+
+def check_integer_layers(codec: Codec) -> None:
+    """``ValueError`` (one line) if an 8-bit integer layer has no calibrated input grid (a file
+    that could not code anything)."""
+    for name, module in codec.named_modules():
+        if isinstance(module, Int8ConvMixin) and not module.calibrated():
+            raise ValueError(f"8-bit layer {name} has no calibrated input grid")
 
 
 def _module_name(codec: Codec, module: torch.nn.Module) -> str:

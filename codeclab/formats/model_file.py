@@ -69,7 +69,7 @@ from ..entropy_models.gaussian import GaussianConditional
 from ..compat import migrate_config, migrate_tensors
 from ..errors import CodecLabError
 from ..files import write_atomically
-from .model_checks import check_tables, check_tensors, planned_codec, tensor_specs
+from .model_checks import check_integer_layers, check_tables, check_tensors, planned_codec, tensor_specs
 from .model_header import BASE_MODEL, FORMAT, FORMAT_VERSION, ModelHeader, model_sha256, read_header
 
 def weights_sha256(codec_or_state: Codec | dict) -> str:
@@ -120,6 +120,10 @@ def export_model(codec: Codec, path: str | Path, weights_dtype: str = "float32",
         raise CodecLabError(f"arithmetic must be 'integer' or 'float', got {arithmetic!r}")
     if arithmetic == "integer":
         codec = portable_codec(codec)
+    try:
+        check_integer_layers(codec)
+    except ValueError as err:
+        raise CodecLabError(f"cannot export: {err}") from None
     dtype = WEIGHT_DTYPES[weights_dtype]
     integers = dict(integer_convolutions(codec))
     integer_weights = {f"{name}.weight" for name in integers}
@@ -362,6 +366,7 @@ def load_model(path: str | Path, search_dirs: list[Path] | None = None) -> Codec
         raise CodecLabError(f"model file {path} has stale entropy tables; re-export it with 'codeclab export'")
     try:
         check_tables(codec)
+        check_integer_layers(codec)
     except ValueError as err:
         raise CodecLabError(f"model file {path} is refused: {err}") from None
     codec.mark_tables_current(metadata["tables_fingerprint"])

@@ -9,12 +9,18 @@ crop for real (:meth:`CodecModule.log_real_bpp`): an estimated rate is only usef
 
 from __future__ import annotations
 
+import itertools
+
 import pytorch_lightning as pl
 
 from ..codecs import Codec
 from ..coding import get_coder
+from ..entropy_models.integer import Int8ConvMixin, calibrate_int8_inputs
 from ..formats.model_file import export_model, training_lmbda
 from ..measures import bits_per_pixel
+
+
+CALIBRATION_BATCHES = 4
 
 
 class CodecModule(pl.LightningModule):
@@ -30,6 +36,30 @@ class CodecModule(pl.LightningModule):
 
     def forward(self, x, *args):
         return self.codec(x, *args)
+
+    def calibration_pass(self, batch) -> None:
+        """One forward pass of the training loss on ``batch`` (for :meth:`on_fit_start`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot calibrate 8-bit layers")
+
+    def on_fit_start(self) -> None:
+        """Codecs with 8-bit integer layers (``arithmetic=int8``) starting from wider or float
+        weights first set the layers' input grids on a few training batches (:func:`calibrate_int8_inputs`);
+        a resumed run keeps the grids of its checkpoint."""
+        if all(m.calibrated() for m in self.codec.modules() if isinstance(m, Int8ConvMixin)):
+            return
+        if self.trainer.datamodule is None:
+            raise ValueError("8-bit layers calibrate on the datamodule's training batches: fit with a datamodule, "
+                             "or call calibrate_int8_inputs first")
+        batches = itertools.islice(self.trainer.datamodule.train_dataloader(), CALIBRATION_BATCHES)
+
+        def run():
+            for batch in batches:
+                self.calibration_pass(self.transfer_batch_to_device(batch, self.device, 0))
+
+        was_training = self.training
+        self.train()
+        print(f"calibrated the inputs of {calibrate_int8_inputs(self.codec, run)} 8-bit layers")
+        self.train(was_training)
 
     def log_real_bpp(self, batch, level: int | None = None, **log_options) -> None:
         """``val/real_bpp``: the file-size rate of the batch's first crop, coded with the default coder."""

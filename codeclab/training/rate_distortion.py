@@ -84,6 +84,10 @@ class RateDistortionModule(CodecModule):
         self.aux_lr, self.grad_clip = aux_lr, grad_clip
         self.single_rate_steps = int(single_rate_steps)
 
+    def calibration_pass(self, batch) -> None:
+        levels = self.codec.rate_levels
+        self._losses(batch, torch.randint(0, levels, (batch.shape[0],), device=batch.device) if levels else None)
+
     def _losses(self, x, level: torch.Tensor | None = None, lmbda=None) -> dict:
         """Losses of a batch; ``level`` ``[B]`` (variable-rate codecs) picks each sample's lambda
         (unless ``lmbda`` is given)."""

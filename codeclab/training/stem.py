@@ -80,6 +80,9 @@ class StemModule(CodecModule):
         self.scheduler_factory, self.grad_clip, self.aux_lr = lr_scheduler, grad_clip, aux_lr
         self.base_model = image_codec_file(Path(image_model)) if image_model else None
 
+    def calibration_pass(self, batch: dict) -> None:
+        self.p_frame_bpp(batch, self._levels(batch["y"].shape[0]))
+
     def train(self, mode: bool = True):
         super().train(mode)
         # The frozen image codec always runs as when coding.

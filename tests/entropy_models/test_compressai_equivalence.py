@@ -73,6 +73,20 @@ def test_gaussian_tables_and_indexes_equal_compressai():
     assert torch.equal(ours.table_indexes(scales), theirs.build_indexes(scales))
 
 
+@pytest.mark.parametrize("levels", [64, 256])
+def test_table_indexes_equal_compressais_count_at_and_beside_every_table_scale(levels):
+    """The binary search finds the index compressai's loop counts (``build_indexes``), also for
+    scales equal to a table scale or one float away from it, and the widest table for NaN."""
+    ours = GaussianConditional(scale_levels=levels)
+    ours.update_tables()
+    theirs = CaiGaussian(ours.scale_table.tolist())
+    table = ours.scale_table
+    scales = torch.cat([table, table.nextafter(torch.full_like(table, 1e9)), table.nextafter(torch.zeros_like(table)),
+                        torch.exp(torch.linspace(-4, 7, 5000)), torch.tensor([0.0, -1.0, float("inf")])]).view(1, -1, 1)
+    assert torch.equal(ours.table_indexes(scales), theirs.build_indexes(scales))
+    assert ours.table_indexes(torch.tensor([float("nan")])).item() == levels - 1
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_gaussian_forward_equals_compressai(training):
     theirs, ours = CaiGaussian(None), GaussianConditional()

@@ -138,8 +138,16 @@ def test_exact_outputs_do_not_depend_on_the_math_librarys_exp2(monkeypatch):
     assert torch.equal(fresh(x), reference)
 
 
-def test_quantisation_aware_training_passes_gradients_and_lowers_a_loss():
-    net = _network().train()
+def _int8_network():
+    net = make_integer(nn.Sequential(nn.ConvTranspose2d(8, 12, 5, 2, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(12, 6, 1)), bits=8)
+    integer.calibrate_int8_inputs(net.train(), lambda: net(torch.randn(4, 8, 4, 4)))
+    return net
+
+
+@pytest.mark.parametrize("build", [_network, _int8_network], ids=["15-bit", "8-bit"])
+def test_quantisation_aware_training_passes_gradients_and_lowers_a_loss(build):
+    torch.manual_seed(0)
+    net = build().train()
     x, target = torch.randn(4, 8, 4, 4), torch.rand(4, 6, 8, 8) - 0.5
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
     losses = []
@@ -191,6 +199,7 @@ def test_coding_transforms_are_fast_for_integer_models_only(monkeypatch):
     assert coding_transforms(mbt2018_mean(16, 24)) == (None, False)
     dtype, channels_last = coding_transforms(mbt2018_mean(16, 24, arithmetic="integer"))
     assert channels_last and dtype in (None, torch.bfloat16)
+    assert coding_transforms(mbt2018_mean(16, 24, arithmetic="int8")) == (dtype, channels_last)
     monkeypatch.setenv("CODECLAB_TRANSFORMS", "fp32")
     assert coding_transforms(mbt2018_mean(16, 24, arithmetic="integer"))[0] is None
     monkeypatch.setenv("CODECLAB_LAYOUT", "sideways")
@@ -230,3 +239,89 @@ def test_checkerboard_passes_run_exact_pointwise_networks_on_their_half_only():
     float_network = nn.Sequential(nn.Conv2d(8, 6, 1)).eval()
     assert not integer.exact_pointwise(float_network)
     assert torch.equal(integer.at_positions(float_network, x, mask), float_network(x))
+
+
+# 8-bit integer layers (arithmetic="int8")
+
+def _int8_layer(float_layer, exponent):
+    torch.manual_seed(0)
+    layer = integer.integer_layer(float_layer, bits=8)
+    layer.input_exponent.fill_(exponent)
+    return layer.eval()
+
+
+INT8_LAYERS = {
+    "conv5x5": lambda: nn.Conv2d(24, 16, 5, padding=2),  # STEM's temporal prior and checkerboard context
+    "conv1x1": lambda: nn.Conv2d(40, 24, 1),  # entropy parameters
+    "conv5x5-unpadded": lambda: nn.Conv2d(12, 8, 5),  # the masked context (padded outside the layer)
+    "deconv5x5/2": lambda: nn.ConvTranspose2d(16, 12, 5, stride=2, padding=2, output_padding=1),  # hyper-synthesis
+    "conv3x3/2": lambda: nn.Conv2d(12, 8, 3, stride=2, padding=1),  # no int8 kernel: float64
+}
+
+
+@pytest.mark.parametrize("digits", [1, 2])  # 8-bit inputs, or 15-bit ones as two int8 digits
+@pytest.mark.parametrize("exponent", [-2, 3, 12])  # 12: t = s + a - F > 0; -2: t <= 0 (left shifts)
+@pytest.mark.parametrize("kind", list(INT8_LAYERS))
+def test_int8_kernels_float64_int64_and_training_paths_agree_bit_for_bit(kind, exponent, digits, monkeypatch):
+    layer = _int8_layer(INT8_LAYERS[kind](), exponent)
+    if digits == 2:
+        integer.wide_inputs(layer)
+    x = torch.randn(2, layer.weight.shape[1 - layer.output_dim], 9, 11) * 2.0 ** (6 + 7 * (digits - 1) - exponent)
+    assert layer.input_integers(x).abs().max() == layer.input_limit == (127 if digits == 1 else 16383)  # some clamp
+    exact = layer(x)
+    kernel_applies = layer._int8_kernel_applies()
+    assert kernel_applies == (kind != "conv3x3/2")
+    monkeypatch.setattr(layer, "_int8_kernel_applies", lambda: False)  # float64 sums
+    assert torch.equal(layer(x), exact)
+    monkeypatch.setenv("CODECLAB_INTEGER_BACKEND", "int64")
+    assert torch.equal(layer(x), exact)
+    layer.train().double()  # quantisation-aware path in float64: the same dyadic arithmetic
+    assert torch.equal(layer(x.double()).float(), exact)
+    assert torch.equal(exact, torch.round(exact * 1024) / 1024)
+
+
+def test_int8_layers_stay_in_8_bits_and_their_sums_in_int32():
+    layer = _int8_layer(nn.Conv2d(192, 256, 5, padding=2), 3)
+    w_int, shift = layer.integer_weight()
+    assert layer.weight_bits() == 7 and integer.INT8_LIMIT == 127 and w_int.abs().max() <= 127
+    assert torch.all((w_int.abs().amax(dim=(1, 2, 3)) >= 64))  # the per-channel shift uses the 7 bits
+    q = layer.input_integers(torch.randn(1, 192, 4, 4) * 100)
+    assert q.abs().max() == 127 and torch.equal(q, q.round())
+    # STEM's widest fan-in (320 x 5 x 5) and the bound of the int32 accumulator (two-digit inputs: |hi| <= 128):
+    assert 128 * 127 * 320 * 25 < 2**31 - 1
+    with pytest.raises(ValueError, match="too wide for an exact 8-bit layer"):
+        integer.integer_layer(nn.Conv2d(2**17 + 2**12, 1, 1), bits=8)  # 135,168 > (2^31 - 1) / (128 * 127)
+
+
+def test_int8_inputs_are_calibrated_for_the_least_squared_error_and_required():
+    net = make_integer(nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(6, 2, 1)), bits=8)
+    assert [type(m) for m in net] == [integer.Int8Conv2d, IntegerLeakyReLU, integer.Int8Conv2d]
+    x = torch.randn(8, 4, 6, 6) * 5  # peak about 20: a = floor(log2(127 / peak)) = 2 clamps nothing
+    with pytest.raises(ValueError, match="calibrated"):
+        net.eval()(x)
+    net.train()
+    assert integer.calibrate_int8_inputs(net, lambda: net(x)) == 2
+    exponent = int(net[0].input_exponent)
+    def grid_error(a):
+        return float((x.double() - torch.floor(x.double() * 2.0**a + 0.5).clamp(-127, 127) * 2.0**-a).square().mean())
+
+    assert grid_error(exponent) < min(grid_error(exponent - 1), grid_error(exponent + 1))
+    assert integer.calibrate_int8_inputs(net, lambda: net(x)) == 0  # calibrated layers keep their grids
+    assert set(net.state_dict()) == {"0.weight", "0.bias", "0.input_exponent", "2.weight", "2.bias", "2.input_exponent"}
+
+
+@pytest.mark.parametrize("entropy", ["hyperprior", "checkerboard"])
+def test_int8_codecs_decode_their_latents_exactly(entropy):
+    torch.manual_seed(0)
+    codec = build_codec("composed", {"transform": {"name": "cnn", "N": 16, "M": 24},
+                                     "entropy": {"name": entropy, "N": 16, "M": 24, "arithmetic": "int8"}})
+    layers = [m for m in codec.modules() if isinstance(m, integer.Int8ConvMixin)]
+    assert codec.entropy_model.portable and len(layers) == (3 if entropy == "hyperprior" else 7)
+    # The checkerboard context reads the decoded latent: 15-bit inputs; everything else 8-bit.
+    assert [m.input_limit for m in layers].count(16383) == (entropy == "checkerboard")
+    x = torch.rand(2, 3, 64, 64)
+    codec.train()
+    assert integer.calibrate_int8_inputs(codec, lambda: codec(x)) == len(layers)
+    codec.eval()
+    compressed = codec.compress(x[:1], CODER)
+    assert torch.equal(codec.decompress_y(compressed.strings, compressed.size, CODER), codec.quantize(x[:1]))

@@ -11,14 +11,17 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from codeclab.codecs import mbt2018_mean, stem
 from codeclab.data.colour import rgb_to_yuv420
 from codeclab.data.video import Clip, VideoStream, open_video, read_video, write_video, y4m_bytes
+from codeclab.entropy_models.integer import UNCALIBRATED, Int8ConvMixin, calibrate_int8_inputs
 from codeclab.errors import CodecLabError
 from codeclab.coding import get_coder
 from codeclab.formats.file_coding import codec_input, to_uint8
-from codeclab.formats.model_file import export_model, load_model
+from codeclab.formats.model_file import export_model, load_model, weights_sha256
 from codeclab.formats.video_file import decode_frames, decode_video, encode_video, frame_types, unpack_video
 from tests.conftest import ROOT, run_main
 
@@ -372,3 +375,44 @@ def test_adaptive_intra_from_the_cli_and_refused_for_image_models(stem_model, tm
     export_model(mbt2018_mean(N=8, M=12), image_model)
     refused = run_main("encode", source, "-m", image_model, "-o", tmp_path / "b.clab", "--intra-period", "-1", "--adaptive-intra")
     assert refused.returncode == 1 and "codes video all-intra only" in refused.stderr and not (tmp_path / "b.clab").exists()
+
+
+def test_int8_p_frame_networks_code_exactly_through_a_real_file(tmp_path):
+    """``temporal_arithmetic="int8"``: the P-frame networks are exact 8-bit layers (int8 products,
+    int32 sums), calibrated on data; the file decodes to the encoder's latents, its P-frames'
+    integers agree with the float64 sums, and a file whose layers were never calibrated is refused."""
+    torch.manual_seed(0)
+    codec = stem(N=8, M=12, rate_levels=4, scale_table_levels=256, spatial="checkerboard", temporal_arithmetic="int8")
+    model = codec.temporal_model
+    assert model.arithmetic == "int8" and codec.entropy_model.arithmetic == "float" and model.portable
+    layers = [m for m in model.modules() if isinstance(m, Int8ConvMixin)]
+    assert len(layers) == 10  # hyper-synthesis 3, temporal prior 3, checkerboard context 1, entropy parameters 3
+    # The layers reading quantised latents (the reference, the decoded anchors) take 15-bit inputs.
+    assert [m.input_limit for m in (model.temporal_prior[0], model.context.conv)] == [16383, 16383]
+    assert sum(m.input_limit == 127 for m in layers) == 8
+    uncalibrated = tmp_path / "uncalibrated.safetensors"
+    with pytest.raises(CodecLabError, match="no calibrated input grid"):
+        export_model(codec, uncalibrated)
+    assert not uncalibrated.exists()
+    model.train()
+    y, reference = torch.randn(2, 12, 8, 8) * 4, torch.randn(2, 12, 8, 8) * 4
+    assert calibrate_int8_inputs(model, lambda: model(y, reference, torch.tensor([1, 2]))) == 10
+    path = tmp_path / "stem_int8.safetensors"
+    export_model(codec.eval(), path)
+    loaded = load_model(path)
+    clip = _clip(frames=4)
+    encoded = encode_video(loaded, clip, intra_period=-1, level=2, keep_latents=True)
+    decoded = decode_video(encoded.data, load_model(path))
+    for frame, latent in zip(decoded.frames, encoded.latents):
+        assert np.array_equal(frame, to_uint8(loaded.portable_synthesis()(latent))[:50, :70])
+    float64_sums = load_model(path)  # the same file decoded with float64 sums instead of the int8 kernel
+    for layer in (m for m in float64_sums.modules() if isinstance(m, Int8ConvMixin)):
+        layer._int8_kernel_applies = lambda: False
+    assert np.array_equal(decode_video(encoded.data, float64_sums).frames, decoded.frames)
+    # A hostile file (its hash made consistent) whose layer never had a grid: refused on loading.
+    with safe_open(str(path), framework="pt") as handle:
+        tensors, metadata = {k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata()
+    tensors["temporal_model.temporal_prior.0.input_exponent"].fill_(UNCALIBRATED)
+    save_file(tensors, uncalibrated, metadata={**metadata, "weights_sha256": weights_sha256(tensors)})
+    with pytest.raises(CodecLabError, match="temporal_prior.0 has no calibrated input grid"):
+        load_model(uncalibrated)

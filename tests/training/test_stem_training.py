@@ -100,11 +100,13 @@ def test_train_py_experiment_stem(tmp_path):
            f"init_weights={image_model}", f"data.sequences=[{sequence}]", "data.synthetic=2", f"data.synthetic_dir={photos}",
            "data.crop=4", "data.val_frames=3", "data.val_samples=4", "data.samples_per_epoch=8", "data.batch_size=4",
            "data.chain=2",  # chains of 2 P-frames (the README's experiment=stem line trains pairs)
+           "codec.temporal_arithmetic=int8",  # 8-bit P-frame networks, calibrated when training starts
            f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_steps=4", "trainer.log_every_n_steps=1",
            "export_weights_dtype=float32", f"hydra.run.dir={run}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=dict(os.environ, WANDB_MODE="disabled"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((tmp_path / "cache").glob("stem_latents_*.pt"))
+    assert "calibrated the inputs of 10 8-bit layers" in proc.stdout
     metrics = (run / "csv" / "version_0" / "metrics.csv").read_text()
     assert "train/bpp" in metrics and "val/p_over_i" in metrics
     # The file holds the P-frame model and names the frozen image codec's file as its base.
@@ -115,7 +117,7 @@ def test_train_py_experiment_stem(tmp_path):
         load_model(run / "model.safetensors")
     video = load_model(run / "model.safetensors", [tmp_path])
     image = load_model(image_model)
-    assert video.codec_id == "stem" and video.entropy_model.portable
+    assert video.codec_id == "stem" and video.entropy_model.portable and video.temporal_model.arithmetic == "int8"
     # The image codec stayed frozen: its weights are the ones it started from.
     for name, tensor in image.state_dict().items():
         assert torch.equal(video.state_dict()[name], tensor), name

@@ -5,6 +5,10 @@ import pickle
 import subprocess
 import sys
 
+import torch
+
+from codeclab.coding import get_coder
+from codeclab.formats.model_file import load_model
 from tests.conftest import ROOT
 
 TINY = ["codec=tiny", "logger=csv", "data.patch_size=64", "data.val_patch_size=64", "data.val_max_images=2"]
@@ -48,3 +52,17 @@ def test_bad_settings_are_refused_before_the_first_step(tmp_path):
     assert refused.returncode == 1 and refused.stderr.splitlines()[-1].startswith(
         f"train.py: error: ckpt_path {evil} is not a checkpoint this version loads safely: ")
     assert not (tmp_path / "evil" / "model.safetensors").exists()
+
+
+def test_int8_hyper_synthesis_is_calibrated_trained_and_exported(tmp_path):
+    """``arithmetic=int8``: the 8-bit layers' input grids are set on training batches before the
+    first step; the file holds them and codes an image exactly."""
+    run = _train("+codec.arithmetic=int8", "trainer.max_steps=3", "data.batch_size=2", "data.samples_per_epoch=6",
+                 f"hydra.run.dir={tmp_path}")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "calibrated the inputs of 3 8-bit layers" in run.stdout  # h_s: two transposed convolutions, one convolution
+    codec = load_model(tmp_path / "model.safetensors")
+    assert codec.entropy_model.arithmetic == "int8"
+    x = torch.rand(1, 3, 64, 64)
+    compressed = codec.compress(x, get_coder())
+    assert torch.equal(codec.decompress_y(compressed.strings, compressed.size, get_coder()), codec.quantize(x))
