@@ -120,7 +120,7 @@ def tensor_specs(state: Mapping[str, torch.Tensor]) -> dict[str, Spec]:
 def check_tensors(codec: Codec, specs: Mapping[str, Spec], tables_optional: bool = False) -> None:
     """``ValueError`` (one line) unless ``specs`` are exactly ``codec``'s tensors: the same names
     and shapes, float weights in an export dtype (an integer convolution's weight also as
-    ``int16`` with its ``int8`` ``<name>_shift``), other buffers in their own dtype. CDF tables,
+    ``int16``, an 8-bit one's as ``int8``, with its ``int8`` ``<name>_shift``), other buffers in their own dtype. CDF tables,
     whose sizes follow the trained weights, must have their buffer's dtype, one or two dimensions
     and :data:`MAX_TABLE_ENTRIES` entries in all; ``tables_optional``: they may be absent (rebuilt)."""
     expected = {name: (DTYPE_NAMES.get(t.dtype, str(t.dtype)), tuple(t.shape)) for name, t in codec.state_dict().items()}
@@ -144,7 +144,8 @@ def check_tensors(codec: Codec, specs: Mapping[str, Spec], tables_optional: bool
             continue
         if shape != want_shape:
             raise ValueError(f"tensor {name} has shape {list(shape)}, the config asks for {list(want_shape)}")
-        floats = STORED_FLOATS + (("I16",) if name in integer_weights and f"{name}_shift" in specs else ())
+        stored_integers = ("I8",) if isinstance(integer_weights.get(name), Int8ConvMixin) else ("I16",)
+        floats = STORED_FLOATS + (stored_integers if name in integer_weights and f"{name}_shift" in specs else ())
         if dtype not in (floats if want_dtype in STORED_FLOATS else (want_dtype,)):
             raise ValueError(f"tensor {name} is {dtype}, not {want_dtype}")
     if entries > MAX_TABLE_ENTRIES:

@@ -28,7 +28,7 @@ whose string metadata holds:
   model hash covers the base's, so a bitstream names both files
 
 The weight of each integer convolution is stored as what the decoder computes with: ``int16``
-integers under its name and the ``int8`` shift of each output channel under ``<name>_shift``
+integers (``int8`` for 8-bit layers) under its name and the ``int8`` shift of each output channel under ``<name>_shift``
 (the float weight is ``w * 2^-shift``, from which the layer derives the same integers).
 
 Before any codec is constructed, the config and the tensors' names, shapes and dtypes (read
@@ -64,7 +64,7 @@ from safetensors.torch import save_file
 
 from ..codecs import CODECS, Codec, build_codec
 from ..codecs.base import coding_transforms, with_arithmetic
-from ..entropy_models.integer import IntegerConvMixin, integer_convolutions
+from ..entropy_models.integer import Int8ConvMixin, IntegerConvMixin, integer_convolutions
 from ..entropy_models.gaussian import GaussianConditional
 from ..compat import migrate_config, migrate_tensors
 from ..errors import CodecLabError
@@ -141,7 +141,7 @@ def export_model(codec: Codec, path: str | Path, weights_dtype: str = "float32",
     }
     for name, layer in integers.items():
         w_int, shift = layer.integer_weight()
-        tensors[f"{name}.weight"] = w_int.to(torch.int16).contiguous()
+        tensors[f"{name}.weight"] = w_int.to(torch.int8 if isinstance(layer, Int8ConvMixin) else torch.int16).contiguous()
         tensors[f"{name}.weight_shift"] = shift.to(torch.int8).contiguous()
     base_metadata = None
     if base_model is not None:

@@ -399,6 +399,9 @@ def test_int8_p_frame_networks_code_exactly_through_a_real_file(tmp_path):
     assert calibrate_int8_inputs(model, lambda: model(y, reference, torch.tensor([1, 2]))) == 10
     path = tmp_path / "stem_int8.safetensors"
     export_model(codec.eval(), path)
+    with safe_open(str(path), framework="pt") as handle:  # 8-bit weights are stored as int8
+        assert handle.get_slice("temporal_model.temporal_prior.0.weight").get_dtype() == "I8"
+        assert handle.get_slice("temporal_model.h_a.0.weight").get_dtype() == "F32"
     loaded = load_model(path)
     clip = _clip(frames=4)
     encoded = encode_video(loaded, clip, intra_period=-1, level=2, keep_latents=True)
