@@ -1,15 +1,18 @@
 """P-frames decode exactly across machine configurations: a video encoded in one process (1 thread,
 NCHW, float32 transforms, oneDNN on, float64 integer backend) decodes in another (2 threads,
-channels-last, bf16 transforms, oneDNN off, int64 backend) to the encoder's latents, bit for bit."""
+channels-last, bf16 transforms, oneDNN off, int64 backend) to the encoder's latents, bit for bit;
+with 15-bit and with 8-bit P-frame networks (int8 products on both sides)."""
 
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from codeclab.codecs import stem
+from codeclab.entropy_models.integer import calibrate_int8_inputs
 from codeclab.formats.model_file import export_model
 from tests.conftest import ROOT
 
@@ -40,10 +43,16 @@ def _run(env: dict, *args) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-def test_p_frames_decode_identically_under_another_configuration(tmp_path):
+@pytest.mark.parametrize("temporal_arithmetic", [None, "int8"])  # 15-bit or 8-bit P-frame networks
+def test_p_frames_decode_identically_under_another_configuration(tmp_path, temporal_arithmetic):
     torch.manual_seed(0)
     model = tmp_path / "stem.safetensors"
-    export_model(stem(N=8, M=12, rate_levels=4, scale_table_levels=256, spatial="checkerboard"), model)
+    codec = stem(N=8, M=12, rate_levels=4, scale_table_levels=256, spatial="checkerboard", temporal_arithmetic=temporal_arithmetic)
+    if temporal_arithmetic:
+        temporal = codec.temporal_model.train()
+        y, reference = torch.randn(2, 12, 8, 8) * 4, torch.randn(2, 12, 8, 8) * 4
+        calibrate_int8_inputs(temporal, lambda: temporal(y, reference, torch.tensor([1, 2])))
+    export_model(codec.eval(), model)
     base = {k: v for k, v in os.environ.items() if not k.startswith("CODECLAB_")}
     encoder_env = dict(base, OMP_NUM_THREADS="1", CODECLAB_LAYOUT="nchw", CODECLAB_TRANSFORMS="fp32",
                        CODECLAB_INTEGER_BACKEND="float64")
