@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import torch
 
 from codeclab.codecs import stem
@@ -19,21 +18,22 @@ from tests.conftest import ROOT
 SCRIPT = """
 import sys, numpy as np, torch
 from fractions import Fraction
-torch.backends.mkldnn.enabled = sys.argv[3] == "on"
+torch.backends.mkldnn.enabled = sys.argv[2] == "on"
 from codeclab.data.video import Clip
 from codeclab.formats.model_file import load_model
 from codeclab.formats.video_file import decode_video_y, encode_video
-codec = load_model(sys.argv[1])
-if sys.argv[2] == "encode":
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (70, 120, 3)).astype(np.uint8)
-    clip = Clip([np.ascontiguousarray(base[3 * t % 5 : 3 * t % 5 + 64, 2 * t : 2 * t + 96]) for t in range(5)], Fraction(25))
-    encoded = encode_video(codec, clip, intra_period=3, level=2, keep_latents=True)
-    open(sys.argv[4], "wb").write(encoded.data)
-    np.save(sys.argv[5], torch.cat(encoded.latents).numpy())
-else:
-    _, latents = decode_video_y(open(sys.argv[4], "rb").read(), codec)
-    np.save(sys.argv[5], torch.cat(list(latents)).numpy())
+for model in sys.argv[3:]:  # each model's file and latents are MODEL.clab and MODEL.<encode|decode>.npy
+    codec = load_model(model)
+    if sys.argv[1] == "encode":
+        rng = np.random.default_rng(0)
+        base = rng.integers(0, 256, (70, 120, 3)).astype(np.uint8)
+        clip = Clip([np.ascontiguousarray(base[3 * t % 5 : 3 * t % 5 + 64, 2 * t : 2 * t + 96]) for t in range(5)], Fraction(25))
+        encoded = encode_video(codec, clip, intra_period=3, level=2, keep_latents=True)
+        open(model + ".clab", "wb").write(encoded.data)
+        np.save(model + ".encode.npy", torch.cat(encoded.latents).numpy())
+    else:
+        _, latents = decode_video_y(open(model + ".clab", "rb").read(), codec)
+        np.save(model + ".decode.npy", torch.cat(list(latents)).numpy())
 """
 
 
@@ -43,23 +43,29 @@ def _run(env: dict, *args) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-@pytest.mark.parametrize("temporal_arithmetic", [None, "int8"])  # 15-bit or 8-bit P-frame networks
-def test_p_frames_decode_identically_under_another_configuration(tmp_path, temporal_arithmetic):
+def _calibrate(temporal) -> None:
+    y, reference = torch.randn(2, 12, 8, 8) * 4, torch.randn(2, 12, 8, 8) * 4
+    calibrate_int8_inputs(temporal, lambda: temporal(y, reference, torch.tensor([1, 2])))
+
+
+def test_p_frames_decode_identically_under_another_configuration(tmp_path):
     torch.manual_seed(0)
-    model = tmp_path / "stem.safetensors"
-    codec = stem(N=8, M=12, rate_levels=4, scale_table_levels=256, spatial="checkerboard", temporal_arithmetic=temporal_arithmetic)
-    if temporal_arithmetic:
-        temporal = codec.temporal_model.train()
-        y, reference = torch.randn(2, 12, 8, 8) * 4, torch.randn(2, 12, 8, 8) * 4
-        calibrate_int8_inputs(temporal, lambda: temporal(y, reference, torch.tensor([1, 2])))
-    export_model(codec.eval(), model)
+    models = []
+    for temporal_arithmetic in (None, "int8"):  # 15-bit or 8-bit P-frame networks
+        codec = stem(N=8, M=12, rate_levels=4, scale_table_levels=256, spatial="checkerboard",
+                     temporal_arithmetic=temporal_arithmetic)
+        if temporal_arithmetic:
+            _calibrate(codec.temporal_model.train())
+        models.append(tmp_path / f"stem_{temporal_arithmetic or 'integer'}.safetensors")
+        export_model(codec.eval(), models[-1])
     base = {k: v for k, v in os.environ.items() if not k.startswith("CODECLAB_")}
     encoder_env = dict(base, OMP_NUM_THREADS="1", CODECLAB_LAYOUT="nchw", CODECLAB_TRANSFORMS="fp32",
                        CODECLAB_INTEGER_BACKEND="float64")
     decoder_env = dict(base, OMP_NUM_THREADS="2", CODECLAB_LAYOUT="channels_last", CODECLAB_TRANSFORMS="bf16",
                        CODECLAB_INTEGER_BACKEND="int64")
-    _run(encoder_env, model, "encode", "on", tmp_path / "clip.clab", tmp_path / "encoder.npy")
-    _run(decoder_env, model, "decode", "off", tmp_path / "clip.clab", tmp_path / "decoder.npy")
-    encoder, decoder = np.load(tmp_path / "encoder.npy"), np.load(tmp_path / "decoder.npy")
-    assert encoder.shape == decoder.shape == (5, 12, 4, 8)  # 64x96 frames padded to 64x128
-    assert np.array_equal(encoder, decoder)
+    _run(encoder_env, "encode", "on", *models)
+    _run(decoder_env, "decode", "off", *models)
+    for model in models:
+        encoder, decoder = np.load(f"{model}.encode.npy"), np.load(f"{model}.decode.npy")
+        assert encoder.shape == decoder.shape == (5, 12, 4, 8)  # 64x96 frames padded to 64x128
+        assert np.array_equal(encoder, decoder), model.name
