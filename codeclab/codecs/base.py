@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from ..coding import EntropyCoder
 from ..entropy_models import EntropyBottleneck, LatentEntropyModel, TableEntropyModel
+from ..entropy_models.integer import INTEGER_ARITHMETICS
 from ..registry import Registry
 from ..transforms.banded import banded_forward
 
@@ -287,7 +288,7 @@ def coding_transforms(codec: Codec) -> tuple[torch.dtype | None, bool]:
     channels-last where the CPU computes bf16 natively (AVX-512 BF16/AMX), else float32
     channels-last. Others keep float32 NCHW (their reconstructions stay what they were).
     ``CODECLAB_TRANSFORMS`` (fp32, bf16) and ``CODECLAB_LAYOUT`` (nchw, channels_last) override."""
-    fast = getattr(codec.entropy_model, "arithmetic", None) in ("integer", "int8")
+    fast = getattr(codec.entropy_model, "arithmetic", None) in INTEGER_ARITHMETICS
     native_bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     dtype_name = os.environ.get("CODECLAB_TRANSFORMS") or ("bf16" if fast and native_bf16 else "fp32")
     layout = os.environ.get("CODECLAB_LAYOUT") or ("channels_last" if fast else "nchw")

@@ -37,7 +37,7 @@ from .base import ENTROPY_MODELS, DecodeStep, EncodeStep, LatentEntropyModel, La
 from .factorized import EntropyBottleneck
 from .gain import GainBank, GainStep
 from .gaussian import SCALES_LEVELS, GaussianConditional
-from .integer import MAX_WEIGHT_BITS, make_integer
+from .integer import INTEGER_ARITHMETICS, MAX_WEIGHT_BITS, make_integer
 from .latent_coding import decode_factorized, encode_factorized, quantize_factorized
 
 
@@ -82,7 +82,7 @@ class HyperpriorEntropyModel(LatentEntropyModel):
 
     @property
     def portable(self) -> bool:
-        return self.arithmetic in ("integer", "int8")
+        return self.arithmetic in INTEGER_ARITHMETICS
 
     def integer_networks(self, *networks: nn.Module) -> None:
         """Make ``networks`` (those whose outputs the decoder depends on) integer when

@@ -62,6 +62,7 @@ MAX_SHIFT = 40
 LEAKY_SLOPE_SHIFT = 12  # slopes are k / 2^12: 41/4096 ~ 0.01 (torch's default), 819/4096 ~ 0.2 (TensorFlow's)
 TANH_RANGE = 8  # 0.5 tanh(x) is within 2^-(F+1) of +-1/2 beyond |x| = 8
 INTEGER_BACKENDS = ("float64", "int64")
+INTEGER_ARITHMETICS = ("integer", "int8")  # the arithmetics of exact networks (15-bit and 8-bit layers)
 
 
 def integer_backend() -> str:
@@ -348,13 +349,18 @@ def wide_inputs(layer: nn.Module) -> None:
         layer.input_digits = 2
 
 
+def uncalibrated_int8_layers(module: nn.Module) -> list[tuple[str, "Int8ConvMixin"]]:
+    """``(name, layer)`` of every 8-bit layer of ``module`` whose input grid is not set yet."""
+    return [(name, m) for name, m in module.named_modules() if isinstance(m, Int8ConvMixin) and not m.calibrated()]
+
+
 def calibrate_int8_inputs(module: nn.Module, run, samples_per_layer: int = 1 << 18) -> int:
     """Set the input grid of every uncalibrated 8-bit layer of ``module``: ``run()`` (which calls
     ``module`` on representative data, in training mode) records the layers' inputs, and each
     layer gets the exponent ``a`` whose rounding and clamping to ``[-L, L] / 2^a`` (``L``: its
     :attr:`~Int8ConvMixin.input_limit`) has the least mean squared error on them. Returns how many
     layers were calibrated."""
-    layers = [m for m in module.modules() if isinstance(m, Int8ConvMixin) and not m.calibrated()]
+    layers = [m for _, m in uncalibrated_int8_layers(module)]
     seen: dict[nn.Module, list[Tensor]] = {m: [] for m in layers}
 
     def record(layer, args):

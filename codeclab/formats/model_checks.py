@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import torch
 
 from ..codecs import Codec, build_codec
-from ..entropy_models.integer import Int8ConvMixin, integer_convolutions
+from ..entropy_models.integer import Int8ConvMixin, integer_convolutions, uncalibrated_int8_layers
 
 # Elements (parameters and buffers) a codec may have: 2 GB of float32.
 MAX_PARAMETERS = 500_000_000
@@ -164,9 +164,9 @@ def check_tables(codec: Codec) -> None:
 def check_integer_layers(codec: Codec) -> None:
     """``ValueError`` (one line) if an 8-bit integer layer has no calibrated input grid (a file
     that could not code anything)."""
-    for name, module in codec.named_modules():
-        if isinstance(module, Int8ConvMixin) and not module.calibrated():
-            raise ValueError(f"8-bit layer {name} has no calibrated input grid")
+    uncalibrated = uncalibrated_int8_layers(codec)
+    if uncalibrated:
+        raise ValueError(f"8-bit layer {uncalibrated[0][0]} has no calibrated input grid")
 
 
 def _module_name(codec: Codec, module: torch.nn.Module) -> str:

@@ -28,6 +28,7 @@ from torch import nn
 
 from ..codecs import Codec
 from ..codecs.base import with_arithmetic
+from ..entropy_models.integer import INTEGER_ARITHMETICS
 from ..errors import CodecLabError
 from ..files import write_atomically
 
@@ -50,7 +51,7 @@ def onnx_networks(codec: Codec) -> dict[str, tuple[nn.Module, str, str, int]]:
     """``name -> (float32 network, input name, output name, input channels)`` of ``codec``."""
     if codec.codec_id not in ONNX_CODECS:
         raise CodecLabError(f"ONNX export covers {', '.join(ONNX_CODECS)}; not {codec.codec_id!r}")
-    if getattr(codec.entropy_model, "arithmetic", "float") in ("integer", "int8"):
+    if getattr(codec.entropy_model, "arithmetic", "float") in INTEGER_ARITHMETICS:
         codec = with_arithmetic(codec, "float")  # see the module docstring
     codec = codec.eval()
     model = codec.entropy_model

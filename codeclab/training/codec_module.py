@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 
 from ..codecs import Codec
 from ..coding import get_coder
-from ..entropy_models.integer import Int8ConvMixin, calibrate_int8_inputs
+from ..entropy_models.integer import calibrate_int8_inputs, uncalibrated_int8_layers
 from ..formats.model_file import export_model, training_lmbda
 from ..measures import bits_per_pixel
 
@@ -45,7 +45,7 @@ class CodecModule(pl.LightningModule):
         """Codecs with 8-bit integer layers (``arithmetic=int8``) starting from wider or float
         weights first set the layers' input grids on a few training batches (:func:`calibrate_int8_inputs`);
         a resumed run keeps the grids of its checkpoint."""
-        if all(m.calibrated() for m in self.codec.modules() if isinstance(m, Int8ConvMixin)):
+        if not uncalibrated_int8_layers(self.codec):
             return
         if self.trainer.datamodule is None:
             raise ValueError("8-bit layers calibrate on the datamodule's training batches: fit with a datamodule, "

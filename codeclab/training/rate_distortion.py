@@ -84,9 +84,13 @@ class RateDistortionModule(CodecModule):
         self.aux_lr, self.grad_clip = aux_lr, grad_clip
         self.single_rate_steps = int(single_rate_steps)
 
-    def calibration_pass(self, batch) -> None:
+    def _random_levels(self, batch) -> torch.Tensor | None:
+        """A random rate level per sample (variable-rate codecs), else None."""
         levels = self.codec.rate_levels
-        self._losses(batch, torch.randint(0, levels, (batch.shape[0],), device=batch.device) if levels else None)
+        return torch.randint(0, levels, (batch.shape[0],), device=batch.device) if levels else None
+
+    def calibration_pass(self, batch) -> None:
+        self._losses(batch, self._random_levels(batch))
 
     def _losses(self, x, level: torch.Tensor | None = None, lmbda=None) -> dict:
         """Losses of a batch; ``level`` ``[B]`` (variable-rate codecs) picks each sample's lambda
@@ -100,10 +104,9 @@ class RateDistortionModule(CodecModule):
 
     def training_step(self, batch, batch_idx):
         batch = batch.contiguous(memory_format=self.memory_format)
-        levels = self.codec.rate_levels
-        level = torch.randint(0, levels, (batch.shape[0],), device=batch.device) if levels else None
+        level = self._random_levels(batch)
         lmbda = None
-        if levels and self.global_step < self.single_rate_steps:
+        if level is not None and self.global_step < self.single_rate_steps:
             # QVRF's stage 1 (bytedance/QRAF commit 7d8da1f, train.py train_one_epoch: s = levels - 1
             # for the lambda; ScaleHyperprior.py forward: scale = Gain[0] detached): a single-rate
             # model at the largest lambda, quantised with level 0's gain (1).
