@@ -7,7 +7,7 @@ ext_modules = [
     Pybind11Extension(
         "codeclab.coding._native",
         sources=["codeclab/coding/csrc/module.cpp"],
-        depends=["codeclab/coding/csrc/rans.hpp"],
+        depends=["codeclab/coding/csrc/rans.hpp", "codeclab/coding/csrc/int8_gemm.hpp"],
         include_dirs=["codeclab/coding/csrc"],
         cxx_std=17,
         extra_compile_args=["-O3"],

@@ -56,7 +56,12 @@ import numpy as np
 from . import _native
 from .coders import CODERS, CdfTables, EntropyCoder, StreamDecoder, StreamEncoder
 
-__all__ = ["CodecLabCoder", "CodecLabStreamDecoder", "CodecLabStreamEncoder", "is_codeclab_stream", "pmf_to_quantized_cdf"]
+__all__ = ["CodecLabCoder", "CodecLabStreamDecoder", "CodecLabStreamEncoder", "Int8Matrix", "is_codeclab_stream",
+           "pmf_to_quantized_cdf"]
+
+# The exact int8 product of the 8-bit integer layers, built into the same extension
+# (csrc/int8_gemm.hpp; used by codeclab.entropy_models.integer.Int8Product).
+Int8Matrix = _native.Int8Matrix
 
 _INT32 = np.iinfo(np.int32)
 

@@ -35,9 +35,10 @@ Execution:
 
 8-bit layers (:class:`Int8ConvMixin`, ``make_integer(..., bits=8)``, a hyperprior's
 ``arithmetic="int8"``): 7-bit weights and 8-bit inputs on a calibrated per-layer grid, so every
-sum fits int32 and the CPU runs one int8 product (``torch._int_mm``) per layer instead of a
-float64 convolution; their outputs are on the same fixed-point grid as above. What they cost is
-precision, which quantisation-aware fine-tuning buys back (measured for STEM in reports/video).
+sum fits int32 and the CPU runs one int8 product per layer instead of a float64 convolution
+(:class:`Int8Product`: CodecLab's AVX2 kernel, or ``torch._int_mm`` on CPUs with AVX-512 VNNI);
+their outputs are on the same fixed-point grid as above. What they cost is precision, which
+quantisation-aware fine-tuning buys back (measured for STEM in reports/video).
 
 What stays approximate: the transforms ``g_a``/``g_s``, which never feed the decoder's
 arithmetic, so they may run in bf16, channels-last or compiled.
@@ -51,6 +52,8 @@ import os
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from codeclab.coding.native import Int8Matrix
 
 FRACTION_BITS = 10
 ACTIVATION_MAX = 2**24 - 1
@@ -218,13 +221,42 @@ INT32_MAX = 2**31 - 1
 UNCALIBRATED = -128  # input_exponent of an 8-bit layer before calibrate_int8_inputs
 
 
+INT8_KERNELS = ("native", "torch")
+
+
+def int8_kernel() -> str:
+    """The CPU's int8 product: ``torch`` (``torch._int_mm``, oneDNN) where the CPU has AVX-512 VNNI
+    and oneDNN is on, the only case torch gives its fast kernel; ``native`` elsewhere (CodecLab's
+    own AVX2 kernel, ``codeclab/coding/csrc/int8_gemm.hpp``), where ``torch._int_mm`` is a scalar
+    loop 82x slower (reports/int8_product). Both give the same integers."""
+    return "torch" if Int8Matrix.vnni and torch.backends.mkldnn.enabled else "native"
+
+
+class Int8Product:
+    """``a @ b`` in int32 for int8 rows ``a`` [m, k] and a fixed int8 matrix ``b`` [k, n] (packed
+    once for the native kernel). Exact whenever every sum fits int32, which the 8-bit layers
+    guarantee, so the kernels agree bit for bit."""
+
+    def __init__(self, b: Tensor, kernel: str | None = None):
+        self.kernel = kernel or int8_kernel()
+        if self.kernel not in INT8_KERNELS:
+            raise ValueError(f"the int8 kernel must be one of {', '.join(INT8_KERNELS)}, got {self.kernel!r}")
+        self.b = b.contiguous()
+        self.native = Int8Matrix(self.b.numpy()) if self.kernel == "native" else None
+
+    def __call__(self, a: Tensor) -> Tensor:
+        if self.native is None:
+            return torch._int_mm(a, self.b)
+        return torch.from_numpy(self.native.multiply(a.contiguous().numpy(), torch.get_num_threads()))
+
+
 class Int8ConvMixin(IntegerConvMixin):
     """8-bit exact integer layers: weights ``clamp(round(w_o 2^s_o), +-127)`` (7 bits and a sign, the
     shift per output channel as above) and inputs ``q = clamp(floor(x 2^a + 1/2), +-127)`` on a
     per-layer grid ``2^-a`` (``input_exponent``, a buffer set from data by
     :func:`calibrate_int8_inputs`); ``|sum(w q)| <= 127^2 fan_in < 2^31``, so the sums are exact
-    in int32, and the CPU computes them with int8 x int8 -> int32 products (``torch._int_mm``,
-    oneDNN's VNNI kernels), several times faster than the float64 of the wider layers. The output
+    in int32, and the CPU computes them with int8 x int8 -> int32 products (:class:`Int8Product`),
+    several times faster than the float64 of the wider layers. The output
     is on the usual fixed-point grid: ``n' = floor((acc + b_o) 2^-t + 1/2)``, ``t = s_o + a - F``
     (``t <= 0``: an exact left shift). Every backend (int8 kernel, float64 on CPU or CUDA, int64)
     gives the same integers. Coarser than the wider layers, so a network is fine-tuned
@@ -287,19 +319,19 @@ class Int8ConvMixin(IntegerConvMixin):
         """``sum(w q)`` as float64 integers: the int8 kernel where it applies, else float64 (exact:
         every partial sum is an integer below 2^31)."""
         if q.device.type == "cpu" and self._int8_kernel_applies():
-            matrix = self._kernel_matrix(w_int)
+            product = self._product(w_int)
             if self.input_digits == 1:
-                return self._int8_kernel(q.to(torch.int8), matrix).double()
+                return self._int8_kernel(q.to(torch.int8), product).double()
             high = torch.floor(q * 2.0**-7)
             low = q - high * 2**7
-            return self._int8_kernel(high.to(torch.int8), matrix).double() * 2**7 + self._int8_kernel(low.to(torch.int8), matrix)
+            return self._int8_kernel(high.to(torch.int8), product).double() * 2**7 + self._int8_kernel(low.to(torch.int8), product)
         return self._linear(q, w_int, None)
 
-    def _kernel_matrix(self, w_int: Tensor) -> Tensor:
-        """The int8 weight as the kernel's matrix, kept while the cached integers are current."""
+    def _product(self, w_int: Tensor) -> Int8Product:
+        """The int8 weight as a kernel product, kept while the cached integers are current."""
         cache = self.__dict__.get("_kernel_cache")
         if cache is None or cache[0] is not w_int:
-            cache = (w_int, self._weight_matrix(w_int.to(torch.int8)).contiguous())
+            cache = (w_int, Int8Product(self._weight_matrix(w_int.to(torch.int8))))
             self.__dict__["_kernel_cache"] = cache
         return cache[1]
 
@@ -311,7 +343,7 @@ class Int8Conv2d(Int8ConvMixin, IntegerConv2d):
     def _weight_matrix(self, w: Tensor) -> Tensor:
         return w.permute(2, 3, 1, 0).reshape(-1, w.shape[0])  # rows (kernel row, column, input channel)
 
-    def _int8_kernel(self, q: Tensor, matrix: Tensor) -> Tensor:
+    def _int8_kernel(self, q: Tensor, product: Int8Product) -> Tensor:
         """Convolution as one int8 matrix product over im2col rows (channels last), ``[B, O, H', W']`` int32."""
         out_channels, channels, (kh, kw) = self.out_channels, self.in_channels, self.kernel_size
         ph, pw = self.padding
@@ -319,7 +351,7 @@ class Int8Conv2d(Int8ConvMixin, IntegerConv2d):
         batch, height, width = rows.shape[0], rows.shape[1] - kh + 1, rows.shape[2] - kw + 1
         sb, sh, sw, sc = rows.stride()
         windows = rows.as_strided((batch, height, width, kh, kw, channels), (sb, sh, sw, sh, sw, sc))
-        acc = torch._int_mm(windows.reshape(-1, kh * kw * channels), matrix)
+        acc = product(windows.reshape(-1, kh * kw * channels))
         return acc.view(batch, height, width, out_channels).permute(0, 3, 1, 2)
 
 
@@ -330,13 +362,13 @@ class Int8ConvTranspose2d(Int8ConvMixin, IntegerConvTranspose2d):
     def _weight_matrix(self, w: Tensor) -> Tensor:
         return w.reshape(w.shape[0], -1)  # [input channels, (output channel, kernel row, column)]
 
-    def _int8_kernel(self, q: Tensor, matrix: Tensor) -> Tensor:
+    def _int8_kernel(self, q: Tensor, product: Int8Product) -> Tensor:
         """Transposed convolution as one int8 product of every input position with every kernel
         tap, then col2im (``F.fold``, whose few overlapping sums are exact in float64)."""
         batch, channels, height, width = q.shape
         out_channels, (kh, kw) = self.out_channels, self.kernel_size
         (sh, sw), (ph, pw), (oph, opw) = self.stride, self.padding, self.output_padding
-        taps = torch._int_mm(q.permute(0, 2, 3, 1).reshape(-1, channels), matrix)
+        taps = product(q.permute(0, 2, 3, 1).reshape(-1, channels))
         columns = taps.view(batch, height * width, out_channels * kh * kw).transpose(1, 2).double()
         out_h, out_w = (height - 1) * sh - 2 * ph + kh + oph, (width - 1) * sw - 2 * pw + kw + opw
         full = F.fold(columns, ((height - 1) * sh + kh + oph, (width - 1) * sw + kw + opw), (kh, kw), stride=(sh, sw))

@@ -259,10 +259,12 @@ INT8_LAYERS = {
 }
 
 
+@pytest.mark.parametrize("kernel", integer.INT8_KERNELS)  # CodecLab's AVX2 kernel and torch._int_mm
 @pytest.mark.parametrize("digits", [1, 2])  # 8-bit inputs, or 15-bit ones as two int8 digits
 @pytest.mark.parametrize("exponent", [-2, 3, 12])  # 12: t = s + a - F > 0; -2: t <= 0 (left shifts)
 @pytest.mark.parametrize("kind", list(INT8_LAYERS))
-def test_int8_kernels_float64_int64_and_training_paths_agree_bit_for_bit(kind, exponent, digits, monkeypatch):
+def test_int8_kernels_float64_int64_and_training_paths_agree_bit_for_bit(kind, exponent, digits, kernel, monkeypatch):
+    monkeypatch.setattr(integer, "int8_kernel", lambda: kernel)
     layer = _int8_layer(INT8_LAYERS[kind](), exponent)
     if digits == 2:
         integer.wide_inputs(layer)

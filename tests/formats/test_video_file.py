@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from codeclab.codecs import mbt2018_mean, stem
 from codeclab.data.colour import rgb_to_yuv420
 from codeclab.data.video import Clip, VideoStream, open_video, read_video, write_video, y4m_bytes
+from codeclab.entropy_models import integer
 from codeclab.entropy_models.integer import UNCALIBRATED, Int8ConvMixin, calibrate_int8_inputs
 from codeclab.errors import CodecLabError
 from codeclab.coding import get_coder
@@ -377,7 +378,7 @@ def test_adaptive_intra_from_the_cli_and_refused_for_image_models(stem_model, tm
     assert refused.returncode == 1 and "codes video all-intra only" in refused.stderr and not (tmp_path / "b.clab").exists()
 
 
-def test_int8_p_frame_networks_code_exactly_through_a_real_file(tmp_path):
+def test_int8_p_frame_networks_code_exactly_through_a_real_file(tmp_path, monkeypatch):
     """``temporal_arithmetic="int8"``: the P-frame networks are exact 8-bit layers (int8 products,
     int32 sums), calibrated on data; the file decodes to the encoder's latents, its P-frames'
     integers agree with the float64 sums, and a file whose layers were never calibrated is refused."""
@@ -412,6 +413,9 @@ def test_int8_p_frame_networks_code_exactly_through_a_real_file(tmp_path):
     for layer in (m for m in float64_sums.modules() if isinstance(m, Int8ConvMixin)):
         layer._int8_kernel_applies = lambda: False
     assert np.array_equal(decode_video(encoded.data, float64_sums).frames, decoded.frames)
+    other_kernel = "torch" if integer.int8_kernel() == "native" else "native"  # torch._int_mm or CodecLab's
+    monkeypatch.setattr(integer, "int8_kernel", lambda: other_kernel)
+    assert np.array_equal(decode_video(encoded.data, load_model(path)).frames, decoded.frames)
     # A hostile file (its hash made consistent) whose layer never had a grid: refused on loading.
     with safe_open(str(path), framework="pt") as handle:
         tensors, metadata = {k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata()

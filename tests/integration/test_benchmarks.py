@@ -18,7 +18,7 @@ SLOW = {"variable_rate_cost": "trains three models in train.py processes and run
         "qvrf_ladders": "trains two models in train.py processes and runs eval.py (~40 s of CPU)",
         "startup": "times five whole processes (~20 s of CPU)",
         "portable_pixels": "decodes in six whole processes (~50 s of CPU; tests/formats/test_portable_pixels.py checks the same)"}
-NEEDS = {"video_speed": ROOT / "models" / "stem.safetensors"}
+NEEDS = {"video_speed": ROOT / "models" / "stem.safetensors", "int8_product": ROOT / "models" / "stem_int8.safetensors"}
 
 
 def _skip_reason(name: str) -> str | None:
@@ -56,7 +56,12 @@ def _every_part_of_the_split_was_timed(results: dict) -> None:
             assert all(share > 0 for share in sequence["codeclab"][phase]["share"].values()), (phase, sequence)
 
 
-CHECKS = {"video_speed": _every_part_of_the_split_was_timed}
+def _every_kernel_multiplied_the_recorded_shapes(results: dict) -> None:
+    assert results["products"] > 0 and results["layers_use"] in ("native", "torch")
+    assert set(results["ms"]) == {"native", "torch._int_mm", "float64", "float32"} and min(results["ms"].values()) > 0
+
+
+CHECKS = {"video_speed": _every_part_of_the_split_was_timed, "int8_product": _every_kernel_multiplied_the_recorded_shapes}
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)

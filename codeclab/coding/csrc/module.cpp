@@ -9,6 +9,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include "int8_gemm.hpp"
 #include "quantized_cdf.hpp"
 #include "rans.hpp"
 
@@ -282,6 +283,26 @@ static bool is_codeclab_stream(py::bytes data) {
   return parse_stream(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), lanes).empty();
 }
 
+using Int8Array = py::array_t<int8_t, py::array::c_style>;
+
+// An int8 weight matrix B [k, n], packed once, that multiplies int8 rows A [m, k] into int32.
+static std::unique_ptr<Int8Matrix> int8_matrix(const Int8Array& b) {
+  if (b.ndim() != 2) fail("the int8 matrix must be 2-D [k, n]");
+  if (b.shape(0) < 1 || b.shape(1) < 1) fail("the int8 matrix must not be empty");
+  return std::make_unique<Int8Matrix>(b.data(), b.shape(0), b.shape(1));
+}
+
+static py::array_t<int32_t> int8_multiply(const Int8Matrix& b, const Int8Array& a, int threads, bool vectorise) {
+  if (a.ndim() != 2 || a.shape(1) != b.rows())
+    fail("the rows must be 2-D [m, " + std::to_string(b.rows()) + "] int8");
+  py::array_t<int32_t> c({a.shape(0), static_cast<py::ssize_t>(b.columns())});
+  {
+    py::gil_scoped_release release;
+    b.multiply(a.data(), a.shape(0), c.mutable_data(), std::max(1, threads), vectorise);
+  }
+  return c;
+}
+
 PYBIND11_MODULE(_native, m) {
   m.doc() = "CodecLab rANS entropy coder (see codeclab/coding/native.py)";
   m.def("pmf_to_quantized_cdf", &pmf_to_quantized_cdf, py::arg("pmf"), py::arg("precision") = 16);
@@ -302,4 +323,11 @@ PYBIND11_MODULE(_native, m) {
       .def("decode", &Decoder::decode, py::arg("indexes"), py::arg("cdfs"), py::arg("lengths"), py::arg("offsets"))
       .def("decode_categorical", &Decoder::decode_categorical, py::arg("freqs"))
       .def("at_end", &Decoder::at_end);
+  py::class_<Int8Matrix>(m, "Int8Matrix")
+      .def(py::init(&int8_matrix), py::arg("b"))
+      .def("multiply", &int8_multiply, py::arg("a"), py::arg("threads") = 1, py::arg("vectorise") = true)
+      .def_property_readonly("rows", &Int8Matrix::rows)
+      .def_property_readonly("columns", &Int8Matrix::columns)
+      .def_property_readonly_static("vectorised", [](py::object) { return Int8Matrix::vectorised(); })
+      .def_property_readonly_static("vnni", [](py::object) { return Int8Matrix::vnni(); });
 }
