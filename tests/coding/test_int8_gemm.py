@@ -66,3 +66,7 @@ def test_wrong_operands_get_one_line_errors():
         Int8Matrix(np.ones(4, dtype=np.int8))
     with pytest.raises(ValueError, match="must not be empty"):
         Int8Matrix(np.ones((0, 3), dtype=np.int8))
+    with pytest.raises(TypeError, match="incompatible function arguments"):  # no silent wrap of wider values
+        matrix.multiply(np.full((2, 4), 300, dtype=np.int32))
+    transposed = np.arange(8, dtype=np.int8).reshape(4, 2).T  # not C-contiguous: read through a copy
+    assert np.array_equal(matrix.multiply(transposed), transposed.astype(np.int32) @ np.ones((4, 3), dtype=np.int32))
