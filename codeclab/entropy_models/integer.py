@@ -103,6 +103,13 @@ def quantize_activation(x: Tensor) -> Tensor:
     return _straight_through(from_fixed(to_fixed(x), x.dtype), x)
 
 
+def rounding_shift(acc: Tensor, shift: Tensor) -> Tensor:
+    """``floor((acc + 2^(t-1)) 2^-t)`` per output channel ``t`` of ``shift`` (``t <= 0``: an exact
+    left shift), for float64 integers ``|acc| < 2^52``: every step is exact in float64."""
+    t = shift.view(1, -1, 1, 1)
+    return torch.floor((acc + pow2(t - 1)) * pow2(-t))
+
+
 class IntegerConvMixin:
     """Integer execution for ``nn.Conv2d``/``nn.ConvTranspose2d`` subclasses (same parameters and
     state_dict names as the float layer, so float weights load into it unchanged)."""
@@ -194,9 +201,7 @@ class IntegerConvMixin:
             shift = shift.long().view(1, -1, 1, 1)
             out = torch.bitwise_right_shift(acc + torch.bitwise_left_shift(torch.ones_like(shift), shift - 1), shift).double()
         else:
-            acc = self._linear(n, w_int.to(x.device), bias.to(x.device))
-            shift = shift.to(x.device).view(1, -1, 1, 1)
-            out = torch.floor((acc + pow2(shift - 1)) * pow2(-shift))
+            out = rounding_shift(self._linear(n, w_int.to(x.device), bias.to(x.device)), shift.to(x.device))
         return from_fixed(out.clamp_(-ACTIVATION_MAX, ACTIVATION_MAX), x.dtype)
 
 
@@ -311,8 +316,7 @@ class Int8ConvMixin(IntegerConvMixin):
         w_int, shift, bias = self._frozen_integers()
         q = self.input_integers(x)
         acc = self._accumulate(q, w_int.to(x.device)) + bias.to(x.device).view(1, -1, 1, 1)
-        t = (shift + self.input_fraction_bits() - FRACTION_BITS).to(x.device).view(1, -1, 1, 1)
-        out = torch.floor((acc + pow2(t - 1)) * pow2(-t))
+        out = rounding_shift(acc, (shift + self.input_fraction_bits() - FRACTION_BITS).to(x.device))
         return from_fixed(out.clamp_(-ACTIVATION_MAX, ACTIVATION_MAX), x.dtype)
 
     def _accumulate(self, q: Tensor, w_int: Tensor) -> Tensor:
