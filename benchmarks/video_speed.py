@@ -18,7 +18,7 @@ per run, whose start-up is included: about 0.05 s).
 ``--fast-decode`` codes files that allow the fast synthesis.
 
 Usage: python benchmarks/video_speed.py [--model models/stem.safetensors] [--baseline MODEL] [--fast-decode]
-       [--frames 12] [--json] [--json-file PATH] [--smoke]
+       [--frames 12] [--sequences basketballpass vid4_city] [--json] [--json-file PATH] [--smoke]
 """
 
 from __future__ import annotations
@@ -117,6 +117,9 @@ def main(argv=None) -> None:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another model file timed in the same run (e.g. the 15-bit integer networks beside --model's 8-bit ones)")
     parser.add_argument("--fast-decode", action="store_true", help="files that allow the fast, CPU-dependent synthesis")
+    parser.add_argument("--sequences", nargs="+", default=["basketballpass", "vid4_city"],
+                        help="folders of the shared video data (speed does not depend on the content: training sequences such as "
+                             "vid4_foliage, 720x480, may be timed)")
     args = _common.parse(parser, argv, frames=3, intra_period=2, runs=1)
     video = _common.data_dir(args.smoke) / "video"
     from codeclab.data.video import read_video
@@ -125,7 +128,7 @@ def main(argv=None) -> None:
     results = {"threads": 1, "frames": args.frames, "intra_period": args.intra_period, "level": args.level,
                "model": args.model.name, "baseline": args.baseline and args.baseline.name, "fast_decode": args.fast_decode,
                "sequences": {}}
-    for name in ("basketballpass", "vid4_city"):
+    for name in args.sequences:
         clip = read_video(video / name, max_frames=args.frames)
         coding = (clip, args.intra_period, args.level, args.runs, args.fast_decode)
         entry = {"size": f"{clip.width}x{clip.height}", "codeclab": learned(args.model, *coding),
