@@ -2,7 +2,8 @@
 
 * :mod:`.coders`: the coder interface, :class:`~.coders.CdfTables` and the :data:`~.coders.CODERS`
   registry with each coder's wire id (standard library only: file headers read it).
-* :mod:`.native`: the project's C++ rANS coder (``csrc/``) and the exact CDF quantisation.
+* :mod:`.native`: the project's C++ rANS coder (``csrc/``), the exact CDF quantisation, and the
+  8-bit integer layers' exact int8 product (:class:`~.native.Int8Matrix`, built into the same extension).
 * :mod:`.compressai_coder`: the checked adapter to compressai's rANS (compressai imported only when used).
 """
 
