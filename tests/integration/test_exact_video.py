@@ -1,7 +1,9 @@
 """P-frames decode exactly across machine configurations: a video encoded in one process (1 thread,
 NCHW, float32 transforms, oneDNN on, float64 integer backend) decodes in another (2 threads,
 channels-last, bf16 transforms, oneDNN off, int64 backend) to the encoder's latents, bit for bit;
-with 15-bit and with 8-bit P-frame networks (int8 products on both sides)."""
+with 15-bit and with 8-bit P-frame networks (int8 products on both sides; with oneDNN off the
+decoder's always come from CodecLab's kernel, so on an AVX-512 VNNI CPU the encoder's
+``torch._int_mm`` integers are checked against it across processes)."""
 
 import os
 import subprocess
