@@ -53,16 +53,19 @@ class VideoCodec(Codec):
 def stem(N: int = 128, M: int = 192, rate_levels: int = 0, lmbda_min: float = 0.0018, lmbda_max: float = 0.0483,
          scale_table_levels: int = 64, arithmetic: str = "float", spatial: str = "masked",
          residual_rate: str = "rounded", context_input: str = "rounded", residual_grid: str = "reference",
-         temporal_arithmetic: str | None = None) -> VideoCodec:
+         temporal_arithmetic: str | None = None, mean_offsets: int = 16) -> VideoCodec:
     """STEM on an mbt2018-mean image codec of width ``N, M`` (its rate options and arithmetic
     are the image codec's). ``spatial``: ``"masked"`` (the paper), ``"checkerboard"`` or ``"none"``;
     ``residual_rate``, ``context_input``: what the training rate and the spatial prior see,
     ``"rounded"`` (the official code) or ``"noise"``; ``residual_grid``: ``"reference"`` (P-frames
     stay on their reference's quantisation grid, as the official code's) or ``"mean"`` (rounded
-    around the predicted mean) (:mod:`codeclab.entropy_models.spatiotemporal`);
+    around the predicted mean) (:mod:`codeclab.entropy_models.spatiotemporal`); ``mean_offsets``:
+    on the reference grid, the sub-integer steps of the mean the P-frame tables resolve (0: the
+    mean rounded to the grid, model files before the option);
     ``temporal_arithmetic``: the P-frame networks' arithmetic when it differs from the image
     codec's (``"int8"``: exact 8-bit networks, :class:`~codeclab.entropy_models.integer.Int8ConvMixin`)."""
     image = mbt2018_mean(N, M, rate_levels, lmbda_min, lmbda_max, scale_table_levels, arithmetic)
     rate = dict(rate_levels=rate_levels, lmbda_min=lmbda_min, lmbda_max=lmbda_max, scale_table_levels=scale_table_levels)
     return VideoCodec(image, SpatiotemporalEntropyModel(N, M, spatial, residual_rate, context_input, residual_grid,
+                                                        mean_offsets,
                                                         arithmetic=temporal_arithmetic or arithmetic, **rate))

@@ -43,8 +43,10 @@ DEFAULTS: dict[str, list[tuple[int, str, object]]] = {
     "mcquic": [(5, "ema_rule", "counts"), (5, "reassign_rule", "head")],
     # STEM: the noisy residual for the rate and the spatial prior; P-frames rounded around their
     # predicted means (every file written before residual_grid existed, format 8 included: the
-    # builder records every argument, so a file that has the key keeps its value)
-    "stem": [(5, "residual_rate", "noise"), (5, "context_input", "noise"), (8, "residual_grid", "mean")],
+    # builder records every argument, so a file that has the key keeps its value); on the reference
+    # grid, P-frame means rounded to the grid (format 9 files written before mean_offsets existed)
+    "stem": [(5, "residual_rate", "noise"), (5, "context_input", "noise"), (8, "residual_grid", "mean"),
+             (9, "mean_offsets", 0)],
 }
 
 

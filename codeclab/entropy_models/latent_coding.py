@@ -59,15 +59,17 @@ def decode_factorized(bottleneck, decoder, shape: tuple[int, ...]) -> Tensor:
 
 
 def encode_gaussian(gaussian, y: Tensor, scales: Tensor, means: Tensor | None, encoder) -> Tensor:
-    """Code ``y`` under N(means, scales) convolved with U(-1/2, 1/2); returns ``y_hat``."""
+    """Code ``y`` under N(means, scales) convolved with U(-1/2, 1/2); returns ``y_hat``
+    (``round(y - c) + c`` with ``c = gaussian.coding_means(means)``)."""
     means = torch.zeros_like(y) if means is None else means
-    symbols = quantize_symbols(y, means)
-    encoder.encode(symbols.cpu().numpy(), gaussian.table_indexes(scales).cpu().numpy(), gaussian.tables())
-    return dequantize_symbols(symbols, means)
+    centres = gaussian.coding_means(means)
+    symbols = quantize_symbols(y, centres)
+    encoder.encode(symbols.cpu().numpy(), gaussian.table_indexes(scales, means).cpu().numpy(), gaussian.tables())
+    return dequantize_symbols(symbols, centres)
 
 
 def decode_gaussian(gaussian, decoder, scales: Tensor, means: Tensor | None) -> Tensor:
     """Decode a latent coded by :func:`encode_gaussian` with the same ``scales`` and ``means``."""
     means = torch.zeros_like(scales) if means is None else means
-    symbols = decoder.decode(gaussian.table_indexes(scales).cpu().numpy(), gaussian.tables())
-    return dequantize_symbols(torch.from_numpy(symbols).view(scales.shape), means)
+    symbols = decoder.decode(gaussian.table_indexes(scales, means).cpu().numpy(), gaussian.tables())
+    return dequantize_symbols(torch.from_numpy(symbols).view(scales.shape), gaussian.coding_means(means))

@@ -373,9 +373,9 @@ def test_stem_training_rate_and_context_see_the_rounded_residual():
     torch.manual_seed(0)
     y, reference = 2 * torch.randn(1, 12, 8, 8), torch.randn(1, 12, 8, 8)
     r = y - reference
-    model = SpatiotemporalEntropyModel(8, 12, "masked").train()
+    model = SpatiotemporalEntropyModel(8, 12, "masked", mean_offsets=0).train()
     for grid in ("reference", "mean"):
-        graded = SpatiotemporalEntropyModel(8, 12, "masked", residual_grid=grid).train()
+        graded = SpatiotemporalEntropyModel(8, 12, "masked", residual_grid=grid, mean_offsets=0).train()
         graded.load_state_dict(model.state_dict())
         rec = Recorder()
         rec.watch("context", graded.context)
@@ -389,7 +389,7 @@ def test_stem_training_rate_and_context_see_the_rounded_residual():
             rounded = torch.round(r - means) + means
         expected = graded.gaussian_conditional.likelihood(rounded, scales, means)
         torch.testing.assert_close(out["likelihoods"]["y"].detach(), expected)  # the rounded residual's rate, no noise
-    noisy = SpatiotemporalEntropyModel(8, 12, "masked", residual_rate="noise", context_input="noise").train()
+    noisy = SpatiotemporalEntropyModel(8, 12, "masked", residual_rate="noise", context_input="noise", mean_offsets=0).train()
     noisy.load_state_dict(model.state_dict())
     rec = Recorder()
     rec.watch("context", noisy.context)

@@ -1,12 +1,14 @@
 """STEM's spatiotemporal entropy model: the official code's wiring and constants (tinyvision/IPCodec),
 exact coding in every spatial-prior mode, and training that lowers the P-frame rate."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from codeclab.coding import get_coder
 from codeclab.entropy_models import integer
+from codeclab.entropy_models.gaussian import GaussianConditional, GridGaussianConditional
 from codeclab.entropy_models.spatiotemporal import LEAKY_SLOPE, CausalContext, SpatiotemporalEntropyModel
 
 N, M = 8, 12
@@ -101,9 +103,10 @@ def test_p_frames_stay_on_the_reference_grid_and_the_mean_moves_only_the_rate(sp
     coder = get_coder()
     reference = torch.randn(1, M, 8, 12) * 4
     y = reference + torch.randn(1, M, 8, 12)
-    models = {grid: SpatiotemporalEntropyModel(N, M, spatial, rate_levels=4, scale_table_levels=256, residual_grid=grid).eval()
-              for grid in ("reference", "mean")}
-    models["mean"].load_state_dict(models["reference"].state_dict())
+    models = {grid: SpatiotemporalEntropyModel(N, M, spatial, rate_levels=4, scale_table_levels=256, residual_grid=grid,
+                                               mean_offsets=offsets).eval()
+              for grid, offsets in (("reference", 16), ("mean", 0))}
+    models["mean"].load_state_dict(models["reference"].state_dict(), strict=False)  # no offset tables
     for model in models.values():
         model.gaussian_conditional.update_tables()
         model.entropy_bottleneck.update_tables()
@@ -119,6 +122,49 @@ def test_p_frames_stay_on_the_reference_grid_and_the_mean_moves_only_the_rate(sp
             assert not torch.equal(models["mean"].quantize(y, reference, level), y_hat)
     with pytest.raises(ValueError, match="residual_grid must be one of reference, mean"):
         SpatiotemporalEntropyModel(N, M, residual_grid="integer")
+    with pytest.raises(ValueError, match="mean_offsets needs residual_grid='reference'"):
+        SpatiotemporalEntropyModel(N, M, residual_grid="mean")
+
+
+def _offset_models(spatial="checkerboard"):
+    """The same weights with the mean rounded to the grid (0) and resolved to 1/16 (16)."""
+    torch.manual_seed(0)
+    models = {K: SpatiotemporalEntropyModel(N, M, spatial, rate_levels=4, scale_table_levels=256, arithmetic="integer",
+                                            mean_offsets=K).eval() for K in (0, 16)}
+    with torch.no_grad():  # small scales and means off the grid: where the offset tables matter
+        last = models[0].entropy_parameters[-1]
+        last.bias[:M].fill_(0.5)
+        last.bias[M:].uniform_(-0.5, 0.5)
+    models[16].load_state_dict(models[0].state_dict(), strict=False)
+    for model in models.values():
+        model.gaussian_conditional.update_tables()
+        model.entropy_bottleneck.update_tables()
+    return models
+
+
+@pytest.mark.parametrize("spatial", ["masked", "checkerboard"])
+def test_mean_offsets_code_exactly_on_the_reference_grid_and_lower_the_rate(spatial):
+    models = _offset_models(spatial)
+    coder = get_coder()
+    reference = torch.randn(1, M, 8, 12) * 4
+    y = reference + 0.5 * torch.randn(1, M, 8, 12)
+    with torch.no_grad():
+        coded = {}
+        for level in (0, 3):
+            for K, model in models.items():
+                streams, y_hat = model.compress(y, reference, coder, level)
+                assert torch.equal(model.decompress(streams, reference, coder, level), y_hat)
+                assert torch.equal(model.quantize(y, reference, level), y_hat)
+                estimate = -torch.log2(model(y, reference, level)["likelihoods"]["y"]).sum().item()
+                # What training estimates is what the tables code (within the coder's overhead).
+                assert abs(8 * len(streams[0]) - estimate) < 0.01 * estimate + 128
+                coded[level, K] = (streams[0], y_hat)
+            # The same reconstruction: the grid does not depend on the mean.
+            assert torch.equal(coded[level, 0][1], coded[level, 16][1])
+    # Level 0 (scales about 0.5 to 2): the offsets save; level 3 (gain about 5): every scale is
+    # above the offset tables' limit, so both code the same bytes.
+    assert len(coded[0, 16][0]) < 0.96 * len(coded[0, 0][0])
+    assert coded[3, 16][0] == coded[3, 0][0]
 
 
 def test_integer_arithmetic_makes_every_decoder_network_integer():
@@ -159,3 +205,41 @@ def test_fit_quantiles_settles_the_aux_loss_without_touching_the_density():
     before = float(bottleneck.loss().detach())
     assert bottleneck.fit_quantiles() < 0.1 * before
     assert all(torch.equal(v, bottleneck.state_dict()[k]) for k, v in density.items())
+
+
+def test_grid_gaussian_offset_tables_index_and_likelihood():
+    """STEM's default: 16 steps of the mean below table scale 2 (17 tables per scale, offsets
+    -1/2 .. 1/2); each table is N(b/16, s); training's likelihood uses the mean coding uses."""
+    model = SpatiotemporalEntropyModel(N, M, rate_levels=4, scale_table_levels=256)
+    gaussian = model.gaussian_conditional
+    assert isinstance(gaussian, GridGaussianConditional)
+    assert (gaussian.mean_offsets, gaussian.offset_scale_limit) == (16, 2.0)
+    gaussian.update_tables()
+    table = gaussian.scale_table
+    small = int((table < 2.0).sum())
+    assert small == 96 and gaussian._offset_cdf_length.numel() == 17 * small
+    tables = gaussian.tables()
+    assert tables.num_tables == 256 + 17 * small
+    tables.check()
+    # Index: scale index s; below the limit 256 + 17 s + b + 8 with b = round(16 (mu - round(mu))).
+    scales = torch.tensor([0.05, 0.3, float(table[small - 1]), float(table[small]), 40.0])
+    means = torch.tensor([2.49, -0.26, 7.5, 0.3, 0.2])
+    s = GaussianConditional.table_indexes(gaussian, scales)
+    b = torch.tensor([8, -4, -8, 5, 3])  # 2.49 - 2 = 0.49 -> 8; 7.5 rounds to 8 (half to even): -0.5 -> -8
+    expected = torch.where(s < small, 256 + 17 * s + b + 8, s)
+    assert torch.equal(gaussian.table_indexes(scales, means), expected.int())
+    # Table (s, b) holds the probabilities of N(b/16, table[s]) on the integers around round(mu).
+    for index, scale, shift in ((256 + 17 * 10 + 3, table[10], -5 / 16), (256 + 17 * 90 + 16, table[90], 0.5)):
+        length, offset = tables.lengths[index] - 1, tables.offsets[index]
+        cdf = tables.cdfs[index, :length].astype(float) / 2**16
+        symbols = torch.arange(offset, offset + length - 1, dtype=torch.float64)
+        normal = torch.distributions.Normal(float(shift), float(scale))
+        exact = (normal.cdf(symbols + 0.5) - normal.cdf(symbols - 0.5)).numpy()
+        assert abs(np.diff(cdf) - exact).max() < 2e-3
+    # Training's likelihood: the same rounded mean (straight-through to the network's mean).
+    values = torch.round(means) + torch.tensor([0.0, 1.0, -1.0, 0.0, 2.0])
+    binned = torch.round(means) + torch.where(scales <= table[small - 1], b / 16, 0.0)
+    plain = GaussianConditional.likelihood(gaussian, values, scales, binned)
+    torch.testing.assert_close(gaussian.likelihood(values, scales, means), plain)
+    with pytest.raises(ValueError, match="mean_offsets must be 0 or a power of two"):
+        GridGaussianConditional(12)

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from codeclab.cli import main
-from codeclab.codecs import mbt2018_mean
+from codeclab.codecs import mbt2018_mean, stem
 from codeclab.errors import CodecLabError
 from codeclab.formats import model_checks
 from codeclab.formats.model_file import export_model, load_model, read_metadata, weights_sha256
@@ -100,6 +100,25 @@ def test_non_monotone_tables_are_refused(exported, tmp_path, capsys):
     hostile = _rewrite(exported, tmp_path / "hostile.safetensors", tensors=swap)
     err = _refused(capsys, "encode", IMAGE, "-o", tmp_path / "x.clab", "-m", hostile)
     assert "bad entropy tables in entropy_model.gaussian_conditional: a cdf table is not strictly increasing" in err
+
+
+GAUSSIAN_TABLES = [f"temporal_model.gaussian_conditional.{name}" for name in ("_quantized_cdf", "_offset", "_cdf_length")]
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda s: [s.update({k: s[k][:-1].clone()}) for k in [k for k in s if "_offset_" in k]],
+     "1631 offset tables do not make K + 1 = 17 per scale for up to 256 scales"),
+    (lambda s: [s.update({k: s[k][:-1].clone()}) for k in GAUSSIAN_TABLES], "255 scale tables for a scale table of 256"),
+])
+def test_stem_offset_tables_that_do_not_fit_are_refused(tmp_path, tamper, message):
+    torch.manual_seed(0)
+    path = tmp_path / "stem.safetensors"
+    export_model(stem(N=8, M=12, rate_levels=4, scale_table_levels=256, spatial="checkerboard"), path)
+    hostile = _rewrite(path, tmp_path / "hostile.safetensors", tensors=tamper)
+    with pytest.raises(CodecLabError) as err:
+        load_model(hostile)
+    assert f"bad entropy tables in temporal_model.gaussian_conditional: {message}" in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_the_parameter_limit_is_checked_before_construction(exported, monkeypatch):

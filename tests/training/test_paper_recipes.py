@@ -116,10 +116,11 @@ def test_files_before_format_6_keep_their_training_details():
     }
     expected = {"stem": {"residual_rate": "noise", "context_input": "noise"},
                 "mcquic": {"ema_rule": "counts", "reassign_rule": "head"}}
+    later = {"stem": {"mean_offsets": 0}, "mcquic": {}}  # added in format 9 (below)
     for name, config in olds.items():
         for version in (3, 5):
-            assert migrate_config(name, version, config) == {**config, **expected[name]}, (name, version)
-        assert migrate_config(name, 6, config) == config
+            assert migrate_config(name, version, config) == {**config, **expected[name], **later[name]}, (name, version)
+        assert migrate_config(name, 6, config) == {**config, **later[name]}
     # cheng2020's format-5 files: the official mixture (the switch that chose it left in format 7).
     config = {"N": 192, "components": 3, "mixture_layout": "official"}
     assert migrate_config("cheng2020-anchor", 5, config) == {"N": 192, "components": 3, "leaky_slope": 0.01,
@@ -132,3 +133,9 @@ def test_files_before_format_6_keep_their_training_details():
     for version in (3, 8):
         assert migrate_config("stem", version, {"N": 8})["residual_grid"] == "mean"
     assert migrate_config("stem", 8, {"residual_grid": "reference"})["residual_grid"] == "reference"
+    # Format-9 files written before mean_offsets round the P-frames' means to the grid; the shipped
+    # file (since 2026-12-06, stage 6) resolves them to 1/16.
+    assert model.gaussian_conditional.mean_offsets == 16
+    assert migrate_config("stem", 9, {"N": 8})["mean_offsets"] == 0
+    assert migrate_config("stem", 9, {"mean_offsets": 16})["mean_offsets"] == 16
+    assert load_model(ROOT / "models" / "stem_int8.safetensors").temporal_model.gaussian_conditional.mean_offsets == 0
