@@ -107,8 +107,7 @@ class GaussianConditional(TableEntropyModel):
     def update_tables(self, scale_table: Tensor | None = None) -> None:
         device = self.scale_bound.device
         self.scale_table = (default_scale_table(levels=self.scale_levels) if scale_table is None else scale_table.float()).to(device)
-        multiplier = -statistics.NormalDist().inv_cdf(self.tail_mass / 2)
-        pmf_center = torch.ceil(self.scale_table * multiplier).int()
+        pmf_center = self.pmf_centers(self.scale_table)
         pmf_length = 2 * pmf_center + 1
         max_length = int(torch.max(pmf_length).item())
         samples = torch.abs(torch.arange(max_length, device=device).int() - pmf_center[:, None]).float()
@@ -118,6 +117,10 @@ class GaussianConditional(TableEntropyModel):
         self._quantized_cdf = self._pmf_to_cdf(upper - lower, 2 * lower[:, :1], pmf_length, max_length)
         self._offset = -pmf_center
         self._cdf_length = pmf_length + 2
+
+    def pmf_centers(self, scales: Tensor) -> Tensor:
+        """Symbols each side of a zero-mean table of these scales: beyond them lies ``tail_mass``."""
+        return torch.ceil(scales * -statistics.NormalDist().inv_cdf(self.tail_mass / 2)).int()
 
     @property
     def grid_ratio(self) -> float:
@@ -178,7 +181,7 @@ class GridGaussianConditional(GaussianConditional):
 
     def _coded_means(self, scales: Tensor, means: Tensor) -> Tensor:
         """The mean of the distribution that codes each element (straight-through to ``means``)."""
-        coded = torch.round(means)
+        coded = self.coding_means(means)
         if self.mean_offsets:
             offsets = self.offset_bins(means) / self.mean_offsets
             coded = coded + torch.where(self.lower_bound_scale(scales) <= self.offset_scales_bound, offsets, 0.0)
@@ -211,9 +214,8 @@ class GridGaussianConditional(GaussianConditional):
             return
         K = self.mean_offsets
         small = self.scale_table[self.scale_table < self.offset_scale_limit]
-        multiplier = -statistics.NormalDist().inv_cdf(self.tail_mass / 2)
         # Half a symbol wider each side than the zero-mean table: the mean moves by up to 1/2.
-        center = torch.ceil(small * multiplier).int() + 1
+        center = self.pmf_centers(small) + 1
         length = 2 * center + 1
         max_length = int(length.max())
         shifts = torch.arange(-K // 2, K // 2 + 1, dtype=torch.float32) / K  # [K + 1]
